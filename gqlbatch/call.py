@@ -1,0 +1,149 @@
+"""One upstream call as data, and `to_call`, which renders a planned item into one.
+
+Pure and synchronous: this is where placeholder values are substituted and encoded, so that a
+substituted value can never add a path segment or a header line. `upstream.py` sends the calls.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import quote, unquote
+
+from gqlbatch.errors import ForbiddenValue
+from gqlbatch.placeholders import Scope, render_json, render_text
+from gqlbatch.plan import PlannedItem
+from gqlbatch.request import READ_METHODS
+from gqlbatch.types import JSON, Headers
+
+__all__ = [
+    "BodyEncoding",
+    "Fetched",
+    "UpstreamCall",
+    "UpstreamResponse",
+    "forwarded_headers",
+    "to_call",
+]
+
+# Characters a path keeps as they are: RFC 3986 pchar plus '/', and '%' so that a client's own
+# percent-encoding is not encoded twice.
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+
+
+class BodyEncoding(StrEnum):
+    """How an upstream body is carried in `body`."""
+
+    JSON = "JSON"
+    TEXT = "TEXT"
+    BASE64 = "BASE64"
+    EMPTY = "EMPTY"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """A fully rendered upstream call. Hashable: it is also the DataLoader's cache key, so two
+    calls are coalesced only when upstream, method, path, query, headers (credentials among them)
+    and body are all the same."""
+
+    upstream: str
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    headers: Headers = ()
+    body: bytes | None = None
+    timeout_ms: int | None = None
+
+    @property
+    def is_read(self) -> bool:
+        """GET and HEAD: safe to coalesce and to retry."""
+        return self.method in READ_METHODS
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    """What an upstream answered, with its body decoded (DESIGN §7 "Bodies")."""
+
+    status: int
+    headers: Headers
+    body: JSON
+    body_encoding: BodyEncoding = BodyEncoding.JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A response, and how it was obtained."""
+
+    response: UpstreamResponse
+    coalesced: bool = False
+    attempts: int = 1
+
+
+def to_call(item: PlannedItem, scope: Scope, forwarded: Headers) -> UpstreamCall:
+    """Render *item* against the results in *scope*.
+
+    Raises:
+        ReferenceNotFound: a placeholder's selector matched nothing.
+        ForbiddenValue: a substituted value would change the target or split a header.
+    """
+    request = item.request
+    path = quote(render_text(item.path, scope, _path_segment), safe=_PATH_SAFE)
+    query = tuple(sorted((name, render_text(t, scope)) for name, t in item.query))
+    own = tuple((name, _header_value(name, render_text(t, scope))) for name, t in item.headers)
+    headers = _merge_headers(forwarded, own)
+    body = None
+    if request.has_body:
+        body, headers = _encode_body(render_json(item.body, scope), headers)
+    return UpstreamCall(
+        upstream=request.upstream,
+        method=request.method.value,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+        timeout_ms=request.timeout_ms,
+    )
+
+
+def forwarded_headers(incoming: Iterable[tuple[str, str]], allow: Iterable[str]) -> Headers:
+    """The incoming headers on the allow-list, which every sub-request carries."""
+    wanted = {name.lower() for name in allow}
+    return tuple((n, v) for n, v in incoming if n.lower() in wanted)
+
+
+def _path_segment(value: str) -> str:
+    # A substituted value is one segment: '/' and '%' are encoded, so it cannot add segments or
+    # smuggle an encoded '..'; a value that *is* a dot segment is refused outright.
+    folded = {
+        unicodedata.normalize("NFKC", v) for v in (value, unquote(value), unquote(unquote(value)))
+    }
+    if folded & {".", ".."}:
+        raise ForbiddenValue(f"substituted path value {value!r} is a dot segment")
+    return quote(value, safe="")
+
+
+def _header_value(name: str, value: str) -> str:
+    if any(c in value for c in "\r\n\x00"):
+        raise ForbiddenValue(f"substituted value for header {name} contains CR, LF or NUL")
+    return value
+
+
+def _merge_headers(forwarded: Headers, own: Headers) -> Headers:
+    # A sub-request's own header overrides a forwarded one of the same name.
+    mine = {name.lower() for name, _ in own}
+    merged = [(n, v) for n, v in forwarded if n.lower() not in mine] + list(own)
+    return tuple(sorted(merged, key=lambda h: h[0].lower()))
+
+
+def _encode_body(body: JSON, headers: Headers) -> tuple[bytes, Headers]:
+    has_type = any(n.lower() == "content-type" for n, _ in headers)
+    if isinstance(body, str) and has_type:
+        return body.encode(), headers
+    encoded = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    if has_type:
+        return encoded, headers
+    return encoded, tuple(
+        sorted((*headers, ("Content-Type", "application/json")), key=lambda h: h[0].lower())
+    )

@@ -1,0 +1,139 @@
+"""Settings: frozen, validated once at the edge, passed down explicitly.
+
+Pure and stdlib-only. Only `cli.py` reads the environment or files and hands the values here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from gqlbatch.errors import ConfigError
+
+__all__ = ["DEFAULT_FORWARD_HEADERS", "DEFAULT_UPSTREAM", "Settings", "UpstreamSettings"]
+
+DEFAULT_UPSTREAM = "default"
+DEFAULT_FORWARD_HEADERS = ("Authorization", "Accept-Language", "X-Request-Id", "traceparent")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_LIMIT_FIELDS = (
+    "max_items",
+    "max_concurrency",
+    "batch_timeout_ms",
+    "max_response_bytes",
+    "max_request_bytes",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamSettings:
+    """One REST service that sub-requests may target, and how to talk to it.
+
+    Attributes:
+        name: what a sub-request's `upstream` field names.
+        base_url: scheme, host, port and an optional base path; sub-request paths go below it.
+        timeout_ms: the total time one call may take, connect to last byte.
+        connect_timeout_ms: the time to open a connection.
+        max_connections: pooled connections to this upstream; also its concurrency cap.
+    """
+
+    name: str
+    base_url: str
+    timeout_ms: int = 10_000
+    connect_timeout_ms: int = 3_000
+    max_connections: int = 100
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(
+                f"upstream name {self.name!r} must be a letter then letters, digits, '_' or '-'"
+            )
+        _check_base_url(self.name, self.base_url)
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        _check_positive(
+            f"upstreams.{self.name}", self, ("timeout_ms", "connect_timeout_ms", "max_connections")
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything a gqlbatch server needs; build it once, then pass it down.
+
+    Attributes:
+        upstreams: the configured REST services, by name. A target is only ever one of these.
+        max_items: items per batch; past it the batch is rejected with BATCH_TOO_LARGE.
+        max_concurrency: upstream calls in flight per batch, unless a batch asks for fewer.
+        batch_timeout_ms: the deadline of a whole batch, unless a batch asks for a shorter one.
+        max_response_bytes: the largest upstream body read; past it UPSTREAM_BAD_RESPONSE.
+        max_request_bytes: the largest incoming request body.
+        forward_headers: incoming headers copied onto every sub-request (case-insensitive).
+        graphiql: serve GraphiQL on GET /graphql from a browser.
+    """
+
+    upstreams: Mapping[str, UpstreamSettings]
+    max_items: int = 100
+    max_concurrency: int = 100
+    batch_timeout_ms: int = 30_000
+    max_response_bytes: int = 8 * 1024 * 1024
+    max_request_bytes: int = 10 * 1024 * 1024
+    forward_headers: tuple[str, ...] = DEFAULT_FORWARD_HEADERS
+    graphiql: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.upstreams:
+            raise ConfigError("at least one upstream is required (--upstream URL)")
+        for key, upstream in self.upstreams.items():
+            if key != upstream.name:
+                raise ConfigError(f"upstream key {key!r} differs from its name {upstream.name!r}")
+        object.__setattr__(self, "upstreams", MappingProxyType(dict(self.upstreams)))
+        _check_positive("limits", self, _LIMIT_FIELDS)
+
+    @classmethod
+    def from_upstream_urls(cls, urls: Sequence[str], **options: object) -> Settings:
+        """Build settings from `URL` or `name=URL` strings, as `--upstream` takes them."""
+        upstreams = [_upstream_from_flag(text, len(urls)) for text in urls]
+        names = [u.name for u in upstreams]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"--upstream names must be unique, got {names}")
+        return cls(upstreams={u.name: u for u in upstreams}, **options)  # type: ignore[arg-type]
+
+    def default_upstream(self) -> str | None:
+        """The upstream a sub-request gets when it names none: the only one, if there is one."""
+        return next(iter(self.upstreams)) if len(self.upstreams) == 1 else None
+
+
+def _upstream_from_flag(text: str, count: int) -> UpstreamSettings:
+    name, sep, url = text.partition("=")
+    if not sep or "://" in name:
+        if count > 1:
+            raise ConfigError(f"--upstream {text!r}: name each of several upstreams as name=URL")
+        name, url = DEFAULT_UPSTREAM, text
+    return UpstreamSettings(name=name, base_url=url)
+
+
+def _check_base_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = "must start with http:// or https://"
+    elif not parts.hostname:
+        problem = "has no host"
+    elif parts.username or parts.password:
+        problem = "must not carry credentials (user:password@)"
+    elif parts.query or parts.fragment:
+        problem = "must not have a query or fragment"
+    if problem:
+        raise ConfigError(f"upstreams.{name}.base_url {url!r} {problem}")
+    try:
+        parts.port  # noqa: B018 - urlsplit validates the port lazily, on access
+    except ValueError as exc:
+        raise ConfigError(f"upstreams.{name}.base_url {url!r}: {exc}") from exc
+
+
+def _check_positive(prefix: str, obj: object, names: Sequence[str]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{prefix}.{name} must be a positive integer, got {value!r}")

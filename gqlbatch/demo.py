@@ -1,0 +1,157 @@
+"""The built-in sample REST API behind `gqlbatch demo`: users, posts and comments in memory.
+
+A small but honest REST service: `?id=1&id=2` and `?userId=`/`?postId=` filters, 404s, POST to
+create, an optional latency per request, and a count of the requests it served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import web
+
+__all__ = ["EXAMPLE_QUERY", "calls", "sample_api"]
+
+_STORE: Final = web.AppKey("store", dict)
+_LATENCY: Final = web.AppKey("latency_s", float)
+_CALLS: Final = web.AppKey("calls", list)
+
+_NAMES = [
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Margaret",
+    "Ken",
+    "Linus",
+    "Guido",
+]
+
+EXAMPLE_QUERY = """\
+# A screen's worth of REST calls in one request. Press the play button (or Ctrl-Enter).
+mutation Screen {
+  batch(requests: [
+    {requestId: "user", path: "/users/1"}
+    {requestId: "posts", path: "/posts", query: {userId: "{resultOf(user).id}"}}
+    {requestId: "firstPost", path: "/posts/{resultOf(posts)[0].id}"}
+    {requestId: "comments", path: "/comments", query: {postId: "{resultOf(posts)[0].id}"}}
+    {requestId: "sameUser", path: "/users/1"}
+    {requestId: "create", method: POST, path: "/posts",
+     body: {userId: "{resultOf(user).id}", title: "Hello from gqlbatch"}}
+    {requestId: "readBack", path: "/posts/{resultOf(create).id}"}
+    {requestId: "missing", path: "/users/999"}
+    {requestId: "dependent", path: "/posts", query: {userId: "{resultOf(missing).id}"}}
+  ]) {
+    items {
+      requestId state status coalesced
+      body(select: ["id", "name", "title"])
+      error { code message }
+      ... on Skipped { failedDependency }
+    }
+    user: item(requestId: "user") { body }
+    stats { subRequests upstreamCalls callsSaved wallMs criticalPathMs }
+  }
+}
+"""
+
+
+def sample_api(*, latency_ms: float = 0.0) -> web.Application:
+    """A fresh sample API with its own data; *latency_ms* delays every response."""
+    app = web.Application(middlewares=[_record_and_delay])
+    app[_STORE] = _seed()
+    app[_LATENCY] = latency_ms / 1000
+    app[_CALLS] = []
+    for kind in ("users", "posts", "comments"):
+        app.router.add_get(f"/{kind}", _list(kind))
+        app.router.add_post(f"/{kind}", _create(kind))
+        app.router.add_get(f"/{kind}/{{id}}", _one(kind))
+        app.router.add_delete(f"/{kind}/{{id}}", _delete(kind))
+    return app
+
+
+def _seed() -> dict[str, dict[int, dict[str, Any]]]:
+    users = {
+        i: {"id": i, "name": n, "email": f"{n.lower()}@example.com"}
+        for i, n in enumerate(_NAMES, 1)
+    }
+    posts = {i: {"id": i, "userId": (i - 1) % 10 + 1, "title": f"Post {i}"} for i in range(1, 101)}
+    comments = {
+        i: {"id": i, "postId": (i - 1) % 100 + 1, "userId": i % 10 + 1, "body": f"Comment {i}"}
+        for i in range(1, 301)
+    }
+    return {"users": users, "posts": posts, "comments": comments}
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _record_and_delay(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request.app[_CALLS].append(f"{request.method} {request.path_qs}")
+    if request.app[_LATENCY]:
+        await asyncio.sleep(request.app[_LATENCY])
+    return await handler(request)
+
+
+def _list(kind: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        rows = list(request.app[_STORE][kind].values())
+        for field in ("id", "userId", "postId"):
+            wanted = request.query.getall(field, [])
+            values = {v for raw in wanted for v in raw.split(",") if v}
+            if values:
+                rows = [r for r in rows if str(r.get(field)) in values]
+        return web.json_response(rows)
+
+    return handler
+
+
+def _one(kind: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        row = _find(request, kind)
+        return web.json_response(row)
+
+    return handler
+
+
+def _create(kind: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(
+                text='{"error": "body must be an object"}', content_type="application/json"
+            )
+        table = request.app[_STORE][kind]
+        row = {**body, "id": max(table, default=0) + 1}
+        table[row["id"]] = row
+        return web.json_response(row, status=201, headers={"Location": f"/{kind}/{row['id']}"})
+
+    return handler
+
+
+def _delete(kind: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        row = _find(request, kind)
+        del request.app[_STORE][kind][row["id"]]
+        return web.Response(status=204)
+
+    return handler
+
+
+def _find(request: web.Request, kind: str) -> dict[str, Any]:
+    key = request.match_info["id"]
+    row = request.app[_STORE][kind].get(int(key)) if key.isdigit() else None
+    if row is None:
+        raise web.HTTPNotFound(
+            text=f'{{"error": "no {kind[:-1]} {key}"}}', content_type="application/json"
+        )
+    return row
+
+
+def calls(app: web.Application) -> list[str]:
+    """The requests *app* has served, as "METHOD /path?query" strings."""
+    return app[_CALLS]

@@ -1,0 +1,215 @@
+"""Runs a plan: one task per item, each starting the moment its last dependency finishes.
+
+Takes its I/O as a parameter (`fetch`) and never sees aiohttp or aiodataloader. Implements
+DESIGN §4 "Scheduling", "Failure isolation" and "Deadlines". An item's failure is returned as a
+value; only a bug in gqlbatch propagates as an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from gqlbatch.call import Fetched, UpstreamCall, UpstreamResponse, to_call
+from gqlbatch.errors import ErrorCode, ItemError, UpstreamError
+from gqlbatch.placeholders import Scope
+from gqlbatch.plan import Plan, PlannedItem
+from gqlbatch.request import Mode, OnError
+from gqlbatch.result import ErrorInfo, ItemResult, State
+from gqlbatch.types import Headers, RequestId
+
+__all__ = ["Execution", "Fetch", "execute"]
+
+Fetch = Callable[[UpstreamCall], Awaitable[Fetched]]
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """Results in the client's order, with the timings that `BatchStats` reports."""
+
+    results: tuple[ItemResult, ...]
+    wall_ms: float
+    critical_path_ms: float
+
+
+async def execute(
+    plan: Plan,
+    fetch: Fetch,
+    *,
+    forwarded: Headers = (),
+    max_concurrency: int,
+    deadline_ms: int,
+) -> Execution:
+    """Run every item of *plan* through *fetch* and return one result per item.
+
+    Items still running when *deadline_ms* passes are CANCELLED with TIMEOUT; finished items
+    keep their results.
+    """
+    run = _Run(plan, fetch, forwarded, asyncio.Semaphore(max_concurrency))
+    started = time.perf_counter()
+    tasks = [asyncio.create_task(run.settle(item)) for item in plan.items]
+    done, pending = await asyncio.wait(
+        tasks, timeout=deadline_ms / 1000, return_when=asyncio.FIRST_EXCEPTION
+    )
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for task in done:
+        task.result()  # re-raises a bug; item failures never get here as exceptions
+    wall_ms = (time.perf_counter() - started) * 1000
+    results = tuple(run.final(item, deadline_ms) for item in plan.items)
+    return Execution(results, wall_ms, _critical_path_ms(plan, results))
+
+
+class _Run:
+    """The state of one execution: a future per item that its dependents await."""
+
+    def __init__(
+        self, plan: Plan, fetch: Fetch, forwarded: Headers, limit: asyncio.Semaphore
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._plan = plan
+        self._fetch = fetch
+        self._forwarded = forwarded
+        self._limit = limit
+        self._done: dict[RequestId, asyncio.Future[ItemResult]] = {
+            item.request_id: loop.create_future() for item in plan.items
+        }
+        self._previous = _sequential_previous(plan)
+        self._stopped_by: RequestId | None = None
+
+    async def settle(self, item: PlannedItem) -> None:
+        """Run *item* and publish its result to the items that wait for it."""
+        future = self._done[item.request_id]
+        try:
+            result = await self._run(item)
+        except BaseException as exc:
+            # A bug (or the deadline's cancellation): dependents must not wait forever.
+            future.cancel() if isinstance(exc, asyncio.CancelledError) else future.set_exception(
+                exc
+            )
+            raise
+        if result.state is State.FAILED and self._plan.options.on_error is OnError.STOP:
+            self._stopped_by = self._stopped_by or item.request_id
+        future.set_result(result)
+
+    def final(self, item: PlannedItem, deadline_ms: int) -> ItemResult:
+        """The item's result, or CANCELLED with TIMEOUT when the deadline cut it short."""
+        future = self._done[item.request_id]
+        if future.done() and not future.cancelled():
+            return future.result()
+        return _not_run(
+            item,
+            State.CANCELLED,
+            ErrorCode.TIMEOUT,
+            f"the batch deadline of {deadline_ms} ms passed before this item finished",
+        )
+
+    async def _run(self, item: PlannedItem) -> ItemResult:
+        previous = self._previous.get(item.request_id)
+        # shield: awaiting a bare future from a task that gets cancelled would cancel the
+        # future itself, and with it the result every other dependent is waiting for.
+        if previous is not None:
+            await asyncio.shield(self._done[previous])
+        results: dict[RequestId, ItemResult] = {}
+        for dep in item.depends_on:
+            # Dependents wake on the loop turn their last dependency resolves. Items that become
+            # ready together therefore call `fetch` together, which is what lets the
+            # DataLoader put their upstream calls in one batch.
+            results[dep] = result = await asyncio.shield(self._done[dep])
+            if result.state is not State.SUCCEEDED:
+                return _skipped(item, result)
+        if self._stopped_by is not None:
+            return _not_run(
+                item,
+                State.CANCELLED,
+                ErrorCode.CANCELLED,
+                f"not started: item '{self._stopped_by}' failed and onError is STOP",
+            )
+        return await self._call(item, results)
+
+    async def _call(self, item: PlannedItem, deps: dict[RequestId, ItemResult]) -> ItemResult:
+        started = time.perf_counter()
+        try:
+            call = to_call(item, Scope(deps), self._forwarded)
+            async with self._limit:
+                fetched = await self._fetch(call)
+        except ItemError as exc:
+            return _failed(item, exc, _since(started))
+        return _from_response(item, call, fetched, _since(started))
+
+
+def _sequential_previous(plan: Plan) -> dict[RequestId, RequestId]:
+    # SEQUENTIAL runs items one at a time in plan.order: each also waits for the one before it.
+    if plan.options.mode is not Mode.SEQUENTIAL:
+        return {}
+    ids = [plan.items[i].request_id for i in plan.order]
+    return dict(zip(ids[1:], ids[:-1], strict=True))
+
+
+def _from_response(
+    item: PlannedItem, call: UpstreamCall, fetched: Fetched, duration_ms: float
+) -> ItemResult:
+    response: UpstreamResponse = fetched.response
+    failed = response.status >= 400
+    message = f"{call.method} {call.path} answered {response.status}"
+    return ItemResult(
+        request_id=item.request_id,
+        index=item.index,
+        state=State.FAILED if failed else State.SUCCEEDED,
+        status=response.status,
+        headers=response.headers,
+        body=response.body,
+        body_encoding=response.body_encoding,
+        error=ErrorInfo(ErrorCode.UPSTREAM_STATUS, message) if failed else None,
+        duration_ms=duration_ms,
+        attempts=fetched.attempts,
+        coalesced=fetched.coalesced,
+    )
+
+
+def _failed(item: PlannedItem, exc: ItemError, duration_ms: float) -> ItemResult:
+    return ItemResult(
+        request_id=item.request_id,
+        index=item.index,
+        state=State.FAILED,
+        error=ErrorInfo(exc.code, exc.message),
+        duration_ms=duration_ms,
+        attempts=1 if isinstance(exc, UpstreamError) else 0,
+    )
+
+
+def _skipped(item: PlannedItem, dep: ItemResult) -> ItemResult:
+    cause = f"dependency '{dep.request_id}' {dep.state.value.lower()}"
+    if dep.error is not None:
+        cause += f" ({dep.error.code}: {dep.error.message})"
+    return ItemResult(
+        request_id=item.request_id,
+        index=item.index,
+        state=State.SKIPPED,
+        error=ErrorInfo(ErrorCode.FAILED_DEPENDENCY, f"not run: {cause}"),
+        failed_dependency=dep.request_id,
+    )
+
+
+def _not_run(item: PlannedItem, state: State, code: ErrorCode, message: str) -> ItemResult:
+    return ItemResult(
+        request_id=item.request_id, index=item.index, state=state, error=ErrorInfo(code, message)
+    )
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _critical_path_ms(plan: Plan, results: tuple[ItemResult, ...]) -> float:
+    # The longest dependency chain by the items' own durations, computed in dependency order.
+    longest: dict[RequestId, float] = {}
+    for i in plan.order:
+        item = plan.items[i]
+        before = max((longest[d] for d in item.depends_on), default=0.0)
+        longest[item.request_id] = before + results[i].duration_ms
+    return max(longest.values(), default=0.0)

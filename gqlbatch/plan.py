@@ -1,0 +1,191 @@
+"""The dependency graph of a batch: `build_plan` parses every placeholder, adds its implicit
+edges, rejects unknown ids and cycles, and fixes a stable order.
+
+Pure and synchronous. Implements DESIGN §4 "Validate first, all of it" and "Dependencies".
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
+
+from gqlbatch.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.placeholders import (
+    Ref,
+    Template,
+    TemplateSyntaxError,
+    compile_json,
+    json_references,
+    parse_template,
+)
+from gqlbatch.request import BatchOptions, Parsed, SubRequest
+from gqlbatch.types import JSON, RequestId
+
+__all__ = ["Plan", "PlannedItem", "build_plan"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedItem:
+    """A sub-request with its templates parsed and its dependencies resolved."""
+
+    request: SubRequest
+    path: Template
+    query: tuple[tuple[str, Template], ...]
+    headers: tuple[tuple[str, Template], ...]
+    body: JSON
+    depends_on: tuple[RequestId, ...]
+
+    @property
+    def request_id(self) -> RequestId:
+        """The item's requestId."""
+        return self.request.request_id
+
+    @property
+    def index(self) -> int:
+        """The item's position in the client's list."""
+        return self.request.index
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A valid batch, ready to execute.
+
+    Attributes:
+        items: in the client's order.
+        order: item indexes in a dependency order that prefers the client's order; SEQUENTIAL
+            mode runs them in exactly this order.
+        options: how to run it.
+    """
+
+    items: tuple[PlannedItem, ...]
+    order: tuple[int, ...]
+    options: BatchOptions
+
+
+def build_plan(parsed: Parsed) -> Plan:
+    """Plan a parsed batch, or reject it with its problems and every graph problem at once.
+
+    Raises:
+        BatchRejected: the batch has any problem; nothing may run.
+    """
+    problems = list(parsed.problems)
+    known = frozenset(parsed.request_ids)
+    items = [_plan_item(item, known, problems) for item in parsed.batch.items]
+    if not problems:
+        problems.extend(_cycle_problems(items))
+    if problems:
+        raise BatchRejected(problems)
+    return Plan(tuple(items), _stable_order(items), parsed.batch.options)
+
+
+def _plan_item(
+    item: SubRequest, known: frozenset[RequestId], problems: list[Problem]
+) -> PlannedItem:
+    errors: list[tuple[str, str]] = []
+    path = _template(item.path, "path", errors)
+    query = tuple((k, _template(v, f"query.{k}", errors)) for k, v in item.query)
+    headers = tuple((k, _template(v, f"headers.{k}", errors)) for k, v in item.headers)
+    body = compile_json(item.body, "body", errors)
+    for field, message in errors:
+        problems.append(_problem(item, ErrorCode.INVALID_REFERENCE, message, field))
+    refs = [("path", r) for r in path.refs]
+    refs += [(f"query.{k}", r) for k, t in query for r in t.refs]
+    refs += [(f"headers.{k}", r) for k, t in headers for r in t.refs]
+    refs += [("body", r) for r in json_references(body)]
+    depends_on = _edges(item, refs, known, problems)
+    return PlannedItem(
+        request=item, path=path, query=query, headers=headers, body=body, depends_on=depends_on
+    )
+
+
+def _edges(
+    item: SubRequest,
+    refs: list[tuple[str, Ref]],
+    known: frozenset[RequestId],
+    problems: list[Problem],
+) -> tuple[RequestId, ...]:
+    """Explicit dependsOn plus every id a placeholder reads; each must be in the batch."""
+    edges = dict.fromkeys(item.depends_on)
+    for dep in item.depends_on:
+        if dep not in known:
+            message = f"dependsOn '{dep}', which is not a requestId in this batch"
+            problems.append(
+                _problem(
+                    item,
+                    ErrorCode.UNKNOWN_DEPENDENCY,
+                    f"{message} (known: {_list(known)})",
+                    "dependsOn",
+                )
+            )
+    for field, ref in refs:
+        if ref.target is None:
+            message = f"{ref.text} is only available inside forEach"
+        elif ref.target not in known:
+            message = (
+                f"{ref.text} refers to '{ref.target}', which is not a requestId in this "
+                f"batch (known: {_list(known)})"
+            )
+        else:
+            edges.setdefault(ref.target)
+            continue
+        problems.append(_problem(item, ErrorCode.INVALID_REFERENCE, message, field))
+    return tuple(edges)
+
+
+def _template(text: str, field: str, errors: list[tuple[str, str]]) -> Template:
+    try:
+        return parse_template(text)
+    except TemplateSyntaxError as exc:
+        errors.append((field, str(exc)))
+        return Template((text,))
+
+
+def _cycle_problems(items: Sequence[PlannedItem]) -> list[Problem]:
+    sorter = TopologicalSorter({i.request_id: i.depends_on for i in items})
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        # graphlib lists the cycle along predecessor edges, first node repeated at the end;
+        # reversed, it reads in "depends on" order: a -> b -> a means a depends on b.
+        cycle = list(reversed(exc.args[1]))
+        by_id = {i.request_id: i for i in items}
+        first = by_id[cycle[0]]
+        return [
+            _problem(
+                first.request,
+                ErrorCode.DEPENDENCY_CYCLE,
+                f"dependencies form a cycle: {' -> '.join(cycle)}",
+                "dependsOn",
+            )
+        ]
+    return []
+
+
+def _stable_order(items: Sequence[PlannedItem]) -> tuple[int, ...]:
+    # Dependency order that takes the lowest ready index first, so SEQUENTIAL keeps the
+    # client's list order wherever the dependencies allow it.
+    index = {i.request_id: i.index for i in items}
+    sorter = TopologicalSorter({i.request_id: i.depends_on for i in items})
+    sorter.prepare()
+    ready: list[int] = []
+    order: list[int] = []
+    by_index = {i.index: i.request_id for i in items}
+    while sorter.is_active():
+        for rid in sorter.get_ready():
+            heapq.heappush(ready, index[rid])
+        nxt = heapq.heappop(ready)
+        order.append(nxt)
+        sorter.done(by_index[nxt])
+    return tuple(order)
+
+
+def _problem(item: SubRequest, code: ErrorCode, message: str, field: str) -> Problem:
+    return Problem(code, message, item.request_id, item.index, field)
+
+
+def _list(ids: frozenset[RequestId]) -> str:
+    shown = sorted(ids)[:20]
+    more = f", and {len(ids) - 20} more" if len(ids) > 20 else ""
+    return ", ".join(f"'{i}'" for i in shown) + more

@@ -1,0 +1,482 @@
+"""A batch as the client sent it: value objects, and `parse_batch`, which checks its shape.
+
+Pure and synchronous. Both doors (GraphQL and REST) hand `parse_batch` the same plain mapping
+form, so a batch is validated by one set of rules whichever way it arrived. Graph checks
+(dependencies, cycles, placeholders) live in `plan.py`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+from urllib.parse import parse_qsl, unquote
+
+from gqlbatch.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.types import JSON, Headers, RequestId
+
+__all__ = [
+    "READ_METHODS",
+    "BatchOptions",
+    "BatchRequest",
+    "Method",
+    "Mode",
+    "OnError",
+    "Parsed",
+    "Rules",
+    "SubRequest",
+    "parse_batch",
+    "target_problem",
+]
+
+
+class Method(StrEnum):
+    """The HTTP methods a sub-request may use."""
+
+    GET = "GET"
+    HEAD = "HEAD"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+    OPTIONS = "OPTIONS"
+
+
+READ_METHODS = frozenset({Method.GET, Method.HEAD})
+
+
+class Mode(StrEnum):
+    """How the items of a batch are scheduled."""
+
+    PARALLEL = "PARALLEL"
+    SEQUENTIAL = "SEQUENTIAL"
+
+
+class OnError(StrEnum):
+    """What a failed item does to the items that have not started yet."""
+
+    CONTINUE = "CONTINUE"
+    STOP = "STOP"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubRequest:
+    """One REST call of a batch, validated, with its placeholders still unparsed."""
+
+    request_id: RequestId
+    index: int
+    method: Method
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    headers: Headers = ()
+    body: JSON = None
+    has_body: bool = False
+    depends_on: tuple[RequestId, ...] = ()
+    upstream: str
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchOptions:
+    """How to run a batch (DESIGN §3 `BatchOptions`)."""
+
+    mode: Mode = Mode.PARALLEL
+    on_error: OnError = OnError.CONTINUE
+    max_concurrency: int | None = None
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    """A batch that passed the shape checks, in the client's order."""
+
+    items: tuple[SubRequest, ...]
+    options: BatchOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What `parse_batch` found: the valid items, every problem, and every item's requestId."""
+
+    batch: BatchRequest
+    problems: list[Problem]
+    request_ids: tuple[RequestId, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rules:
+    """What `parse_batch` checks a batch against; derived from Settings by the engine."""
+
+    upstreams: Collection[str]
+    default_upstream: str | None
+    max_items: int
+    methods: frozenset[Method] = frozenset(Method)
+
+
+_E = TypeVar("_E", bound=StrEnum)
+_Add = Callable[[ErrorCode, str, str], None]
+"""Records one problem of the item being parsed: (code, message, field)."""
+
+_ITEM_KEYS = frozenset(
+    {
+        "requestId",
+        "method",
+        "path",
+        "query",
+        "headers",
+        "body",
+        "dependsOn",
+        "upstream",
+        "timeoutMs",
+    }
+)
+_OPTION_KEYS = frozenset({"mode", "onError", "maxConcurrency", "timeoutMs"})
+_REQUEST_ID = re.compile(r"^[^\s(){}\[\],\"']{1,128}$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
+_FORBIDDEN_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+    }
+)
+_BATCH_PATHS = frozenset({"/batch", "/$batch", "/graphql"})
+
+
+def parse_batch(items: object, options: object, rules: Rules) -> tuple[BatchRequest, list[Problem]]:
+    """Check the shape of a batch, collecting every problem rather than stopping at the first.
+
+    Returns the batch (items with problems are left out) and the problems found; the planner
+    adds its own before deciding. Raises BatchRejected at once only when there is nothing
+    item-by-item to check: the items are not a list, or there are more than the limit.
+    """
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        raise BatchRejected([Problem(ErrorCode.INVALID_INPUT, "requests must be a list")])
+    if len(items) > rules.max_items:
+        raise BatchRejected(
+            [
+                Problem(
+                    ErrorCode.BATCH_TOO_LARGE,
+                    f"a batch holds at most {rules.max_items} requests, this one has {len(items)}",
+                    field="requests",
+                )
+            ]
+        )
+    if not items:
+        raise BatchRejected([Problem(ErrorCode.INVALID_INPUT, "requests must not be empty")])
+    problems = _Problems()
+    ids = [_request_id(raw, i, problems) for i, raw in enumerate(items)]
+    _check_unique_ids(ids, problems)
+    parsed = [_parse_item(raw, i, ids[i], rules, problems) for i, raw in enumerate(items)]
+    batch_options = _parse_options(options, problems)
+    batch = BatchRequest(tuple(p for p in parsed if p is not None), batch_options)
+    return Parsed(batch, problems.found, tuple(ids))
+
+
+class _Problems:
+    """Collects problems with the item they belong to."""
+
+    def __init__(self) -> None:
+        self.found: list[Problem] = []
+
+    def add(
+        self,
+        code: ErrorCode,
+        message: str,
+        field: str | None = None,
+        index: int | None = None,
+        request_id: RequestId | None = None,
+    ) -> None:
+        self.found.append(Problem(code, message, request_id, index, field))
+
+
+def _parse_item(
+    raw: object, index: int, request_id: RequestId, rules: Rules, problems: _Problems
+) -> SubRequest | None:
+    if not isinstance(raw, Mapping):
+        problems.add(ErrorCode.INVALID_INPUT, "a request must be an object", index=index)
+        return None
+    before = len(problems.found)
+
+    def add(code: ErrorCode, message: str, field: str) -> None:
+        problems.add(code, message, field, index, request_id)
+
+    for key in sorted(set(raw) - _ITEM_KEYS):
+        add(ErrorCode.INVALID_INPUT, f"unknown field (known: {', '.join(sorted(_ITEM_KEYS))})", key)
+    method = _method(raw.get("method"), rules, add)
+    path, path_query = _path(raw.get("path"), add)
+    query = path_query + _query(raw.get("query"), add)
+    headers = _headers(raw.get("headers"), add)
+    depends_on = _depends_on(raw.get("dependsOn"), add)
+    upstream = _upstream(raw.get("upstream"), rules, add)
+    timeout_ms = _positive_int(raw.get("timeoutMs"), "timeoutMs", add)
+    if len(problems.found) > before or method is None or path is None or upstream is None:
+        return None
+    return SubRequest(
+        request_id=request_id,
+        index=index,
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=raw.get("body"),
+        has_body=raw.get("body") is not None,
+        depends_on=depends_on,
+        upstream=upstream,
+        timeout_ms=timeout_ms,
+    )
+
+
+def _request_id(raw: object, index: int, problems: _Problems) -> RequestId:
+    value = raw.get("requestId") if isinstance(raw, Mapping) else None
+    if value is None:
+        return str(index)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _REQUEST_ID.match(value):
+        problems.add(
+            ErrorCode.INVALID_INPUT,
+            "requestId must be 1 to 128 characters without spaces, quotes, commas or brackets, "
+            f"got {value!r}",
+            "requestId",
+            index,
+        )
+        return str(index)
+    return value
+
+
+def _method(value: JSON, rules: Rules, add: _Add) -> Method | None:
+    text = "GET" if value is None else value
+    if not isinstance(text, str) or text.upper() not in Method.__members__:
+        add(
+            ErrorCode.INVALID_INPUT,
+            f"method must be one of {', '.join(Method)}, got {value!r}",
+            "method",
+        )
+        return None
+    method = Method(text.upper())
+    if method not in rules.methods:
+        allowed = ", ".join(m for m in Method if m in rules.methods)
+        add(
+            ErrorCode.METHOD_NOT_ALLOWED,
+            f"{method} is not allowed here (allowed: {allowed})",
+            "method",
+        )
+        return None
+    return method
+
+
+def _path(value: JSON, add: _Add) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    if not isinstance(value, str) or not value:
+        add(
+            ErrorCode.INVALID_INPUT,
+            "path is required and must be a string such as '/users/1'",
+            "path",
+        )
+        return None, ()
+    path, _, query_text = value.partition("?")
+    problem = target_problem(path)
+    if problem:
+        add(ErrorCode.FORBIDDEN_TARGET, f"{problem}: {value!r}", "path")
+        return None, ()
+    if path.rstrip("/").lower() in _BATCH_PATHS:
+        add(ErrorCode.NESTED_BATCH, f"a sub-request may not be a batch itself: {value!r}", "path")
+        return None, ()
+    return path, tuple(parse_qsl(query_text, keep_blank_values=True))
+
+
+def target_problem(path: str) -> str | None:
+    """Why *path* could leave its upstream, or None when it is a plain path below it."""
+    if not path.startswith("/"):
+        return "path must start with '/' and be relative to the upstream"
+    if path.startswith("//"):
+        return "path must not start with '//', which names another host"
+    if _UNSAFE_CHARS.search(path):
+        return "path must not contain spaces, control characters, backslashes or '#'"
+    for variant in _decodings(path):
+        if _UNSAFE_CHARS.search(variant):
+            return "path must not hide control characters or backslashes in percent-encoding"
+        segments = variant.split("/")
+        if any(s in (".", "..") for s in segments):
+            return "path must not contain '.' or '..' segments, encoded or not"
+    return None
+
+
+def _decodings(path: str) -> list[str]:
+    # Percent-decode up to three times (double- and triple-encoding), and fold unicode
+    # look-alikes such as U+FF0E FULLWIDTH FULL STOP that some servers normalise to '.'.
+    out, current = [], path
+    for _ in range(3):
+        out.append(unicodedata.normalize("NFKC", current))
+        decoded = unquote(current)
+        if decoded == current:
+            break
+        current = decoded
+    out.append(unicodedata.normalize("NFKC", current))
+    return out
+
+
+def _query(value: JSON, add: _Add) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        add(
+            ErrorCode.INVALID_INPUT, "query must be an object of parameter names to values", "query"
+        )
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for name, raw in value.items():
+        for v in raw if isinstance(raw, list) else [raw]:
+            if v is None:
+                continue
+            if isinstance(v, dict | list):
+                add(
+                    ErrorCode.INVALID_INPUT,
+                    "a query value must be a string, number, boolean or a list of them",
+                    f"query.{name}",
+                )
+                continue
+            pairs.append((name, _scalar_text(v)))
+    return tuple(pairs)
+
+
+def _scalar_text(value: JSON) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _headers(value: JSON, add: _Add) -> Headers:
+    pairs = _header_pairs(value, add)
+    for name, text in pairs:
+        field = f"headers.{name}"
+        if not _HEADER_NAME.match(name):
+            add(ErrorCode.FORBIDDEN_TARGET, f"{name!r} is not a valid header name", field)
+        elif name.lower() in _FORBIDDEN_HEADERS or name.lower().startswith("proxy-"):
+            add(
+                ErrorCode.FORBIDDEN_TARGET,
+                f"{name} is set by gqlbatch and may not be sent by a sub-request",
+                field,
+            )
+        elif any(c in text for c in "\r\n\x00"):
+            add(ErrorCode.FORBIDDEN_TARGET, "a header value must not contain CR, LF or NUL", field)
+    return pairs
+
+
+def _header_pairs(value: JSON, add: _Add) -> Headers:
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        value = [{"name": k, "value": v} for k, v in value.items()]
+    ok = isinstance(value, list) and all(
+        isinstance(h, Mapping)
+        and isinstance(h.get("name"), str)
+        and isinstance(h.get("value"), str)
+        for h in value
+    )
+    if not ok:
+        add(
+            ErrorCode.INVALID_INPUT,
+            "headers must be a list of {name, value} strings, or an object of strings",
+            "headers",
+        )
+        return ()
+    return tuple((h["name"], h["value"]) for h in value)
+
+
+def _depends_on(value: JSON, add: _Add) -> tuple[RequestId, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        add(ErrorCode.INVALID_INPUT, "dependsOn must be a list of requestIds", "dependsOn")
+        return ()
+    return tuple(dict.fromkeys(str(v) for v in value))
+
+
+def _upstream(value: JSON, rules: Rules, add: _Add) -> str | None:
+    known = ", ".join(sorted(rules.upstreams))
+    if value is None:
+        if rules.default_upstream is None:
+            add(
+                ErrorCode.UNKNOWN_UPSTREAM,
+                f"name an upstream: several are configured (known: {known})",
+                "upstream",
+            )
+        return rules.default_upstream
+    if value not in rules.upstreams:
+        add(
+            ErrorCode.UNKNOWN_UPSTREAM,
+            f"{value!r} is not a configured upstream (known: {known})",
+            "upstream",
+        )
+        return None
+    return str(value)
+
+
+def _positive_int(value: JSON, field: str, add: _Add) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        add(ErrorCode.INVALID_INPUT, f"{field} must be a positive integer, got {value!r}", field)
+        return None
+    return value
+
+
+def _parse_options(raw: object, problems: _Problems) -> BatchOptions:
+    if raw is None:
+        return BatchOptions()
+    if not isinstance(raw, Mapping):
+        problems.add(ErrorCode.INVALID_INPUT, "options must be an object", "options")
+        return BatchOptions()
+
+    def add(code: ErrorCode, message: str, field: str) -> None:
+        problems.add(code, message, f"options.{field}")
+
+    for key in sorted(set(raw) - _OPTION_KEYS):
+        add(
+            ErrorCode.INVALID_INPUT,
+            f"unknown option (known: {', '.join(sorted(_OPTION_KEYS))})",
+            key,
+        )
+    return BatchOptions(
+        mode=_choice(raw.get("mode"), Mode, Mode.PARALLEL, "mode", add),
+        on_error=_choice(raw.get("onError"), OnError, OnError.CONTINUE, "onError", add),
+        max_concurrency=_positive_int(raw.get("maxConcurrency"), "maxConcurrency", add),
+        timeout_ms=_positive_int(raw.get("timeoutMs"), "timeoutMs", add),
+    )
+
+
+def _choice(value: JSON, enum: type[_E], default: _E, field: str, add: _Add) -> _E:
+    if value is None:
+        return default
+    if isinstance(value, str) and value.upper() in enum.__members__:
+        return enum(value.upper())
+    add(ErrorCode.INVALID_INPUT, f"must be one of {', '.join(enum)}, got {value!r}", field)
+    return default
+
+
+def _check_unique_ids(ids: list[RequestId], problems: _Problems) -> None:
+    first: dict[RequestId, int] = {}
+    for index, request_id in enumerate(ids):
+        if request_id in first:
+            problems.add(
+                ErrorCode.DUPLICATE_REQUEST_ID,
+                f"requestId '{request_id}' is already used by item {first[request_id]}",
+                "requestId",
+                index,
+                request_id,
+            )
+        else:
+            first[request_id] = index

@@ -1,0 +1,355 @@
+"""The GraphQL door: Strawberry types, the `batch` fields, and the conversions to and from the
+engine's plain values. One of the two modules that import strawberry (the other is `app.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+from strawberry.scalars import JSON
+
+from gqlbatch.call import BodyEncoding
+from gqlbatch.config import Settings
+from gqlbatch.engine import run_batch
+from gqlbatch.errors import BatchRejected, ErrorCode
+from gqlbatch.loaders import Send
+from gqlbatch.placeholders import TemplateSyntaxError, parse_selectors, project
+from gqlbatch.request import Method, Mode, OnError
+from gqlbatch.result import BatchOutcome, BatchStats, ItemResult, State
+from gqlbatch.types import Headers
+
+__all__ = ["Context", "build_schema"]
+
+log = logging.getLogger("gqlbatch.errors")
+
+# Our enums, used as-is: strawberry.enum registers each under its class name.
+ErrorCodeType = strawberry.enum(ErrorCode, description="Every error code gqlbatch reports.")
+HttpMethod = strawberry.enum(Method, name="HttpMethod", description="A sub-request's method.")
+ModeType = strawberry.enum(Mode, name="BatchMode", description="How items are scheduled.")
+OnErrorType = strawberry.enum(OnError, description="What a failure does to items not started.")
+StateType = strawberry.enum(State, name="ItemState", description="Where an item ended.")
+BodyEncodingType = strawberry.enum(
+    BodyEncoding, description="How `body` carries the upstream body."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Per-request values the resolvers need, built fresh by the view for every request."""
+
+    settings: Settings
+    send: Send
+    forwarded: Headers
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+@strawberry.input(description="A header to send with one sub-request.")
+class HeaderInput:
+    name: str
+    value: str
+
+
+@strawberry.input(description="One REST call of a batch.")
+class SubRequestInput:
+    path: str = strawberry.field(
+        description="Below the upstream's base URL; starts with '/'. Placeholders allowed."
+    )
+    request_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Unique in the batch; defaults to the item's index."
+    )
+    method: Method = Method.GET
+    query: JSON | None = strawberry.field(
+        default=None, description="Parameters as an object; a list value repeats the parameter."
+    )
+    headers: list[HeaderInput] | None = None
+    body: JSON | None = strawberry.field(default=None, description="Any JSON; sent as JSON.")
+    depends_on: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Items that must succeed first, beside those resultOf names."
+    )
+    upstream: str | None = strawberry.field(
+        default=None, description="A configured upstream; optional when there is only one."
+    )
+    timeout_ms: int | None = None
+
+
+@strawberry.input(description="How to run a batch.")
+class BatchOptionsInput:
+    mode: Mode = Mode.PARALLEL
+    on_error: OnError = OnError.CONTINUE
+    max_concurrency: int | None = None
+    timeout_ms: int | None = strawberry.field(
+        default=None, description="A deadline for the whole batch, in milliseconds."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+
+
+@strawberry.type(description="An HTTP header.")
+class Header:
+    name: str
+    value: str
+
+
+@strawberry.type(name="ItemError", description="Why an item did not succeed.")
+class ItemErrorType:
+    code: ErrorCode
+    message: str
+
+
+@strawberry.interface(name="ItemResult", description="The outcome of one sub-request.")
+class ItemResultType:
+    request_id: strawberry.ID
+    index: int
+    state: State
+    status: int | None
+    headers: list[Header]
+    body_encoding: BodyEncoding
+    error: ItemErrorType | None
+    duration_ms: float
+    attempts: int
+    coalesced: bool = strawberry.field(
+        description="True when another item's identical upstream call served this one."
+    )
+    raw_body: strawberry.Private[Any]
+
+    @strawberry.field(
+        description="The upstream body. `select` keeps only the given paths, such as "
+        '["id", "author.name"]; a list body is projected element by element.'
+    )
+    def body(self, select: list[str] | None = None) -> JSON | None:
+        if not select:
+            return self.raw_body
+        try:
+            paths = tuple(parse_selectors(s) for s in select)
+        except TemplateSyntaxError as exc:
+            raise GraphQLError(str(exc), extensions={"code": ErrorCode.INVALID_INPUT}) from None
+        return project(self.raw_body, paths)
+
+
+@strawberry.type(description="The upstream answered with a status below 400.")
+class Succeeded(ItemResultType):
+    pass
+
+
+@strawberry.type(description="The call failed; `error` says why, `status` and `body` are kept.")
+class Failed(ItemResultType):
+    pass
+
+
+@strawberry.type(description="Not run because an item it depends on did not succeed.")
+class Skipped(ItemResultType):
+    failed_dependency: strawberry.ID
+
+
+@strawberry.type(description="Not finished: the batch deadline passed, or onError STOP.")
+class Cancelled(ItemResultType):
+    pass
+
+
+@strawberry.type(name="BatchStats", description="What the batch cost, next to its lower bound.")
+class BatchStatsType:
+    sub_requests: int
+    upstream_calls: int
+    calls_saved: int = strawberry.field(description="Calls that coalescing made unnecessary.")
+    wall_ms: float
+    critical_path_ms: float = strawberry.field(
+        description="The longest chain of dependent items, by their own durations."
+    )
+
+
+@strawberry.type(description="One result per sub-request, in the order they were sent.")
+class BatchResult:
+    items: list[ItemResultType]
+    stats: BatchStatsType
+
+    @strawberry.field(description="The result of one item, by its requestId.")
+    def item(self, request_id: strawberry.ID) -> ItemResultType | None:
+        return next((i for i in self.items if i.request_id == request_id), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Resolvers and conversions
+
+_RESULT_TYPES: dict[State, type[ItemResultType]] = {
+    State.SUCCEEDED: Succeeded,
+    State.FAILED: Failed,
+    State.CANCELLED: Cancelled,
+}
+
+
+async def _batch(
+    info: strawberry.Info[Context, None],
+    requests: list[SubRequestInput],
+    options: BatchOptionsInput | None,
+    *,
+    read_only: bool,
+) -> BatchResult:
+    ctx = info.context
+    try:
+        outcome = await run_batch(
+            [_raw_item(r) for r in requests],
+            _raw_options(options),
+            settings=ctx.settings,
+            send=ctx.send,
+            forwarded=ctx.forwarded,
+            read_only=read_only,
+        )
+    except BatchRejected as exc:
+        raise rejection_error(exc) from None
+    return to_batch_result(outcome)
+
+
+def rejection_error(exc: BatchRejected) -> GraphQLError:
+    """The GraphQL error for a rejected batch: `extensions.code` and every problem."""
+    problems = [
+        {
+            "requestId": p.request_id,
+            "index": p.index,
+            "field": p.field,
+            "code": p.code.value,
+            "message": p.message,
+        }
+        for p in exc.problems
+    ]
+    return GraphQLError(str(exc), extensions={"code": exc.code.value, "problems": problems})
+
+
+def _raw_item(item: SubRequestInput) -> dict[str, Any]:
+    raw = {
+        "requestId": item.request_id,
+        "method": item.method.value,
+        "path": item.path,
+        "query": item.query,
+        "headers": None
+        if item.headers is None
+        else [{"name": h.name, "value": h.value} for h in item.headers],
+        "body": item.body,
+        "dependsOn": item.depends_on,
+        "upstream": item.upstream,
+        "timeoutMs": item.timeout_ms,
+    }
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def _raw_options(options: BatchOptionsInput | None) -> dict[str, Any] | None:
+    if options is None:
+        return None
+    raw = {
+        "mode": options.mode.value,
+        "onError": options.on_error.value,
+        "maxConcurrency": options.max_concurrency,
+        "timeoutMs": options.timeout_ms,
+    }
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def to_batch_result(outcome: BatchOutcome) -> BatchResult:
+    """The GraphQL value of a batch outcome."""
+    return BatchResult(items=[_to_item(r) for r in outcome.results], stats=_to_stats(outcome.stats))
+
+
+def _to_item(result: ItemResult) -> ItemResultType:
+    common: dict[str, Any] = {
+        "request_id": strawberry.ID(result.request_id),
+        "index": result.index,
+        "state": result.state,
+        "status": result.status,
+        "headers": [Header(name=n, value=v) for n, v in result.headers],
+        "body_encoding": result.body_encoding,
+        "error": None
+        if result.error is None
+        else ItemErrorType(code=result.error.code, message=result.error.message),
+        "duration_ms": round(result.duration_ms, 3),
+        "attempts": result.attempts,
+        "coalesced": result.coalesced,
+        "raw_body": result.body,
+    }
+    if result.state is State.SKIPPED:
+        return Skipped(**common, failed_dependency=strawberry.ID(result.failed_dependency or ""))
+    return _RESULT_TYPES[result.state](**common)
+
+
+def _to_stats(stats: BatchStats) -> BatchStatsType:
+    return BatchStatsType(
+        sub_requests=stats.sub_requests,
+        upstream_calls=stats.upstream_calls,
+        calls_saved=stats.calls_saved,
+        wall_ms=round(stats.wall_ms, 3),
+        critical_path_ms=round(stats.critical_path_ms, 3),
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        description="Run a read-only batch (GET and HEAD only), so a screen can be a cacheable "
+        "query. Any other method rejects the batch with METHOD_NOT_ALLOWED."
+    )
+    async def batch(
+        self,
+        info: strawberry.Info[Context, None],
+        requests: list[SubRequestInput],
+        options: BatchOptionsInput | None = None,
+    ) -> BatchResult:
+        return await _batch(info, requests, options, read_only=True)
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.field(description="Run a batch of REST sub-requests with any methods.")
+    async def batch(
+        self,
+        info: strawberry.Info[Context, None],
+        requests: list[SubRequestInput],
+        options: BatchOptionsInput | None = None,
+    ) -> BatchResult:
+        return await _batch(info, requests, options, read_only=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+
+
+def _is_internal(error: GraphQLError) -> bool:
+    # Our own GraphQLErrors (rejections) and GraphQL's validation errors have no foreign
+    # original error; anything else raised while resolving is a bug and is masked.
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+class MaskInternalErrors(MaskErrors):
+    """Replaces an internal error's message with an id, and logs the traceback under that id."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_is_internal)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        error_id = uuid.uuid4().hex[:12]
+        log.error("internal error %s", error_id, exc_info=error.original_error)
+        return GraphQLError(
+            f"Internal error. Quote id {error_id} to find it in the server logs.",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": ErrorCode.INTERNAL_ERROR.value, "errorId": error_id},
+        )
+
+
+def build_schema() -> strawberry.Schema:
+    """The gqlbatch GraphQL schema."""
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[Succeeded, Failed, Skipped, Cancelled],
+        extensions=[MaskInternalErrors],
+    )

@@ -1,0 +1,135 @@
+"""Sends `UpstreamCall`s over one pooled aiohttp `ClientSession` per upstream.
+
+The only module that names aiohttp's client or its exceptions: they are translated here, once,
+into gqlbatch's `UpstreamError`s (DESIGN §7; STYLE R4).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import aiohttp
+from yarl import URL
+
+from gqlbatch.call import BodyEncoding, UpstreamCall, UpstreamResponse
+from gqlbatch.config import Settings, UpstreamSettings
+from gqlbatch.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
+
+__all__ = ["UpstreamClient"]
+
+_TEXT_TYPES = frozenset(
+    {"application/xml", "application/javascript", "application/x-www-form-urlencoded"}
+)
+_CHUNK = 64 * 1024
+
+
+class UpstreamClient:
+    """Sends calls to the configured upstreams; one connection pool per upstream."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._upstreams = settings.upstreams
+        self._max_body = settings.max_response_bytes
+        self._sessions: dict[str, aiohttp.ClientSession] = {
+            name: _session(upstream) for name, upstream in settings.upstreams.items()
+        }
+
+    async def close(self) -> None:
+        """Close every pool. Call once, when the application stops."""
+        for session in self._sessions.values():
+            await session.close()
+
+    async def send(self, call: UpstreamCall) -> UpstreamResponse:
+        """Send *call* and decode its answer. Any status is a response; 4xx/5xx included.
+
+        Raises:
+            UpstreamTimeout: no complete answer within the call's timeout.
+            UpstreamUnreachable: the connection failed or broke.
+            UpstreamBadResponse: the body is over the size cap, or declared JSON but is not.
+        """
+        upstream = self._upstreams[call.upstream]
+        timeout_ms = call.timeout_ms or upstream.timeout_ms
+        try:
+            async with self._sessions[call.upstream].request(
+                call.method,
+                URL(upstream.base_url + call.path, encoded=True),
+                params=call.query or None,
+                headers=call.headers,
+                data=call.body,
+                allow_redirects=False,  # a redirect could point anywhere; the client decides
+                timeout=aiohttp.ClientTimeout(
+                    total=timeout_ms / 1000, connect=upstream.connect_timeout_ms / 1000
+                ),
+            ) as resp:
+                raw = await _read_capped(resp, self._max_body, call)
+                return _decode(resp, raw, call)
+        except TimeoutError as exc:
+            # aiohttp's total timeout raises a bare TimeoutError, which is not a ClientError.
+            raise UpstreamTimeout(
+                f"{call.method} {call.upstream}{call.path} did not answer within {timeout_ms} ms"
+            ) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamUnreachable(
+                f"{call.method} {call.upstream}{call.path}: the connection broke mid-body ({exc})"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnreachable(
+                f"{call.method} {call.upstream}{call.path}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _session(upstream: UpstreamSettings) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        limit=upstream.max_connections, limit_per_host=upstream.max_connections
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=upstream.timeout_ms / 1000),
+        auto_decompress=True,
+        raise_for_status=False,
+    )
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, call: UpstreamCall) -> bytes:
+    if resp.content_length is not None and resp.content_length > cap:
+        raise _too_large(call, cap)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > cap:
+            raise _too_large(call, cap)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(call: UpstreamCall, cap: int) -> UpstreamBadResponse:
+    return UpstreamBadResponse(
+        f"{call.method} {call.upstream}{call.path}: the response body is over the "
+        f"{cap}-byte limit (max_response_bytes)"
+    )
+
+
+def _decode(resp: aiohttp.ClientResponse, raw: bytes, call: UpstreamCall) -> UpstreamResponse:
+    headers = tuple(resp.headers.items())
+    if not raw:
+        return UpstreamResponse(resp.status, headers, None, BodyEncoding.EMPTY)
+    mime = resp.content_type
+    charset = resp.charset or "utf-8"
+    if mime == "application/json" or mime.endswith("+json"):
+        return UpstreamResponse(resp.status, headers, _json(raw, charset, call), BodyEncoding.JSON)
+    if mime.startswith("text/") or mime in _TEXT_TYPES or mime.endswith("+xml"):
+        text = raw.decode(charset, errors="replace")
+        return UpstreamResponse(resp.status, headers, text, BodyEncoding.TEXT)
+    encoded = base64.b64encode(raw).decode("ascii")
+    return UpstreamResponse(resp.status, headers, encoded, BodyEncoding.BASE64)
+
+
+def _json(raw: bytes, charset: str, call: UpstreamCall) -> object:
+    try:
+        return json.loads(raw.decode(charset))
+    except (UnicodeDecodeError, LookupError, json.JSONDecodeError) as exc:
+        raise UpstreamBadResponse(
+            f"{call.method} {call.upstream}{call.path}: the body is declared JSON but is not "
+            f"({exc})"
+        ) from exc
