@@ -57,8 +57,9 @@ async def execute(
         task.cancel()
     if pending:
         await asyncio.wait(pending)
-    for task in done:
-        task.result()  # re-raises a bug; item failures never get here as exceptions
+    bugs = run.collect_bugs(done)
+    if bugs:
+        raise bugs[0]  # item failures are results; only a bug in gqlbatch gets here
     wall_ms = (time.perf_counter() - started) * 1000
     results = tuple(run.final(item, deadline_ms) for item in plan.items)
     return Execution(results, wall_ms, _critical_path_ms(plan, results))
@@ -95,6 +96,14 @@ class _Run:
         if result.state is State.FAILED and self._plan.options.on_error is OnError.STOP:
             self._stopped_by = self._stopped_by or item.request_id
         future.set_result(result)
+
+    def collect_bugs(self, done: set[asyncio.Task[None]]) -> list[BaseException]:
+        """The exceptions of finished tasks, each marked as retrieved so asyncio does not log
+        "exception was never retrieved" for the ones that are not re-raised."""
+        for future in self._done.values():
+            if future.done() and not future.cancelled():
+                future.exception()
+        return [e for t in done if not t.cancelled() and (e := t.exception()) is not None]
 
     def final(self, item: PlannedItem, deadline_ms: int) -> ItemResult:
         """The item's result, or CANCELLED with TIMEOUT when the deadline cut it short."""

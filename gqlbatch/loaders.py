@@ -12,32 +12,28 @@ from collections.abc import Awaitable, Callable
 from aiodataloader import DataLoader
 
 from gqlbatch.call import Fetched, UpstreamCall, UpstreamResponse
-from gqlbatch.errors import UpstreamError
 
 __all__ = ["Loaders", "Send"]
 
 Send = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]
 
 
-class _ReadLoader(DataLoader[UpstreamCall, UpstreamResponse]):
-    """GET and HEAD calls: identical calls in one batch share one upstream call."""
+class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[UpstreamResponse]"]):
+    """GET and HEAD calls: identical calls in one batch share one upstream call.
+
+    The batch function hands back one *task* per key instead of one response. aiodataloader
+    resolves every key of a batch only when the whole batch function returns, so returning
+    responses would make a fast call wait for the slowest call that happened to become ready in
+    the same loop turn. A task per key lets each item go on the moment its own call finishes,
+    while the loader's cache still shares one task between identical calls.
+    """
 
     def __init__(self, send: Send) -> None:
         super().__init__()
         self._send = send
 
-    async def batch_load_fn(
-        self, keys: list[UpstreamCall]
-    ) -> list[UpstreamResponse | UpstreamError]:
-        # One value or one error per key, in order. Errors are caught per call rather than with
-        # gather(return_exceptions=True), which would hand a CancelledError back as a value.
-        return list(await asyncio.gather(*(self._one(call) for call in keys)))
-
-    async def _one(self, call: UpstreamCall) -> UpstreamResponse | UpstreamError:
-        try:
-            return await self._send(call)
-        except UpstreamError as exc:
-            return exc
+    async def batch_load_fn(self, keys: list[UpstreamCall]) -> list[asyncio.Task[UpstreamResponse]]:
+        return [asyncio.create_task(self._send(call)) for call in keys]
 
 
 class Loaders:
@@ -58,7 +54,8 @@ class Loaders:
             return Fetched(await self._counted_send(call))
         coalesced = call in self._seen
         self._seen.add(call)
-        return Fetched(await self._reads.load(call), coalesced=coalesced)
+        task = await self._reads.load(call)
+        return Fetched(await task, coalesced=coalesced)
 
     @property
     def saved(self) -> int:

@@ -73,8 +73,7 @@ def build_plan(parsed: Parsed) -> Plan:
     problems = list(parsed.problems)
     known = frozenset(parsed.request_ids)
     items = [_plan_item(item, known, problems) for item in parsed.batch.items]
-    if not problems:
-        problems.extend(_cycle_problems(items))
+    problems.extend(_cycle_problems(items))
     if problems:
         raise BatchRejected(problems)
     return Plan(tuple(items), _stable_order(items), parsed.batch.options)
@@ -143,23 +142,23 @@ def _template(text: str, field: str, errors: list[tuple[str, str]]) -> Template:
 
 
 def _cycle_problems(items: Sequence[PlannedItem]) -> list[Problem]:
-    sorter = TopologicalSorter({i.request_id: i.depends_on for i in items})
+    # Checked even when other problems were found, so one rejection lists them all. The graph
+    # keeps the first item of a duplicated id and only the edges to ids that exist.
+    by_id: dict[RequestId, PlannedItem] = {}
+    for item in items:
+        by_id.setdefault(item.request_id, item)
+    sorter = TopologicalSorter(
+        {rid: [d for d in item.depends_on if d in by_id] for rid, item in by_id.items()}
+    )
     try:
         sorter.prepare()
     except CycleError as exc:
         # graphlib lists the cycle along predecessor edges, first node repeated at the end;
         # reversed, it reads in "depends on" order: a -> b -> a means a depends on b.
         cycle = list(reversed(exc.args[1]))
-        by_id = {i.request_id: i for i in items}
-        first = by_id[cycle[0]]
-        return [
-            _problem(
-                first.request,
-                ErrorCode.DEPENDENCY_CYCLE,
-                f"dependencies form a cycle: {' -> '.join(cycle)}",
-                "dependsOn",
-            )
-        ]
+        first = by_id[cycle[0]].request
+        message = f"dependencies form a cycle: {' -> '.join(cycle)}"
+        return [_problem(first, ErrorCode.DEPENDENCY_CYCLE, message, "dependsOn")]
     return []
 
 

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gqlbatch import Settings, create_app
+from gqlbatch.demo import sample_api
+from tests.fakes import FakeService
+
+GraphQL = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def service() -> FakeService:
+    return FakeService()
+
+
+@pytest.fixture
+async def upstream_url(service: FakeService, aiohttp_server: Any) -> str:
+    server: TestServer = await aiohttp_server(service.app(), host="127.0.0.1")
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def sample_url(aiohttp_server: Any) -> str:
+    server: TestServer = await aiohttp_server(sample_api(), host="127.0.0.1")
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+def make_gateway(aiohttp_client: Any) -> Callable[..., Awaitable[TestClient]]:
+    async def make(*urls: str, **options: Any) -> TestClient:
+        settings = Settings.from_upstream_urls(list(urls), **options)
+        return await aiohttp_client(create_app(settings))
+
+    return make
+
+
+@pytest.fixture
+async def gateway(make_gateway: Any, upstream_url: str) -> TestClient:
+    return await make_gateway(upstream_url)
+
+
+def graphql_caller(client: TestClient) -> GraphQL:
+    async def call(
+        query: str, variables: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        resp = await client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers or {}
+        )
+        assert resp.status in (200, 400), await resp.text()
+        return await resp.json()
+
+    return call
+
+
+@pytest.fixture
+def graphql(gateway: TestClient) -> GraphQL:
+    return graphql_caller(gateway)

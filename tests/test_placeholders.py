@@ -1,0 +1,273 @@
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from gqlbatch.errors import ReferenceNotFound
+from gqlbatch.placeholders import (
+    Each,
+    Index,
+    Key,
+    RefKind,
+    Scope,
+    Template,
+    TemplateSyntaxError,
+    compile_json,
+    parse_selectors,
+    parse_template,
+    project,
+    render_json,
+    render_text,
+)
+
+
+@dataclass(frozen=True)
+class Res:
+    body: Any
+    status: int | None = 200
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+SCOPE = Scope(
+    {
+        "user": Res(
+            {
+                "id": 7,
+                "name": "Ada",
+                "tags": ["a", "b"],
+                "address": {"city": "Oslo"},
+                "weird key": 1,
+                "posts": [{"id": 1, "tags": ["x"]}, {"id": 2, "tags": ["y", "z"]}],
+            },
+            headers=(("Location", "/users/7"),),
+        ),
+        "list": Res([{"id": 10}, {"id": 20}], status=201),
+        "text": Res("plain text"),
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("/users/1", ("/users/1",)),
+        ('{"query": "{ user { id } }"}', ('{"query": "{ user { id } }"}',)),
+        ("{items} and {indexes} {user}", ("{items} and {indexes} {user}",)),
+        ("{{resultOf(a)}}", ("{resultOf(a)}",)),
+        ("{{resultOf(a)}", ("{resultOf(a)}",)),
+        ("x {{item} y", ("x {item} y",)),
+        ("{{not an opener}}", ("{{not an opener}}",)),
+        ("resultOf(not closed", ("resultOf(not closed",)),
+    ],
+    ids=[
+        "plain",
+        "graphql-text",
+        "near-words",
+        "escaped",
+        "escaped-single-close",
+        "escaped-item",
+        "double-brace-text",
+        "bare-lookalike",
+    ],
+)
+def test_text_without_placeholders_passes_through(text: str, parts: tuple[str, ...]) -> None:
+    template = parse_template(text)
+    assert template.parts == parts
+    assert template.refs == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "target", "selectors", "header"),
+    [
+        ("{resultOf(a)}", RefKind.RESULT, "a", (), None),
+        ("{resultOf(a).id}", RefKind.RESULT, "a", (Key("id"),), None),
+        (
+            '{resultOf(a)["weird key"][0][-1]}',
+            RefKind.RESULT,
+            "a",
+            (Key("weird key"), Index(0), Index(-1)),
+            None,
+        ),
+        ("{resultOf(a)[*].id}", RefKind.RESULT, "a", (Each(), Key("id")), None),
+        ("{statusOf(a-1)}", RefKind.STATUS, "a-1", (), None),
+        ("{headerOf(a, Location)}", RefKind.HEADER, "a", (), "Location"),
+        ("{headerOf(a,X-Total-Count)}", RefKind.HEADER, "a", (), "X-Total-Count"),
+        ("{item.user.id}", RefKind.ITEM, None, (Key("user"), Key("id")), None),
+        ("{index}", RefKind.INDEX, None, (), None),
+        ("resultOf(a).data[0]", RefKind.RESULT, "a", (Key("data"), Index(0)), None),
+    ],
+    ids=[
+        "whole",
+        "key",
+        "brackets",
+        "each",
+        "status",
+        "header",
+        "header-nospace",
+        "item",
+        "index",
+        "bare-aspose",
+    ],
+)
+def test_parses_one_placeholder(
+    text: str, kind: RefKind, target: str | None, selectors: tuple[Any, ...], header: str | None
+) -> None:
+    whole = parse_template(text).whole
+    assert whole is not None
+    assert (whole.kind, whole.target, whole.selectors, whole.header) == (
+        kind,
+        target,
+        selectors,
+        header,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{resultOf(a)", "is not closed"),
+        ("{resultOf(a) }", "is not closed"),
+        ("{resultOf()}", "needs a requestId"),
+        ("{resultOf(a b)}", "missing its ')'"),
+        ("{headerOf(a)}", "takes a requestId and a header name"),
+        ("{resultOf(a)[x]}", "must be [integer]"),
+        ("{resultOf(a).}", "needs a key name"),
+        ('{resultOf(a)["x]}', "must be [integer]"),
+        ("{item foo}", "is not closed"),
+        ("{statusOf(a).x}", "is not closed"),
+        ("{index.x}", "is not closed"),
+    ],
+    ids=[
+        "unclosed",
+        "space",
+        "empty-id",
+        "space-in-id",
+        "header-arity",
+        "bad-bracket",
+        "dot-nothing",
+        "bad-json-key",
+        "item-space",
+        "status-selector",
+        "index-selector",
+    ],
+)
+def test_placeholder_that_opens_but_does_not_parse_is_an_error(text: str, message: str) -> None:
+    with pytest.raises(TemplateSyntaxError, match=re.escape(message)):
+        parse_template(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/users/{resultOf(user).id}/posts", "/users/7/posts"),
+        ("{resultOf(user).tags}", "a,b"),
+        ("{resultOf(user).address}", '{"city":"Oslo"}'),
+        ("{resultOf(list)[*].id}", "10,20"),
+        ("{resultOf(list)[-1].id}", "20"),
+        ("{statusOf(list)}", "201"),
+        ("{headerOf(user, location)}", "/users/7"),
+        ('{resultOf(user)["weird key"]}', "1"),
+        ("{resultOf(user).posts[*].tags[*]}", "x,y,z"),
+        ("{resultOf(text)}", "plain text"),
+    ],
+    ids=[
+        "path",
+        "list-joined",
+        "object-json",
+        "each",
+        "negative-index",
+        "status",
+        "header-case-insensitive",
+        "quoted-key",
+        "each-flattens",
+        "text-body",
+    ],
+)
+def test_renders_text(text: str, expected: str) -> None:
+    assert render_text(parse_template(text), SCOPE) == expected
+
+
+def test_render_text_encodes_only_substituted_values() -> None:
+    template = parse_template("/a b/{resultOf(text)}")
+    assert render_text(template, SCOPE, lambda v: v.replace(" ", "%20")) == "/a b/plain%20text"
+
+
+def test_whole_body_placeholder_keeps_its_json_type() -> None:
+    errors: list[tuple[str, str]] = []
+    body = compile_json(
+        {
+            "id": "{resultOf(user).id}",
+            "tags": "{resultOf(user).tags}",
+            "note": "user {resultOf(user).id}",
+            "ids": "resultOf(list)[*].id",
+            "n": 3,
+            "nested": [{"city": "{resultOf(user).address.city}"}],
+        },
+        "body",
+        errors,
+    )
+    assert errors == []
+    assert render_json(body, SCOPE) == {
+        "id": 7,
+        "tags": ["a", "b"],
+        "note": "user 7",
+        "ids": [10, 20],
+        "n": 3,
+        "nested": [{"city": "Oslo"}],
+    }
+
+
+def test_compile_json_reports_each_bad_string_with_its_field() -> None:
+    errors: list[tuple[str, str]] = []
+    compile_json({"a": ["ok", "{resultOf(x"], "b": {"c": "{item "}}, "body", errors)
+    assert [field for field, _ in errors] == ["body.a[1]", "body.b.c"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "{resultOf(user).missing}",
+            "'user' result has no key 'missing' (keys: 'id', 'name', 'tags', 'address'",
+        ),
+        ("{resultOf(user).tags[5]}", "'user' result.tags has 2 elements; index 5 is out of range"),
+        ("{resultOf(user).name.first}", "'user' result.name is a string, so it has no key 'first'"),
+        ("{resultOf(user).id[*]}", "'user' result.id is a number, not a list"),
+        ("{headerOf(user, ETag)}", "has no header 'ETag' (headers: 'Location')"),
+        ("{resultOf(list)[*].name}", "'list' result[0] has no key 'name' (keys: 'id')"),
+    ],
+    ids=[
+        "missing-key",
+        "out-of-range",
+        "key-of-string",
+        "each-of-number",
+        "missing-header",
+        "missing-in-each",
+    ],
+)
+def test_selector_that_matches_nothing_names_what_exists(text: str, message: str) -> None:
+    with pytest.raises(ReferenceNotFound) as info:
+        render_text(parse_template(text), SCOPE)
+    assert message in str(info.value)
+    assert text in str(info.value)
+
+
+def test_project_keeps_only_selected_paths_and_maps_over_lists() -> None:
+    paths = (parse_selectors("id"), parse_selectors("address.city"), parse_selectors("nope"))
+    assert project(SCOPE.results["user"].body, paths) == {"id": 7, "address": {"city": "Oslo"}}
+    assert project(SCOPE.results["list"].body, (parse_selectors("id"),)) == [{"id": 10}, {"id": 20}]
+    assert project(None, paths) is None
+    assert project("text", paths) == "text"
+
+
+def test_parse_selectors_rejects_garbage() -> None:
+    with pytest.raises(TemplateSyntaxError):
+        parse_selectors("a b")
+
+
+def test_template_whole_only_for_a_single_placeholder() -> None:
+    assert parse_template("{resultOf(a)}x").whole is None
+    assert isinstance(parse_template("{resultOf(a)}"), Template)
