@@ -82,16 +82,17 @@ async def running(
     app: web.Application, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[str]:
     """Serve *app* on host:port (0 picks a free port); yield its base URL until the block ends."""
+    # Bind first: a busy port then fails before the application (and its pools) starts.
+    sock = socket.create_server((host, port))
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    sock = socket.create_server((host, port), reuse_port=False)
-    site = web.SockSite(runner, sock)
     try:
-        await site.start()
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
         bound_host, bound_port = sock.getsockname()[:2]
         yield f"http://{_url_host(bound_host)}:{bound_port}"
     finally:
         await runner.cleanup()
+        sock.close()
 
 
 def _url_host(host: str) -> str:

@@ -11,14 +11,18 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from gqlbatch.app import create_app, running
 from gqlbatch.config import Settings
 from gqlbatch.demo import EXAMPLE_QUERY, sample_api
 from gqlbatch.errors import ConfigError
 from gqlbatch.schema import build_schema
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["main"]
 
@@ -36,11 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gqlbatch: error: {message} (see gqlbatch --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gqlbatch", description="A GraphQL batching gateway for REST APIs."
-    )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    parser = _Parser(prog="gqlbatch", description="A GraphQL batching gateway for REST APIs.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="serve /graphql in front of REST upstreams")
     serve.add_argument(
@@ -77,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _serve_forever(settings: Settings, host: str, port: int) -> None:
-    async with running(create_app(settings), host, port) as url:
+    async with _listening(create_app(settings), host, port) as url:
         print(
             f"gqlbatch serving {url}/graphql in front of "
             + ", ".join(f"{u.name}={u.base_url}" for u in settings.upstreams.values()),
@@ -93,7 +102,8 @@ def _demo(args: argparse.Namespace) -> int:
 async def _demo_forever(host: str, port: int, latency_ms: float) -> None:
     async with running(sample_api(latency_ms=latency_ms)) as api_url:
         settings = Settings.from_upstream_urls([api_url])
-        async with running(create_app(settings, landing_query=EXAMPLE_QUERY), host, port) as url:
+        app = create_app(settings, landing_query=EXAMPLE_QUERY)
+        async with _listening(app, host, port) as url:
             print(
                 f"gqlbatch demo: sample REST API at {api_url} (users, posts, comments)", flush=True
             )
@@ -102,6 +112,19 @@ async def _demo_forever(host: str, port: int, latency_ms: float) -> None:
                 flush=True,
             )
             await asyncio.Event().wait()
+
+
+@contextlib.asynccontextmanager
+async def _listening(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    try:
+        server = running(app, host, port)
+        url = await server.__aenter__()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        yield url
+    finally:
+        await server.__aexit__(None, None, None)
 
 
 def _run_until_interrupted(coro: object) -> int:

@@ -345,9 +345,19 @@ class MaskInternalErrors(MaskErrors):
         )
 
 
+class _Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # Strawberry logs every error with a traceback, before extensions run. A client's
+        # mistake (a rejected batch, an invalid query) is not a server error, and internal
+        # errors are logged once, with their id, by MaskInternalErrors.
+        for error in errors:
+            if not _is_internal(error):
+                log.debug("client error: %s", error.message)
+
+
 def build_schema() -> strawberry.Schema:
     """The gqlbatch GraphQL schema."""
-    return strawberry.Schema(
+    return _Schema(
         query=Query,
         mutation=Mutation,
         types=[Succeeded, Failed, Skipped, Cancelled],

@@ -313,3 +313,12 @@ async def test_demo_sample_api_records_and_filters(sample_url: str, make_gateway
     client = await make_gateway(sample_url)
     out = await run(graphql_caller(client), [{"path": "/users", "query": {"id": [1, 2]}}])
     assert [u["id"] for u in out["items"][0]["body"]] == [1, 2]
+
+
+async def test_client_rejection_is_not_logged_as_a_server_error(
+    graphql: GraphQL, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        result = await graphql(BATCH, {"requests": [{"path": "nope"}]})
+    assert result["errors"][0]["extensions"]["code"] == "FORBIDDEN_TARGET"
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

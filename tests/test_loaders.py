@@ -78,3 +78,20 @@ async def test_upstream_error_reaches_every_waiting_caller(
     results = await asyncio.gather(*(loaders.fetch(call) for _ in range(2)), return_exceptions=True)
     assert [type(r).__name__ for r in results] == ["UpstreamBadResponse"] * 2
     assert len(service.calls) == 1
+
+
+async def test_a_fast_read_does_not_wait_for_a_slow_one_dispatched_with_it(
+    service: FakeService, client: UpstreamClient
+) -> None:
+    # aiodataloader resolves a whole dispatch at once; Loaders hands back a task per key so
+    # that /fast completes while /slow, dispatched in the same loop turn, is still running.
+    gate = asyncio.Event()
+    service.route("GET", "/slow", gate=gate, json={})
+    service.route("GET", "/fast", json={})
+    loaders = Loaders(client.send)
+    slow = asyncio.create_task(loaders.fetch(UpstreamCall("default", "GET", "/slow")))
+    fast = await loaders.fetch(UpstreamCall("default", "GET", "/fast"))
+    assert fast.response.status == 200
+    assert not slow.done()
+    gate.set()
+    assert (await slow).response.status == 200

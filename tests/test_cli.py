@@ -1,0 +1,111 @@
+"""The command line: exit codes, one-line errors, export-schema, and the demo as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gqlbatch.cli import main
+from gqlbatch.schema import build_schema
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve"], "the following arguments are required: --upstream"),
+        (["serve", "--upstream", "ftp://x"], "must start with http:// or https://"),
+        (["serve", "--upstream", "http://u:p@x"], "must not carry credentials"),
+        (
+            ["serve", "--upstream", "http://a", "--upstream", "http://b"],
+            "name each of several upstreams as name=URL",
+        ),
+        (
+            ["serve", "--upstream", "a=http://a", "--upstream", "a=http://b"],
+            "--upstream names must be unique",
+        ),
+        (["serve", "--upstream", "1bad=http://a"], "upstream name '1bad' must be a letter"),
+        (["demo", "--port", "abc"], "invalid int value: 'abc'"),
+        (["nonsense"], "invalid choice: 'nonsense'"),
+    ],
+    ids=[
+        "no-upstream",
+        "scheme",
+        "userinfo",
+        "unnamed",
+        "duplicate",
+        "bad-name",
+        "bad-port",
+        "bad-command",
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gqlbatch: error: ")
+    assert message in err
+
+
+def test_export_schema_prints_the_sdl(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export-schema"]) == 0
+    assert capsys.readouterr().out == build_schema().as_str() + "\n"
+
+
+def test_export_schema_writes_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "schema" / "schema.graphql"
+    assert main(["export-schema", "-o", str(target)]) == 0
+    assert target.read_text() == build_schema().as_str() + "\n"
+
+
+async def test_demo_command_serves_graphiql_and_runs_its_example() -> None:
+    # The README's first command, as a real process: it must print a URL that works.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gqlbatch",
+        "demo",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        url = await asyncio.wait_for(_printed_url(proc), 20)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/", allow_redirects=False) as landing:
+                assert landing.status == 302
+                assert landing.headers["Location"].startswith("/graphql?q=")
+            async with http.get(url + "/graphql", headers={"Accept": "text/html"}) as page:
+                assert "GraphiQL" in await page.text()
+            from gqlbatch.demo import EXAMPLE_QUERY
+
+            async with http.post(url + "/graphql", json={"query": EXAMPLE_QUERY}) as resp:
+                data = json.loads(await resp.text())
+        items = {i["requestId"]: i for i in data["data"]["batch"]["items"]}
+        assert items["readBack"]["body"]["title"] == "Hello from gqlbatch"
+        assert items["sameUser"]["coalesced"] is True
+        assert items["dependent"]["error"]["code"] == "FAILED_DEPENDENCY"
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def _printed_url(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stdout is not None
+    while True:
+        line = (await proc.stdout.readline()).decode()
+        assert line, "the demo exited before printing its URL"
+        found = re.search(r"Open (http://\S+)/ for GraphiQL", line)
+        if found:
+            return found[1]

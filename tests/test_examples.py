@@ -1,0 +1,57 @@
+"""Smoke test: every file in examples/ runs against a live gateway in front of the demo API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gqlbatch import Settings, create_app, running
+from gqlbatch.demo import sample_api
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+EXPECTED = {
+    "screen.py": ["user 1: Ada", "posts, first: Post 1", "3 sub-requests, 3 upstream calls"],
+    "batch.sh": [
+        '"title":"From curl"',
+        '"requestId":"read","state":"SUCCEEDED"',
+        "DEPENDENCY_CYCLE",
+        "UNKNOWN_DEPENDENCY",
+        "DUPLICATE_REQUEST_ID",
+    ],
+}
+
+
+@pytest.fixture
+async def demo_url() -> AsyncIterator[str]:
+    async with running(sample_api()) as api:
+        async with running(create_app(Settings.from_upstream_urls([api]))) as url:
+            yield url + "/graphql"
+
+
+def test_every_example_is_covered() -> None:
+    assert sorted(p.name for p in EXAMPLES.iterdir() if p.suffix in (".py", ".sh")) == sorted(
+        EXPECTED
+    )
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_example_runs(name: str, demo_url: str) -> None:
+    path = EXAMPLES / name
+    command = [sys.executable, str(path)] if path.suffix == ".py" else ["bash", str(path)]
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        demo_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(EXAMPLES.parent)},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    for expected in EXPECTED[name]:
+        assert expected in text, text
