@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from aiohttp import web
@@ -20,6 +20,7 @@ from gqlbatch.upstream import UpstreamClient
 
 __all__ = ["CLIENT", "SETTINGS", "create_app", "running"]
 
+GRAPHQL_RESPONSE = "application/graphql-response+json"
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLIENT: Final = web.AppKey("client", UpstreamClient)
 
@@ -33,12 +34,44 @@ class BatchView(GraphQLView[Context, None]):
         )
         self._settings = settings
 
+    async def get_sub_response(self, request: web.Request) -> web.Response:
+        # GraphQL over HTTP: a client that prefers application/graphql-response+json gets it,
+        # with 400 for request errors (no data at all); application/json stays 200 throughout.
+        response = web.Response()
+        if _prefers_graphql_response(request.headers.get("Accept", "")):
+            response.content_type = GRAPHQL_RESPONSE
+        return response
+
+    def create_response(self, response_data: Any, sub_response: web.Response) -> web.Response:
+        media = sub_response.content_type
+        response = super().create_response(response_data, sub_response)
+        if media == GRAPHQL_RESPONSE:
+            response.content_type = GRAPHQL_RESPONSE
+            if _is_request_error(response_data):
+                response.set_status(400)
+        return response
+
     async def get_context(self, request: web.Request, response: object) -> Context:  # type: ignore[override]
         return Context(
             settings=self._settings,
             send=request.app[CLIENT].send,
             forwarded=forwarded_headers(request.headers.items(), self._settings.forward_headers),
         )
+
+
+def _prefers_graphql_response(accept: str) -> bool:
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in (GRAPHQL_RESPONSE, "application/json"):
+            return media == GRAPHQL_RESPONSE
+    return False
+
+
+def _is_request_error(data: Any) -> bool:
+    # Parse and validation errors carry no path; a field error (a rejected batch) has one.
+    if not isinstance(data, dict) or data.get("data") is not None:
+        return False
+    return all(not e.get("path") for e in data.get("errors") or [])
 
 
 def create_app(settings: Settings, *, landing_query: str | None = None) -> web.Application:

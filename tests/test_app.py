@@ -322,3 +322,36 @@ async def test_client_rejection_is_not_logged_as_a_server_error(
         result = await graphql(BATCH, {"requests": [{"path": "nope"}]})
     assert result["errors"][0]["extensions"]["code"] == "FORBIDDEN_TARGET"
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize(
+    ("accept", "media", "bad_status"),
+    [
+        (
+            "application/graphql-response+json, application/json;q=0.9",
+            "application/graphql-response+json",
+            400,
+        ),
+        ("application/json", "application/json", 200),
+        ("*/*", "application/json", 200),
+    ],
+    ids=["graphql-response", "json", "any"],
+)
+async def test_graphql_over_http_media_types(
+    accept: str, media: str, bad_status: int, service: FakeService, gateway: TestClient
+) -> None:
+    service.route("GET", "/a", json={})
+    good = await gateway.post(
+        "/graphql",
+        headers={"Accept": accept},
+        json={"query": '{ batch(requests: [{path: "/a"}]) { items { status } } }'},
+    )
+    assert (good.status, good.content_type) == (200, media)
+    bad = await gateway.post("/graphql", headers={"Accept": accept}, json={"query": "{ nope }"})
+    assert (bad.status, bad.content_type) == (bad_status, media)
+    rejected = await gateway.post(
+        "/graphql",
+        headers={"Accept": accept},
+        json={"query": '{ batch(requests: [{path: "x"}]) { items { status } } }'},
+    )
+    assert rejected.status == 200  # a rejected batch is a field error: data is present, null

@@ -81,7 +81,7 @@ async def test_demo_command_serves_graphiql_and_runs_its_example() -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        url = await asyncio.wait_for(_printed_url(proc), 20)
+        url = await asyncio.wait_for(_printed(proc, r"Open (http://\S+)/ for GraphiQL"), 20)
         async with aiohttp.ClientSession() as http:
             async with http.get(url + "/", allow_redirects=False) as landing:
                 assert landing.status == 302
@@ -101,11 +101,42 @@ async def test_demo_command_serves_graphiql_and_runs_its_example() -> None:
         await proc.wait()
 
 
-async def _printed_url(proc: asyncio.subprocess.Process) -> str:
+async def _printed(proc: asyncio.subprocess.Process, pattern: str) -> str:
     assert proc.stdout is not None
     while True:
         line = (await proc.stdout.readline()).decode()
-        assert line, "the demo exited before printing its URL"
-        found = re.search(r"Open (http://\S+)/ for GraphiQL", line)
+        assert line, "the command exited before printing its URL"
+        found = re.search(pattern, line)
         if found:
             return found[1]
+
+
+async def test_serve_command_fronts_an_upstream(sample_url: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gqlbatch",
+        "serve",
+        "--upstream",
+        sample_url,
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        url = await asyncio.wait_for(_printed(proc, r"gqlbatch serving (http://\S+)/graphql"), 20)
+        query = """mutation { batch(requests: [
+            {requestId: "create", method: POST, path: "/posts", body: {title: "t"}}
+            {requestId: "read", path: "/posts/{resultOf(create).id}"}
+        ]) { items { status body } } }"""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url + "/graphql", json={"query": query}) as resp,
+        ):
+            items = (await resp.json())["data"]["batch"]["items"]
+        assert [i["status"] for i in items] == [201, 200]
+        assert items[1]["body"] == items[0]["body"]
+    finally:
+        proc.terminate()
+        await proc.wait()

@@ -28,9 +28,11 @@ EXPECTED = {
 
 @pytest.fixture
 async def demo_url() -> AsyncIterator[str]:
-    async with running(sample_api()) as api:
-        async with running(create_app(Settings.from_upstream_urls([api]))) as url:
-            yield url + "/graphql"
+    async with (
+        running(sample_api()) as api,
+        running(create_app(Settings.from_upstream_urls([api]))) as url,
+    ):
+        yield url + "/graphql"
 
 
 def test_every_example_is_covered() -> None:
