@@ -51,7 +51,7 @@ class BatchView(GraphQLView[Context, None]):
                 response.set_status(400)
         return response
 
-    async def get_context(self, request: web.Request, response: object) -> Context:  # type: ignore[override]
+    async def get_context(self, request: web.Request, response: object) -> Context:
         return Context(
             settings=self._settings,
             send=request.app[CLIENT].send,

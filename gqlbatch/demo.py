@@ -144,7 +144,7 @@ def _delete(kind: str) -> Handler:
 
 def _find(request: web.Request, kind: str) -> dict[str, Any]:
     key = request.match_info["id"]
-    row = request.app[_STORE][kind].get(int(key)) if key.isdigit() else None
+    row: dict[str, Any] | None = request.app[_STORE][kind].get(int(key)) if key.isdigit() else None
     if row is None:
         raise web.HTTPNotFound(
             text=f'{{"error": "no {kind[:-1]} {key}"}}', content_type="application/json"

@@ -7,7 +7,8 @@ outlive the batch) and its `fetch` is the executor's I/O capability.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiodataloader import DataLoader
 
@@ -15,7 +16,7 @@ from gqlbatch.call import Fetched, UpstreamCall, UpstreamResponse
 
 __all__ = ["Loaders", "Send"]
 
-Send = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]
+Send = Callable[[UpstreamCall], Coroutine[Any, Any, UpstreamResponse]]
 
 
 class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[UpstreamResponse]"]):

@@ -155,12 +155,13 @@ _FORBIDDEN_HEADERS = frozenset(
 _BATCH_PATHS = frozenset({"/batch", "/$batch", "/graphql"})
 
 
-def parse_batch(items: object, options: object, rules: Rules) -> tuple[BatchRequest, list[Problem]]:
+def parse_batch(items: object, options: object, rules: Rules) -> Parsed:
     """Check the shape of a batch, collecting every problem rather than stopping at the first.
 
-    Returns the batch (items with problems are left out) and the problems found; the planner
-    adds its own before deciding. Raises BatchRejected at once only when there is nothing
-    item-by-item to check: the items are not a list, or there are more than the limit.
+    Items with problems are left out of the batch; the planner adds its own problems before
+    anything is decided, and knows every requestId so that it reports no knock-on problems.
+    Raises BatchRejected at once only when there is nothing item-by-item to check: the items
+    are not a list, or there are more than the limit.
     """
     if not isinstance(items, Sequence) or isinstance(items, str | bytes):
         raise BatchRejected([Problem(ErrorCode.INVALID_INPUT, "requests must be a list")])
