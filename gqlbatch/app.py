@@ -15,7 +15,9 @@ from strawberry.aiohttp.views import GraphQLView
 
 from gqlbatch.call import forwarded_headers
 from gqlbatch.config import Settings
+from gqlbatch.loaders import SharedInflight
 from gqlbatch.schema import Context, build_schema
+from gqlbatch.types import Headers
 from gqlbatch.upstream import UpstreamClient
 
 __all__ = ["CLIENT", "SETTINGS", "create_app", "running"]
@@ -23,6 +25,7 @@ __all__ = ["CLIENT", "SETTINGS", "create_app", "running"]
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLIENT: Final = web.AppKey("client", UpstreamClient)
+INFLIGHT: Final = web.AppKey("inflight", SharedInflight)
 
 
 class BatchView(GraphQLView[Context, None]):
@@ -54,9 +57,17 @@ class BatchView(GraphQLView[Context, None]):
     async def get_context(self, request: web.Request, response: object) -> Context:
         return Context(
             settings=self._settings,
-            send=request.app[CLIENT].send,
-            forwarded=forwarded_headers(request.headers.items(), self._settings.forward_headers),
+            send=request.app[INFLIGHT].send,
+            forwarded=_forwarded(request, self._settings),
         )
+
+
+def _forwarded(request: web.Request, settings: Settings) -> dict[str, Headers]:
+    incoming = list(request.headers.items())
+    return {
+        name: forwarded_headers(incoming, upstream.forward_headers or settings.forward_headers)
+        for name, upstream in settings.upstreams.items()
+    }
 
 
 def _prefers_graphql_response(accept: str) -> bool:
@@ -93,8 +104,12 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
 async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
     # One pooled client per application, closed when the application stops (aiohttp's
     # "Persistent session" advice): never one per request, never one at import time.
-    client = UpstreamClient(app[SETTINGS])
+    settings = app[SETTINGS]
+    client = UpstreamClient(settings)
     app[CLIENT] = client
+    app[INFLIGHT] = SharedInflight(
+        client.send, [u.name for u in settings.upstreams.values() if u.share_inflight]
+    )
     yield
     await client.close()
 

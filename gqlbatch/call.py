@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import quote, unquote
@@ -79,10 +79,12 @@ class Fetched:
     response: UpstreamResponse
     coalesced: bool = False
     attempts: int = 1
+    bulk_call: str | None = None
+    """The plural call that served this one, as "GET /users?id=1&id=2", when one did."""
 
 
-def to_call(item: PlannedItem, scope: Scope, forwarded: Headers) -> UpstreamCall:
-    """Render *item* against the results in *scope*.
+def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -> UpstreamCall:
+    """Render *item* against the results in *scope*, with the headers forwarded to its upstream.
 
     Raises:
         ReferenceNotFound: a placeholder's selector matched nothing.
@@ -92,7 +94,7 @@ def to_call(item: PlannedItem, scope: Scope, forwarded: Headers) -> UpstreamCall
     path = quote(render_text(item.path, scope, _path_segment), safe=_PATH_SAFE)
     query = tuple(sorted((name, render_text(t, scope)) for name, t in item.query))
     own = tuple((name, _header_value(name, render_text(t, scope))) for name, t in item.headers)
-    headers = _merge_headers(forwarded, own)
+    headers = _merge_headers(forwarded.get(request.upstream, ()), own)
     body = None
     if request.has_body:
         body, headers = _encode_body(render_json(item.body, scope), headers)

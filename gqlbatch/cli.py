@@ -1,7 +1,7 @@
 """The `gqlbatch` command: `serve`, `demo` and `export-schema`.
 
-The only module that reads the process's arguments and environment. A bad flag or setting exits
-with status 2 and one line on stderr.
+The only module that reads the process's arguments, environment and files. A bad flag or
+setting exits with status 2 and one line on stderr.
 """
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from gqlbatch.app import create_app, running
 from gqlbatch.config import Settings
+from gqlbatch.config_file import settings_from_mapping, settings_from_toml
 from gqlbatch.demo import EXAMPLE_QUERY, sample_api
 from gqlbatch.errors import ConfigError
 from gqlbatch.schema import build_schema
@@ -27,11 +30,13 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 DEFAULT_SCHEMA_PATH = Path("schema/schema.graphql")
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    args.environ = os.environ if environ is None else environ
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         return int(args.run(args))
@@ -52,20 +57,31 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="serve /graphql in front of REST upstreams")
-    serve.add_argument(
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a gqlbatch.toml; GQLBATCH_* environment variables override it",
+    )
+    source.add_argument(
         "--upstream",
         action="append",
-        required=True,
         metavar="[NAME=]URL",
         help="a REST service to front; repeat as name=URL for several",
     )
-    _add_listen_args(serve, port=8000)
+    _add_listen_args(serve)
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="serve in front of a built-in sample REST API")
-    _add_listen_args(demo, port=8000)
+    _add_listen_args(demo)
     demo.add_argument(
         "--latency-ms", type=float, default=0.0, help="delay every sample API response by this much"
+    )
+    demo.add_argument(
+        "--no-bulk",
+        action="store_true",
+        help="turn the demo's bulk routes off, to compare upstream calls",
     )
     demo.set_defaults(run=_demo)
 
@@ -75,33 +91,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_listen_args(parser: argparse.ArgumentParser, *, port: int) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=port, help="port to listen on (0: any)")
+def _add_listen_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument(
+        "--port", type=int, help=f"port to listen on, 0 for any (default {DEFAULT_PORT})"
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = Settings.from_upstream_urls(args.upstream)
-    return _run_until_interrupted(_serve_forever(settings, args.host, args.port))
+    settings, server = _settings(args)
+    host = args.host or server.get("host", DEFAULT_HOST)
+    port = args.port if args.port is not None else server.get("port", DEFAULT_PORT)
+    return _run_until_interrupted(_serve_forever(settings, host, port))
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any]]:
+    if args.config is not None:
+        try:
+            text = args.config.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {args.config}: {exc.strerror}") from exc
+        return settings_from_toml(text, args.environ, source=str(args.config))
+    upstreams = Settings.from_upstream_urls(args.upstream).upstreams
+    data = {"upstreams": {u.name: {"base_url": u.base_url} for u in upstreams.values()}}
+    return settings_from_mapping(data, args.environ, source="--upstream")
 
 
 async def _serve_forever(settings: Settings, host: str, port: int) -> None:
     async with _listening(create_app(settings), host, port) as url:
-        print(
-            f"gqlbatch serving {url}/graphql in front of "
-            + ", ".join(f"{u.name}={u.base_url}" for u in settings.upstreams.values()),
-            flush=True,
-        )
+        upstreams = ", ".join(f"{u.name}={u.base_url}" for u in settings.upstreams.values())
+        print(f"gqlbatch serving {url}/graphql in front of {upstreams}", flush=True)
         await asyncio.Event().wait()
 
 
 def _demo(args: argparse.Namespace) -> int:
-    return _run_until_interrupted(_demo_forever(args.host, args.port, args.latency_ms))
+    host, port = args.host or DEFAULT_HOST, DEFAULT_PORT if args.port is None else args.port
+    return _run_until_interrupted(_demo_forever(args, host, port))
 
 
-async def _demo_forever(host: str, port: int, latency_ms: float) -> None:
-    async with running(sample_api(latency_ms=latency_ms)) as api_url:
-        settings = Settings.from_upstream_urls([api_url])
+async def _demo_forever(args: argparse.Namespace, host: str, port: int) -> None:
+    async with running(sample_api(latency_ms=args.latency_ms)) as api_url:
+        settings = demo_settings(api_url, args.environ, bulk=not args.no_bulk)
         app = create_app(settings, landing_query=EXAMPLE_QUERY)
         async with _listening(app, host, port) as url:
             print(
@@ -114,10 +144,20 @@ async def _demo_forever(host: str, port: int, latency_ms: float) -> None:
             await asyncio.Event().wait()
 
 
+def demo_settings(api_url: str, environ: Mapping[str, str], *, bulk: bool = True) -> Settings:
+    """The packaged demo.toml, pointed at the sample API at *api_url*."""
+    text = resources.files("gqlbatch").joinpath("demo.toml").read_text(encoding="utf-8")
+    prefix = "GQLBATCH_UPSTREAMS__DEMO__"
+    env = {**environ, prefix + "BASE_URL": f'"{api_url}"'}
+    if not bulk:
+        env[prefix + "BULK"] = "[]"
+    return settings_from_toml(text, env, source="demo.toml")[0]
+
+
 @contextlib.asynccontextmanager
 async def _listening(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    server = running(app, host, port)
     try:
-        server = running(app, host, port)
         url = await server.__aenter__()
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -127,9 +167,9 @@ async def _listening(app: web.Application, host: str, port: int) -> AsyncIterato
         await server.__aexit__(None, None, None)
 
 
-def _run_until_interrupted(coro: object) -> int:
+def _run_until_interrupted(coro: Coroutine[Any, Any, None]) -> int:
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(coro)  # type: ignore[arg-type]
+        asyncio.run(coro)
     return 0
 
 

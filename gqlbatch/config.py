@@ -7,24 +7,87 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from gqlbatch.errors import ConfigError
 
-__all__ = ["DEFAULT_FORWARD_HEADERS", "DEFAULT_UPSTREAM", "Settings", "UpstreamSettings"]
+__all__ = [
+    "DEFAULT_FORWARD_HEADERS",
+    "DEFAULT_UPSTREAM",
+    "BulkRoute",
+    "Settings",
+    "UpstreamSettings",
+]
 
 DEFAULT_UPSTREAM = "default"
 DEFAULT_FORWARD_HEADERS = ("Authorization", "Accept-Language", "X-Request-Id", "traceparent")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_PARAM = re.compile(r"^[A-Za-z0-9_.\[\]-]+$")
 _LIMIT_FIELDS = (
     "max_items",
+    "max_fanout",
     "max_concurrency",
     "batch_timeout_ms",
     "max_response_bytes",
     "max_request_bytes",
 )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BulkRoute:
+    """Merges single lookups that become ready together into one plural call (DESIGN §7).
+
+    Attributes:
+        match: the single lookup, with `{id}` as its last path segment (`/users/{id}`) or as one
+            query value (`/comments?postId={id}`).
+        path: the plural route; defaults to the match's path without the `{id}` segment.
+        param: the query parameter that carries the keys; defaults to `id` for a path match and
+            to the matched parameter for a query match.
+        key_field: the field of each returned row that holds its key; defaults to `param`.
+        many: false for one-to-one (each key gets its row, or a 404); true for one-to-many
+            (each key gets the list of rows whose `key_field` equals it).
+        style: `repeat` sends `?id=1&id=2`, `comma` sends `?id=1,2`.
+        max_keys: keys per plural call; more keys make more calls.
+    """
+
+    match: str
+    path: str = ""
+    param: str = ""
+    key_field: str = ""
+    many: bool = False
+    style: str = "repeat"
+    max_keys: int = 100
+    match_path: str = field(init=False, default="")
+    match_param: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        where = f"bulk route {self.match!r}"
+        path, _, query = self.match.partition("?")
+        if query:
+            name, sep, value = query.partition("=")
+            if not sep or value != "{id}" or "&" in query or "{id}" in path:
+                raise ConfigError(f"{where}: a query match is /path?param={{id}}, one parameter")
+            match_param: str | None = name
+            default_path, default_param = path, name
+        else:
+            if not path.endswith("/{id}") or path.count("{id}") != 1:
+                raise ConfigError(f"{where}: match must end with /{{id}} or be /path?param={{id}}")
+            match_param = None
+            default_path, default_param = path[: -len("/{id}")] or "/", "id"
+        if not path.startswith("/") or "{" in path.replace("{id}", ""):
+            raise ConfigError(f"{where}: match must be a path starting with '/'")
+        object.__setattr__(self, "match_path", path)
+        object.__setattr__(self, "match_param", match_param)
+        object.__setattr__(self, "path", self.path or default_path)
+        object.__setattr__(self, "param", self.param or default_param)
+        object.__setattr__(self, "key_field", self.key_field or self.param)
+        if self.style not in ("repeat", "comma"):
+            raise ConfigError(f"{where}: style must be 'repeat' or 'comma', got {self.style!r}")
+        if not self.path.startswith("/") or not _PARAM.match(self.param):
+            raise ConfigError(f"{where}: path must start with '/' and param be a plain name")
+        _check_positive(where, self, ("max_keys",))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +100,11 @@ class UpstreamSettings:
         timeout_ms: the total time one call may take, connect to last byte.
         connect_timeout_ms: the time to open a connection.
         max_connections: pooled connections to this upstream; also its concurrency cap.
+        forward_headers: incoming headers copied onto this upstream's calls; None takes the
+            server-wide list.
+        share_inflight: let concurrent batches share one in-flight GET or HEAD when the calls
+            are identical, credentials included. Off by default.
+        bulk: routes whose lookups are merged into plural calls.
     """
 
     name: str
@@ -44,6 +112,9 @@ class UpstreamSettings:
     timeout_ms: int = 10_000
     connect_timeout_ms: int = 3_000
     max_connections: int = 100
+    forward_headers: tuple[str, ...] | None = None
+    share_inflight: bool = False
+    bulk: tuple[BulkRoute, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -64,6 +135,7 @@ class Settings:
     Attributes:
         upstreams: the configured REST services, by name. A target is only ever one of these.
         max_items: items per batch; past it the batch is rejected with BATCH_TOO_LARGE.
+        max_fanout: upstream calls a batch may ask for, forEach elements included.
         max_concurrency: upstream calls in flight per batch, unless a batch asks for fewer.
         batch_timeout_ms: the deadline of a whole batch, unless a batch asks for a shorter one.
         max_response_bytes: the largest upstream body read; past it UPSTREAM_BAD_RESPONSE.
@@ -74,6 +146,7 @@ class Settings:
 
     upstreams: Mapping[str, UpstreamSettings]
     max_items: int = 100
+    max_fanout: int = 1000
     max_concurrency: int = 100
     batch_timeout_ms: int = 30_000
     max_response_bytes: int = 8 * 1024 * 1024

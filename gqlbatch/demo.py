@@ -32,27 +32,48 @@ _NAMES = [
 ]
 
 EXAMPLE_QUERY = """\
-# A screen's worth of REST calls in one request. Press the play button (or Ctrl-Enter).
-mutation Screen {
+# Two batches. Pick one with the play button's menu (or Ctrl-Enter runs the one under the cursor).
+#
+# Screen: a user, their posts, and each post's author and comments, in one request. The demo's
+# bulk routes merge the ten comment lookups into one upstream call, and the ten author lookups
+# are the same user, fetched once: stats shows 3 upstream calls for 22 lookups.
+query Screen {
   batch(requests: [
     {requestId: "user", path: "/users/1"}
     {requestId: "posts", path: "/posts", query: {userId: "{resultOf(user).id}"}}
-    {requestId: "firstPost", path: "/posts/{resultOf(posts)[0].id}"}
-    {requestId: "comments", path: "/comments", query: {postId: "{resultOf(posts)[0].id}"}}
-    {requestId: "sameUser", path: "/users/1"}
+    {requestId: "authors", forEach: "{resultOf(posts)[*].userId}", path: "/users/{item}"}
+    {requestId: "comments", forEach: "{resultOf(posts)[*].id}", path: "/comments",
+     query: {postId: "{item}"}}
+  ]) {
+    user: item(requestId: "user") { body(select: ["name", "email"]) }
+    posts: item(requestId: "posts") { body(select: ["id", "title"]) }
+    authors: item(requestId: "authors") { status body(select: ["name"]) }
+    comments: item(requestId: "comments") {
+      status
+      body(select: ["id", "body"])
+      elements { index status bulkCall }
+    }
+    stats { subRequests callsRequested upstreamCalls savedByDedupe savedByBulk wallMs }
+  }
+}
+
+# Features: create then read back, identical GETs coalesced, a failure and its skipped dependent.
+mutation Features {
+  batch(requests: [
     {requestId: "create", method: POST, path: "/posts",
-     body: {userId: "{resultOf(user).id}", title: "Hello from gqlbatch"}}
+     body: {userId: 1, title: "Hello from gqlbatch"}}
     {requestId: "readBack", path: "/posts/{resultOf(create).id}"}
+    {requestId: "user", path: "/users/2"}
+    {requestId: "sameUser", path: "/users/2"}
     {requestId: "missing", path: "/users/999"}
     {requestId: "dependent", path: "/posts", query: {userId: "{resultOf(missing).id}"}}
   ]) {
     items {
-      requestId state status coalesced
+      __typename requestId state status coalesced
       body(select: ["id", "name", "title"])
       error { code message }
       ... on Skipped { failedDependency }
     }
-    user: item(requestId: "user") { body }
     stats { subRequests upstreamCalls callsSaved wallMs criticalPathMs }
   }
 }

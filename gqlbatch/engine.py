@@ -6,6 +6,8 @@ the `BatchOutcome`; it never builds plans or loaders itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from gqlbatch.config import Settings
 from gqlbatch.executor import execute
 from gqlbatch.loaders import Loaders, Send
@@ -27,9 +29,10 @@ def prepare(items: object, options: object, settings: Settings, *, read_only: bo
         upstreams=frozenset(settings.upstreams),
         default_upstream=settings.default_upstream(),
         max_items=settings.max_items,
+        max_fanout=settings.max_fanout,
         methods=READ_METHODS if read_only else frozenset(Method),
     )
-    return build_plan(parse_batch(items, options, rules))
+    return build_plan(parse_batch(items, options, rules), max_fanout=settings.max_fanout)
 
 
 async def run_batch(
@@ -38,7 +41,7 @@ async def run_batch(
     *,
     settings: Settings,
     send: Send,
-    forwarded: Headers = (),
+    forwarded: Mapping[str, Headers] | None = None,
     read_only: bool = False,
 ) -> BatchOutcome:
     """Validate, plan and execute a batch; one result per item, in the client's order.
@@ -47,11 +50,12 @@ async def run_batch(
         BatchRejected: the batch is invalid; nothing was sent upstream.
     """
     plan = prepare(items, options, settings, read_only=read_only)
-    loaders = Loaders(send)
+    loaders = Loaders(send, {name: u.bulk for name, u in settings.upstreams.items()})
     execution = await execute(
         plan,
         loaders.fetch,
-        forwarded=forwarded,
+        forwarded=forwarded or {},
+        max_fanout=settings.max_fanout,
         max_concurrency=min(
             plan.options.max_concurrency or settings.max_concurrency, settings.max_concurrency
         ),
@@ -61,8 +65,11 @@ async def run_batch(
     )
     stats = BatchStats(
         sub_requests=len(plan.items),
+        calls_requested=loaders.requested,
         upstream_calls=loaders.sent,
-        calls_saved=loaders.saved,
+        calls_saved=loaders.requested - loaders.sent,
+        saved_by_dedupe=loaders.deduplicated,
+        saved_by_bulk=loaders.merged,
         wall_ms=execution.wall_ms,
         critical_path_ms=execution.critical_path_ms,
     )

@@ -1,24 +1,24 @@
 """Runs a plan: one task per item, each starting the moment its last dependency finishes.
 
 Takes its I/O as a parameter (`fetch`) and never sees aiohttp or aiodataloader. Implements
-DESIGN §4 "Scheduling", "Failure isolation" and "Deadlines". An item's failure is returned as a
-value; only a bug in gqlbatch propagates as an exception.
+DESIGN §4 "Scheduling", "Failure isolation" and "Deadlines", and §6 `forEach`. An item's
+failure is returned as a value; only a bug in gqlbatch propagates as an exception.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from gqlbatch.call import Fetched, UpstreamCall, UpstreamResponse, to_call
-from gqlbatch.errors import ErrorCode, ItemError, UpstreamError
-from gqlbatch.placeholders import Scope
+from gqlbatch.call import BodyEncoding, Fetched, UpstreamCall, to_call
+from gqlbatch.errors import ErrorCode, ItemError, ReferenceNotFound, UpstreamError
+from gqlbatch.placeholders import Scope, evaluate, render_json
 from gqlbatch.plan import Plan, PlannedItem
 from gqlbatch.request import Mode, OnError
-from gqlbatch.result import ErrorInfo, ItemResult, State
-from gqlbatch.types import Headers, RequestId
+from gqlbatch.result import ElementResult, ErrorInfo, ItemResult, State
+from gqlbatch.types import JSON, Headers, RequestId
 
 __all__ = ["Execution", "Fetch", "execute"]
 
@@ -38,16 +38,17 @@ async def execute(
     plan: Plan,
     fetch: Fetch,
     *,
-    forwarded: Headers = (),
+    forwarded: Mapping[str, Headers] | None = None,
     max_concurrency: int,
     deadline_ms: int,
+    max_fanout: int = 1000,
 ) -> Execution:
     """Run every item of *plan* through *fetch* and return one result per item.
 
     Items still running when *deadline_ms* passes are CANCELLED with TIMEOUT; finished items
     keep their results.
     """
-    run = _Run(plan, fetch, forwarded, asyncio.Semaphore(max_concurrency))
+    run = _Run(plan, fetch, forwarded or {}, asyncio.Semaphore(max_concurrency), max_fanout)
     started = time.perf_counter()
     tasks = [asyncio.create_task(run.settle(item)) for item in plan.items]
     done, pending = await asyncio.wait(
@@ -69,7 +70,12 @@ class _Run:
     """The state of one execution: a future per item that its dependents await."""
 
     def __init__(
-        self, plan: Plan, fetch: Fetch, forwarded: Headers, limit: asyncio.Semaphore
+        self,
+        plan: Plan,
+        fetch: Fetch,
+        forwarded: Mapping[str, Headers],
+        limit: asyncio.Semaphore,
+        max_fanout: int,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._plan = plan
@@ -81,17 +87,20 @@ class _Run:
         }
         self._previous = _sequential_previous(plan)
         self._stopped_by: RequestId | None = None
+        self._max_fanout = max_fanout
+        # Every plain item may make one call; forEach items draw on what is left.
+        self._fanout_left = max_fanout - sum(1 for i in plan.items if i.for_each is None)
 
     async def settle(self, item: PlannedItem) -> None:
         """Run *item* and publish its result to the items that wait for it."""
         future = self._done[item.request_id]
         try:
             result = await self._run(item)
+        except asyncio.CancelledError:
+            future.cancel()  # the deadline: dependents must not wait forever
+            raise
         except BaseException as exc:
-            # A bug (or the deadline's cancellation): dependents must not wait forever.
-            future.cancel() if isinstance(exc, asyncio.CancelledError) else future.set_exception(
-                exc
-            )
+            future.set_exception(exc)  # a bug: dependents re-raise it rather than hang
             raise
         if result.state is State.FAILED and self._plan.options.on_error is OnError.STOP:
             self._stopped_by = self._stopped_by or item.request_id
@@ -110,17 +119,13 @@ class _Run:
         future = self._done[item.request_id]
         if future.done() and not future.cancelled():
             return future.result()
-        return _not_run(
-            item,
-            State.CANCELLED,
-            ErrorCode.TIMEOUT,
-            f"the batch deadline of {deadline_ms} ms passed before this item finished",
-        )
+        message = f"the batch deadline of {deadline_ms} ms passed before this item finished"
+        return _not_run(item, State.CANCELLED, ErrorCode.TIMEOUT, message)
 
     async def _run(self, item: PlannedItem) -> ItemResult:
-        previous = self._previous.get(item.request_id)
         # shield: awaiting a bare future from a task that gets cancelled would cancel the
         # future itself, and with it the result every other dependent is waiting for.
+        previous = self._previous.get(item.request_id)
         if previous is not None:
             await asyncio.shield(self._done[previous])
         results: dict[RequestId, ItemResult] = {}
@@ -132,12 +137,10 @@ class _Run:
             if result.state is not State.SUCCEEDED:
                 return _skipped(item, result)
         if self._stopped_by is not None:
-            return _not_run(
-                item,
-                State.CANCELLED,
-                ErrorCode.CANCELLED,
-                f"not started: item '{self._stopped_by}' failed and onError is STOP",
-            )
+            message = f"not started: item '{self._stopped_by}' failed and onError is STOP"
+            return _not_run(item, State.CANCELLED, ErrorCode.CANCELLED, message)
+        if item.for_each is not None:
+            return await self._fan_out(item, results)
         return await self._call(item, results)
 
     async def _call(self, item: PlannedItem, deps: dict[RequestId, ItemResult]) -> ItemResult:
@@ -150,6 +153,78 @@ class _Run:
             return _failed(item, exc, _since(started))
         return _from_response(item, call, fetched, _since(started))
 
+    async def _fan_out(self, item: PlannedItem, deps: dict[RequestId, ItemResult]) -> ItemResult:
+        # DESIGN §6 forEach: one call per element, all through the same fetch, so element
+        # calls are deduplicated and merged into bulk calls like any others.
+        started = time.perf_counter()
+        try:
+            elements = _elements(item, Scope(deps))
+        except ItemError as exc:
+            return _failed(item, exc, _since(started))
+        if len(elements) > self._fanout_left:
+            message = (
+                f"forEach over {len(elements)} elements is more than the "
+                f"{self._fanout_left} calls left of max_fanout ({self._max_fanout}); "
+                "none of its calls were made"
+            )
+            return _not_run(item, State.FAILED, ErrorCode.BATCH_TOO_LARGE, message)
+        self._fanout_left -= len(elements)
+        outcomes = await asyncio.gather(
+            *(self._element(item, deps, value, i) for i, value in enumerate(elements))
+        )
+        return _fanned_out(item, outcomes, _since(started))
+
+    async def _element(
+        self, item: PlannedItem, deps: dict[RequestId, ItemResult], value: JSON, index: int
+    ) -> tuple[ElementResult, JSON]:
+        try:
+            call = to_call(item, Scope(deps, item=value, index=index), self._forwarded)
+            async with self._limit:
+                fetched = await self._fetch(call)
+        except ItemError as exc:
+            return ElementResult(index=index, error=ErrorInfo(exc.code, exc.message)), None
+        response = fetched.response
+        error = _status_error(call, fetched) if response.status >= 400 else None
+        element = ElementResult(
+            index=index,
+            status=response.status,
+            error=error,
+            coalesced=fetched.coalesced,
+            bulk_call=fetched.bulk_call,
+        )
+        return element, response.body
+
+
+def _elements(item: PlannedItem, scope: Scope) -> list[JSON]:
+    if isinstance(item.for_each, list):
+        return list(render_json(item.for_each, scope))
+    assert item.for_each is not None
+    value = evaluate(item.for_each, scope)
+    if not isinstance(value, list):
+        kind = "null" if value is None else type(value).__name__
+        raise ReferenceNotFound(f"forEach {item.for_each.text} gave {kind}, not a list")
+    return value
+
+
+def _fanned_out(
+    item: PlannedItem, outcomes: list[tuple[ElementResult, JSON]], duration_ms: float
+) -> ItemResult:
+    # The item succeeds with 200 when every element did, and with 207 Multi-Status otherwise;
+    # `elements` says which, and the bodies stay in order in `body`.
+    elements = tuple(element for element, _ in outcomes)
+    all_ok = all(e.error is None for e in elements)
+    return ItemResult(
+        request_id=item.request_id,
+        index=item.index,
+        state=State.SUCCEEDED,
+        status=200 if all_ok else 207,
+        body=[body for _, body in outcomes],
+        body_encoding=BodyEncoding.JSON,
+        duration_ms=duration_ms,
+        attempts=len(elements),
+        elements=elements,
+    )
+
 
 def _sequential_previous(plan: Plan) -> dict[RequestId, RequestId]:
     # SEQUENTIAL runs items one at a time in plan.order: each also waits for the one before it.
@@ -159,12 +234,18 @@ def _sequential_previous(plan: Plan) -> dict[RequestId, RequestId]:
     return dict(zip(ids[1:], ids[:-1], strict=True))
 
 
+def _status_error(call: UpstreamCall, fetched: Fetched) -> ErrorInfo:
+    message = f"{call.method} {call.path} answered {fetched.response.status}"
+    if fetched.bulk_call:
+        message += f" (merged into {fetched.bulk_call})"
+    return ErrorInfo(ErrorCode.UPSTREAM_STATUS, message)
+
+
 def _from_response(
     item: PlannedItem, call: UpstreamCall, fetched: Fetched, duration_ms: float
 ) -> ItemResult:
-    response: UpstreamResponse = fetched.response
+    response = fetched.response
     failed = response.status >= 400
-    message = f"{call.method} {call.path} answered {response.status}"
     return ItemResult(
         request_id=item.request_id,
         index=item.index,
@@ -173,10 +254,11 @@ def _from_response(
         headers=response.headers,
         body=response.body,
         body_encoding=response.body_encoding,
-        error=ErrorInfo(ErrorCode.UPSTREAM_STATUS, message) if failed else None,
+        error=_status_error(call, fetched) if failed else None,
         duration_ms=duration_ms,
         attempts=fetched.attempts,
         coalesced=fetched.coalesced,
+        bulk_call=fetched.bulk_call,
     )
 
 

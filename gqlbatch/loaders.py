@@ -1,68 +1,132 @@
 """Coalescing of upstream calls through aiodataloader. The only module that imports it.
 
 `Loaders` is built once per batch (aiodataloader binds the running loop, and its cache must not
-outlive the batch) and its `fetch` is the executor's I/O capability.
+outlive the batch); its `fetch` is the executor's I/O capability. `SharedInflight` lives as long
+as the application and lets concurrent batches share identical in-flight reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import dataclasses
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
 from aiodataloader import DataLoader
 
+from gqlbatch.bulk import BulkGroup, BulkRoutes, split_response
 from gqlbatch.call import Fetched, UpstreamCall, UpstreamResponse
+from gqlbatch.config import BulkRoute
 
-__all__ = ["Loaders", "Send"]
+__all__ = ["Loaders", "Send", "SharedInflight"]
 
 Send = Callable[[UpstreamCall], Coroutine[Any, Any, UpstreamResponse]]
 
 
-class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[UpstreamResponse]"]):
-    """GET and HEAD calls: identical calls in one batch share one upstream call.
+class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Fetched]"]):
+    """GET and HEAD calls: identical calls share one upstream call, and lookups that a bulk
+    route serves are merged into plural calls (this batch function is DESIGN §7's).
 
-    The batch function hands back one *task* per key instead of one response. aiodataloader
-    resolves every key of a batch only when the whole batch function returns, so returning
-    responses would make a fast call wait for the slowest call that happened to become ready in
-    the same loop turn. A task per key lets each item go on the moment its own call finishes,
-    while the loader's cache still shares one task between identical calls.
+    It hands back one *task* per key instead of one response. aiodataloader resolves every key
+    of a dispatch only when the whole batch function returns, so returning responses would make
+    a fast call wait for the slowest call that became ready in the same loop turn. A task per
+    key lets each item go on the moment its own call finishes, while the loader's cache still
+    shares one task between identical calls.
     """
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, loaders: Loaders) -> None:
         super().__init__()
-        self._send = send
+        self._loaders = loaders
 
-    async def batch_load_fn(self, keys: list[UpstreamCall]) -> list[asyncio.Task[UpstreamResponse]]:
-        return [asyncio.create_task(self._send(call)) for call in keys]
+    async def batch_load_fn(self, keys: list[UpstreamCall]) -> list[asyncio.Task[Fetched]]:
+        groups, singles = self._loaders.bulk.group(keys)
+        tasks = {call: asyncio.create_task(self._single(call)) for call in singles}
+        for group in groups:
+            shared = asyncio.create_task(self._loaders.send_bulk(group))
+            for call, key in group.members:
+                tasks[call] = asyncio.create_task(_member(shared, key, group))
+        return [tasks[call] for call in keys]
+
+    async def _single(self, call: UpstreamCall) -> Fetched:
+        return Fetched(await self._loaders.send(call))
+
+
+async def _member(
+    shared: asyncio.Task[dict[str, UpstreamResponse]], key: str, group: BulkGroup
+) -> Fetched:
+    responses = await shared
+    described = group.call.path + "?" + "&".join(f"{k}={v}" for k, v in group.call.query)
+    return Fetched(responses[key], bulk_call=f"GET {described}")
 
 
 class Loaders:
-    """The per-batch fetch: reads coalesce, writes always go upstream, and both are counted."""
+    """The per-batch fetch: reads coalesce and merge, writes always go upstream, all counted.
 
-    def __init__(self, send: Send) -> None:
+    Attributes:
+        requested: calls items asked for.
+        sent: calls that went upstream.
+        deduplicated: reads answered by an identical read of this batch.
+        merged: lookups answered by a plural call, minus the plural calls made.
+    """
+
+    def __init__(self, send: Send, bulk_routes: Mapping[str, Sequence[BulkRoute]]) -> None:
         self._send = send
-        self._reads = _ReadLoader(self._counted_send)
+        self.bulk = BulkRoutes(bulk_routes)
+        self._reads = _ReadLoader(self)
         self._seen: set[UpstreamCall] = set()
         self.requested = 0
         self.sent = 0
+        self.deduplicated = 0
+        self.merged = 0
 
     async def fetch(self, call: UpstreamCall) -> Fetched:
         """Fetch *call*, sharing the upstream call with identical reads of this batch."""
         self.requested += 1
         if not call.is_read:
             # POST, PUT, PATCH and DELETE are never merged or cached: each is its own call.
-            return Fetched(await self._counted_send(call))
+            return Fetched(await self.send(call))
         coalesced = call in self._seen
         self._seen.add(call)
+        self.deduplicated += coalesced
         task = await self._reads.load(call)
-        return Fetched(await task, coalesced=coalesced)
+        fetched = await task
+        return dataclasses.replace(fetched, coalesced=True) if coalesced else fetched
 
-    @property
-    def saved(self) -> int:
-        """Calls that coalescing made unnecessary so far."""
-        return self.requested - self.sent
-
-    async def _counted_send(self, call: UpstreamCall) -> UpstreamResponse:
+    async def send(self, call: UpstreamCall) -> UpstreamResponse:
+        """Send one call upstream, counted."""
         self.sent += 1
         return await self._send(call)
+
+    async def send_bulk(self, group: BulkGroup) -> dict[str, UpstreamResponse]:
+        """Send a plural call and split its answer by key."""
+        self.merged += len(group.keys) - 1
+        return split_response(group, await self.send(group.call))
+
+
+class SharedInflight:
+    """Lets concurrent batches share identical in-flight reads on the upstreams that allow it.
+
+    Two calls are shared only when they are equal in every part, headers (and so credentials)
+    included, so one user's response never reaches another. Nothing is cached: a call is shared
+    only while it is in flight.
+    """
+
+    def __init__(self, send: Send, upstreams: Collection[str]) -> None:
+        self._send = send
+        self._upstreams = frozenset(upstreams)
+        self._inflight: dict[UpstreamCall, asyncio.Future[UpstreamResponse]] = {}
+        self.shared = 0
+
+    async def send(self, call: UpstreamCall) -> UpstreamResponse:
+        """Send *call*, or wait for the identical call another batch already has in flight."""
+        if not call.is_read or call.upstream not in self._upstreams:
+            return await self._send(call)
+        running = self._inflight.get(call)
+        if running is not None:
+            self.shared += 1
+            # shield: one batch giving up (its deadline) must not cancel the others' call.
+            return await asyncio.shield(running)
+        task = asyncio.ensure_future(self._send(call))
+        self._inflight[call] = task
+        task.add_done_callback(lambda _: self._inflight.pop(call, None))
+        return await asyncio.shield(task)

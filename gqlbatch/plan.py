@@ -36,6 +36,8 @@ class PlannedItem:
     headers: tuple[tuple[str, Template], ...]
     body: JSON
     depends_on: tuple[RequestId, ...]
+    for_each: Ref | list[JSON] | None = None
+    """The list this item fans out over: one placeholder, or a literal (compiled) JSON list."""
 
     @property
     def request_id(self) -> RequestId:
@@ -64,7 +66,7 @@ class Plan:
     options: BatchOptions
 
 
-def build_plan(parsed: Parsed) -> Plan:
+def build_plan(parsed: Parsed, *, max_fanout: int = 1000) -> Plan:
     """Plan a parsed batch, or reject it with its problems and every graph problem at once.
 
     Raises:
@@ -74,6 +76,7 @@ def build_plan(parsed: Parsed) -> Plan:
     known = frozenset(parsed.request_ids)
     items = [_plan_item(item, known, problems) for item in parsed.batch.items]
     problems.extend(_cycle_problems(items))
+    problems.extend(_fanout_problems(items, max_fanout))
     if problems:
         raise BatchRejected(problems)
     return Plan(tuple(items), _stable_order(items), parsed.batch.options)
@@ -87,15 +90,26 @@ def _plan_item(
     query = tuple((k, _template(v, f"query.{k}", errors)) for k, v in item.query)
     headers = tuple((k, _template(v, f"headers.{k}", errors)) for k, v in item.headers)
     body = compile_json(item.body, "body", errors)
-    for field, message in errors:
-        problems.append(_problem(item, ErrorCode.INVALID_REFERENCE, message, field))
     refs = [("path", r) for r in path.refs]
     refs += [(f"query.{k}", r) for k, t in query for r in t.refs]
     refs += [(f"headers.{k}", r) for k, t in headers for r in t.refs]
     refs += [("body", r) for r in json_references(body)]
+    for_each = _for_each(item, errors)
+    for field, message in errors:
+        problems.append(_problem(item, ErrorCode.INVALID_REFERENCE, message, field))
+    if isinstance(for_each, Ref):
+        refs.append(("forEach", for_each))
+    elif isinstance(for_each, list):
+        refs += [("forEach", r) for r in json_references(for_each)]
     depends_on = _edges(item, refs, known, problems)
     return PlannedItem(
-        request=item, path=path, query=query, headers=headers, body=body, depends_on=depends_on
+        request=item,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+        depends_on=depends_on,
+        for_each=for_each,
     )
 
 
@@ -119,8 +133,10 @@ def _edges(
                 )
             )
     for field, ref in refs:
-        if ref.target is None:
-            message = f"{ref.text} is only available inside forEach"
+        if ref.target is None and (item.for_each is None or field == "forEach"):
+            message = f"{ref.text} is only available inside a forEach item's other fields"
+        elif ref.target is None:
+            continue
         elif ref.target not in known:
             message = (
                 f"{ref.text} refers to '{ref.target}', which is not a requestId in this "
@@ -131,6 +147,42 @@ def _edges(
             continue
         problems.append(_problem(item, ErrorCode.INVALID_REFERENCE, message, field))
     return tuple(edges)
+
+
+def _for_each(item: SubRequest, errors: list[tuple[str, str]]) -> Ref | list[JSON] | None:
+    if isinstance(item.for_each, list):
+        return list(compile_json(item.for_each, "forEach", errors))
+    if item.for_each is None:
+        return None
+    whole = _template(item.for_each, "forEach", errors).whole
+    if whole is None:
+        errors.append(
+            (
+                "forEach",
+                "forEach must be exactly one placeholder, such as "
+                f"'{{resultOf(posts)[*].userId}}', got {item.for_each!r}",
+            )
+        )
+    return whole
+
+
+def _fanout_problems(items: Sequence[PlannedItem], max_fanout: int) -> list[Problem]:
+    # What is known before running: one call per plain item, one per literal forEach element.
+    # A forEach over a placeholder is checked against what is left when its list is known.
+    calls = sum(
+        len(i.for_each) if isinstance(i.for_each, list) else 1
+        for i in items
+        if not isinstance(i.for_each, Ref)
+    )
+    if calls <= max_fanout:
+        return []
+    return [
+        Problem(
+            ErrorCode.BATCH_TOO_LARGE,
+            f"the batch asks for {calls} upstream calls, more than max_fanout ({max_fanout})",
+            field="requests",
+        )
+    ]
 
 
 def _template(text: str, field: str, errors: list[tuple[str, str]]) -> Template:

@@ -77,6 +77,7 @@ class SubRequest:
     depends_on: tuple[RequestId, ...] = ()
     upstream: str
     timeout_ms: int | None = None
+    for_each: str | list[JSON] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,6 +114,7 @@ class Rules:
     upstreams: Collection[str]
     default_upstream: str | None
     max_items: int
+    max_fanout: int = 1000
     methods: frozenset[Method] = frozenset(Method)
 
 
@@ -131,6 +133,7 @@ _ITEM_KEYS = frozenset(
         "dependsOn",
         "upstream",
         "timeoutMs",
+        "forEach",
     }
 )
 _OPTION_KEYS = frozenset({"mode", "onError", "maxConcurrency", "timeoutMs"})
@@ -223,6 +226,7 @@ def _parse_item(
     depends_on = _depends_on(raw.get("dependsOn"), add)
     upstream = _upstream(raw.get("upstream"), rules, add)
     timeout_ms = _positive_int(raw.get("timeoutMs"), "timeoutMs", add)
+    for_each = _for_each(raw.get("forEach"), add)
     if len(problems.found) > before or method is None or path is None or upstream is None:
         return None
     return SubRequest(
@@ -237,6 +241,7 @@ def _parse_item(
         depends_on=depends_on,
         upstream=upstream,
         timeout_ms=timeout_ms,
+        for_each=for_each,
     )
 
 
@@ -404,6 +409,17 @@ def _depends_on(value: JSON, add: _Add) -> tuple[RequestId, ...]:
         add(ErrorCode.INVALID_INPUT, "dependsOn must be a list of requestIds", "dependsOn")
         return ()
     return tuple(dict.fromkeys(str(v) for v in value))
+
+
+def _for_each(value: JSON, add: _Add) -> str | list[JSON] | None:
+    if value is None or isinstance(value, str | list):
+        return value
+    add(
+        ErrorCode.INVALID_INPUT,
+        "forEach must be a placeholder such as '{resultOf(posts)[*].userId}' or a JSON list",
+        "forEach",
+    )
+    return None
 
 
 def _upstream(value: JSON, rules: Rules, add: _Add) -> str | None:

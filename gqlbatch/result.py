@@ -12,7 +12,7 @@ from gqlbatch.call import BodyEncoding
 from gqlbatch.errors import ErrorCode
 from gqlbatch.types import JSON, Headers, RequestId
 
-__all__ = ["BatchOutcome", "BatchStats", "ErrorInfo", "ItemResult", "State"]
+__all__ = ["BatchOutcome", "BatchStats", "ElementResult", "ErrorInfo", "ItemResult", "State"]
 
 
 class State(StrEnum):
@@ -33,6 +33,17 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ElementResult:
+    """One call of a forEach item; its body is in the item's body list at the same index."""
+
+    index: int
+    status: int | None = None
+    error: ErrorInfo | None = None
+    coalesced: bool = False
+    bulk_call: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ItemResult:
     """The outcome of one item, in its slot of the client's order.
 
@@ -50,7 +61,9 @@ class ItemResult:
     duration_ms: float = 0.0
     attempts: int = 0
     coalesced: bool = False
+    bulk_call: str | None = None
     failed_dependency: RequestId | None = None
+    elements: tuple[ElementResult, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,16 +72,23 @@ class BatchStats:
 
     Attributes:
         sub_requests: items in the batch.
+        calls_requested: upstream calls the items asked for (a forEach item asks one per
+            element; skipped and cancelled items ask none).
         upstream_calls: calls actually sent upstream.
-        calls_saved: calls that coalescing made unnecessary (sub-requests that ran, minus calls).
+        calls_saved: calls_requested minus upstream_calls.
+        saved_by_dedupe: reads answered by an identical read of the same batch.
+        saved_by_bulk: lookups answered by a plural call, minus the plural calls made.
         wall_ms: time from the first item starting to the last finishing.
         critical_path_ms: the longest chain of dependent items, by their own durations; the
             wall time a perfect scheduler would need.
     """
 
     sub_requests: int
+    calls_requested: int
     upstream_calls: int
     calls_saved: int
+    saved_by_dedupe: int
+    saved_by_bulk: int
     wall_ms: float
     critical_path_ms: float
 

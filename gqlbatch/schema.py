@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,8 @@ from gqlbatch.errors import BatchRejected, ErrorCode
 from gqlbatch.loaders import Send
 from gqlbatch.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.request import Method, Mode, OnError
-from gqlbatch.result import BatchOutcome, BatchStats, ItemResult, State
+from gqlbatch.result import BatchOutcome, BatchStats, ErrorInfo, ItemResult, State
+from gqlbatch.result import ElementResult as ElementResult_
 from gqlbatch.types import Headers
 
 __all__ = ["Context", "build_schema"]
@@ -45,7 +47,8 @@ class Context:
 
     settings: Settings
     send: Send
-    forwarded: Headers
+    forwarded: Mapping[str, Headers]
+    """The allow-listed incoming headers, per upstream."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,6 +82,12 @@ class SubRequestInput:
         default=None, description="A configured upstream; optional when there is only one."
     )
     timeout_ms: int | None = None
+    for_each: JSON | None = strawberry.field(
+        default=None,
+        description="Fan out: one call per element of a list, such as "
+        "'{resultOf(posts)[*].userId}' or a literal JSON list. The other fields may use "
+        "{item}, {item.field} and {index}.",
+    )
 
 
 @strawberry.input(description="How to run a batch.")
@@ -107,6 +116,17 @@ class ItemErrorType:
     message: str
 
 
+@strawberry.type(
+    description="One call of a forEach item; its body is at `index` in the item's body."
+)
+class ElementResult:
+    index: int
+    status: int | None
+    error: ItemErrorType | None
+    coalesced: bool
+    bulk_call: str | None
+
+
 @strawberry.interface(name="ItemResult", description="The outcome of one sub-request.")
 class ItemResultType:
     request_id: strawberry.ID
@@ -120,6 +140,12 @@ class ItemResultType:
     attempts: int
     coalesced: bool = strawberry.field(
         description="True when another item's identical upstream call served this one."
+    )
+    bulk_call: str | None = strawberry.field(
+        description="The plural call a bulk route merged this lookup into, when one did."
+    )
+    elements: list[ElementResult] | None = strawberry.field(
+        description="For a forEach item: each element's status or error, in order."
     )
     raw_body: strawberry.Private[Any]
 
@@ -159,9 +185,18 @@ class Cancelled(ItemResultType):
 
 @strawberry.type(name="BatchStats", description="What the batch cost, next to its lower bound.")
 class BatchStatsType:
-    sub_requests: int
-    upstream_calls: int
-    calls_saved: int = strawberry.field(description="Calls that coalescing made unnecessary.")
+    sub_requests: int = strawberry.field(description="Items in the batch.")
+    calls_requested: int = strawberry.field(
+        description="Upstream calls the items asked for; a forEach item asks one per element."
+    )
+    upstream_calls: int = strawberry.field(description="Calls actually sent upstream.")
+    calls_saved: int = strawberry.field(description="callsRequested minus upstreamCalls.")
+    saved_by_dedupe: int = strawberry.field(
+        description="Reads answered by an identical read of the same batch."
+    )
+    saved_by_bulk: int = strawberry.field(
+        description="Lookups answered by a bulk route's plural call, minus the plural calls."
+    )
     wall_ms: float
     critical_path_ms: float = strawberry.field(
         description="The longest chain of dependent items, by their own durations."
@@ -238,6 +273,7 @@ def _raw_item(item: SubRequestInput) -> dict[str, Any]:
         "dependsOn": item.depends_on,
         "upstream": item.upstream,
         "timeoutMs": item.timeout_ms,
+        "forEach": item.for_each,
     }
     return {k: v for k, v in raw.items() if v is not None}
 
@@ -267,12 +303,12 @@ def _to_item(result: ItemResult) -> ItemResultType:
         "status": result.status,
         "headers": [Header(name=n, value=v) for n, v in result.headers],
         "body_encoding": result.body_encoding,
-        "error": None
-        if result.error is None
-        else ItemErrorType(code=result.error.code, message=result.error.message),
+        "error": _to_error(result.error),
         "duration_ms": round(result.duration_ms, 3),
         "attempts": result.attempts,
         "coalesced": result.coalesced,
+        "bulk_call": result.bulk_call,
+        "elements": None if result.elements is None else [_to_element(e) for e in result.elements],
         "raw_body": result.body,
     }
     if result.state is State.SKIPPED:
@@ -280,11 +316,28 @@ def _to_item(result: ItemResult) -> ItemResultType:
     return _RESULT_TYPES[result.state](**common)
 
 
+def _to_error(error: ErrorInfo | None) -> ItemErrorType | None:
+    return None if error is None else ItemErrorType(code=error.code, message=error.message)
+
+
+def _to_element(element: ElementResult_) -> ElementResult:
+    return ElementResult(
+        index=element.index,
+        status=element.status,
+        error=_to_error(element.error),
+        coalesced=element.coalesced,
+        bulk_call=element.bulk_call,
+    )
+
+
 def _to_stats(stats: BatchStats) -> BatchStatsType:
     return BatchStatsType(
         sub_requests=stats.sub_requests,
+        calls_requested=stats.calls_requested,
         upstream_calls=stats.upstream_calls,
         calls_saved=stats.calls_saved,
+        saved_by_dedupe=stats.saved_by_dedupe,
+        saved_by_bulk=stats.saved_by_bulk,
         wall_ms=round(stats.wall_ms, 3),
         critical_path_ms=round(stats.critical_path_ms, 3),
     )

@@ -18,7 +18,7 @@ from gqlbatch.schema import build_schema
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["serve"], "the following arguments are required: --upstream"),
+        (["serve"], "one of the arguments --config --upstream is required"),
         (["serve", "--upstream", "ftp://x"], "must start with http:// or https://"),
         (["serve", "--upstream", "http://u:p@x"], "must not carry credentials"),
         (
@@ -90,8 +90,14 @@ async def test_demo_command_serves_graphiql_and_runs_its_example() -> None:
                 assert "GraphiQL" in await page.text()
             from gqlbatch.demo import EXAMPLE_QUERY
 
-            async with http.post(url + "/graphql", json={"query": EXAMPLE_QUERY}) as resp:
+            body = {"query": EXAMPLE_QUERY, "operationName": "Screen"}
+            async with http.post(url + "/graphql", json=body) as resp:
+                screen = json.loads(await resp.text())["data"]["batch"]
+            body = {"query": EXAMPLE_QUERY, "operationName": "Features"}
+            async with http.post(url + "/graphql", json=body) as resp:
                 data = json.loads(await resp.text())
+        assert screen["stats"]["upstreamCalls"] <= 4
+        assert len(screen["comments"]["elements"]) == 10
         items = {i["requestId"]: i for i in data["data"]["batch"]["items"]}
         assert items["readBack"]["body"]["title"] == "Hello from gqlbatch"
         assert items["sameUser"]["coalesced"] is True

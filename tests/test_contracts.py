@@ -56,13 +56,15 @@ LAYERS: dict[str, set[str]] = {
     "types": set(),
     "errors": {"types"},
     "config": {"errors"},
+    "config_file": {"config", "errors"},
     "request": {"errors", "types"},
     "placeholders": {"errors", "types"},
     "plan": {"errors", "placeholders", "request", "types"},
     "call": {"errors", "placeholders", "plan", "request", "types"},
     "result": {"call", "errors", "types"},
     "upstream": {"call", "config", "errors"},
-    "loaders": {"call", "errors"},
+    "bulk": {"call", "config", "errors", "types"},
+    "loaders": {"bulk", "call", "config"},
     "executor": {"call", "errors", "placeholders", "plan", "request", "result", "types"},
     "engine": {"config", "executor", "loaders", "plan", "request", "result", "types"},
     "schema": {
@@ -77,8 +79,8 @@ LAYERS: dict[str, set[str]] = {
         "types",
     },
     "demo": set(),
-    "app": {"call", "config", "schema", "upstream"},
-    "cli": {"app", "config", "demo", "errors", "schema"},
+    "app": {"call", "config", "loaders", "schema", "types", "upstream"},
+    "cli": {"app", "config", "config_file", "demo", "errors", "schema"},
     "__main__": {"cli"},
 }
 THIRD_PARTY: dict[str, set[str]] = {
