@@ -146,3 +146,63 @@ async def test_serve_command_fronts_an_upstream(sample_url: str) -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+def test_bad_config_file_exits_2_naming_file_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gqlbatch.toml"
+    config.write_text('[upstreams.api]\nbase_url = "http://127.0.0.1:1"\n[limits]\nmax_items = 0\n')
+    assert main(["serve", "--config", str(config)], environ={}) == 2
+    err = capsys.readouterr().err
+    assert err == f"gqlbatch: error: {config}: limits.max_items must be a positive integer, got 0\n"
+    assert main(["serve", "--config", str(tmp_path / "nope.toml")], environ={}) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_environment_overrides_reach_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["serve", "--upstream", "http://127.0.0.1:1"], environ={"GQLBATCH_LIMITS__MAX_ITEMS": "-3"}
+    )
+    assert code == 2
+    assert "--upstream: limits.max_items must be a positive integer, got -3" in (
+        capsys.readouterr().err
+    )
+
+
+async def test_serve_with_a_config_file_uses_its_bulk_routes(
+    tmp_path: Path, sample_url: str
+) -> None:
+    config = tmp_path / "gqlbatch.toml"
+    config.write_text(
+        f'[upstreams.api]\nbase_url = "{sample_url}"\n'
+        '[[upstreams.api.bulk]]\nmatch = "/users/{id}"\n'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gqlbatch",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        url = await asyncio.wait_for(_printed(proc, r"gqlbatch serving (http://\S+)/graphql"), 20)
+        query = (
+            '{ batch(requests: [{path: "/users/1"}, {path: "/users/2"}]) '
+            "{ items { bulkCall } stats { upstreamCalls } } }"
+        )
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url + "/graphql", json={"query": query}) as resp,
+        ):
+            batch = (await resp.json())["data"]["batch"]
+        assert batch["stats"]["upstreamCalls"] == 1
+        assert batch["items"][0]["bulkCall"] == "GET /users?id=1&id=2"
+    finally:
+        proc.terminate()
+        await proc.wait()

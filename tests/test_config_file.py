@@ -1,0 +1,141 @@
+"""gqlbatch.toml and GQLBATCH_* overrides: what parses, and one precise message per mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gqlbatch.config import Settings
+from gqlbatch.config_file import settings_from_toml
+from gqlbatch.errors import ConfigError
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "gqlbatch.toml"
+
+MINIMAL = """
+[upstreams.users]
+base_url = "http://127.0.0.1:9001/api/"
+"""
+
+
+def test_minimal_config_takes_the_defaults() -> None:
+    settings, server = settings_from_toml(MINIMAL)
+    assert server == {}
+    users = settings.upstreams["users"]
+    assert users.base_url == "http://127.0.0.1:9001/api"
+    assert (settings.max_items, settings.max_fanout, users.timeout_ms) == (100, 1000, 10_000)
+
+
+def test_example_config_parses_with_every_section() -> None:
+    settings, server = settings_from_toml(EXAMPLE.read_text(), source=str(EXAMPLE))
+    assert server["port"] == 8000
+    assert set(settings.upstreams) == {"blog", "billing"}
+    blog = settings.upstreams["blog"]
+    assert blog.share_inflight and len(blog.bulk) == 3
+    assert [r.many for r in blog.bulk] == [False, True, True]
+
+
+def test_environment_overrides_the_file() -> None:
+    settings, server = settings_from_toml(
+        MINIMAL,
+        {
+            "GQLBATCH_LIMITS__MAX_ITEMS": "20",
+            "GQLBATCH_UPSTREAMS__USERS__SHARE_INFLIGHT": "true",
+            "GQLBATCH_UPSTREAMS__USERS__FORWARD_HEADERS": '["Authorization"]',
+            "GQLBATCH_SERVER__HOST": "0.0.0.0",
+            "GQLBATCH_UPSTREAMS__ORDERS__BASE_URL": "http://127.0.0.1:9002",
+            "OTHER": "ignored",
+        },
+    )
+    assert settings.max_items == 20
+    assert settings.upstreams["users"].share_inflight is True
+    assert settings.upstreams["users"].forward_headers == ("Authorization",)
+    assert settings.upstreams["orders"].base_url == "http://127.0.0.1:9002"
+    assert server == {"host": "0.0.0.0"}
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("[upstreams.a\n", {}, "g.toml: not valid TOML"),
+        ("", {}, "g.toml: [upstreams] needs at least one table"),
+        ("[limitz]\n" + MINIMAL, {}, "g.toml: unknown key limitz (known: graphiql, headers,"),
+        (
+            "[limits]\nmax_items = -1\n" + MINIMAL,
+            {},
+            "g.toml: limits.max_items must be a positive integer, got -1",
+        ),
+        (
+            "[limits]\nmax_items = '5'\n" + MINIMAL,
+            {},
+            "g.toml: limits.max_items must be an integer, got '5'",
+        ),
+        (
+            MINIMAL,
+            {"GQLBATCH_LIMITS__MAX_FANOUT": "lots"},
+            "g.toml: limits.max_fanout must be an integer, got 'lots'",
+        ),
+        ("[upstreams.a]\ntimeout_ms = 5\n", {}, "g.toml: upstreams.a.base_url is required"),
+        (
+            "[upstreams.a]\nbase_url = 'ftp://x'\n",
+            {},
+            "upstreams.a.base_url 'ftp://x' must start with http:// or https://",
+        ),
+        (MINIMAL + "colour = 'red'\n", {}, "unknown key upstreams.users.colour"),
+        (
+            MINIMAL + "share_inflight = 1\n",
+            {},
+            "upstreams.users.share_inflight must be a boolean (true or false), got 1",
+        ),
+        (
+            MINIMAL + "[[upstreams.users.bulk]]\nmatch = '/users'\n",
+            {},
+            "upstreams.users.bulk[0]: bulk route '/users': match must end with /{id}",
+        ),
+        (
+            MINIMAL + "[[upstreams.users.bulk]]\nmatch = '/u/{id}'\nstyle = 'csv'\n",
+            {},
+            "style must be 'repeat' or 'comma', got 'csv'",
+        ),
+        (
+            MINIMAL + "[[upstreams.users.bulk]]\nmatch = '/u?a={id}&b=1'\n",
+            {},
+            "a query match is /path?param={id}, one parameter",
+        ),
+        (
+            MINIMAL + "[[upstreams.users.bulk]]\nmany = true\n",
+            {},
+            "upstreams.users.bulk[0].match is required",
+        ),
+        ("[headers]\nforward = [1]\n" + MINIMAL, {}, "headers.forward must be a list of header"),
+        ("[server]\nport = 'x'\n" + MINIMAL, {}, "server.port must be an integer"),
+    ],
+    ids=[
+        "toml",
+        "no-upstreams",
+        "unknown-section",
+        "negative",
+        "string-int",
+        "env-bad",
+        "no-base-url",
+        "scheme",
+        "unknown-key",
+        "bool",
+        "bulk-match",
+        "bulk-style",
+        "bulk-query",
+        "bulk-no-match",
+        "forward-type",
+        "port",
+    ],
+)
+def test_each_mistake_names_the_key_and_why(text: str, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_toml(text, env, source="g.toml")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_settings_from_urls_still_work_without_a_file() -> None:
+    settings = Settings.from_upstream_urls(["a=http://a.test", "b=http://b.test"])
+    assert settings.default_upstream() is None
