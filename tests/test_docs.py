@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from gqlbatch import create_app
+from gqlbatch.cli import demo_settings
 from tests.conftest import graphql_caller
 
 README = Path(__file__).parent.parent / "README.md"
@@ -21,8 +23,8 @@ def test_readme_has_graphql_examples() -> None:
 @pytest.mark.parametrize(
     "block", BLOCKS, ids=[re.search(r"(?:mutation|query) (\w+)", b)[1] for b in BLOCKS]
 )
-async def test_readme_example_runs(block: str, make_gateway: Any, sample_url: str) -> None:
-    client = await make_gateway(sample_url)
+async def test_readme_example_runs(block: str, aiohttp_client: Any, sample_url: str) -> None:
+    client = await aiohttp_client(create_app(demo_settings(sample_url, {})))
     result = await graphql_caller(client)(block)
     expected = re.search(r"^# expect: (\w+)", block, re.M)
     if expected:
@@ -30,3 +32,5 @@ async def test_readme_example_runs(block: str, make_gateway: Any, sample_url: st
     else:
         assert "errors" not in result, result
         assert result["data"]["batch"]
+    if "NaiveScreen" in block:
+        assert result["data"]["batch"]["stats"]["upstreamCalls"] == 3
