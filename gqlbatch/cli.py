@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from importlib import resources
@@ -168,9 +169,17 @@ async def _listening(app: web.Application, host: str, port: int) -> AsyncIterato
 
 
 def _run_until_interrupted(coro: Coroutine[Any, Any, None]) -> int:
+    """Serve until Ctrl-C or SIGTERM, then shut down cleanly: connections close, pools close."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(coro)
+        asyncio.run(_until_terminated(coro))
     return 0
+
+
+async def _until_terminated(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coro)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _export_schema(args: argparse.Namespace) -> int:

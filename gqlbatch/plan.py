@@ -75,11 +75,12 @@ def build_plan(parsed: Parsed, *, max_fanout: int = 1000) -> Plan:
     problems = list(parsed.problems)
     known = frozenset(parsed.request_ids)
     items = [_plan_item(item, known, problems) for item in parsed.batch.items]
-    problems.extend(_cycle_problems(items))
+    order, cycle = _order(items)
+    problems.extend(cycle)
     problems.extend(_fanout_problems(items, max_fanout))
     if problems:
         raise BatchRejected(problems)
-    return Plan(tuple(items), _stable_order(items), parsed.batch.options)
+    return Plan(tuple(items), order, parsed.batch.options)
 
 
 def _plan_item(
@@ -193,9 +194,13 @@ def _template(text: str, field: str, errors: list[tuple[str, str]]) -> Template:
         return Template((text,))
 
 
-def _cycle_problems(items: Sequence[PlannedItem]) -> list[Problem]:
-    # Checked even when other problems were found, so one rejection lists them all. The graph
-    # keeps the first item of a duplicated id and only the edges to ids that exist.
+def _order(items: Sequence[PlannedItem]) -> tuple[tuple[int, ...], list[Problem]]:
+    """A dependency order that takes the lowest ready index first (so SEQUENTIAL keeps the
+    client's order wherever the dependencies allow), or the cycle that prevents one.
+
+    Checked even when other problems were found, so that one rejection lists them all: the
+    graph keeps the first item of a duplicated id and only the edges to ids that exist.
+    """
     by_id: dict[RequestId, PlannedItem] = {}
     for item in items:
         by_id.setdefault(item.request_id, item)
@@ -208,28 +213,20 @@ def _cycle_problems(items: Sequence[PlannedItem]) -> list[Problem]:
         # graphlib lists the cycle along predecessor edges, first node repeated at the end;
         # reversed, it reads in "depends on" order: a -> b -> a means a depends on b.
         cycle = list(reversed(exc.args[1]))
-        first = by_id[cycle[0]].request
         message = f"dependencies form a cycle: {' -> '.join(cycle)}"
-        return [_problem(first, ErrorCode.DEPENDENCY_CYCLE, message, "dependsOn")]
-    return []
-
-
-def _stable_order(items: Sequence[PlannedItem]) -> tuple[int, ...]:
-    # Dependency order that takes the lowest ready index first, so SEQUENTIAL keeps the
-    # client's list order wherever the dependencies allow it.
-    index = {i.request_id: i.index for i in items}
-    sorter = TopologicalSorter({i.request_id: i.depends_on for i in items})
-    sorter.prepare()
+        return (), [
+            _problem(by_id[cycle[0]].request, ErrorCode.DEPENDENCY_CYCLE, message, "dependsOn")
+        ]
+    at_index = {item.index: rid for rid, item in by_id.items()}
     ready: list[int] = []
     order: list[int] = []
-    by_index = {i.index: i.request_id for i in items}
     while sorter.is_active():
         for rid in sorter.get_ready():
-            heapq.heappush(ready, index[rid])
+            heapq.heappush(ready, by_id[rid].index)
         nxt = heapq.heappop(ready)
         order.append(nxt)
-        sorter.done(by_index[nxt])
-    return tuple(order)
+        sorter.done(at_index[nxt])
+    return tuple(order), []
 
 
 def _problem(item: SubRequest, code: ErrorCode, message: str, field: str) -> Problem:

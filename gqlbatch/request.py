@@ -311,6 +311,11 @@ def target_problem(path: str) -> str | None:
         return "path must not start with '//', which names another host"
     if _UNSAFE_CHARS.search(path):
         return "path must not contain spaces, control characters, backslashes or '#'"
+    if path.isascii() and "%" not in path:
+        # Nothing encoded and no look-alikes: the plain segments are all there is to check.
+        if any(s in (".", "..") for s in path.split("/")):
+            return "path must not contain '.' or '..' segments, encoded or not"
+        return None
     for variant in _decodings(path):
         if _UNSAFE_CHARS.search(variant):
             return "path must not hide control characters or backslashes in percent-encoding"

@@ -1,0 +1,446 @@
+"""The benchmark runner: starts its own upstream and a gqlbatch server on loopback, runs each
+scenario for a bounded number of rounds and seconds, and prints a table.
+
+    python benchmarks/run.py                 # every scenario, about two minutes on 2 cores
+    python benchmarks/run.py --quick         # fewer rounds, for a smoke run
+    python benchmarks/run.py --only fanout,screen
+
+Each process is separate, as in production: the upstream (gqlbatch's sample API with a set
+latency), the gateway (`gqlbatch serve`, its CPU and memory read from /proc), and this client.
+Everything binds 127.0.0.1, every loop is bounded in rounds and in time, and every process is
+stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import contextlib
+import io
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+HERE = Path(__file__).parent
+QUERY = """mutation Bench($r: [SubRequestInput!]!) {
+  batch(requests: $r) { items { status body } stats { upstreamCalls criticalPathMs } }
+}"""
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    scenario: str
+    sub_requests: int | str
+    upstream_calls: int | str
+    wall_ms: float
+    lower_bound_ms: float
+    note: str = ""
+
+    @property
+    def ratio(self) -> str:
+        return f"{self.wall_ms / self.lower_bound_ms:.2f}" if self.lower_bound_ms else "-"
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)
+
+    def print(self) -> None:
+        head = (
+            "scenario",
+            "sub-requests",
+            "upstream calls",
+            "wall p50 ms",
+            "critical path ms",
+            "ratio",
+            "note",
+        )
+        lines = [head] + [
+            (
+                r.scenario,
+                str(r.sub_requests),
+                str(r.upstream_calls),
+                f"{r.wall_ms:.1f}",
+                f"{r.lower_bound_ms:.0f}" if r.lower_bound_ms else "-",
+                r.ratio,
+                r.note,
+            )
+            for r in self.rows
+        ]
+        print("| " + " | ".join(lines[0]) + " |")
+        print("|" + "|".join(" --- " for _ in head) + "|")
+        for line in lines[1:]:
+            print("| " + " | ".join(line) + " |")
+        print()
+        for fact in self.facts:
+            print(f"- {fact}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+@contextlib.contextmanager
+def process(*argv: str) -> Iterator[tuple[str, int]]:
+    """Start a child that prints its URL first; yield (url, pid); stop it on the way out."""
+    proc = subprocess.Popen(
+        [sys.executable, *argv], stdout=subprocess.PIPE, text=True, cwd=HERE.parent
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = next(w for w in line.split() if w.startswith("http://")).removesuffix("/graphql")
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def config(slow: str, fast: str, *, max_fanout: int = 1000) -> str:
+    bulk = "".join(
+        f'[[upstreams.{name}.bulk]]\nmatch = "{match}"\n{extra}\n'
+        for name in ("slowbulk", "fastbulk")
+        for match, extra in (
+            ("/users/{id}", ""),
+            ("/posts/{id}", ""),
+            ("/comments?postId={id}", "many = true"),
+        )
+    )
+    upstreams = "".join(
+        f'[upstreams.{name}]\nbase_url = "{url}"\n'
+        for name, url in (("slow", slow), ("slowbulk", slow), ("fast", fast), ("fastbulk", fast))
+    )
+    text = f"[limits]\nmax_items = 1000\nmax_fanout = {max_fanout}\n{upstreams}{bulk}"
+    handle = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    handle.write(text)
+    handle.close()
+    return handle.name
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+
+
+def fanout(upstream: str, n: int = 100) -> list[dict[str, Any]]:
+    return [{"path": f"/posts/{i}", "upstream": upstream} for i in range(1, n + 1)]
+
+
+def chain(upstream: str, depth: int = 5) -> list[dict[str, Any]]:
+    # Each step reads the previous one's id; the query makes every call distinct, so that no
+    # step is answered from the batch's cache.
+    items = [{"path": "/posts/1", "upstream": upstream, "query": {"step": 0}}]
+    items += [
+        {"path": f"/posts/{{resultOf({k - 1}).id}}", "upstream": upstream, "query": {"step": k}}
+        for k in range(1, depth)
+    ]
+    return items
+
+
+def screen(upstream: str) -> list[dict[str, Any]]:
+    """DESIGN §12's screen, written naively: a user, their 10 posts, each post's author and
+    comments: 22 sub-requests."""
+
+    def item(path: str, **kw: Any) -> dict[str, Any]:
+        return {"path": path, "upstream": upstream, **kw}
+
+    return [
+        item("/users/1", requestId="user"),
+        item("/posts", requestId="posts", query={"userId": "{resultOf(user).id}"}),
+        *(item(f"/users/{{resultOf(posts)[{i}].userId}}") for i in range(10)),
+        *(item("/comments", query={"postId": f"{{resultOf(posts)[{i}].id}}"}) for i in range(10)),
+    ]
+
+
+async def post_batch(
+    http: aiohttp.ClientSession, url: str, items: list[dict[str, Any]], query: str = QUERY
+) -> dict[str, Any]:
+    async with http.post(url + "/graphql", json={"query": query, "variables": {"r": items}}) as r:
+        data = await r.json()
+    if data.get("errors"):
+        raise RuntimeError(json.dumps(data["errors"])[:500])
+    return data["data"]["batch"]
+
+
+async def timed(
+    runs: int, seconds: float, once: Callable[[], Awaitable[Any]], warmup: int = 3
+) -> tuple[float, Any]:
+    """p50 wall ms of *once* over at most *runs* rounds and *seconds*, after a warm-up."""
+    last = None
+    for _ in range(warmup):
+        last = await once()
+    walls: list[float] = []
+    deadline = time.monotonic() + seconds
+    while len(walls) < runs and (not walls or time.monotonic() < deadline):
+        started = time.perf_counter()
+        last = await once()
+        walls.append((time.perf_counter() - started) * 1000)
+    return statistics.median(walls), last
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+async def scenario_fanout(ctx: Context) -> None:
+    latency, http, url = ctx.latency_ms, ctx.http, ctx.gateway
+    targets = [f"{ctx.slow}/posts/{i}" for i in range(1, 101)]
+    bare_ms, _ = await timed(ctx.runs, ctx.seconds, lambda: fire_all(http, targets))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=6)) as browser:
+        six_ms, _ = await timed(
+            max(3, ctx.runs // 5), ctx.seconds, lambda: fire_all(browser, targets), warmup=1
+        )
+    seq_ms, _ = await timed(3, ctx.seconds, lambda: fire_sequential(http, targets), warmup=0)
+    wall, out = await timed(ctx.runs, ctx.seconds, lambda: post_batch(http, url, fanout("slow")))
+    bulk, bulk_out = await timed(
+        ctx.runs, ctx.seconds, lambda: post_batch(http, url, fanout("slowbulk"))
+    )
+    rows = ctx.report.rows
+    rows.append(Row("fan-out: sequential client", 100, 100, seq_ms, latency, "baseline"))
+    rows.append(Row("fan-out: 6-connection client", 100, 100, six_ms, latency, "baseline"))
+    rows.append(
+        Row("fan-out: bare aiohttp, all at once", 100, 100, bare_ms, latency, "baseline: the floor")
+    )
+    rows.append(
+        Row(
+            "fan-out: gqlbatch",
+            100,
+            out["stats"]["upstreamCalls"],
+            wall,
+            latency,
+            f"{wall / bare_ms:.2f}x bare client (target <= 1.3)",
+        )
+    )
+    rows.append(
+        Row("fan-out: gqlbatch, bulk route", 100, bulk_out["stats"]["upstreamCalls"], bulk, latency)
+    )
+
+
+async def fire_all(http: aiohttp.ClientSession, targets: list[str]) -> None:
+    await asyncio.gather(*(fetch_json(http, t) for t in targets))
+
+
+async def fire_sequential(http: aiohttp.ClientSession, targets: list[str]) -> None:
+    for target in targets:
+        await fetch_json(http, target)
+
+
+async def fetch_json(http: aiohttp.ClientSession, target: str) -> Any:
+    async with http.get(target) as r:
+        return await r.json()
+
+
+async def scenario_chain(ctx: Context) -> None:
+    wall, out = await timed(
+        ctx.runs, ctx.seconds, lambda: post_batch(ctx.http, ctx.gateway, chain("slow"))
+    )
+    bound = 5 * ctx.latency_ms
+    ctx.report.rows.append(
+        Row(
+            "chain of 5",
+            5,
+            out["stats"]["upstreamCalls"],
+            wall,
+            bound,
+            f"target <= {1.1 * bound:.0f} ms",
+        )
+    )
+
+
+async def scenario_screen(ctx: Context) -> None:
+    bound = 3 * ctx.latency_ms  # user -> posts -> (authors, comments)
+    for upstream, label in (
+        ("slow", "screen, no bulk routes"),
+        ("slowbulk", "screen, bulk routes"),
+    ):
+        wall, out = await timed(
+            ctx.runs, ctx.seconds, lambda u=upstream: post_batch(ctx.http, ctx.gateway, screen(u))
+        )
+        ctx.report.rows.append(Row(label, 22, out["stats"]["upstreamCalls"], wall, bound))
+
+
+async def scenario_cpu(ctx: Context) -> None:
+    batch = fanout("fast")
+    rounds = max(20, ctx.runs * 2)
+    for _ in range(5):
+        await post_batch(ctx.http, ctx.gateway, batch)
+    before, started, done = cpu_seconds(ctx.gateway_pid), time.monotonic(), 0
+    while done < rounds and time.monotonic() - started < ctx.seconds:
+        await post_batch(ctx.http, ctx.gateway, batch)
+        done += 1
+    cpu_us = (cpu_seconds(ctx.gateway_pid) - before) / (done * len(batch)) * 1e6
+    ctx.report.facts.append(
+        f"gateway CPU per sub-request at zero upstream latency: {cpu_us:.0f} us "
+        f"({done} batches of 100, measured from /proc; target < 150 us)"
+    )
+    ctx.report.facts.append(
+        "where it goes (in-process profile, share of CPU by package): "
+        + await profile_shares(ctx.fast)
+    )
+
+
+async def profile_shares(fast_url: str) -> str:
+    # The gateway, its upstream client and this client share one process here, so the profile
+    # is of the whole path; the shares still show which layer costs what.
+    from gqlbatch import Settings, create_app, running
+
+    settings = Settings.from_upstream_urls([fast_url], max_items=1000)
+    async with running(create_app(settings)) as url, aiohttp.ClientSession() as http:
+        items = [{"path": f"/posts/{i}"} for i in range(1, 101)]
+        await post_batch(http, url, items)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(20):
+            await post_batch(http, url, items)
+        profiler.disable()
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    shares: dict[str, float] = {}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        shares[_package(filename)] = shares.get(_package(filename), 0.0) + tottime
+    total = sum(shares.values())
+    top = sorted(shares.items(), key=lambda kv: -kv[1])[:7]
+    return ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in top)
+
+
+def _package(filename: str) -> str:
+    for name in (
+        "gqlbatch",
+        "strawberry",
+        "graphql",
+        "aiohttp",
+        "aiodataloader",
+        "yarl",
+        "multidict",
+        "asyncio",
+        "json",
+    ):
+        if f"/{name}/" in filename:
+            return name
+    return "other"
+
+
+async def scenario_throughput(ctx: Context) -> None:
+    deadline = time.monotonic() + ctx.seconds
+    limit = ctx.runs * 20
+    done = 0
+
+    async def client() -> None:
+        nonlocal done
+        while done < limit and time.monotonic() < deadline:
+            await post_batch(ctx.http, ctx.gateway, screen("slowbulk"))
+            done += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(16)))
+    rate = done / (time.monotonic() - started)
+    ctx.report.facts.append(
+        f"screens per second at 16 concurrent clients (bulk routes, "
+        f"{ctx.latency_ms:.0f} ms upstream latency): {rate:.0f} ({done} screens)"
+    )
+
+
+async def scenario_rss(ctx: Context) -> None:
+    cfg = config(ctx.slow, ctx.fast, max_fanout=1000)
+    with process("-m", "gqlbatch", "serve", "--config", cfg, "--port", "0") as (url, pid):
+        idle = memory_kib(pid, "VmRSS")
+        items = [{"forEach": list(range(1000)), "path": "/blob/{item}", "upstream": "fast"}]
+        query = "mutation($r: [SubRequestInput!]!) { batch(requests: $r) { items { body } } }"
+        async with aiohttp.ClientSession() as http:
+            out = await post_batch(http, url, items, query)
+        assert len(out["items"][0]["body"]) == 1000
+        peak = memory_kib(pid, "VmHWM")
+    ctx.report.facts.append(
+        f"peak RSS of the gateway for a 1,000-item batch with 10 KB bodies: "
+        f"{peak / 1024:.0f} MiB (idle {idle / 1024:.0f} MiB)"
+    )
+
+
+SCENARIOS: dict[str, Callable[[Context], Awaitable[None]]] = {
+    "fanout": scenario_fanout,
+    "chain": scenario_chain,
+    "screen": scenario_screen,
+    "cpu": scenario_cpu,
+    "throughput": scenario_throughput,
+    "rss": scenario_rss,
+}
+
+
+@dataclass
+class Context:
+    latency_ms: float
+    runs: int
+    seconds: float
+    slow: str
+    fast: str
+    gateway: str
+    gateway_pid: int
+    http: aiohttp.ClientSession
+    report: Report
+
+
+async def main_async(args: argparse.Namespace) -> Report:
+    report = Report()
+    wanted = args.only.split(",") if args.only else list(SCENARIOS)
+    with (
+        process(str(HERE / "upstream.py"), "--latency-ms", str(args.latency_ms)) as (slow, _),
+        process(str(HERE / "upstream.py")) as (fast, _),
+    ):
+        cfg = config(slow, fast)
+        with process("-m", "gqlbatch", "serve", "--config", cfg, "--port", "0") as (url, pid):
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                ctx = Context(
+                    args.latency_ms, args.runs, args.seconds, slow, fast, url, pid, http, report
+                )
+                for name in wanted:
+                    print(f"running {name} ...", file=sys.stderr, flush=True)
+                    await SCENARIOS[name](ctx)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--runs", type=int, default=30, help="rounds per measurement, at most")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time per measurement, at most")
+    parser.add_argument("--quick", action="store_true", help="5 rounds and 3 s per measurement")
+    parser.add_argument("--only", help=f"comma-separated: {','.join(SCENARIOS)}")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.seconds = 5, 3.0
+    report = asyncio.run(main_async(args))
+    print(
+        f"cores: {os.cpu_count()}, upstream latency: {args.latency_ms:.0f} ms, "
+        f"python {sys.version.split()[0]}\n"
+    )
+    report.print()
+
+
+if __name__ == "__main__":
+    main()
