@@ -1,0 +1,40 @@
+"""The benchmark runner still runs: a smoke test with tiny latency and few rounds.
+
+It asserts that the table is produced and that the call counts are right; it never asserts
+on time, which is what the benchmark itself reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+RUNNER = Path(__file__).parent.parent / "benchmarks" / "run.py"
+
+
+async def test_benchmark_runner_prints_its_table() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(RUNNER),
+        "--only",
+        "chain,screen",
+        "--latency-ms",
+        "1",
+        "--runs",
+        "2",
+        "--seconds",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 50)
+    assert proc.returncode == 0, err.decode()
+    rows = {
+        line.split("|")[1].strip(): line.split("|")
+        for line in out.decode().splitlines()
+        if line.startswith("| ")
+    }
+    assert rows["chain of 5: gqlbatch"][3].strip() == "5"
+    assert rows["screen, no bulk routes"][3].strip() == "12"
+    assert rows["screen, bulk routes"][3].strip() == "3"
