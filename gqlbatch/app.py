@@ -1,5 +1,8 @@
-"""The aiohttp application: the GraphQL view, the upstream client's lifecycle, health routes,
-and `running`, which serves an app on loopback or a chosen address until the block ends.
+"""The aiohttp application: both doors (the GraphQL view and `POST /batch`), the upstream
+client's lifecycle, health routes, and `running`, which serves an app until the block ends.
+
+Both doors build the same `BatchContext` and call the same `run_batch`; the REST door only
+translates its wire formats (`rest.py`, `multipart.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,18 @@ from strawberry.aiohttp.views import GraphQLView
 
 from gqlbatch.call import forwarded_headers
 from gqlbatch.config import Settings
+from gqlbatch.engine import BatchContext, run_batch
+from gqlbatch.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.limits import OutstandingCalls, client_key
 from gqlbatch.loaders import SharedInflight
+from gqlbatch.multipart import MULTIPART_TYPES, parse_parts, read_parts, write_responses
+from gqlbatch.rest import (
+    items_from_json,
+    options_from_prefer,
+    rejection_json,
+    rejection_status,
+    responses_json,
+)
 from gqlbatch.schema import Context, build_schema
 from gqlbatch.types import Headers
 from gqlbatch.upstream import UpstreamClient
@@ -26,6 +40,7 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLIENT: Final = web.AppKey("client", UpstreamClient)
 INFLIGHT: Final = web.AppKey("inflight", SharedInflight)
+OUTSTANDING: Final = web.AppKey("outstanding", OutstandingCalls)
 
 
 class BatchView(GraphQLView[Context, None]):
@@ -55,11 +70,19 @@ class BatchView(GraphQLView[Context, None]):
         return response
 
     async def get_context(self, request: web.Request, response: object) -> Context:
-        return Context(
-            settings=self._settings,
-            send=request.app[INFLIGHT].send,
-            forwarded=_forwarded(request, self._settings),
-        )
+        return batch_context(request)
+
+
+def batch_context(request: web.Request) -> BatchContext:
+    """The engine's context for one incoming request, whichever door it came through."""
+    settings = request.app[SETTINGS]
+    return BatchContext(
+        settings=settings,
+        send=request.app[INFLIGHT].send,
+        forwarded=_forwarded(request, settings),
+        client=client_key(request.headers.get("Authorization"), request.remote),
+        outstanding=request.app[OUTSTANDING],
+    )
 
 
 def _forwarded(request: web.Request, settings: Settings) -> dict[str, Headers]:
@@ -92,8 +115,10 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     """
     app = web.Application(client_max_size=settings.max_request_bytes)
     app[SETTINGS] = settings
+    app[OUTSTANDING] = OutstandingCalls(settings.max_outstanding_per_client, settings.retry_after_s)
     app.cleanup_ctx.append(_client_ctx)
     app.router.add_route("*", "/graphql", BatchView(settings=settings))
+    app.router.add_post("/batch", _rest_batch)
     app.router.add_get("/healthz", _healthz)
     if landing_query is not None:
         target = "/graphql?q=" + quote(landing_query, safe="")
@@ -112,6 +137,72 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await client.close()
+
+
+async def _rest_batch(request: web.Request) -> web.StreamResponse:
+    """POST /batch: a JSON or multipart batch in, the same format out (DESIGN §2)."""
+    try:
+        if request.content_type == "application/json":
+            return await _json_batch(request)
+        if request.content_type in MULTIPART_TYPES:
+            return await _multipart_batch(request)
+    except BatchRejected as exc:
+        return _rejected(exc)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].max_request_bytes
+        return _rejected(
+            BatchRejected(
+                [
+                    Problem(
+                        ErrorCode.BATCH_TOO_LARGE, f"the batch body is over the {limit}-byte limit"
+                    )
+                ]
+            )
+        )
+    return _error_response(
+        415,
+        ErrorCode.INVALID_INPUT,
+        f"POST /batch takes application/json, multipart/mixed or "
+        f"multipart/batching, not {request.content_type!r}",
+    )
+
+
+async def _json_batch(request: web.Request) -> web.Response:
+    try:
+        document = await request.json()
+    except ValueError as exc:
+        raise BatchRejected(
+            [Problem(ErrorCode.INVALID_INPUT, f"the body is not JSON: {exc}")]
+        ) from exc
+    items, options = items_from_json(document)
+    options = options_from_prefer(request.headers.get("Prefer"), options)
+    outcome = await run_batch(items, options, batch_context(request))
+    return web.json_response(responses_json(outcome))
+
+
+async def _multipart_batch(request: web.Request) -> web.Response:
+    if "boundary=" not in request.headers.get("Content-Type", "").lower():
+        raise BatchRejected(
+            [Problem(ErrorCode.INVALID_INPUT, "a multipart batch needs a boundary parameter")]
+        )
+    reader = await request.multipart()
+    parts = await read_parts(reader, request.app[SETTINGS].max_request_bytes)
+    items = parse_parts(parts, request.host)
+    options = options_from_prefer(request.headers.get("Prefer"), None)
+    outcome = await run_batch(items, options, batch_context(request))
+    return web.Response(body=write_responses(outcome, parts, request.content_type.split("/")[1]))
+
+
+def _rejected(exc: BatchRejected) -> web.Response:
+    status = rejection_status(exc)
+    response = web.json_response(rejection_json(exc), status=status)
+    if exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
+def _error_response(status: int, code: ErrorCode, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code.value, "message": message}}, status=status)
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -32,6 +32,8 @@ _LIMIT_FIELDS = (
     "batch_timeout_ms",
     "max_response_bytes",
     "max_request_bytes",
+    "max_outstanding_per_client",
+    "retry_after_s",
 )
 
 
@@ -142,6 +144,9 @@ class Settings:
         max_request_bytes: the largest incoming request body.
         forward_headers: incoming headers copied onto every sub-request (case-insensitive).
         graphiql: serve GraphiQL on GET /graphql from a browser.
+        max_outstanding_per_client: upstream calls one client may have admitted at once, over
+            all its batches; past it a batch is refused whole with TOO_MANY_REQUESTS.
+        retry_after_s: the Retry-After a refused client is given.
     """
 
     upstreams: Mapping[str, UpstreamSettings]
@@ -153,6 +158,8 @@ class Settings:
     max_request_bytes: int = 10 * 1024 * 1024
     forward_headers: tuple[str, ...] = DEFAULT_FORWARD_HEADERS
     graphiql: bool = True
+    max_outstanding_per_client: int = 200
+    retry_after_s: int = 1
 
     def __post_init__(self) -> None:
         if not self.upstreams:

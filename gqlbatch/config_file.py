@@ -27,6 +27,8 @@ _LIMITS = {
     "batch_timeout_ms": int,
     "max_response_bytes": int,
     "max_request_bytes": int,
+    "max_outstanding_per_client": int,
+    "retry_after_s": int,
 }
 _UPSTREAM = {
     "base_url": str,

@@ -1,7 +1,7 @@
 """Error codes and the exception hierarchy. Imports nothing from gqlbatch but `types`.
 
     GqlbatchError
-     ├── BatchRejected        the whole batch is invalid; nothing ran. Carries every Problem.
+     ├── BatchRejected        the whole batch is refused; nothing ran. Carries every Problem.
      └── ItemError            one item failed; becomes a value in that item's slot
           ├── UpstreamError
           │    ├── UpstreamUnreachable   UPSTREAM_UNREACHABLE
@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN_TARGET = "FORBIDDEN_TARGET"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     NESTED_BATCH = "NESTED_BATCH"
+    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
     # Per item: a value in that item's slot; its siblings carry on.
     UPSTREAM_STATUS = "UPSTREAM_STATUS"
     UPSTREAM_UNREACHABLE = "UPSTREAM_UNREACHABLE"
@@ -80,6 +81,7 @@ REJECTION_CODES = frozenset(
         ErrorCode.FORBIDDEN_TARGET,
         ErrorCode.METHOD_NOT_ALLOWED,
         ErrorCode.NESTED_BATCH,
+        ErrorCode.TOO_MANY_REQUESTS,
     }
 )
 
@@ -98,6 +100,16 @@ class Problem:
     index: int | None = None
     field: str | None = None
 
+    def to_json(self) -> dict[str, object]:
+        """The problem as both doors report it, in `extensions.problems` or a 400 body."""
+        return {
+            "requestId": self.request_id,
+            "index": self.index,
+            "field": self.field,
+            "code": self.code.value,
+            "message": self.message,
+        }
+
     def __str__(self) -> str:
         where = f"item {self.index}" if self.index is not None else "batch"
         if self.request_id is not None:
@@ -110,10 +122,14 @@ class Problem:
 class BatchRejected(GqlbatchError):
     """The batch is invalid as a whole; nothing was sent upstream."""
 
-    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+    def __init__(
+        self, problems: list[Problem] | tuple[Problem, ...], *, retry_after_s: int | None = None
+    ) -> None:
         if not problems:
             raise ValueError("BatchRejected needs at least one problem")
         self.problems = tuple(problems)
+        self.retry_after_s = retry_after_s
+        """Set for TOO_MANY_REQUESTS: when the same batch may be sent again."""
         super().__init__(self._summary())
 
     @property

@@ -23,7 +23,7 @@ from gqlbatch.placeholders import (
 from gqlbatch.request import BatchOptions, Parsed, SubRequest
 from gqlbatch.types import JSON, RequestId
 
-__all__ = ["Plan", "PlannedItem", "build_plan"]
+__all__ = ["Plan", "PlannedItem", "build_plan", "static_calls"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,13 +168,7 @@ def _for_each(item: SubRequest, errors: list[tuple[str, str]]) -> Ref | list[JSO
 
 
 def _fanout_problems(items: Sequence[PlannedItem], max_fanout: int) -> list[Problem]:
-    # What is known before running: one call per plain item, one per literal forEach element.
-    # A forEach over a placeholder is checked against what is left when its list is known.
-    calls = sum(
-        len(i.for_each) if isinstance(i.for_each, list) else 1
-        for i in items
-        if not isinstance(i.for_each, Ref)
-    )
+    calls = static_calls(items)
     if calls <= max_fanout:
         return []
     return [
@@ -184,6 +178,13 @@ def _fanout_problems(items: Sequence[PlannedItem], max_fanout: int) -> list[Prob
             field="requests",
         )
     ]
+
+
+def static_calls(items: Sequence[PlannedItem]) -> int:
+    """The upstream calls a batch asks for, as far as is known before it runs: one per plain
+    item, one per literal forEach element, and one for a forEach over a placeholder, whose list
+    is checked against max_fanout when it is known."""
+    return sum(len(i.for_each) if isinstance(i.for_each, list) else 1 for i in items)
 
 
 def _template(text: str, field: str, errors: list[tuple[str, str]]) -> Template:

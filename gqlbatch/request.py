@@ -136,7 +136,7 @@ _ITEM_KEYS = frozenset(
         "forEach",
     }
 )
-_OPTION_KEYS = frozenset({"mode", "onError", "maxConcurrency", "timeoutMs"})
+_OPTION_KEYS = frozenset({"mode", "onError", "maxConcurrency", "timeoutMs", "atomic"})
 _REQUEST_ID = re.compile(r"^[^\s(){}\[\],\"']{1,128}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
@@ -471,6 +471,13 @@ def _parse_options(raw: object, problems: _Problems) -> BatchOptions:
             ErrorCode.INVALID_INPUT,
             f"unknown option (known: {', '.join(sorted(_OPTION_KEYS))})",
             key,
+        )
+    if raw.get("atomic") not in (None, False):
+        add(
+            ErrorCode.INVALID_INPUT,
+            "atomic batches (all or nothing, with compensation) are not supported yet; "
+            "send atomic: false or leave it out",
+            "atomic",
         )
     return BatchOptions(
         mode=_choice(raw.get("mode"), Mode, Mode.PARALLEL, "mode", add),

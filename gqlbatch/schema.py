@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import strawberry
@@ -16,15 +15,12 @@ from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.scalars import JSON
 
 from gqlbatch.call import BodyEncoding
-from gqlbatch.config import Settings
-from gqlbatch.engine import run_batch
+from gqlbatch.engine import BatchContext, run_batch
 from gqlbatch.errors import BatchRejected, ErrorCode
-from gqlbatch.loaders import Send
 from gqlbatch.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.request import Method, Mode, OnError
 from gqlbatch.result import BatchOutcome, BatchStats, ErrorInfo, ItemResult, State
 from gqlbatch.result import ElementResult as ElementResult_
-from gqlbatch.types import Headers
 
 __all__ = ["Context", "build_schema"]
 
@@ -41,14 +37,8 @@ BodyEncodingType = strawberry.enum(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """Per-request values the resolvers need, built fresh by the view for every request."""
-
-    settings: Settings
-    send: Send
-    forwarded: Mapping[str, Headers]
-    """The allow-listed incoming headers, per upstream."""
+Context = BatchContext
+"""What resolvers read through `info.context`: the engine's per-request context."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,14 +235,7 @@ async def _batch(
 ) -> BatchResult:
     ctx = info.context
     try:
-        outcome = await run_batch(
-            requests,
-            _raw_options(options),
-            settings=ctx.settings,
-            send=ctx.send,
-            forwarded=ctx.forwarded,
-            read_only=read_only,
-        )
+        outcome = await run_batch(requests, _raw_options(options), ctx, read_only=read_only)
     except BatchRejected as exc:
         raise rejection_error(exc) from None
     return to_batch_result(outcome)
@@ -260,17 +243,11 @@ async def _batch(
 
 def rejection_error(exc: BatchRejected) -> GraphQLError:
     """The GraphQL error for a rejected batch: `extensions.code` and every problem."""
-    problems = [
-        {
-            "requestId": p.request_id,
-            "index": p.index,
-            "field": p.field,
-            "code": p.code.value,
-            "message": p.message,
-        }
-        for p in exc.problems
-    ]
-    return GraphQLError(str(exc), extensions={"code": exc.code.value, "problems": problems})
+    problems = [p.to_json() for p in exc.problems]
+    extensions: dict[str, Any] = {"code": exc.code.value, "problems": problems}
+    if exc.retry_after_s is not None:
+        extensions["retryAfter"] = exc.retry_after_s
+    return GraphQLError(str(exc), extensions=extensions)
 
 
 def _raw_options(options: BatchOptionsInput | None) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -34,3 +35,32 @@ async def test_readme_example_runs(block: str, aiohttp_client: Any, sample_url: 
         assert result["data"]["batch"]
     if "NaiveScreen" in block:
         assert result["data"]["batch"]["stats"]["upstreamCalls"] == 3
+
+
+CURLS = [
+    b
+    for b in re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    if "127.0.0.1:8000/" in b and ("curl" in b or "examples/" in b)
+]
+
+
+def test_readme_has_curl_examples() -> None:
+    assert len(CURLS) >= 3
+
+
+@pytest.mark.parametrize("block", CURLS, ids=[f"curl{i}" for i in range(len(CURLS))])
+async def test_readme_shell_example_runs(block: str, aiohttp_server: Any, sample_url: str) -> None:
+    server = await aiohttp_server(create_app(demo_settings(sample_url, {})), host="127.0.0.1")
+    script = block.replace("http://127.0.0.1:8000", str(server.make_url("")).rstrip("/"))
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        "set -euo pipefail\n" + script,
+        cwd=README.parent,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert out.strip()
+    assert not out.lstrip().startswith(b'{"error"'), out  # a refused batch, not a response

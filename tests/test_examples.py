@@ -14,8 +14,17 @@ from gqlbatch import Settings, create_app, running
 from gqlbatch.demo import sample_api
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
+REST_EXAMPLES = {"rest_batch.py", "multipart_batch.sh"}
 EXPECTED = {
     "screen.py": ["user 1: Ada", "posts, first: Post 1", "3 sub-requests, 3 upstream calls"],
+    "rest_batch.py": ["1 200 {'id': 3, 'name': 'Alan'", "2 201 {'userId': 3, 'title': 'Posted"],
+    "multipart_batch.sh": [
+        "Content-ID: <create>",
+        "HTTP/1.1 201 Created",
+        "Content-ID: <read>",
+        "HTTP/1.1 200 OK",
+        '"title":"Posted in a multipart batch"',
+    ],
     "batch.sh": [
         '"title":"From curl"',
         '"requestId":"read","state":"SUCCEEDED"',
@@ -32,7 +41,7 @@ async def demo_url() -> AsyncIterator[str]:
         running(sample_api()) as api,
         running(create_app(Settings.from_upstream_urls([api]))) as url,
     ):
-        yield url + "/graphql"
+        yield url
 
 
 def test_every_example_is_covered() -> None:
@@ -45,9 +54,10 @@ def test_every_example_is_covered() -> None:
 async def test_example_runs(name: str, demo_url: str) -> None:
     path = EXAMPLES / name
     command = [sys.executable, str(path)] if path.suffix == ".py" else ["bash", str(path)]
+    endpoint = demo_url + ("/batch" if name in REST_EXAMPLES else "/graphql")
     proc = await asyncio.create_subprocess_exec(
         *command,
-        demo_url,
+        endpoint,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(EXAMPLES.parent)},
