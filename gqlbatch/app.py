@@ -7,7 +7,9 @@ translates its wire formats (`rest.py`, `multipart.py`).
 
 from __future__ import annotations
 
+import logging
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -20,6 +22,8 @@ from gqlbatch.call import forwarded_headers
 from gqlbatch.config import Settings
 from gqlbatch.engine import BatchContext, run_batch
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.extensions import QueryLimits
+from gqlbatch.idempotency import MemoryIdempotencyStore
 from gqlbatch.limits import OutstandingCalls, client_key
 from gqlbatch.loaders import SharedInflight
 from gqlbatch.multipart import MULTIPART_TYPES, parse_parts, read_parts, write_responses
@@ -30,6 +34,7 @@ from gqlbatch.rest import (
     rejection_status,
     responses_json,
 )
+from gqlbatch.result import BatchOutcome
 from gqlbatch.schema import Context, build_schema
 from gqlbatch.types import Headers
 from gqlbatch.upstream import UpstreamClient
@@ -37,18 +42,26 @@ from gqlbatch.upstream import UpstreamClient
 __all__ = ["CLIENT", "SETTINGS", "create_app", "running"]
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger("gqlbatch.errors")
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLIENT: Final = web.AppKey("client", UpstreamClient)
 INFLIGHT: Final = web.AppKey("inflight", SharedInflight)
 OUTSTANDING: Final = web.AppKey("outstanding", OutstandingCalls)
+IDEMPOTENCY: Final = web.AppKey("idempotency", MemoryIdempotencyStore)
 
 
 class BatchView(GraphQLView[Context, None]):
     """Strawberry's aiohttp view with a fresh gqlbatch `Context` per request."""
 
     def __init__(self, *, settings: Settings) -> None:
+        limits = QueryLimits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_query_aliases,
+            max_tokens=settings.max_query_tokens,
+        )
         super().__init__(
-            schema=build_schema(), graphql_ide="graphiql" if settings.graphiql else None
+            schema=build_schema(limits), graphql_ide="graphiql" if settings.graphiql else None
         )
         self._settings = settings
 
@@ -82,6 +95,9 @@ def batch_context(request: web.Request) -> BatchContext:
         forwarded=_forwarded(request, settings),
         client=client_key(request.headers.get("Authorization"), request.remote),
         outstanding=request.app[OUTSTANDING],
+        idempotency=request.app[IDEMPOTENCY],
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex,
     )
 
 
@@ -113,9 +129,12 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
 
     With *landing_query*, `GET /` opens GraphiQL with that query filled in.
     """
-    app = web.Application(client_max_size=settings.max_request_bytes)
+    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_errors])
     app[SETTINGS] = settings
-    app[OUTSTANDING] = OutstandingCalls(settings.max_outstanding_per_client, settings.retry_after_s)
+    app[OUTSTANDING] = OutstandingCalls(
+        settings.max_outstanding_per_client, settings.max_outstanding_total, settings.retry_after_s
+    )
+    app[IDEMPOTENCY] = MemoryIdempotencyStore(settings.idempotency_ttl_s)
     app.cleanup_ctx.append(_client_ctx)
     app.router.add_route("*", "/graphql", BatchView(settings=settings))
     app.router.add_post("/batch", _rest_batch)
@@ -148,22 +167,11 @@ async def _rest_batch(request: web.Request) -> web.StreamResponse:
             return await _multipart_batch(request)
     except BatchRejected as exc:
         return _rejected(exc)
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SETTINGS].max_request_bytes
-        return _rejected(
-            BatchRejected(
-                [
-                    Problem(
-                        ErrorCode.BATCH_TOO_LARGE, f"the batch body is over the {limit}-byte limit"
-                    )
-                ]
-            )
-        )
     return _error_response(
         415,
         ErrorCode.INVALID_INPUT,
-        f"POST /batch takes application/json, multipart/mixed or "
-        f"multipart/batching, not {request.content_type!r}",
+        "POST /batch takes application/json, multipart/mixed or multipart/batching, "
+        f"not {request.content_type!r}",
     )
 
 
@@ -177,7 +185,7 @@ async def _json_batch(request: web.Request) -> web.Response:
     items, options = items_from_json(document)
     options = options_from_prefer(request.headers.get("Prefer"), options)
     outcome = await run_batch(items, options, batch_context(request))
-    return web.json_response(responses_json(outcome))
+    return web.json_response(responses_json(outcome), headers=_replayed(outcome))
 
 
 async def _multipart_batch(request: web.Request) -> web.Response:
@@ -190,7 +198,12 @@ async def _multipart_batch(request: web.Request) -> web.Response:
     items = parse_parts(parts, request.host)
     options = options_from_prefer(request.headers.get("Prefer"), None)
     outcome = await run_batch(items, options, batch_context(request))
-    return web.Response(body=write_responses(outcome, parts, request.content_type.split("/")[1]))
+    subtype = request.content_type.split("/")[1]
+    return web.Response(body=write_responses(outcome, parts, subtype), headers=_replayed(outcome))
+
+
+def _replayed(outcome: BatchOutcome) -> dict[str, str]:
+    return {"Idempotent-Replayed": "true"} if outcome.replayed else {}
 
 
 def _rejected(exc: BatchRejected) -> web.Response:
@@ -201,15 +214,54 @@ def _rejected(exc: BatchRejected) -> web.Response:
     return response
 
 
-def _error_response(status: int, code: ErrorCode, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code.value, "message": message}}, status=status)
+def _error_response(status: int, code: ErrorCode, message: str, **extra: str) -> web.Response:
+    error = {"code": code.value, "message": message, **extra}
+    return web.json_response({"error": error}, status=status)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The last word on errors the doors did not answer themselves: a body over the size
+    limit gets REQUEST_TOO_LARGE, and a bug gets INTERNAL_ERROR with an id that finds its
+    traceback in the log, never the traceback itself."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].max_request_bytes
+        return _in_door_shape(
+            request,
+            413,
+            ErrorCode.REQUEST_TOO_LARGE,
+            f"the request body is over the {limit}-byte limit (max_request_bytes)",
+        )
+    except web.HTTPException:
+        raise
+    except Exception:
+        error_id = uuid.uuid4().hex[:12]
+        log.exception("internal error %s on %s %s", error_id, request.method, request.path)
+        return _in_door_shape(
+            request,
+            500,
+            ErrorCode.INTERNAL_ERROR,
+            f"Internal error. Quote id {error_id} to find it in the server logs.",
+            errorId=error_id,
+        )
+
+
+def _in_door_shape(
+    request: web.Request, status: int, code: ErrorCode, message: str, **extra: str
+) -> web.Response:
+    if request.path == "/graphql":
+        error = {"message": message, "extensions": {"code": code.value, **extra}}
+        return web.json_response({"errors": [error]}, status=status)
+    return _error_response(status, code, message, **extra)
 
 
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def _redirect_to(target: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _redirect_to(target: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         raise web.HTTPFound(target)
 

@@ -6,6 +6,7 @@ substituted value can never add a path segment or a header line. `upstream.py` s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -70,6 +71,11 @@ class UpstreamResponse:
     headers: Headers
     body: JSON
     body_encoding: BodyEncoding = BodyEncoding.JSON
+    attempts: int = 1
+
+    def with_attempts(self, attempts: int) -> UpstreamResponse:
+        """The same response, noting how many attempts it took."""
+        return self if attempts == self.attempts else dataclasses.replace(self, attempts=attempts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,8 @@ def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -
     path = quote(render_text(item.path, scope, _path_segment), safe=_PATH_SAFE)
     query = tuple(sorted((name, render_text(t, scope)) for name, t in item.query))
     own = tuple((name, _header_value(name, render_text(t, scope))) for name, t in item.headers)
+    if request.idempotency_key is not None:
+        own += (("Idempotency-Key", request.idempotency_key),)
     headers = _merge_headers(forwarded.get(request.upstream, ()), own)
     body = None
     if request.has_body:

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_FORWARD_HEADERS",
     "DEFAULT_UPSTREAM",
     "BulkRoute",
+    "RetrySettings",
     "Settings",
     "UpstreamSettings",
 ]
@@ -32,9 +33,41 @@ _LIMIT_FIELDS = (
     "batch_timeout_ms",
     "max_response_bytes",
     "max_request_bytes",
+    "max_query_depth",
+    "max_query_aliases",
+    "max_query_tokens",
     "max_outstanding_per_client",
+    "max_outstanding_total",
     "retry_after_s",
+    "idempotency_ttl_s",
 )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetrySettings:
+    """When and how upstream calls are retried (DESIGN §7 "Retries").
+
+    Idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS), and others that carry an
+    Idempotency-Key, are retried on connection errors and on 429, 502, 503 and 504, with
+    exponential backoff and full jitter, honouring Retry-After, and never past the item's
+    timeout or the batch's deadline.
+
+    Attributes:
+        max_attempts: attempts per call, the first included; 1 turns retries off.
+        backoff_ms: the first backoff; each retry doubles it.
+        max_backoff_ms: the largest backoff.
+        max_retry_after_ms: the longest Retry-After honoured; a longer one is not waited for.
+    """
+
+    max_attempts: int = 3
+    backoff_ms: int = 100
+    max_backoff_ms: int = 2_000
+    max_retry_after_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            "retries", self, ("max_attempts", "backoff_ms", "max_backoff_ms", "max_retry_after_ms")
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,9 +177,14 @@ class Settings:
         max_request_bytes: the largest incoming request body.
         forward_headers: incoming headers copied onto every sub-request (case-insensitive).
         graphiql: serve GraphiQL on GET /graphql from a browser.
+        max_query_depth, max_query_aliases, max_query_tokens: how big a GraphQL document may
+            be; past them QUERY_TOO_COMPLEX.
         max_outstanding_per_client: upstream calls one client may have admitted at once, over
             all its batches; past it a batch is refused whole with TOO_MANY_REQUESTS.
+        max_outstanding_total: upstream calls all clients together may have admitted at once.
         retry_after_s: the Retry-After a refused client is given.
+        retries: when and how upstream calls are retried.
+        idempotency_ttl_s: how long a batch's Idempotency-Key and its result are kept.
     """
 
     upstreams: Mapping[str, UpstreamSettings]
@@ -158,8 +196,14 @@ class Settings:
     max_request_bytes: int = 10 * 1024 * 1024
     forward_headers: tuple[str, ...] = DEFAULT_FORWARD_HEADERS
     graphiql: bool = True
+    max_query_depth: int = 12
+    max_query_aliases: int = 50
+    max_query_tokens: int = 20_000
     max_outstanding_per_client: int = 200
+    max_outstanding_total: int = 2_000
     retry_after_s: int = 1
+    retries: RetrySettings = field(default_factory=RetrySettings)
+    idempotency_ttl_s: int = 86_400
 
     def __post_init__(self) -> None:
         if not self.upstreams:

@@ -11,14 +11,21 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from gqlbatch.config import BulkRoute, Settings, UpstreamSettings
+from gqlbatch.config import BulkRoute, RetrySettings, Settings, UpstreamSettings
 from gqlbatch.errors import ConfigError
 
 __all__ = ["ENV_PREFIX", "settings_from_mapping", "settings_from_toml"]
 
 ENV_PREFIX = "GQLBATCH_"
 
-_SECTIONS = {"server", "limits", "headers", "upstreams", "graphiql"}
+_SECTIONS = {"server", "limits", "headers", "upstreams", "graphiql", "retries", "idempotency"}
+_RETRIES = {
+    "max_attempts": int,
+    "backoff_ms": int,
+    "max_backoff_ms": int,
+    "max_retry_after_ms": int,
+}
+_IDEMPOTENCY = {"ttl_s": int}
 _SERVER = {"host": str, "port": int}
 _LIMITS = {
     "max_items": int,
@@ -27,7 +34,11 @@ _LIMITS = {
     "batch_timeout_ms": int,
     "max_response_bytes": int,
     "max_request_bytes": int,
+    "max_query_depth": int,
+    "max_query_aliases": int,
+    "max_query_tokens": int,
     "max_outstanding_per_client": int,
+    "max_outstanding_total": int,
     "retry_after_s": int,
 }
 _UPSTREAM = {
@@ -110,6 +121,11 @@ def _settings(data: dict[str, Any]) -> Settings:
         options["forward_headers"] = _strings(headers["forward"], "headers.forward")
     if "graphiql" in data:
         options["graphiql"] = _typed(data["graphiql"], bool, "graphiql")
+    if "retries" in data:
+        options["retries"] = RetrySettings(**_table(data["retries"], "retries", _RETRIES))
+    idempotency = _table(data.get("idempotency"), "idempotency", _IDEMPOTENCY)
+    if "ttl_s" in idempotency:
+        options["idempotency_ttl_s"] = idempotency["ttl_s"]
     built = {name: _upstream(name, table) for name, table in upstreams.items()}
     return Settings(upstreams=built, **options)
 

@@ -6,20 +6,29 @@ the `BatchOutcome`; it never builds plans or loaders itself.
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from collections import Counter
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from gqlbatch.config import Settings
+from gqlbatch.errors import BatchRejected
 from gqlbatch.executor import execute
+from gqlbatch.idempotency import IdempotencyStore, check_key, fingerprint
 from gqlbatch.limits import OutstandingCalls
 from gqlbatch.loaders import Loaders, Send
 from gqlbatch.plan import Plan, build_plan, static_calls
 from gqlbatch.request import READ_METHODS, Method, Rules, parse_batch
 from gqlbatch.result import BatchOutcome, BatchStats
+from gqlbatch.retries import Retrying
 from gqlbatch.types import Headers
 
 __all__ = ["BatchContext", "prepare", "run_batch"]
+
+batch_log = logging.getLogger("gqlbatch.batch")
 
 
 def prepare(items: object, options: object, settings: Settings, *, read_only: bool = False) -> Plan:
@@ -48,19 +57,78 @@ class BatchContext:
     forwarded: Mapping[str, Headers] = field(default_factory=dict)
     """The allow-listed incoming headers, per upstream."""
     client: str = "anonymous"
-    """Who the batch counts against for the outstanding-call limit."""
+    """Who the batch counts against for the outstanding-call limit and idempotency keys."""
     outstanding: OutstandingCalls | None = None
+    idempotency: IdempotencyStore | None = None
+    idempotency_key: str | None = None
+    """The request's Idempotency-Key header, if it sent one."""
+    request_id: str = ""
+    """The request's X-Request-Id, or one made up for it; it names the batch's log line."""
 
 
 async def run_batch(
-    items: object, options: object, ctx: BatchContext, *, read_only: bool = False
+    items: object,
+    options: object,
+    ctx: BatchContext,
+    *,
+    read_only: bool = False,
+    scope: str = "",
 ) -> BatchOutcome:
     """Validate, admit, plan and execute a batch; one result per item, in the client's order.
 
+    With an Idempotency-Key, a repeat of the same batch is answered from the store. *scope*
+    tells apart several batches of one request that share its key (GraphQL aliases).
+
     Raises:
-        BatchRejected: the batch is invalid, or the client is over its outstanding-call limit;
-            nothing was sent upstream.
+        BatchRejected: the batch is invalid, the client is over its outstanding-call limit, or
+            the key was used for another batch; nothing was sent upstream.
     """
+    started = time.perf_counter()
+    try:
+        if ctx.idempotency is None or ctx.idempotency_key is None:
+            outcome = await _run(items, options, ctx, read_only)
+        else:
+            key = f"{ctx.client}|{scope}|{check_key(ctx.idempotency_key)}"
+            outcome = await ctx.idempotency.run_once(
+                key,
+                fingerprint(items, options, read_only),
+                lambda: _run(items, options, ctx, read_only),
+            )
+    except BatchRejected as exc:
+        _log_batch(
+            ctx,
+            started,
+            {"outcome": "rejected", "code": exc.code.value, "problems": len(exc.problems)},
+        )
+        raise
+    states = Counter(r.state.value for r in outcome.results)
+    _log_batch(
+        ctx,
+        started,
+        {
+            "outcome": "replayed" if outcome.replayed else "ran",
+            "items": len(outcome.results),
+            "states": dict(states),
+            "upstream_calls": 0 if outcome.replayed else outcome.stats.upstream_calls,
+            "calls_saved": outcome.stats.calls_saved,
+        },
+    )
+    return outcome
+
+
+def _log_batch(ctx: BatchContext, started: float, fields: dict[str, object]) -> None:
+    # One structured line per batch, whatever became of it (DESIGN §10 "Observability").
+    line = {
+        "event": "batch",
+        "request_id": ctx.request_id,
+        "client": ctx.client,
+        **fields,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    batch_log.info(json.dumps(line, separators=(",", ":")))
+
+
+async def _run(items: object, options: object, ctx: BatchContext, read_only: bool) -> BatchOutcome:
     plan = prepare(items, options, ctx.settings, read_only=read_only)
     admission = (
         ctx.outstanding.admit(ctx.client, static_calls(plan.items))
@@ -74,19 +142,29 @@ async def run_batch(
 async def _execute(
     plan: Plan, settings: Settings, send: Send, forwarded: Mapping[str, Headers]
 ) -> BatchOutcome:
-    loaders = Loaders(send, {name: u.bulk for name, u in settings.upstreams.items()})
-    execution = await execute(
-        plan,
-        loaders.fetch,
-        forwarded=forwarded,
-        max_fanout=settings.max_fanout,
-        max_concurrency=min(
-            plan.options.max_concurrency or settings.max_concurrency, settings.max_concurrency
-        ),
-        deadline_ms=min(
-            plan.options.timeout_ms or settings.batch_timeout_ms, settings.batch_timeout_ms
-        ),
+    deadline_ms = min(
+        plan.options.timeout_ms or settings.batch_timeout_ms, settings.batch_timeout_ms
     )
+    retrying = Retrying(
+        send,
+        settings.retries,
+        deadline=time.monotonic() + deadline_ms / 1000,
+        timeouts_ms={name: u.timeout_ms for name, u in settings.upstreams.items()},
+    )
+    loaders = Loaders(retrying.send, {name: u.bulk for name, u in settings.upstreams.items()})
+    try:
+        execution = await execute(
+            plan,
+            loaders.fetch,
+            forwarded=forwarded,
+            max_fanout=settings.max_fanout,
+            max_concurrency=min(
+                plan.options.max_concurrency or settings.max_concurrency, settings.max_concurrency
+            ),
+            deadline_ms=deadline_ms,
+        )
+    finally:
+        await loaders.close()
     stats = BatchStats(
         sub_requests=len(plan.items),
         calls_requested=loaders.requested,

@@ -56,6 +56,9 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     NESTED_BATCH = "NESTED_BATCH"
     TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
     # Per item: a value in that item's slot; its siblings carry on.
     UPSTREAM_STATUS = "UPSTREAM_STATUS"
     UPSTREAM_UNREACHABLE = "UPSTREAM_UNREACHABLE"
@@ -82,6 +85,9 @@ REJECTION_CODES = frozenset(
         ErrorCode.METHOD_NOT_ALLOWED,
         ErrorCode.NESTED_BATCH,
         ErrorCode.TOO_MANY_REQUESTS,
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        ErrorCode.REQUEST_TOO_LARGE,
+        ErrorCode.QUERY_TOO_COMPLEX,
     }
 )
 
@@ -164,6 +170,9 @@ class ItemError(GqlbatchError):
 
 class UpstreamError(ItemError):
     """The upstream call could not produce a usable response."""
+
+    attempts: int = 1
+    """How many attempts were made before giving up; set by the retry loop."""
 
 
 class UpstreamUnreachable(UpstreamError):

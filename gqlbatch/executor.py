@@ -269,7 +269,7 @@ def _failed(item: PlannedItem, exc: ItemError, duration_ms: float) -> ItemResult
         state=State.FAILED,
         error=ErrorInfo(exc.code, exc.message),
         duration_ms=duration_ms,
-        attempts=1 if isinstance(exc, UpstreamError) else 0,
+        attempts=exc.attempts if isinstance(exc, UpstreamError) else 0,
     )
 
 

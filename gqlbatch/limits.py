@@ -25,44 +25,52 @@ def client_key(authorization: str | None, remote: str | None) -> str:
 
 
 class OutstandingCalls:
-    """Counts the calls each client has admitted and not yet finished."""
+    """Counts the calls admitted and not yet finished: per client, and in all."""
 
-    def __init__(self, limit: int, retry_after_s: int) -> None:
-        self._limit = limit
+    def __init__(self, per_client: int, total: int, retry_after_s: int) -> None:
+        self._per_client = per_client
+        self._total = total
         self._retry_after_s = retry_after_s
         self._held: dict[str, int] = {}
+        self._held_total = 0
 
-    def held(self, client: str) -> int:
-        """Calls *client* has outstanding now."""
-        return self._held.get(client, 0)
+    def held(self, client: str | None = None) -> int:
+        """Calls *client* has outstanding now, or all clients together without one."""
+        return self._held_total if client is None else self._held.get(client, 0)
 
     @contextmanager
     def admit(self, client: str, calls: int) -> Iterator[None]:
         """Hold *calls* for *client* for the duration of the block.
 
         Raises:
-            BatchRejected: TOO_MANY_REQUESTS, with retry_after_s, when the client would pass
-                the limit. Nothing is held then.
+            BatchRejected: TOO_MANY_REQUESTS, with retry_after_s, when the client, or the server
+                as a whole, would pass its limit. Nothing is held then.
         """
         held = self.held(client)
-        if held + calls > self._limit:
-            raise BatchRejected(
-                [
-                    Problem(
-                        ErrorCode.TOO_MANY_REQUESTS,
-                        f"this client has {held} upstream calls outstanding and the batch asks "
-                        f"for {calls} more; the limit is {self._limit}. Nothing was run: send "
-                        f"it again after {self._retry_after_s} s",
-                    )
-                ],
-                retry_after_s=self._retry_after_s,
+        if held + calls > self._per_client:
+            raise self._refuse(
+                f"this client has {held} upstream calls outstanding and the "
+                f"batch asks for {calls} more; the limit is {self._per_client}"
+            )
+        if self._held_total + calls > self._total:
+            raise self._refuse(
+                f"the server has {self._held_total} upstream calls outstanding "
+                f"and the batch asks for {calls} more; the limit is {self._total}"
             )
         self._held[client] = held + calls
+        self._held_total += calls
         try:
             yield
         finally:
+            self._held_total -= calls
             left = self._held[client] - calls
             if left:
                 self._held[client] = left
             else:
                 del self._held[client]
+
+    def _refuse(self, why: str) -> BatchRejected:
+        message = f"{why}. Nothing was run: send it again after {self._retry_after_s} s"
+        return BatchRejected(
+            [Problem(ErrorCode.TOO_MANY_REQUESTS, message)], retry_after_s=self._retry_after_s
+        )

@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 
 from gqlbatch.bulk import BulkGroup, BulkRoutes, split_response
 from gqlbatch.call import Fetched, UpstreamCall, UpstreamResponse
 from gqlbatch.config import BulkRoute
+from gqlbatch.errors import UpstreamError
 
 __all__ = ["Loaders", "Send", "SharedInflight"]
 
 Send = Callable[[UpstreamCall], Coroutine[Any, Any, UpstreamResponse]]
+_T = TypeVar("_T")
 
 
 class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Fetched]"]):
@@ -40,15 +42,17 @@ class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Fetched]"]):
 
     async def batch_load_fn(self, keys: list[UpstreamCall]) -> list[asyncio.Task[Fetched]]:
         groups, singles = self._loaders.bulk.group(keys)
-        tasks = {call: asyncio.create_task(self._single(call)) for call in singles}
+        spawn = self._loaders.spawn
+        tasks = {call: spawn(self._single(call)) for call in singles}
         for group in groups:
-            shared = asyncio.create_task(self._loaders.send_bulk(group))
+            shared = spawn(self._loaders.send_bulk(group))
             for call, key in group.members:
-                tasks[call] = asyncio.create_task(_member(shared, key, group))
+                tasks[call] = spawn(_member(shared, key, group))
         return [tasks[call] for call in keys]
 
     async def _single(self, call: UpstreamCall) -> Fetched:
-        return Fetched(await self._loaders.send(call))
+        response = await self._loaders.send(call)
+        return Fetched(response, attempts=response.attempts)
 
 
 async def _member(
@@ -56,7 +60,8 @@ async def _member(
 ) -> Fetched:
     responses = await shared
     described = group.call.path + "?" + "&".join(f"{k}={v}" for k, v in group.call.query)
-    return Fetched(responses[key], bulk_call=f"GET {described}")
+    response = responses[key]
+    return Fetched(response, attempts=response.attempts, bulk_call=f"GET {described}")
 
 
 class Loaders:
@@ -78,13 +83,34 @@ class Loaders:
         self.sent = 0
         self.deduplicated = 0
         self.merged = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """A task that lives no longer than this batch (see `close`)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """Cancel the calls still running when the batch ends (its deadline passed): nothing
+        this batch started may outlive it."""
+        pending = [t for t in self._tasks if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        for task in pending:
+            if not task.cancelled():
+                task.exception()  # retrieved: a failure after the deadline has no one to tell
 
     async def fetch(self, call: UpstreamCall) -> Fetched:
         """Fetch *call*, sharing the upstream call with identical reads of this batch."""
         self.requested += 1
         if not call.is_read:
             # POST, PUT, PATCH and DELETE are never merged or cached: each is its own call.
-            return Fetched(await self.send(call))
+            response = await self.send(call)
+            return Fetched(response, attempts=response.attempts)
         coalesced = call in self._seen
         self._seen.add(call)
         self.deduplicated += coalesced
@@ -93,14 +119,23 @@ class Loaders:
         return dataclasses.replace(fetched, coalesced=True) if coalesced else fetched
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
-        """Send one call upstream, counted."""
-        self.sent += 1
-        return await self._send(call)
+        """Send one call upstream, counting every attempt it took."""
+        try:
+            response = await self._send(call)
+        except UpstreamError as exc:
+            self.sent += exc.attempts
+            raise
+        self.sent += response.attempts
+        return response
 
     async def send_bulk(self, group: BulkGroup) -> dict[str, UpstreamResponse]:
         """Send a plural call and split its answer by key."""
         self.merged += len(group.keys) - 1
-        return split_response(group, await self.send(group.call))
+        response = await self.send(group.call)
+        return {
+            key: part.with_attempts(response.attempts)
+            for key, part in split_response(group, response).items()
+        }
 
 
 class SharedInflight:

@@ -51,7 +51,7 @@ async def read_parts(reader: aiohttp.MultipartReader, max_bytes: int) -> list[Pa
     """Every part of a multipart batch, in order, up to *max_bytes* of payload in all.
 
     Raises:
-        BatchRejected: BATCH_TOO_LARGE past *max_bytes*; NESTED_BATCH for a nested multipart.
+        BatchRejected: REQUEST_TOO_LARGE past *max_bytes*; NESTED_BATCH for a nested multipart.
     """
     parts: list[Part] = []
     size = 0

@@ -78,6 +78,7 @@ class SubRequest:
     upstream: str
     timeout_ms: int | None = None
     for_each: str | list[JSON] | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,10 +135,12 @@ _ITEM_KEYS = frozenset(
         "upstream",
         "timeoutMs",
         "forEach",
+        "idempotencyKey",
     }
 )
 _OPTION_KEYS = frozenset({"mode", "onError", "maxConcurrency", "timeoutMs", "atomic"})
 _REQUEST_ID = re.compile(r"^[^\s(){}\[\],\"']{1,128}$")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
 _FORBIDDEN_HEADERS = frozenset(
@@ -227,6 +230,7 @@ def _parse_item(
     upstream = _upstream(raw.get("upstream"), rules, add)
     timeout_ms = _positive_int(raw.get("timeoutMs"), "timeoutMs", add)
     for_each = _for_each(raw.get("forEach"), add)
+    idempotency_key = _idempotency_key(raw.get("idempotencyKey"), add)
     if len(problems.found) > before or method is None or path is None or upstream is None:
         return None
     return SubRequest(
@@ -242,6 +246,7 @@ def _parse_item(
         upstream=upstream,
         timeout_ms=timeout_ms,
         for_each=for_each,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -425,6 +430,19 @@ def _for_each(value: JSON, add: _Add) -> str | list[JSON] | None:
         "forEach",
     )
     return None
+
+
+def _idempotency_key(value: JSON, add: _Add) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _IDEMPOTENCY_KEY.match(value):
+        add(
+            ErrorCode.INVALID_INPUT,
+            "idempotencyKey must be 1 to 255 printable ASCII characters",
+            "idempotencyKey",
+        )
+        return None
+    return value
 
 
 def _upstream(value: JSON, rules: Rules, add: _Add) -> str | None:

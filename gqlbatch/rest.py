@@ -37,7 +37,12 @@ _STATUS = {
     ErrorCode.FORBIDDEN_TARGET: 400,
     ErrorCode.BATCH_TOO_LARGE: 413,
 }
-_REJECTION_STATUS = {ErrorCode.BATCH_TOO_LARGE: 413, ErrorCode.TOO_MANY_REQUESTS: 429}
+_REJECTION_STATUS = {
+    ErrorCode.BATCH_TOO_LARGE: 413,
+    ErrorCode.REQUEST_TOO_LARGE: 413,
+    ErrorCode.TOO_MANY_REQUESTS: 429,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
+}
 # Headers that describe the upstream's connection or encoding, not the item's response.
 _DROPPED_HEADERS = frozenset(
     {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}

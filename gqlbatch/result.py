@@ -99,6 +99,8 @@ class BatchOutcome:
 
     results: tuple[ItemResult, ...]
     stats: BatchStats
+    replayed: bool = False
+    """True when this is the stored outcome of an earlier batch with the same Idempotency-Key."""
 
     def by_id(self, request_id: RequestId) -> ItemResult | None:
         """The result of the item with this requestId, if there is one."""

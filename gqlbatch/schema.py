@@ -4,27 +4,23 @@ engine's plain values. One of the two modules that import strawberry (the other 
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.scalars import JSON
 
 from gqlbatch.call import BodyEncoding
 from gqlbatch.engine import BatchContext, run_batch
 from gqlbatch.errors import BatchRejected, ErrorCode
+from gqlbatch.extensions import GqlbatchSchema, QueryLimits, schema_extensions
 from gqlbatch.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.request import Method, Mode, OnError
 from gqlbatch.result import BatchOutcome, BatchStats, ErrorInfo, ItemResult, State
 from gqlbatch.result import ElementResult as ElementResult_
 
 __all__ = ["Context", "build_schema"]
-
-log = logging.getLogger("gqlbatch.errors")
 
 # Our enums, used as-is: strawberry.enum registers each under its class name.
 ErrorCodeType = strawberry.enum(ErrorCode, description="Every error code gqlbatch reports.")
@@ -72,6 +68,10 @@ class SubRequestInput:
         default=None, description="A configured upstream; optional when there is only one."
     )
     timeout_ms: int | None = None
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="Sent as Idempotency-Key; lets a POST or PATCH be retried safely.",
+    )
     for_each: JSON | None = strawberry.field(
         default=None,
         description="Fan out: one call per element of a list, such as "
@@ -210,6 +210,10 @@ class BatchStatsType:
 class BatchResult:
     items: list[ItemResultType]
     stats: BatchStatsType
+    replayed: bool = strawberry.field(
+        description="True when this is the stored result of an earlier request with the same "
+        "Idempotency-Key header; nothing was sent upstream again."
+    )
 
     @strawberry.field(description="The result of one item, by its requestId.")
     def item(self, request_id: strawberry.ID) -> ItemResultType | None:
@@ -235,7 +239,9 @@ async def _batch(
 ) -> BatchResult:
     ctx = info.context
     try:
-        outcome = await run_batch(requests, _raw_options(options), ctx, read_only=read_only)
+        outcome = await run_batch(
+            requests, _raw_options(options), ctx, read_only=read_only, scope=str(info.path.key)
+        )
     except BatchRejected as exc:
         raise rejection_error(exc) from None
     return to_batch_result(outcome)
@@ -264,7 +270,11 @@ def _raw_options(options: BatchOptionsInput | None) -> dict[str, Any] | None:
 
 def to_batch_result(outcome: BatchOutcome) -> BatchResult:
     """The GraphQL value of a batch outcome."""
-    return BatchResult(items=[_to_item(r) for r in outcome.results], stats=_to_stats(outcome.stats))
+    return BatchResult(
+        items=[_to_item(r) for r in outcome.results],
+        stats=_to_stats(outcome.stats),
+        replayed=outcome.replayed,
+    )
 
 
 def _to_item(result: ItemResult) -> ItemResultType:
@@ -346,51 +356,11 @@ class Mutation:
 # Schema
 
 
-def _is_internal(error: GraphQLError) -> bool:
-    # Our own GraphQLErrors (rejections) and GraphQL's validation errors have no foreign
-    # original error; anything else raised while resolving is a bug and is masked.
-    original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
-
-
-class MaskInternalErrors(MaskErrors):
-    """Replaces an internal error's message with an id, and logs the traceback under that id."""
-
-    def __init__(self) -> None:
-        super().__init__(should_mask_error=_is_internal)
-
-    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        error_id = uuid.uuid4().hex[:12]
-        log.error("internal error %s", error_id, exc_info=error.original_error)
-        return GraphQLError(
-            f"Internal error. Quote id {error_id} to find it in the server logs.",
-            nodes=error.nodes,
-            path=error.path,
-            extensions={"code": ErrorCode.INTERNAL_ERROR.value, "errorId": error_id},
-        )
-
-
-class _Schema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        # Strawberry logs every error with a traceback, before extensions run. A client's
-        # mistake (a rejected batch, an invalid query) is not a server error, and internal
-        # errors are logged once, with their id, by MaskInternalErrors.
-        for error in errors:
-            if not _is_internal(error):
-                log.debug("client error: %s", error.message)
-
-
-def build_schema() -> strawberry.Schema:
-    """The gqlbatch GraphQL schema."""
-    return _Schema(
+def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
+    """The gqlbatch GraphQL schema, with *limits* on query depth, aliases and tokens."""
+    return GqlbatchSchema(
         query=Query,
         mutation=Mutation,
         types=[Succeeded, Failed, Skipped, Cancelled],
-        # Clients send the same few documents with different variables: caching the parsed
-        # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
-        extensions=[
-            MaskInternalErrors,
-            lambda: ParserCache(maxsize=256),
-            lambda: ValidationCache(maxsize=256),
-        ],
+        extensions=schema_extensions(limits or QueryLimits()),
     )

@@ -187,7 +187,7 @@ async def test_body_over_the_size_limit_is_413(make_gateway: Any, upstream_url: 
     client = await make_gateway(upstream_url, max_request_bytes=1000)
     big = [{"path": "/a", "body": {"x": "y" * 2000}}]
     status, out, _ = await post_json(client, big)
-    assert (status, out["error"]["code"]) == (413, "BATCH_TOO_LARGE")
+    assert (status, out["error"]["code"]) == (413, "REQUEST_TOO_LARGE")
     resp = await client.post(
         "/batch",
         data=_multipart([("GET /a", {}, "x" * 2000)]),

@@ -1,0 +1,113 @@
+"""The GraphQL schema's extensions: internal errors masked behind an id, query limits with
+their own error code, and the parse and validation caches. Imports strawberry, as `schema.py`
+does; nothing here knows about batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+
+from gqlbatch.errors import ErrorCode
+
+__all__ = ["GqlbatchSchema", "QueryLimits", "schema_extensions"]
+
+log = logging.getLogger("gqlbatch.errors")
+
+# The messages of Strawberry's limiters and graphql-core's token limit (checked with
+# strawberry-graphql 0.341.2 and graphql-core 3.3.2; tests/test_limits.py pins each one).
+_LIMIT_MESSAGES = re.compile(
+    r"exceeds maximum operation depth of \d+"
+    r"|\d+ aliases found\. Allowed: \d+"
+    r"|Document contains more than \d+ tokens"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueryLimits:
+    """How big a GraphQL document may be (DESIGN §9)."""
+
+    max_depth: int = 12
+    max_aliases: int = 50
+    max_tokens: int = 20_000
+
+
+def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]]:
+    """Extension factories, so that each operation gets fresh instances (Strawberry shares an
+    extension *instance* between concurrent operations)."""
+    return [
+        MaskInternalErrors,
+        TagLimitErrors,
+        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        # Clients send the same few documents with different variables: caching the parsed
+        # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+    ]
+
+
+def is_internal(error: GraphQLError) -> bool:
+    """A bug: anything raised while resolving that is not our own GraphQLError."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+class MaskInternalErrors(MaskErrors):
+    """Replaces an internal error's message with an id, and logs the traceback under that id."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_internal)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        error_id = uuid.uuid4().hex[:12]
+        log.error("internal error %s", error_id, exc_info=error.original_error)
+        return GraphQLError(
+            f"Internal error. Quote id {error_id} to find it in the server logs.",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": ErrorCode.INTERNAL_ERROR.value, "errorId": error_id},
+        )
+
+
+class TagLimitErrors(SchemaExtension):
+    """Gives the depth, alias and token limits' errors the QUERY_TOO_COMPLEX code."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        for error in getattr(result, "errors", None) or ():
+            if _LIMIT_MESSAGES.search(error.message):
+                error.extensions = {
+                    **(error.extensions or {}),
+                    "code": ErrorCode.QUERY_TOO_COMPLEX.value,
+                }
+
+
+class GqlbatchSchema(strawberry.Schema):
+    """Strawberry's schema, logging only what is the server's fault."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # Strawberry logs every error with a traceback, before extensions run. A client's
+        # mistake (a rejected batch, an invalid query) is not a server error, and internal
+        # errors are logged once, with their id, by MaskInternalErrors.
+        for error in errors:
+            if not is_internal(error):
+                log.debug("client error: %s", error.message)
