@@ -50,7 +50,11 @@ async def execute(
     """
     run = _Run(plan, fetch, forwarded or {}, asyncio.Semaphore(max_concurrency), max_fanout)
     started = time.perf_counter()
-    tasks = [asyncio.create_task(run.settle(item)) for item in plan.items]
+    # Named "gqlbatch:…" so that tests can prove none outlives its batch.
+    tasks = [
+        asyncio.create_task(run.settle(item), name=f"gqlbatch:item:{item.request_id}")
+        for item in plan.items
+    ]
     done, pending = await asyncio.wait(
         tasks, timeout=deadline_ms / 1000, return_when=asyncio.FIRST_EXCEPTION
     )

@@ -15,9 +15,9 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.result import BatchOutcome
@@ -25,7 +25,7 @@ from gqlbatch.result import BatchOutcome
 __all__ = ["IdempotencyStore", "MemoryIdempotencyStore", "check_key", "fingerprint"]
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-Run = Callable[[], Awaitable[BatchOutcome]]
+Run = Callable[[], Coroutine[Any, Any, BatchOutcome]]
 
 
 def check_key(key: str) -> str:
@@ -104,7 +104,7 @@ class MemoryIdempotencyStore:
         # The batch runs in its own task, shielded from the caller: if the client's connection
         # drops, the batch still finishes and is recorded, so its retry is answered from here
         # instead of running the same writes again.
-        task = asyncio.ensure_future(run())
+        task = asyncio.create_task(run(), name="gqlbatch:idempotent-batch")
         self._records[key] = _Record(fingerprint, task, self._clock() + self._ttl_s)
         task.add_done_callback(lambda done: self._settle(key, done))
         return await asyncio.shield(task)

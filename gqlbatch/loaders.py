@@ -87,7 +87,7 @@ class Loaders:
 
     def spawn(self, coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
         """A task that lives no longer than this batch (see `close`)."""
-        task = asyncio.create_task(coro)
+        task = asyncio.create_task(coro, name="gqlbatch:call")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -161,7 +161,7 @@ class SharedInflight:
             self.shared += 1
             # shield: one batch giving up (its deadline) must not cancel the others' call.
             return await asyncio.shield(running)
-        task = asyncio.ensure_future(self._send(call))
+        task = asyncio.create_task(self._send(call), name="gqlbatch:shared-call")
         self._inflight[call] = task
         task.add_done_callback(lambda _: self._inflight.pop(call, None))
         return await asyncio.shield(task)

@@ -116,3 +116,81 @@ def _respond(route: Route) -> web.Response:
             content_type=route.content_type or "text/plain",
         )
     return web.json_response(route.json, status=route.status, headers=route.headers)
+
+
+class FaultServer:
+    """A raw-socket HTTP/1.1 server that misbehaves on purpose, one fault per path.
+
+    /ok answers properly; /reset sends half a body and resets the connection; /drip sends a
+    byte every 50 ms; /500 answers 500; /badjson declares JSON and is not; /huge declares and
+    sends a body larger than a small cap. Every loop here is bounded.
+    """
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].decode().split("?")[0]
+                self.paths.append(path)
+                await getattr(self, "_" + path.strip("/").replace("-", "_"), self._ok)(writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    @staticmethod
+    def _response(
+        status: str, body: bytes, content_type: str = "application/json", length: int | None = None
+    ) -> bytes:
+        size = len(body) if length is None else length
+        return (
+            f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {size}\r\n\r\n"
+        ).encode() + body
+
+    async def _ok(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._response("200 OK", b'{"ok": true}'))
+        await writer.drain()
+
+    async def _500(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._response("500 Internal Server Error", b'{"error": "boom"}'))
+        await writer.drain()
+
+    async def _badjson(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._response("200 OK", b"{not json"))
+        await writer.drain()
+
+    async def _huge(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._response("200 OK", b"x" * 5000, "text/plain"))
+        await writer.drain()
+
+    async def _reset(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._response("200 OK", b'{"partial', length=1000))
+        await writer.drain()
+        writer.transport.abort()  # RST: the body never completes
+        raise ConnectionResetError
+
+    async def _drip(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._response("200 OK", b"", length=100))
+        for _ in range(100):  # at most 5 s; the client gives up long before
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.05)

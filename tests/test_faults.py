@@ -1,0 +1,129 @@
+"""Upstream faults become typed errors on the item that met them, and nothing is left behind.
+
+The upstream is a raw-socket server (tests.fakes.FaultServer) that refuses, resets mid-body,
+drips bytes past the deadline, answers 500, sends invalid JSON or too large a body. After each
+fault the test asserts that no gqlbatch task is still running and no pooled connection is held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gqlbatch import Settings, create_app
+from gqlbatch.app import CLIENT
+from gqlbatch.config import RetrySettings
+from tests.conftest import graphql_caller
+from tests.fakes import FaultServer
+
+QUERY = """mutation($r: [SubRequestInput!]!) {
+  batch(requests: $r) { items { requestId state status attempts error { code message } } }
+}"""
+
+
+@pytest.fixture
+async def faults() -> AsyncIterator[tuple[FaultServer, str]]:
+    server = FaultServer()
+    url = await server.__aenter__()
+    yield server, url
+    await server.__aexit__()
+
+
+@pytest.fixture
+async def gateway(faults: tuple[FaultServer, str], aiohttp_client: Any) -> TestClient:
+    settings = Settings.from_upstream_urls(
+        [faults[1]],
+        max_response_bytes=1000,
+        retries=RetrySettings(max_attempts=2, backoff_ms=1, max_backoff_ms=1),
+    )
+    return await aiohttp_client(create_app(settings))
+
+
+async def assert_nothing_left(client: TestClient) -> None:
+    # Give cancelled work one loop turn to unwind before looking.
+    await asyncio.sleep(0)
+    ours = [t for t in asyncio.all_tasks() if t.get_name().startswith("gqlbatch:")]
+    assert ours == [], ours
+    assert client.server.app[CLIENT].connections_in_use() == 0
+
+
+async def run(client: TestClient, paths: list[str], **item: Any) -> dict[str, dict[str, Any]]:
+    requests = [{"requestId": p.strip("/"), "path": p, **item} for p in paths]
+    result = await graphql_caller(client)(QUERY, {"r": requests})
+    assert "errors" not in result, result
+    return {i["requestId"]: i for i in result["data"]["batch"]["items"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "attempts", "message"),
+    [
+        ("/reset", "UPSTREAM_UNREACHABLE", 2, "the connection broke mid-body"),
+        ("/500", "UPSTREAM_STATUS", 1, "GET /500 answered 500"),
+        ("/badjson", "UPSTREAM_BAD_RESPONSE", 1, "declared JSON but is not"),
+        ("/huge", "UPSTREAM_BAD_RESPONSE", 1, "over the 1000-byte limit"),
+    ],
+    ids=["reset-mid-body", "5xx", "invalid-json", "over-the-cap"],
+)
+async def test_fault_fails_only_its_item(
+    path: str, code: str, attempts: int, message: str, gateway: TestClient
+) -> None:
+    items = await run(gateway, [path, "/ok"])
+    failed = items[path.strip("/")]
+    assert (failed["state"], failed["error"]["code"], failed["attempts"]) == (
+        "FAILED",
+        code,
+        attempts,
+    )
+    assert message in failed["error"]["message"]
+    assert items["ok"]["state"] == "SUCCEEDED"
+    await assert_nothing_left(gateway)
+
+
+async def test_drip_past_the_item_timeout_is_a_timeout(gateway: TestClient) -> None:
+    items = await run(gateway, ["/drip", "/ok"], timeoutMs=300)
+    assert items["drip"]["error"]["code"] == "UPSTREAM_TIMEOUT"
+    assert items["drip"]["attempts"] == 1  # a timeout is never retried: the call may have run
+    assert items["ok"]["state"] == "SUCCEEDED"
+    await assert_nothing_left(gateway)
+
+
+async def test_drip_past_the_batch_deadline_cancels_and_cleans_up(
+    gateway: TestClient, faults: tuple[FaultServer, str]
+) -> None:
+    result = await graphql_caller(gateway)(
+        """mutation($r: [SubRequestInput!]!) { batch(requests: $r, options: {timeoutMs: 200})
+           { items { requestId state error { code } } } }""",
+        {"r": [{"requestId": "drip", "path": "/drip"}, {"requestId": "ok", "path": "/ok"}]},
+    )
+    items = {i["requestId"]: i for i in result["data"]["batch"]["items"]}
+    assert (items["drip"]["state"], items["drip"]["error"]["code"]) == ("CANCELLED", "TIMEOUT")
+    assert items["ok"]["state"] == "SUCCEEDED"
+    await assert_nothing_left(gateway)
+
+
+async def test_refused_connection_is_unreachable_and_retried(aiohttp_client: Any) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings.from_upstream_urls(
+        [f"http://127.0.0.1:{port}"],
+        retries=RetrySettings(max_attempts=3, backoff_ms=1, max_backoff_ms=1),
+    )
+    client = await aiohttp_client(create_app(settings))
+    items = await run(client, ["/a", "/b"])
+    assert {i["error"]["code"] for i in items.values()} == {"UPSTREAM_UNREACHABLE"}
+    assert {i["attempts"] for i in items.values()} == {3}
+    await assert_nothing_left(client)
+
+
+async def test_every_fault_at_once_in_one_batch(
+    gateway: TestClient, faults: tuple[FaultServer, str]
+) -> None:
+    items = await run(gateway, ["/reset", "/500", "/badjson", "/huge", "/ok"])
+    assert [i["state"] for i in items.values()] == ["FAILED"] * 4 + ["SUCCEEDED"]
+    await assert_nothing_left(gateway)
