@@ -1,5 +1,6 @@
 """The GraphQL schema's extensions: internal errors masked behind an id, query limits with
-their own error code, and the parse and validation caches. Imports strawberry, as `schema.py`
+their own error code (tagged in `GqlbatchSchema.process_errors`), and the parse and validation
+caches. Imports strawberry, as `schema.py`
 does; nothing here knows about batches.
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,6 @@ def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]
     extension *instance* between concurrent operations)."""
     return [
         MaskInternalErrors,
-        TagLimitErrors,
         lambda: QueryDepthLimiter(max_depth=limits.max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
@@ -87,27 +87,20 @@ class MaskInternalErrors(MaskErrors):
         )
 
 
-class TagLimitErrors(SchemaExtension):
-    """Gives the depth, alias and token limits' errors the QUERY_TOO_COMPLEX code."""
+class GqlbatchSchema(strawberry.Schema):
+    """Strawberry's schema, logging only what is the server's fault."""
 
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        for error in getattr(result, "errors", None) or ():
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # Strawberry calls this for every error, on every path, before the extensions see the
+        # result. A client's mistake (a rejected batch, an invalid query) is not a server
+        # error, and internal errors are logged once, with their id, by MaskInternalErrors.
+        # It is also the one place that sees a token-limit error: ParserCache raises it from
+        # inside its parse hook, which skips the other extensions' exit hooks.
+        for error in errors:
             if _LIMIT_MESSAGES.search(error.message):
                 error.extensions = {
                     **(error.extensions or {}),
                     "code": ErrorCode.QUERY_TOO_COMPLEX.value,
                 }
-
-
-class GqlbatchSchema(strawberry.Schema):
-    """Strawberry's schema, logging only what is the server's fault."""
-
-    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        # Strawberry logs every error with a traceback, before extensions run. A client's
-        # mistake (a rejected batch, an invalid query) is not a server error, and internal
-        # errors are logged once, with their id, by MaskInternalErrors.
-        for error in errors:
             if not is_internal(error):
                 log.debug("client error: %s", error.message)

@@ -39,9 +39,7 @@ class UpstreamClient:
         flight, or a connection leaked. (aiohttp keeps the set in `BaseConnector._acquired`;
         no public count exists, and tests/test_faults.py pins that it still works.)"""
         return sum(
-            len(s.connector._acquired)
-            for s in self._sessions.values()
-            if s.connector is not None
+            len(s.connector._acquired) for s in self._sessions.values() if s.connector is not None
         )
 
     async def close(self) -> None:

@@ -1,0 +1,177 @@
+"""Limits on what comes in: GraphQL document size, request bytes, outstanding calls in all;
+plus what the server says about it: masked internal errors and one log line per batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gqlbatch.errors import BatchRejected
+from gqlbatch.limits import OutstandingCalls, client_key
+from tests.conftest import graphql_caller
+from tests.fakes import FakeService
+
+
+@pytest.fixture
+async def strict(make_gateway: Any, upstream_url: str) -> TestClient:
+    return await make_gateway(
+        upstream_url,
+        max_query_depth=4,
+        max_query_aliases=2,
+        max_query_tokens=60,
+        max_request_bytes=2000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            'mutation { batch(requests: [{path: "/a"}]) { items { error { code } } '
+            "stats { wallMs } } }",
+            None,
+        ),
+        (
+            'mutation { batch(requests: [{path: "/a"}]) { items { ... on Failed { error { code '
+            "} } ... on Succeeded { error { message } } } } }",
+            None,
+        ),
+        (
+            '{ a: batch(requests: [{path: "/a"}]) { replayed } b: batch(requests: [{path: "/a"}])'
+            ' { replayed } c: batch(requests: [{path: "/a"}]) { replayed } }',
+            "3 aliases found. Allowed: 2",
+        ),
+        (
+            "{ batch(requests: [" + ", ".join(['{path: "/a"}'] * 20) + "]) { replayed } }",
+            "Document contains more than 60 tokens",
+        ),
+    ],
+    ids=["within-limits", "depth-within", "aliases", "tokens"],
+)
+async def test_query_limits(
+    query: str, message: str | None, strict: TestClient, service: FakeService
+) -> None:
+    service.route("GET", "/a", json={})
+    result = await graphql_caller(strict)(query)
+    if message is None:
+        assert "errors" not in result, result
+        return
+    (error,) = result["errors"]
+    assert message in error["message"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert service.calls == []
+
+
+async def test_query_depth_limit(
+    make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    client = await make_gateway(upstream_url, max_query_depth=2)
+    result = await graphql_caller(client)(
+        'mutation Deep { batch(requests: [{path: "/a"}]) { items { error { code } } } }'
+    )
+    error = result["errors"][0]
+    assert "'Deep' exceeds maximum operation depth of 2" in error["message"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert service.calls == []
+
+
+async def test_graphql_body_over_the_limit_is_413(strict: TestClient) -> None:
+    resp = await strict.post("/graphql", json={"query": "{ __typename }", "pad": "x" * 3000})
+    assert resp.status == 413
+    body = await resp.json()
+    assert body["errors"][0]["extensions"]["code"] == "REQUEST_TOO_LARGE"
+    assert "2000-byte limit" in body["errors"][0]["message"]
+
+
+def test_total_outstanding_limit_refuses_any_client() -> None:
+    calls = OutstandingCalls(per_client=10, total=15, retry_after_s=3)
+    with calls.admit("a", 10):
+        with pytest.raises(BatchRejected) as info, calls.admit("b", 6):
+            pass
+        assert info.value.retry_after_s == 3
+        assert "the server has 10 upstream calls outstanding" in str(info.value)
+        with calls.admit("b", 5):
+            assert (calls.held("a"), calls.held("b"), calls.held()) == (10, 5, 15)
+    assert calls.held() == 0
+
+
+def test_client_key_hashes_credentials_or_uses_the_address() -> None:
+    a = client_key("Bearer secret", "10.0.0.1")
+    assert a.startswith("cred:") and "secret" not in a
+    assert a == client_key("Bearer secret", "10.0.0.2")
+    assert client_key(None, "10.0.0.1") == "addr:10.0.0.1"
+
+
+async def test_one_structured_log_line_per_batch(
+    service: FakeService, gateway: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    service.route("GET", "/a", json={})
+    service.route("GET", "/b", status=500, json={})
+    with caplog.at_level(logging.INFO, logger="gqlbatch.batch"):
+        await gateway.post(
+            "/batch",
+            json=[{"path": "/a"}, {"path": "/b"}, {"path": "/c/{resultOf(1).id}"}],
+            headers={"X-Request-Id": "req-1", "Authorization": "alice"},
+        )
+        await gateway.post("/batch", json=[{"path": "nope"}], headers={"X-Request-Id": "req-2"})
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "gqlbatch.batch"]
+    ran, rejected = lines
+    assert ran["request_id"] == "req-1" and ran["client"].startswith("cred:")
+    assert (ran["outcome"], ran["items"], ran["upstream_calls"]) == ("ran", 3, 2)
+    assert ran["states"] == {"SUCCEEDED": 1, "FAILED": 1, "SKIPPED": 1}
+    assert isinstance(ran["duration_ms"], float)
+    assert (rejected["request_id"], rejected["outcome"], rejected["code"]) == (
+        "req-2",
+        "rejected",
+        "FORBIDDEN_TARGET",
+    )
+    assert rejected["client"].startswith("addr:")
+
+
+async def test_rest_internal_error_is_masked_and_logged(
+    service: FakeService,
+    gateway: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gqlbatch.app as app_module
+
+    def broken(outcome: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(app_module, "responses_json", broken)
+    service.route("GET", "/a", json={})
+    with caplog.at_level(logging.ERROR, logger="gqlbatch.errors"):
+        resp = await gateway.post("/batch", json=[{"path": "/a"}])
+    body = await resp.json()
+    assert resp.status == 500
+    assert body["error"]["code"] == "INTERNAL_ERROR"
+    assert "secret" not in json.dumps(body)
+    error_id = body["error"]["errorId"]
+    assert any(error_id in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_client_mistakes_are_not_server_errors(
+    gateway: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        await gateway.post("/batch", json=[{"path": "//evil"}])
+        await gateway.post("/graphql", json={"query": "{ nope }"})
+        await gateway.post("/batch", data="x", headers={"Content-Type": "text/plain"})
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_concurrent_batches_release_what_they_hold(
+    make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    from gqlbatch.app import OUTSTANDING
+
+    service.route("GET", "/a", json={})
+    client = await make_gateway(upstream_url, max_outstanding_per_client=50)
+    await asyncio.gather(*(client.post("/batch", json=[{"path": "/a"}] * 10) for _ in range(5)))
+    assert client.server.app[OUTSTANDING].held() == 0
