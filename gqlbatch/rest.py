@@ -49,7 +49,7 @@ _DROPPED_HEADERS = frozenset(
 )
 
 
-def items_from_json(document: JSON) -> tuple[object, dict[str, JSON] | None]:
+def items_from_json(document: JSON) -> tuple[object, JSON]:
     """The items and options of a JSON batch, in the plain form `run_batch` reads.
 
     Raises:
@@ -69,9 +69,14 @@ def items_from_json(document: JSON) -> tuple[object, dict[str, JSON] | None]:
         )
     requests = document["requests"]
     items = [_item(raw) for raw in requests] if isinstance(requests, list) else requests
-    options = dict(document.get("options") or {})
-    options.update({k: document[k] for k in _OPTION_KEYS if k in document})
-    return items, options or None
+    options = document.get("options")
+    top = {k: document[k] for k in _OPTION_KEYS if k in document}
+    if isinstance(options, dict):
+        options = {**options, **top}
+    elif options is None:
+        options = top or None
+    # Anything else is left as it is, for validation to refuse with a clear problem.
+    return items, options
 
 
 def _item(raw: JSON) -> JSON:
