@@ -111,7 +111,7 @@ def process(*argv: str) -> Iterator[tuple[str, int]]:
         proc.wait(timeout=10)
 
 
-def config(slow: str, fast: str, *, max_fanout: int = 1000) -> str:
+def config(slow: str, fast: str, *, max_fanout: int = 1000, per_client: int = 200) -> str:
     bulk = "".join(
         f'[[upstreams.{name}.bulk]]\nmatch = "{match}"\n{extra}\n'
         for name in ("slowbulk", "fastbulk")
@@ -125,7 +125,11 @@ def config(slow: str, fast: str, *, max_fanout: int = 1000) -> str:
         f'[upstreams.{name}]\nbase_url = "{url}"\n'
         for name, url in (("slow", slow), ("slowbulk", slow), ("fast", fast), ("fastbulk", fast))
     )
-    text = f"[limits]\nmax_items = 1000\nmax_fanout = {max_fanout}\n{upstreams}{bulk}"
+    limits = (
+        f"[limits]\nmax_items = 1000\nmax_fanout = {max_fanout}\n"
+        f"max_outstanding_per_client = {per_client}\n"
+    )
+    text = limits + upstreams + bulk
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
         handle.write(text)
     return handle.name
@@ -178,9 +182,14 @@ def screen(upstream: str) -> list[dict[str, Any]]:
 
 
 async def post_batch(
-    http: aiohttp.ClientSession, url: str, items: list[dict[str, Any]], query: str = QUERY
+    http: aiohttp.ClientSession,
+    url: str,
+    items: list[dict[str, Any]],
+    query: str = QUERY,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    async with http.post(url + "/graphql", json={"query": query, "variables": {"r": items}}) as r:
+    body = {"query": query, "variables": {"r": items}}
+    async with http.post(url + "/graphql", json=body, headers=headers) as r:
         data = await r.json()
     if data.get("errors"):
         raise RuntimeError(json.dumps(data["errors"])[:500])
@@ -385,14 +394,16 @@ async def scenario_throughput(ctx: Context) -> None:
     limit = ctx.runs * 20
     done = 0
 
-    async def client() -> None:
+    async def client(n: int) -> None:
+        # Sixteen distinct clients (credentials), each under its own outstanding-call limit.
         nonlocal done
+        headers = {"Authorization": f"Bearer client-{n}"}
         while done < limit and time.monotonic() < deadline:
-            await post_batch(ctx.http, ctx.gateway, screen("slowbulk"))
+            await post_batch(ctx.http, ctx.gateway, screen("slowbulk"), headers=headers)
             done += 1
 
     started = time.monotonic()
-    await asyncio.gather(*(client() for _ in range(16)))
+    await asyncio.gather(*(client(n) for n in range(16)))
     rate = done / (time.monotonic() - started)
     ctx.report.facts.append(
         f"screens per second at 16 concurrent clients (bulk routes, "
@@ -416,6 +427,43 @@ async def scenario_rss(ctx: Context) -> None:
     )
 
 
+async def scenario_idempotency(ctx: Context) -> None:
+    # 20 POSTs under one Idempotency-Key: the first run, then replays of it. A replay must
+    # make no upstream call at all; the counter is the upstream's own record of POSTs.
+    items = [
+        {"method": "POST", "path": "/posts", "upstream": "fast", "body": {"n": i}}
+        for i in range(20)
+    ]
+    key = f"bench-{time.monotonic_ns()}"
+
+    async def send() -> float:
+        started = time.perf_counter()
+        async with ctx.http.post(
+            ctx.gateway + "/batch", json=items, headers={"Idempotency-Key": key}
+        ) as resp:
+            await resp.read()
+            assert resp.status == 200
+        return (time.perf_counter() - started) * 1000
+
+    first = await send()
+    async with ctx.http.get(ctx.fast + "/posts") as resp:
+        before = len(await resp.json())
+    replay, _ = await timed(ctx.runs, ctx.seconds, send)
+    async with ctx.http.get(ctx.fast + "/posts") as resp:
+        after = len(await resp.json())
+    ctx.report.rows.append(Row("20 POSTs, first run with an Idempotency-Key", 20, 20, first, 0))
+    ctx.report.rows.append(
+        Row(
+            "the same batch replayed",
+            20,
+            after - before,
+            replay,
+            0,
+            "stored result; upstream POSTs counted at the upstream",
+        )
+    )
+
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "fanout": scenario_fanout,
     "chain": scenario_chain,
@@ -423,6 +471,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "cpu": scenario_cpu,
     "throughput": scenario_throughput,
     "rss": scenario_rss,
+    "idempotency": scenario_idempotency,
 }
 
 

@@ -20,7 +20,7 @@ from strawberry.aiohttp.views import GraphQLView
 
 from gqlbatch.call import forwarded_headers
 from gqlbatch.config import Settings
-from gqlbatch.engine import BatchContext, run_batch
+from gqlbatch.engine import BatchContext, admit_early, run_batch
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.extensions import QueryLimits
 from gqlbatch.idempotency import MemoryIdempotencyStore
@@ -161,6 +161,7 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _rest_batch(request: web.Request) -> web.StreamResponse:
     """POST /batch: a JSON or multipart batch in, the same format out (DESIGN §2)."""
     try:
+        admit_early(batch_context(request))
         if request.content_type == "application/json":
             return await _json_batch(request)
         if request.content_type in MULTIPART_TYPES:

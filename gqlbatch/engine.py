@@ -20,13 +20,13 @@ from gqlbatch.executor import execute
 from gqlbatch.idempotency import IdempotencyStore, check_key, fingerprint
 from gqlbatch.limits import OutstandingCalls
 from gqlbatch.loaders import Loaders, Send
-from gqlbatch.plan import Plan, build_plan, static_calls
+from gqlbatch.plan import Plan, build_plan, known_calls
 from gqlbatch.request import READ_METHODS, Method, Rules, parse_batch
 from gqlbatch.result import BatchOutcome, BatchStats
 from gqlbatch.retries import Retrying
 from gqlbatch.types import Headers
 
-__all__ = ["BatchContext", "prepare", "run_batch"]
+__all__ = ["BatchContext", "admit_early", "prepare", "run_batch"]
 
 batch_log = logging.getLogger("gqlbatch.batch")
 
@@ -116,6 +116,24 @@ async def run_batch(
     return outcome
 
 
+def admit_early(ctx: BatchContext) -> None:
+    """Refuse a client that is already at its limit before its body is even read, so that
+    refusing under overload costs less than admitting. Logged like any refused batch.
+
+    Raises:
+        BatchRejected: TOO_MANY_REQUESTS.
+    """
+    if ctx.outstanding is None:
+        return
+    try:
+        ctx.outstanding.check(ctx.client)
+    except BatchRejected as exc:
+        _log_batch(
+            ctx, time.perf_counter(), {"outcome": "rejected", "code": exc.code.value, "problems": 1}
+        )
+        raise
+
+
 def _log_batch(ctx: BatchContext, started: float, fields: dict[str, object]) -> None:
     # One structured line per batch, whatever became of it (DESIGN §10 "Observability").
     line = {
@@ -129,18 +147,36 @@ def _log_batch(ctx: BatchContext, started: float, fields: dict[str, object]) -> 
 
 
 async def _run(items: object, options: object, ctx: BatchContext, read_only: bool) -> BatchOutcome:
+    if ctx.outstanding:
+        ctx.outstanding.check(ctx.client)
     plan = prepare(items, options, ctx.settings, read_only=read_only)
-    admission = (
-        ctx.outstanding.admit(ctx.client, static_calls(plan.items))
-        if ctx.outstanding
-        else nullcontext()
-    )
+    concurrency = _concurrency(plan, ctx)
+    admission = ctx.outstanding.admit(ctx.client, concurrency) if ctx.outstanding else nullcontext()
     with admission:
-        return await _execute(plan, ctx.settings, ctx.send, ctx.forwarded)
+        return await _execute(plan, ctx.settings, ctx.send, ctx.forwarded, concurrency)
+
+
+def _concurrency(plan: Plan, ctx: BatchContext) -> int:
+    """How many upstream calls this batch may have in flight at once. The executor holds it to
+    that, so it is exactly what the batch reserves against the outstanding-call limits: never
+    more than it can use (its calls, when known before running), than it asked for, or than
+    one client may hold, so that any single valid batch can be admitted."""
+    settings = ctx.settings
+    limit = min(plan.options.max_concurrency or settings.max_concurrency, settings.max_concurrency)
+    known = known_calls(plan.items)
+    if known is not None:
+        limit = min(limit, max(known, 1))
+    if ctx.outstanding is not None:
+        limit = min(limit, ctx.outstanding.largest_admissible())
+    return limit
 
 
 async def _execute(
-    plan: Plan, settings: Settings, send: Send, forwarded: Mapping[str, Headers]
+    plan: Plan,
+    settings: Settings,
+    send: Send,
+    forwarded: Mapping[str, Headers],
+    concurrency: int,
 ) -> BatchOutcome:
     deadline_ms = min(
         plan.options.timeout_ms or settings.batch_timeout_ms, settings.batch_timeout_ms
@@ -158,9 +194,7 @@ async def _execute(
             loaders.fetch,
             forwarded=forwarded,
             max_fanout=settings.max_fanout,
-            max_concurrency=min(
-                plan.options.max_concurrency or settings.max_concurrency, settings.max_concurrency
-            ),
+            max_concurrency=concurrency,
             deadline_ms=deadline_ms,
         )
     finally:

@@ -1,9 +1,10 @@
-"""Per-client admission: how many upstream calls each client may have outstanding at once,
-across all of its batches (DESIGN §9).
+"""Per-client admission: how many upstream calls each client may have outstanding (in flight)
+at once, across all of its batches (DESIGN §9).
 
-Pure bookkeeping, in memory, for one process. A batch reserves its calls before anything
-runs and releases them when it ends; a batch that would pass the limit is refused whole, so
-that the client can resend it unchanged.
+Pure bookkeeping, in memory, for one process. A batch reserves the calls it may have in flight
+(its concurrency, which the executor enforces) before anything runs and releases them when it
+ends; a batch that would pass the limit is refused whole, so that the client can resend it
+unchanged.
 """
 
 from __future__ import annotations
@@ -37,6 +38,28 @@ class OutstandingCalls:
     def held(self, client: str | None = None) -> int:
         """Calls *client* has outstanding now, or all clients together without one."""
         return self._held_total if client is None else self._held.get(client, 0)
+
+    def largest_admissible(self) -> int:
+        """The most one batch can ever reserve; batches hold their in-flight calls to it."""
+        return min(self._per_client, self._total)
+
+    def check(self, client: str) -> None:
+        """Refuse at once, before a batch is even parsed, when *client* or the server is
+        already at its limit: under overload, refusing must cost less than admitting.
+
+        Raises:
+            BatchRejected: TOO_MANY_REQUESTS, as `admit` would.
+        """
+        if self.held(client) >= self._per_client:
+            raise self._refuse(
+                f"this client already has {self.held(client)} upstream calls "
+                f"outstanding; the limit is {self._per_client}"
+            )
+        if self._held_total >= self._total:
+            raise self._refuse(
+                f"the server already has {self._held_total} upstream calls "
+                f"outstanding; the limit is {self._total}"
+            )
 
     @contextmanager
     def admit(self, client: str, calls: int) -> Iterator[None]:

@@ -23,7 +23,7 @@ from gqlbatch.placeholders import (
 from gqlbatch.request import BatchOptions, Parsed, SubRequest
 from gqlbatch.types import JSON, RequestId
 
-__all__ = ["Plan", "PlannedItem", "build_plan", "static_calls"]
+__all__ = ["Plan", "PlannedItem", "build_plan", "known_calls", "static_calls"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,6 +185,14 @@ def static_calls(items: Sequence[PlannedItem]) -> int:
     item, one per literal forEach element, and one for a forEach over a placeholder, whose list
     is checked against max_fanout when it is known."""
     return sum(len(i.for_each) if isinstance(i.for_each, list) else 1 for i in items)
+
+
+def known_calls(items: Sequence[PlannedItem]) -> int | None:
+    """The upstream calls a batch will ask for, or None when a forEach over a placeholder
+    makes that unknowable before it runs."""
+    if any(isinstance(i.for_each, Ref) for i in items):
+        return None
+    return static_calls(items)
 
 
 def _template(text: str, field: str, errors: list[tuple[str, str]]) -> Template:

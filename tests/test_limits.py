@@ -175,3 +175,37 @@ async def test_concurrent_batches_release_what_they_hold(
     client = await make_gateway(upstream_url, max_outstanding_per_client=50)
     await asyncio.gather(*(client.post("/batch", json=[{"path": "/a"}] * 10) for _ in range(5)))
     assert client.server.app[OUTSTANDING].held() == 0
+
+
+def test_a_client_at_its_limit_is_refused_before_parsing() -> None:
+    calls = OutstandingCalls(per_client=5, total=100, retry_after_s=1)
+    calls.check("a")
+    with calls.admit("a", 5):
+        with pytest.raises(BatchRejected, match="already has 5 upstream calls"):
+            calls.check("a")
+        calls.check("b")
+
+
+async def test_a_batch_larger_than_the_limit_runs_with_its_concurrency_held_to_it(
+    make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    # The limit counts calls in flight, which the executor holds the batch to: a batch of six
+    # calls under a limit of two runs two at a time, instead of being refused for ever.
+    in_flight = [0, 0]  # now, peak
+
+    async def handler(request: Any) -> Any:
+        from aiohttp import web
+
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight[1], in_flight[0])
+        await asyncio.sleep(0.01)
+        in_flight[0] -= 1
+        return web.json_response({})
+
+    for i in range(6):
+        service.route("GET", f"/p{i}", handler=handler)
+    client = await make_gateway(upstream_url, max_outstanding_per_client=2)
+    resp = await client.post("/batch", json=[{"path": f"/p{i}"} for i in range(6)])
+    assert resp.status == 200
+    assert [r["status"] for r in (await resp.json())["responses"]] == [200] * 6
+    assert in_flight[1] == 2
