@@ -95,7 +95,9 @@ async def main_async(args: argparse.Namespace) -> None:
         process(str(here / "upstream.py")) as (fast, _),
     ):
         cfg = config(slow, fast, per_client=args.per_client)
-        with process("-m", "gqlbatch", "serve", "--config", cfg, "--port", "0") as (url, _):
+        with process(
+            "-m", "gqlbatch", "serve", "--config", cfg, "--port", "0", "--log-level", "WARNING"
+        ) as (url, _):
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as http:
                 alone = await unloaded(http, url, args.rounds)

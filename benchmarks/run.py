@@ -413,7 +413,9 @@ async def scenario_throughput(ctx: Context) -> None:
 
 async def scenario_rss(ctx: Context) -> None:
     cfg = config(ctx.slow, ctx.fast, max_fanout=1000)
-    with process("-m", "gqlbatch", "serve", "--config", cfg, "--port", "0") as (url, pid):
+    with process(
+        "-m", "gqlbatch", "serve", "--config", cfg, "--port", "0", "--log-level", "WARNING"
+    ) as (url, pid):
         idle = memory_kib(pid, "VmRSS")
         items = [{"forEach": list(range(1000)), "path": "/blob/{item}", "upstream": "fast"}]
         query = "mutation($r: [SubRequestInput!]!) { batch(requests: $r) { items { body } } }"
@@ -496,7 +498,9 @@ async def main_async(args: argparse.Namespace) -> Report:
         process(str(HERE / "upstream.py")) as (fast, _),
     ):
         cfg = config(slow, fast)
-        with process("-m", "gqlbatch", "serve", "--config", cfg, "--port", "0") as (url, pid):
+        with process(
+            "-m", "gqlbatch", "serve", "--config", cfg, "--port", "0", "--log-level", "WARNING"
+        ) as (url, pid):
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as http:
                 ctx = Context(

@@ -38,7 +38,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     args.environ = os.environ if environ is None else environ
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     try:
         return int(args.run(args))
     except ConfigError as exc:
@@ -93,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_listen_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="INFO writes one line per batch (default); WARNING only problems",
+    )
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument(
         "--port", type=int, help=f"port to listen on, 0 for any (default {DEFAULT_PORT})"
