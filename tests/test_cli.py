@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from gqlbatch.cli import main
+from gqlbatch.demo import EXAMPLE_QUERY
 from gqlbatch.schema import build_schema
 
 
@@ -68,84 +71,79 @@ def test_export_schema_writes_a_file(tmp_path: Path) -> None:
     assert target.read_text() == build_schema().as_str() + "\n"
 
 
-async def test_demo_command_serves_graphiql_and_runs_its_example() -> None:
-    # The README's first command, as a real process: it must print a URL that works.
+@contextlib.asynccontextmanager
+async def gqlbatch_process(*args: str, printing: str) -> AsyncIterator[str]:
+    """Run `python -m gqlbatch ARGS --port 0` and yield the URL it prints; stop it after."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "gqlbatch",
-        "demo",
+        *args,
         "--port",
         "0",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        url = await asyncio.wait_for(_printed(proc, r"Open (http://\S+)/ for GraphiQL"), 20)
-        async with aiohttp.ClientSession() as http:
-            async with http.get(url + "/", allow_redirects=False) as landing:
-                assert landing.status == 302
-                assert landing.headers["Location"].startswith("/graphql?q=")
-            async with http.get(url + "/graphql", headers={"Accept": "text/html"}) as page:
-                assert "GraphiQL" in await page.text()
-            from gqlbatch.demo import EXAMPLE_QUERY
-
-            body = {"query": EXAMPLE_QUERY, "operationName": "Screen"}
-            async with http.post(url + "/graphql", json=body) as resp:
-                screen = json.loads(await resp.text())["data"]["batch"]
-            body = {"query": EXAMPLE_QUERY, "operationName": "Features"}
-            async with http.post(url + "/graphql", json=body) as resp:
-                data = json.loads(await resp.text())
-        assert screen["stats"]["upstreamCalls"] <= 4
-        assert len(screen["comments"]["elements"]) == 10
-        items = {i["requestId"]: i for i in data["data"]["batch"]["items"]}
-        assert items["readBack"]["body"]["title"] == "Hello from gqlbatch"
-        assert items["sameUser"]["coalesced"] is True
-        assert items["dependent"]["error"]["code"] == "FAILED_DEPENDENCY"
+        yield await asyncio.wait_for(_printed(proc, printing), 20)
     finally:
-        proc.terminate()
+        if proc.returncode is None:
+            proc.terminate()
         await proc.wait()
 
 
 async def _printed(proc: asyncio.subprocess.Process, pattern: str) -> str:
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stderr is not None
     while True:
         line = (await proc.stdout.readline()).decode()
-        assert line, "the command exited before printing its URL"
+        if not line:
+            raise AssertionError(f"exited before printing its URL: {await proc.stderr.read()!r}")
         found = re.search(pattern, line)
         if found:
             return found[1]
 
 
+SERVING = r"gqlbatch serving (http://\S+)/graphql"
+
+
+async def test_demo_command_serves_graphiql_and_runs_its_example() -> None:
+    # The README's first command, as a real process: it must print a URL that works.
+    async with (
+        gqlbatch_process("demo", printing=r"Open (http://\S+)/ for GraphiQL") as url,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(url + "/", allow_redirects=False) as landing:
+            assert landing.status == 302
+            assert landing.headers["Location"].startswith("/graphql?q=")
+        async with http.get(url + "/graphql", headers={"Accept": "text/html"}) as page:
+            assert "GraphiQL" in await page.text()
+        body = {"query": EXAMPLE_QUERY, "operationName": "Screen"}
+        async with http.post(url + "/graphql", json=body) as resp:
+            screen = json.loads(await resp.text())["data"]["batch"]
+        body = {"query": EXAMPLE_QUERY, "operationName": "Features"}
+        async with http.post(url + "/graphql", json=body) as resp:
+            data = json.loads(await resp.text())
+    assert screen["stats"]["upstreamCalls"] <= 4
+    assert len(screen["comments"]["elements"]) == 10
+    items = {i["requestId"]: i for i in data["data"]["batch"]["items"]}
+    assert items["readBack"]["body"]["title"] == "Hello from gqlbatch"
+    assert items["sameUser"]["coalesced"] is True
+    assert items["dependent"]["error"]["code"] == "FAILED_DEPENDENCY"
+
+
 async def test_serve_command_fronts_an_upstream(sample_url: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gqlbatch",
-        "serve",
-        "--upstream",
-        sample_url,
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        url = await asyncio.wait_for(_printed(proc, r"gqlbatch serving (http://\S+)/graphql"), 20)
-        query = """mutation { batch(requests: [
-            {requestId: "create", method: POST, path: "/posts", body: {title: "t"}}
-            {requestId: "read", path: "/posts/{resultOf(create).id}"}
-        ]) { items { status body } } }"""
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(url + "/graphql", json={"query": query}) as resp,
-        ):
-            items = (await resp.json())["data"]["batch"]["items"]
-        assert [i["status"] for i in items] == [201, 200]
-        assert items[1]["body"] == items[0]["body"]
-    finally:
-        proc.terminate()
-        await proc.wait()
+    query = """mutation { batch(requests: [
+        {requestId: "create", method: POST, path: "/posts", body: {title: "t"}}
+        {requestId: "read", path: "/posts/{resultOf(create).id}"}
+    ]) { items { status body } } }"""
+    async with (
+        gqlbatch_process("serve", "--upstream", sample_url, printing=SERVING) as url,
+        aiohttp.ClientSession() as http,
+        http.post(url + "/graphql", json={"query": query}) as resp,
+    ):
+        items = (await resp.json())["data"]["batch"]["items"]
+    assert [i["status"] for i in items] == [201, 200]
+    assert items[1]["body"] == items[0]["body"]
 
 
 def test_bad_config_file_exits_2_naming_file_and_key(
@@ -178,31 +176,15 @@ async def test_serve_with_a_config_file_uses_its_bulk_routes(
         f'[upstreams.api]\nbase_url = "{sample_url}"\n'
         '[[upstreams.api.bulk]]\nmatch = "/users/{id}"\n'
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gqlbatch",
-        "serve",
-        "--config",
-        str(config),
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    query = (
+        '{ batch(requests: [{path: "/users/1"}, {path: "/users/2"}]) '
+        "{ items { bulkCall } stats { upstreamCalls } } }"
     )
-    try:
-        url = await asyncio.wait_for(_printed(proc, r"gqlbatch serving (http://\S+)/graphql"), 20)
-        query = (
-            '{ batch(requests: [{path: "/users/1"}, {path: "/users/2"}]) '
-            "{ items { bulkCall } stats { upstreamCalls } } }"
-        )
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(url + "/graphql", json={"query": query}) as resp,
-        ):
-            batch = (await resp.json())["data"]["batch"]
-        assert batch["stats"]["upstreamCalls"] == 1
-        assert batch["items"][0]["bulkCall"] == "GET /users?id=1&id=2"
-    finally:
-        proc.terminate()
-        await proc.wait()
+    async with (
+        gqlbatch_process("serve", "--config", str(config), printing=SERVING) as url,
+        aiohttp.ClientSession() as http,
+        http.post(url + "/graphql", json={"query": query}) as resp,
+    ):
+        batch = (await resp.json())["data"]["batch"]
+    assert batch["stats"]["upstreamCalls"] == 1
+    assert batch["items"][0]["bulkCall"] == "GET /users?id=1&id=2"
