@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+from gqlbatch.atomic import roll_back
 from gqlbatch.config import Settings
 from gqlbatch.errors import BatchRejected
 from gqlbatch.executor import execute
@@ -197,6 +198,9 @@ async def _execute(
             max_concurrency=concurrency,
             deadline_ms=deadline_ms,
         )
+        results = execution.results
+        if plan.options.atomic:
+            results = await roll_back(plan, results, loaders.fetch, forwarded)
     finally:
         await loaders.close()
     stats = BatchStats(
@@ -209,4 +213,4 @@ async def _execute(
         wall_ms=execution.wall_ms,
         critical_path_ms=execution.critical_path_ms,
     )
-    return BatchOutcome(execution.results, stats)
+    return BatchOutcome(results, stats)

@@ -6,6 +6,7 @@ Pure and synchronous. Implements DESIGN §4 "Validate first, all of it" and "Dep
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class PlannedItem:
     depends_on: tuple[RequestId, ...]
     for_each: Ref | list[JSON] | None = None
     """The list this item fans out over: one placeholder, or a literal (compiled) JSON list."""
+    compensation: PlannedItem | None = None
+    """For atomic batches: the planned request that undoes this one."""
 
     @property
     def request_id(self) -> RequestId:
@@ -74,7 +77,10 @@ def build_plan(parsed: Parsed, *, max_fanout: int = 1000) -> Plan:
     """
     problems = list(parsed.problems)
     known = frozenset(parsed.request_ids)
-    items = [_plan_item(item, known, problems) for item in parsed.batch.items]
+    items = [
+        _with_compensation(_plan_item(item, known, problems), known, problems)
+        for item in parsed.batch.items
+    ]
     order, cycle = _order(items)
     problems.extend(cycle)
     problems.extend(_fanout_problems(items, max_fanout))
@@ -112,6 +118,23 @@ def _plan_item(
         depends_on=depends_on,
         for_each=for_each,
     )
+
+
+def _with_compensation(
+    item: PlannedItem, known: frozenset[RequestId], problems: list[Problem]
+) -> PlannedItem:
+    # A compensation runs after the whole batch, so it may read any result, its own item's
+    # included, and adds no edge to the graph. Its problems are reported on its item.
+    compensate = item.request.compensate
+    if compensate is None:
+        return item
+    found: list[Problem] = []
+    planned = _plan_item(compensate, known, found)
+    problems.extend(
+        Problem(p.code, p.message, item.request_id, item.index, f"compensate.{p.field}")
+        for p in found
+    )
+    return dataclasses.replace(item, compensation=planned)
 
 
 def _edges(

@@ -79,6 +79,8 @@ class SubRequest:
     timeout_ms: int | None = None
     for_each: str | list[JSON] | None = None
     idempotency_key: str | None = None
+    compensate: SubRequest | None = None
+    """For atomic batches: the request that undoes this one (DESIGN §5)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +91,8 @@ class BatchOptions:
     on_error: OnError = OnError.CONTINUE
     max_concurrency: int | None = None
     timeout_ms: int | None = None
+    atomic: bool = False
+    """All or nothing: one at a time, stop at the first failure, then compensate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +140,12 @@ _ITEM_KEYS = frozenset(
         "timeoutMs",
         "forEach",
         "idempotencyKey",
+        "compensate",
     }
 )
 _OPTION_KEYS = frozenset({"mode", "onError", "maxConcurrency", "timeoutMs", "atomic"})
 _REQUEST_ID = re.compile(r"^[^\s(){}\[\],\"']{1,128}$")
+_COMPENSATE_KEYS = frozenset({"method", "path", "query", "headers", "body"})
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
@@ -188,6 +194,16 @@ def parse_batch(items: object, options: object, rules: Rules) -> Parsed:
     _check_unique_ids(ids, problems)
     parsed = [_parse_item(raw, i, ids[i], rules, problems) for i, raw in enumerate(items)]
     batch_options = _parse_options(options, problems)
+    if not batch_options.atomic:
+        for item in parsed:
+            if item is not None and item.compensate is not None:
+                problems.add(
+                    ErrorCode.INVALID_INPUT,
+                    "compensate is only used by atomic batches: set atomic: true",
+                    "compensate",
+                    item.index,
+                    item.request_id,
+                )
     batch = BatchRequest(tuple(p for p in parsed if p is not None), batch_options)
     return Parsed(batch, problems.found, tuple(ids))
 
@@ -231,6 +247,7 @@ def _parse_item(
     timeout_ms = _positive_int(raw.get("timeoutMs"), "timeoutMs", add)
     for_each = _for_each(raw.get("forEach"), add)
     idempotency_key = _idempotency_key(raw.get("idempotencyKey"), add)
+    compensate = _compensate(raw.get("compensate"), request_id, upstream, rules, add)
     if len(problems.found) > before or method is None or path is None or upstream is None:
         return None
     return SubRequest(
@@ -247,6 +264,57 @@ def _parse_item(
         timeout_ms=timeout_ms,
         for_each=for_each,
         idempotency_key=idempotency_key,
+        compensate=compensate,
+    )
+
+
+def _compensate(
+    raw: JSON, request_id: RequestId, upstream: str | None, rules: Rules, add: _Add
+) -> SubRequest | None:
+    """The compensating request: a sub-request of its own, on the item's upstream, that may
+    read every result of the batch, its own item's included."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        add(
+            ErrorCode.INVALID_INPUT,
+            "compensate must be an object {method, path, body}",
+            "compensate",
+        )
+        return None
+
+    def add_here(code: ErrorCode, message: str, field: str) -> None:
+        add(code, message, f"compensate.{field}")
+
+    for key in sorted(set(raw) - _COMPENSATE_KEYS):
+        add_here(
+            ErrorCode.INVALID_INPUT,
+            f"unknown field (known: {', '.join(sorted(_COMPENSATE_KEYS))})",
+            key,
+        )
+    everything = Rules(
+        upstreams=rules.upstreams,
+        default_upstream=rules.default_upstream,
+        max_items=rules.max_items,
+        max_fanout=rules.max_fanout,
+    )
+    method = _method(raw.get("method"), everything, add_here)
+    path, path_query = _path(raw.get("path"), add_here)
+    query = path_query + _query(raw.get("query"), add_here)
+    headers = _headers(raw.get("headers"), add_here)
+    if method is None or path is None or upstream is None:
+        return None
+    body = raw.get("body")
+    return SubRequest(
+        request_id=f"{request_id}.compensate",
+        index=-1,
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+        has_body=body is not None,
+        upstream=upstream,
     )
 
 
@@ -490,18 +558,24 @@ def _parse_options(raw: object, problems: _Problems) -> BatchOptions:
             f"unknown option (known: {', '.join(sorted(_OPTION_KEYS))})",
             key,
         )
-    if raw.get("atomic") not in (None, False):
+    atomic = raw.get("atomic")
+    if atomic not in (None, True, False):
+        add(ErrorCode.INVALID_INPUT, f"atomic must be true or false, got {atomic!r}", "atomic")
+    on_error = _choice(raw.get("onError"), OnError, OnError.CONTINUE, "onError", add)
+    if atomic is True and raw.get("onError") is not None and on_error is OnError.CONTINUE:
         add(
             ErrorCode.INVALID_INPUT,
-            "atomic batches (all or nothing, with compensation) are not supported yet; "
-            "send atomic: false or leave it out",
-            "atomic",
+            "an atomic batch stops at its first failure; onError CONTINUE contradicts it",
+            "onError",
         )
     return BatchOptions(
-        mode=_choice(raw.get("mode"), Mode, Mode.PARALLEL, "mode", add),
-        on_error=_choice(raw.get("onError"), OnError, OnError.CONTINUE, "onError", add),
+        mode=Mode.SEQUENTIAL
+        if atomic is True
+        else _choice(raw.get("mode"), Mode, Mode.PARALLEL, "mode", add),
+        on_error=OnError.STOP if atomic is True else on_error,
         max_concurrency=_positive_int(raw.get("maxConcurrency"), "maxConcurrency", add),
         timeout_ms=_positive_int(raw.get("timeoutMs"), "timeoutMs", add),
+        atomic=atomic is True,
     )
 
 

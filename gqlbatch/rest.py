@@ -118,7 +118,10 @@ def options_from_prefer(
 
 def responses_json(outcome: BatchOutcome) -> dict[str, JSON]:
     """`{"responses": [...]}`: one per item, in request order."""
-    return {"responses": [_response(r) for r in outcome.results]}
+    document: dict[str, JSON] = {"responses": [_response(r) for r in outcome.results]}
+    if outcome.rolled_back:
+        document["rolledBack"] = True
+    return document
 
 
 def _response(result: ItemResult) -> dict[str, JSON]:
@@ -135,6 +138,12 @@ def _response(result: ItemResult) -> dict[str, JSON]:
         out["bodyEncoding"] = result.body_encoding.value
     if result.error is not None:
         out["error"] = {"code": result.error.code.value, "message": result.error.message}
+    if result.rollback is not None:
+        out["rollback"] = {
+            "state": result.rollback.state.value,
+            "status": result.rollback.status,
+            "message": result.rollback.message,
+        }
     if result.elements is not None:
         out["elements"] = [
             {

@@ -12,7 +12,16 @@ from gqlbatch.call import BodyEncoding
 from gqlbatch.errors import ErrorCode
 from gqlbatch.types import JSON, Headers, RequestId
 
-__all__ = ["BatchOutcome", "BatchStats", "ElementResult", "ErrorInfo", "ItemResult", "State"]
+__all__ = [
+    "BatchOutcome",
+    "BatchStats",
+    "ElementResult",
+    "ErrorInfo",
+    "ItemResult",
+    "Rollback",
+    "RollbackState",
+    "State",
+]
 
 
 class State(StrEnum):
@@ -30,6 +39,24 @@ class ErrorInfo:
 
     code: ErrorCode
     message: str
+
+
+class RollbackState(StrEnum):
+    """What became of a succeeded item when its atomic batch failed."""
+
+    ROLLED_BACK = "ROLLED_BACK"
+    NOT_ROLLED_BACK = "NOT_ROLLED_BACK"
+    ROLLBACK_FAILED = "ROLLBACK_FAILED"
+    NOT_NEEDED = "NOT_NEEDED"
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    """The compensation of one item: its state, the compensating call's status, and why."""
+
+    state: RollbackState
+    message: str
+    status: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +91,7 @@ class ItemResult:
     bulk_call: str | None = None
     failed_dependency: RequestId | None = None
     elements: tuple[ElementResult, ...] | None = None
+    rollback: Rollback | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +129,11 @@ class BatchOutcome:
     stats: BatchStats
     replayed: bool = False
     """True when this is the stored outcome of an earlier batch with the same Idempotency-Key."""
+
+    @property
+    def rolled_back(self) -> bool:
+        """True when an atomic batch failed and its succeeded items were compensated."""
+        return any(r.rollback is not None for r in self.results)
 
     def by_id(self, request_id: RequestId) -> ItemResult | None:
         """The result of the item with this requestId, if there is one."""

@@ -17,7 +17,14 @@ from gqlbatch.errors import BatchRejected, ErrorCode
 from gqlbatch.extensions import GqlbatchSchema, QueryLimits, schema_extensions
 from gqlbatch.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.request import Method, Mode, OnError
-from gqlbatch.result import BatchOutcome, BatchStats, ErrorInfo, ItemResult, State
+from gqlbatch.result import (
+    BatchOutcome,
+    BatchStats,
+    ErrorInfo,
+    ItemResult,
+    RollbackState,
+    State,
+)
 from gqlbatch.result import ElementResult as ElementResult_
 
 __all__ = ["Context", "build_schema"]
@@ -47,6 +54,18 @@ class HeaderInput:
     value: str
 
 
+@strawberry.input(
+    description="The request that undoes a sub-request in an atomic batch; its placeholders "
+    "may read every result of the batch, its own item's included."
+)
+class CompensationInput:
+    path: str
+    method: Method = Method.DELETE
+    query: JSON | None = None
+    headers: list[HeaderInput] | None = None
+    body: JSON | None = None
+
+
 @strawberry.input(description="One REST call of a batch.")
 class SubRequestInput:
     path: str = strawberry.field(
@@ -68,6 +87,9 @@ class SubRequestInput:
         default=None, description="A configured upstream; optional when there is only one."
     )
     timeout_ms: int | None = None
+    compensate: CompensationInput | None = strawberry.field(
+        default=None, description="For atomic batches: how to undo this request."
+    )
     idempotency_key: str | None = strawberry.field(
         default=None,
         description="Sent as Idempotency-Key; lets a POST or PATCH be retried safely.",
@@ -95,11 +117,16 @@ RawSubRequest = dict[str, Any]
 
 @strawberry.input(description="How to run a batch.")
 class BatchOptionsInput:
-    mode: Mode = Mode.PARALLEL
-    on_error: OnError = OnError.CONTINUE
+    mode: Mode | None = strawberry.field(default=None, description="PARALLEL by default.")
+    on_error: OnError | None = strawberry.field(default=None, description="CONTINUE by default.")
     max_concurrency: int | None = None
     timeout_ms: int | None = strawberry.field(
         default=None, description="A deadline for the whole batch, in milliseconds."
+    )
+    atomic: bool = strawberry.field(
+        default=False,
+        description="All or nothing: one item at a time in dependency order, stop at the "
+        "first failure, then run each succeeded item's compensate request, newest first.",
     )
 
 
@@ -130,6 +157,18 @@ class ElementResult:
     bulk_call: str | None
 
 
+RollbackStateType = strawberry.enum(
+    RollbackState, description="What became of a succeeded item when its atomic batch failed."
+)
+
+
+@strawberry.type(name="Rollback", description="The compensation of one item of an atomic batch.")
+class RollbackType:
+    state: RollbackState
+    status: int | None
+    message: str
+
+
 @strawberry.interface(name="ItemResult", description="The outcome of one sub-request.")
 class ItemResultType:
     request_id: strawberry.ID
@@ -149,6 +188,9 @@ class ItemResultType:
     )
     elements: list[ElementResult] | None = strawberry.field(
         description="For a forEach item: each element's status or error, in order."
+    )
+    rollback: RollbackType | None = strawberry.field(
+        description="In a failed atomic batch: whether this item was undone."
     )
     raw_body: strawberry.Private[Any]
 
@@ -210,6 +252,9 @@ class BatchStatsType:
 class BatchResult:
     items: list[ItemResultType]
     stats: BatchStatsType
+    rolled_back: bool = strawberry.field(
+        description="True when an atomic batch failed and its succeeded items were compensated."
+    )
     replayed: bool = strawberry.field(
         description="True when this is the stored result of an earlier request with the same "
         "Idempotency-Key header; nothing was sent upstream again."
@@ -260,10 +305,11 @@ def _raw_options(options: BatchOptionsInput | None) -> dict[str, Any] | None:
     if options is None:
         return None
     raw = {
-        "mode": options.mode.value,
-        "onError": options.on_error.value,
+        "mode": options.mode,
+        "onError": options.on_error,
         "maxConcurrency": options.max_concurrency,
         "timeoutMs": options.timeout_ms,
+        "atomic": options.atomic or None,
     }
     return {k: v for k, v in raw.items() if v is not None}
 
@@ -274,6 +320,7 @@ def to_batch_result(outcome: BatchOutcome) -> BatchResult:
         items=[_to_item(r) for r in outcome.results],
         stats=_to_stats(outcome.stats),
         replayed=outcome.replayed,
+        rolled_back=outcome.rolled_back,
     )
 
 
@@ -291,6 +338,13 @@ def _to_item(result: ItemResult) -> ItemResultType:
         "coalesced": result.coalesced,
         "bulk_call": result.bulk_call,
         "elements": None if result.elements is None else [_to_element(e) for e in result.elements],
+        "rollback": None
+        if result.rollback is None
+        else RollbackType(
+            state=result.rollback.state,
+            status=result.rollback.status,
+            message=result.rollback.message,
+        ),
         "raw_body": result.body,
     }
     if result.state is State.SKIPPED:

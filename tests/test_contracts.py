@@ -66,8 +66,10 @@ LAYERS: dict[str, set[str]] = {
     "bulk": {"call", "config", "errors", "types"},
     "loaders": {"bulk", "call", "config", "errors"},
     "retries": {"call", "config", "errors"},
+    "atomic": {"call", "errors", "executor", "placeholders", "plan", "result", "types"},
     "executor": {"call", "errors", "placeholders", "plan", "request", "result", "types"},
     "engine": {
+        "atomic",
         "config",
         "errors",
         "executor",

@@ -162,7 +162,7 @@ async def test_invalid_batch_is_400_with_problems_and_nothing_runs(
         ({"requests": [{"path": "/batch"}]}, "NESTED_BATCH"),
         ({"requests": [{"path": "/graphql", "method": "POST"}]}, "NESTED_BATCH"),
         ({"items": []}, "INVALID_INPUT"),
-        ({"requests": [{"path": "/a"}], "atomic": True}, "INVALID_INPUT"),
+        ({"requests": [{"path": "/a"}], "atomic": "yes"}, "INVALID_INPUT"),
     ],
     ids=["batch", "graphql", "no-requests", "atomic"],
 )

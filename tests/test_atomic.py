@@ -1,0 +1,181 @@
+"""Atomic batches: stop at the first failure, then undo what succeeded, newest first, and say
+plainly what could not be undone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gqlbatch import BatchRejected, Settings, prepare
+from gqlbatch.demo import calls, sample_api
+from tests.conftest import graphql_caller
+
+QUERY = """mutation($r: [SubRequestInput!]!, $o: BatchOptionsInput) {
+  batch(requests: $r, options: $o) {
+    rolledBack
+    items { requestId state status error { code } rollback { state status message } }
+  }
+}"""
+
+
+@pytest.fixture
+async def api(aiohttp_server: Any, make_gateway: Any) -> tuple[TestClient, list[str]]:
+    app = sample_api()
+    server = await aiohttp_server(app, host="127.0.0.1")
+    client = await make_gateway(str(server.make_url("")).rstrip("/"))
+    return client, calls(app)
+
+
+async def run(client: TestClient, items: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+    result = await graphql_caller(client)(QUERY, {"r": items, "o": {"atomic": True, **options}})
+    assert "errors" not in result, result
+    return result["data"]["batch"]
+
+
+def create(rid: str, title: str) -> dict[str, Any]:
+    return {
+        "requestId": rid,
+        "method": "POST",
+        "path": "/posts",
+        "body": {"title": title},
+        "compensate": {"method": "DELETE", "path": f"/posts/{{resultOf({rid}).id}}"},
+    }
+
+
+async def test_a_failure_undoes_what_succeeded_newest_first(api: Any) -> None:
+    client, seen = api
+    out = await run(
+        client,
+        [
+            create("first", "a"),
+            {"requestId": "read", "path": "/users/1"},
+            create("second", "b"),
+            {"requestId": "boom", "path": "/users/999"},
+            create("never", "c"),
+        ],
+    )
+    first, read, second, boom, never = out["items"]
+    assert out["rolledBack"] is True
+    assert (boom["state"], boom["status"]) == ("FAILED", 404)
+    assert (never["state"], never["error"]["code"]) == ("CANCELLED", "CANCELLED")
+    assert first["rollback"] == {
+        "state": "ROLLED_BACK",
+        "status": 204,
+        "message": "DELETE /posts/101 answered 204",
+    }
+    assert second["rollback"]["state"] == "ROLLED_BACK"
+    assert read["rollback"]["state"] == "NOT_NEEDED"
+    assert boom["rollback"] is None and never["rollback"] is None
+    assert seen == [
+        "POST /posts",
+        "GET /users/1",
+        "POST /posts",
+        "GET /users/999",
+        "DELETE /posts/102",
+        "DELETE /posts/101",
+    ]
+
+
+async def test_success_runs_one_at_a_time_and_compensates_nothing(api: Any) -> None:
+    client, seen = api
+    out = await run(client, [create("a", "x"), create("b", "y")])
+    assert out["rolledBack"] is False
+    assert [i["rollback"] for i in out["items"]] == [None, None]
+    assert seen == ["POST /posts", "POST /posts"]
+
+
+async def test_items_without_compensation_say_so(api: Any) -> None:
+    client, _ = api
+    out = await run(
+        client,
+        [
+            {"requestId": "w", "method": "POST", "path": "/posts", "body": {"title": "kept"}},
+            {"requestId": "boom", "path": "/users/999"},
+        ],
+    )
+    rollback = out["items"][0]["rollback"]
+    assert rollback["state"] == "NOT_ROLLED_BACK"
+    assert "no compensate was declared" in rollback["message"]
+
+
+async def test_a_failed_compensation_is_reported_and_the_rest_still_run(api: Any) -> None:
+    client, seen = api
+    out = await run(
+        client,
+        [
+            create("a", "x"),
+            {
+                "requestId": "b",
+                "method": "POST",
+                "path": "/posts",
+                "body": {"title": "y"},
+                "compensate": {"method": "DELETE", "path": "/posts/999999"},
+            },
+            {"requestId": "boom", "path": "/users/999"},
+        ],
+    )
+    a, b, _ = out["items"]
+    assert (b["rollback"]["state"], b["rollback"]["status"]) == ("ROLLBACK_FAILED", 404)
+    assert a["rollback"]["state"] == "ROLLED_BACK"
+    assert seen[-2:] == ["DELETE /posts/999999", "DELETE /posts/101"]
+
+
+async def test_rest_door_reports_rollback(api: Any) -> None:
+    client, _ = api
+    resp = await client.post(
+        "/batch",
+        json={"atomic": True, "requests": [create("a", "x"), {"id": "boom", "url": "/users/999"}]},
+    )
+    body = await resp.json()
+    assert body["rolledBack"] is True
+    assert body["responses"][0]["rollback"]["state"] == "ROLLED_BACK"
+
+
+SETTINGS = Settings.from_upstream_urls(["http://api.test"])
+
+
+@pytest.mark.parametrize(
+    ("items", "options", "field"),
+    [
+        ([{"path": "/a", "compensate": {"method": "DELETE", "path": "/a"}}], None, "compensate"),
+        ([{"path": "/a", "compensate": {"path": "//evil"}}], {"atomic": True}, "compensate.path"),
+        (
+            [{"path": "/a", "compensate": {"path": "/a/{resultOf(nope).id}"}}],
+            {"atomic": True},
+            "compensate.path",
+        ),
+        ([{"path": "/a", "compensate": "DELETE /a"}], {"atomic": True}, "compensate"),
+        ([{"path": "/a"}], {"atomic": True, "onError": "CONTINUE"}, "options.onError"),
+    ],
+    ids=[
+        "compensate-without-atomic",
+        "escaping-compensation",
+        "dangling-reference",
+        "not-an-object",
+        "continue-contradicts-atomic",
+    ],
+)
+def test_bad_atomic_batches_are_refused(items: Any, options: Any, field: str) -> None:
+    with pytest.raises(BatchRejected) as info:
+        prepare(items, options, SETTINGS)
+    assert field in [p.field for p in info.value.problems]
+
+
+def test_a_compensation_may_read_its_own_item() -> None:
+    plan = prepare(
+        [
+            {
+                "requestId": "a",
+                "method": "POST",
+                "path": "/a",
+                "compensate": {"path": "/a/{resultOf(a).id}"},
+            }
+        ],
+        {"atomic": True},
+        SETTINGS,
+    )
+    assert plan.items[0].compensation is not None
+    assert plan.items[0].depends_on == ()
+    assert plan.options.mode.value == "SEQUENTIAL"
