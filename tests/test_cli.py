@@ -188,3 +188,27 @@ async def test_serve_with_a_config_file_uses_its_bulk_routes(
         batch = (await resp.json())["data"]["batch"]
     assert batch["stats"]["upstreamCalls"] == 1
     assert batch["items"][0]["bulkCall"] == "GET /users?id=1&id=2"
+
+
+async def test_sigterm_stops_the_server_cleanly(sample_url: str) -> None:
+    # Platforms stop containers with SIGTERM: the server must close its listener and pools
+    # and exit 0, not be killed mid-request.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gqlbatch",
+        "serve",
+        "--upstream",
+        sample_url,
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    url = await asyncio.wait_for(_printed(proc, SERVING), 20)
+    async with aiohttp.ClientSession() as http, http.get(url + "/healthz") as resp:
+        assert resp.status == 200
+    proc.terminate()
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
+    _, err = await proc.communicate()
+    assert b"Traceback" not in err
