@@ -134,7 +134,9 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     app[OUTSTANDING] = OutstandingCalls(
         settings.max_outstanding_per_client, settings.max_outstanding_total, settings.retry_after_s
     )
-    app[IDEMPOTENCY] = MemoryIdempotencyStore(settings.idempotency_ttl_s)
+    app[IDEMPOTENCY] = MemoryIdempotencyStore(
+        settings.idempotency_ttl_s, settings.idempotency_max_records
+    )
     app.cleanup_ctx.append(_client_ctx)
     app.router.add_route("*", "/graphql", BatchView(settings=settings))
     app.router.add_post("/batch", _rest_batch)

@@ -40,6 +40,7 @@ _LIMIT_FIELDS = (
     "max_outstanding_total",
     "retry_after_s",
     "idempotency_ttl_s",
+    "idempotency_max_records",
 )
 
 
@@ -185,6 +186,7 @@ class Settings:
         retry_after_s: the Retry-After a refused client is given.
         retries: when and how upstream calls are retried.
         idempotency_ttl_s: how long a batch's Idempotency-Key and its result are kept.
+        idempotency_max_records: how many are kept at most; the oldest go first.
     """
 
     upstreams: Mapping[str, UpstreamSettings]
@@ -204,6 +206,7 @@ class Settings:
     retry_after_s: int = 1
     retries: RetrySettings = field(default_factory=RetrySettings)
     idempotency_ttl_s: int = 86_400
+    idempotency_max_records: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.upstreams:

@@ -25,7 +25,7 @@ _RETRIES = {
     "max_backoff_ms": int,
     "max_retry_after_ms": int,
 }
-_IDEMPOTENCY = {"ttl_s": int}
+_IDEMPOTENCY = {"ttl_s": int, "max_records": int}
 _SERVER = {"host": str, "port": int}
 _LIMITS = {
     "max_items": int,
@@ -124,8 +124,9 @@ def _settings(data: dict[str, Any]) -> Settings:
     if "retries" in data:
         options["retries"] = RetrySettings(**_table(data["retries"], "retries", _RETRIES))
     idempotency = _table(data.get("idempotency"), "idempotency", _IDEMPOTENCY)
-    if "ttl_s" in idempotency:
-        options["idempotency_ttl_s"] = idempotency["ttl_s"]
+    for key in ("ttl_s", "max_records"):
+        if key in idempotency:
+            options[f"idempotency_{key}"] = idempotency[key]
     built = {name: _upstream(name, table) for name, table in upstreams.items()}
     return Settings(upstreams=built, **options)
 

@@ -71,12 +71,16 @@ class _Record:
 
 
 class MemoryIdempotencyStore:
-    """Records in this process's memory; they expire after *ttl_s*."""
+    """Records in this process's memory; they expire after *ttl_s*, and past *max_records*
+    the oldest finished ones go first, so that unique keys cannot exhaust memory."""
 
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl_s: float, max_records: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._ttl_s = ttl_s
+        self._max_records = max_records
         self._clock = clock
-        self._records: dict[str, _Record] = {}
+        self._records: dict[str, _Record] = {}  # insertion order is expiry order (one TTL)
 
     async def run_once(self, key: str, fingerprint: str, run: Run) -> BatchOutcome:
         """See `IdempotencyStore.run_once`.
@@ -114,7 +118,16 @@ class MemoryIdempotencyStore:
             self._records.pop(key, None)  # refused or broken: nothing to replay
 
     def _expire(self) -> None:
+        # Oldest first, and only from the front: cheap, and a batch still running is never
+        # dropped (its repeat must wait for it, not run again).
         now = self._clock()
-        expired = [k for k, r in self._records.items() if r.expires_at <= now and r.task.done()]
-        for key in expired:
+        while self._records:
+            key = next(iter(self._records))
+            record = self._records[key]
+            full = len(self._records) >= self._max_records
+            if not record.task.done() or (record.expires_at > now and not full):
+                return
             del self._records[key]
+
+    def __len__(self) -> int:
+        return len(self._records)

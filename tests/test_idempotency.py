@@ -149,3 +149,28 @@ async def test_key_format(key: str, gateway: TestClient) -> None:
         "/batch", json=ORDER, headers={"Idempotency-Key": key.encode().decode("latin-1")}
     )
     assert resp.status == 400
+
+
+async def test_records_are_capped_and_the_oldest_go_first() -> None:
+    store = MemoryIdempotencyStore(ttl_s=3600, max_records=3)
+
+    async def run() -> BatchOutcome:
+        return BatchOutcome(
+            (),
+            BatchStats(
+                sub_requests=0,
+                calls_requested=0,
+                upstream_calls=0,
+                calls_saved=0,
+                saved_by_dedupe=0,
+                saved_by_bulk=0,
+                wall_ms=0,
+                critical_path_ms=0,
+            ),
+        )
+
+    for n in range(5):
+        await store.run_once(f"k{n}", "f", run)
+    assert len(store) == 3
+    assert (await store.run_once("k4", "f", run)).replayed
+    assert not (await store.run_once("k0", "f", run)).replayed  # evicted: runs again
