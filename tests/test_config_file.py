@@ -33,6 +33,8 @@ def test_example_config_parses_with_every_section() -> None:
     blog = settings.upstreams["blog"]
     assert blog.share_inflight and len(blog.bulk) == 3
     assert [r.many for r in blog.bulk] == [False, True, True]
+    assert (settings.retries.max_attempts, settings.idempotency_max_records) == (3, 10_000)
+    assert settings.max_outstanding_total == 2000
 
 
 def test_environment_overrides_the_file() -> None:
