@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from gqlbatch.errors import ForbiddenValue
 from gqlbatch.placeholders import Scope, render_json, render_text
 from gqlbatch.plan import PlannedItem
 from gqlbatch.request import READ_METHODS
+from gqlbatch.targets import is_dot_segment
 from gqlbatch.types import JSON, Headers
 
 __all__ = [
@@ -126,10 +126,7 @@ def forwarded_headers(incoming: Iterable[tuple[str, str]], allow: Iterable[str])
 def _path_segment(value: str) -> str:
     # A substituted value is one segment: '/' and '%' are encoded, so it cannot add segments or
     # smuggle an encoded '..'; a value that *is* a dot segment is refused outright.
-    folded = {
-        unicodedata.normalize("NFKC", v) for v in (value, unquote(value), unquote(unquote(value)))
-    }
-    if folded & {".", ".."}:
+    if is_dot_segment(value):
         raise ForbiddenValue(f"substituted path value {value!r} is a dot segment")
     return quote(value, safe="")
 

@@ -8,14 +8,14 @@ form, so a batch is validated by one set of rules whichever way it arrived. Grap
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.targets import header_problem, path_problem
 from gqlbatch.types import JSON, Headers, RequestId
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "Rules",
     "SubRequest",
     "parse_batch",
-    "target_problem",
 ]
 
 
@@ -147,23 +146,6 @@ _OPTION_KEYS = frozenset({"mode", "onError", "maxConcurrency", "timeoutMs", "ato
 _REQUEST_ID = re.compile(r"^[^\s(){}\[\],\"']{1,128}$")
 _COMPENSATE_KEYS = frozenset({"method", "path", "query", "headers", "body"})
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
-_FORBIDDEN_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-    }
-)
 _BATCH_PATHS = frozenset({"/batch", "/$batch", "/graphql"})
 
 
@@ -366,7 +348,7 @@ def _path(value: JSON, add: _Add) -> tuple[str | None, tuple[tuple[str, str], ..
         )
         return None, ()
     path, _, query_text = value.partition("?")
-    problem = target_problem(path)
+    problem = path_problem(path)
     if problem:
         add(ErrorCode.FORBIDDEN_TARGET, f"{problem}: {value!r}", "path")
         return None, ()
@@ -374,42 +356,6 @@ def _path(value: JSON, add: _Add) -> tuple[str | None, tuple[tuple[str, str], ..
         add(ErrorCode.NESTED_BATCH, f"a sub-request may not be a batch itself: {value!r}", "path")
         return None, ()
     return path, tuple(parse_qsl(query_text, keep_blank_values=True))
-
-
-def target_problem(path: str) -> str | None:
-    """Why *path* could leave its upstream, or None when it is a plain path below it."""
-    if not path.startswith("/"):
-        return "path must start with '/' and be relative to the upstream"
-    if path.startswith("//"):
-        return "path must not start with '//', which names another host"
-    if _UNSAFE_CHARS.search(path):
-        return "path must not contain spaces, control characters, backslashes or '#'"
-    if path.isascii() and "%" not in path:
-        # Nothing encoded and no look-alikes: the plain segments are all there is to check.
-        if any(s in (".", "..") for s in path.split("/")):
-            return "path must not contain '.' or '..' segments, encoded or not"
-        return None
-    for variant in _decodings(path):
-        if _UNSAFE_CHARS.search(variant):
-            return "path must not hide control characters or backslashes in percent-encoding"
-        segments = variant.split("/")
-        if any(s in (".", "..") for s in segments):
-            return "path must not contain '.' or '..' segments, encoded or not"
-    return None
-
-
-def _decodings(path: str) -> list[str]:
-    # Percent-decode up to three times (double- and triple-encoding), and fold unicode
-    # look-alikes such as U+FF0E FULLWIDTH FULL STOP that some servers normalise to '.'.
-    out, current = [], path
-    for _ in range(3):
-        out.append(unicodedata.normalize("NFKC", current))
-        decoded = unquote(current)
-        if decoded == current:
-            break
-        current = decoded
-    out.append(unicodedata.normalize("NFKC", current))
-    return out
 
 
 def _query(value: JSON, add: _Add) -> tuple[tuple[str, str], ...]:
@@ -445,17 +391,9 @@ def _scalar_text(value: JSON) -> str:
 def _headers(value: JSON, add: _Add) -> Headers:
     pairs = _header_pairs(value, add)
     for name, text in pairs:
-        field = f"headers.{name}"
-        if not _HEADER_NAME.match(name):
-            add(ErrorCode.FORBIDDEN_TARGET, f"{name!r} is not a valid header name", field)
-        elif name.lower() in _FORBIDDEN_HEADERS or name.lower().startswith("proxy-"):
-            add(
-                ErrorCode.FORBIDDEN_TARGET,
-                f"{name} is set by gqlbatch and may not be sent by a sub-request",
-                field,
-            )
-        elif any(c in text for c in "\r\n\x00"):
-            add(ErrorCode.FORBIDDEN_TARGET, "a header value must not contain CR, LF or NUL", field)
+        problem = header_problem(name, text)
+        if problem:
+            add(ErrorCode.FORBIDDEN_TARGET, problem, f"headers.{name}")
     return pairs
 
 

@@ -14,6 +14,19 @@ from gqlbatch.result import BatchOutcome, BatchStats
 from tests.conftest import graphql_caller
 from tests.fakes import FakeService
 
+EMPTY = BatchOutcome(
+    (),
+    BatchStats(
+        sub_requests=0,
+        calls_requested=0,
+        upstream_calls=0,
+        calls_saved=0,
+        saved_by_dedupe=0,
+        saved_by_bulk=0,
+        wall_ms=0,
+        critical_path_ms=0,
+    ),
+)
 ORDER = [{"id": "order", "method": "POST", "path": "/orders", "body": {"sku": "A-1"}}]
 
 
@@ -122,19 +135,7 @@ async def test_records_expire_after_their_ttl() -> None:
 
     async def run() -> BatchOutcome:
         runs.append(1)
-        return BatchOutcome(
-            (),
-            BatchStats(
-                sub_requests=0,
-                calls_requested=0,
-                upstream_calls=0,
-                calls_saved=0,
-                saved_by_dedupe=0,
-                saved_by_bulk=0,
-                wall_ms=0,
-                critical_path_ms=0,
-            ),
-        )
+        return EMPTY
 
     await store.run_once("k", "f", run)
     assert (await store.run_once("k", "f", run)).replayed
@@ -155,19 +156,7 @@ async def test_records_are_capped_and_the_oldest_go_first() -> None:
     store = MemoryIdempotencyStore(ttl_s=3600, max_records=3)
 
     async def run() -> BatchOutcome:
-        return BatchOutcome(
-            (),
-            BatchStats(
-                sub_requests=0,
-                calls_requested=0,
-                upstream_calls=0,
-                calls_saved=0,
-                saved_by_dedupe=0,
-                saved_by_bulk=0,
-                wall_ms=0,
-                critical_path_ms=0,
-            ),
-        )
+        return EMPTY
 
     for n in range(5):
         await store.run_once(f"k{n}", "f", run)
