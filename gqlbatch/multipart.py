@@ -21,7 +21,7 @@ import h11
 
 from gqlbatch.call import BodyEncoding
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
-from gqlbatch.rest import http_status, response_headers
+from gqlbatch.rest import error_body, http_status, response_headers
 from gqlbatch.result import BatchOutcome, ItemResult
 from gqlbatch.types import JSON
 
@@ -242,8 +242,7 @@ def _reason(status: int) -> str:
 def _response_body(result: ItemResult) -> tuple[bytes, str | None]:
     declared = next((v for n, v in result.headers if n.lower() == "content-type"), None)
     if result.status is None and result.error is not None:
-        error = {"error": {"code": result.error.code.value, "message": result.error.message}}
-        return json.dumps(error).encode(), "application/json"
+        return json.dumps(error_body(result)).encode(), "application/json"
     if result.body_encoding is BodyEncoding.EMPTY:
         return b"", declared
     if result.body_encoding is BodyEncoding.BASE64:

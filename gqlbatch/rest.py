@@ -15,6 +15,7 @@ from gqlbatch.result import BatchOutcome, ItemResult, State
 from gqlbatch.types import JSON, Headers
 
 __all__ = [
+    "error_body",
     "http_status",
     "items_from_json",
     "options_from_prefer",
@@ -129,15 +130,13 @@ def _response(result: ItemResult) -> dict[str, JSON]:
         "id": result.request_id,
         "status": http_status(result),
         "headers": response_headers(result.headers),
-        "body": result.body
-        if result.status is not None or result.elements
-        else _error_body(result),
+        "body": result.body if result.status is not None or result.elements else error_body(result),
         "state": result.state.value,
     }
     if result.body_encoding in (BodyEncoding.TEXT, BodyEncoding.BASE64):
         out["bodyEncoding"] = result.body_encoding.value
     if result.error is not None:
-        out["error"] = {"code": result.error.code.value, "message": result.error.message}
+        out["error"] = result.error.to_json()
     if result.rollback is not None:
         out["rollback"] = {
             "state": result.rollback.state.value,
@@ -149,19 +148,16 @@ def _response(result: ItemResult) -> dict[str, JSON]:
             {
                 "index": e.index,
                 "status": e.status,
-                "error": None
-                if e.error is None
-                else {"code": e.error.code.value, "message": e.error.message},
+                "error": None if e.error is None else e.error.to_json(),
             }
             for e in result.elements
         ]
     return out
 
 
-def _error_body(result: ItemResult) -> JSON:
-    if result.error is None:
-        return None
-    return {"error": {"code": result.error.code.value, "message": result.error.message}}
+def error_body(result: ItemResult) -> JSON:
+    """The body of an item that got no upstream response: `{"error": {code, message}}`."""
+    return None if result.error is None else {"error": result.error.to_json()}
 
 
 def http_status(result: ItemResult) -> int:

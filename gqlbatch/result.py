@@ -40,6 +40,10 @@ class ErrorInfo:
     code: ErrorCode
     message: str
 
+    def to_json(self) -> dict[str, str]:
+        """`{"code", "message"}`, as the REST door writes it."""
+        return {"code": self.code.value, "message": self.message}
+
 
 class RollbackState(StrEnum):
     """What became of a succeeded item when its atomic batch failed."""
