@@ -163,11 +163,12 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _rest_batch(request: web.Request) -> web.StreamResponse:
     """POST /batch: a JSON or multipart batch in, the same format out (DESIGN §2)."""
     try:
-        admit_early(batch_context(request))
+        ctx = batch_context(request)
+        admit_early(ctx)
         if request.content_type == "application/json":
-            return await _json_batch(request)
+            return await _json_batch(request, ctx)
         if request.content_type in MULTIPART_TYPES:
-            return await _multipart_batch(request)
+            return await _multipart_batch(request, ctx)
     except BatchRejected as exc:
         return _rejected(exc)
     return _error_response(
@@ -178,7 +179,7 @@ async def _rest_batch(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _json_batch(request: web.Request) -> web.Response:
+async def _json_batch(request: web.Request, ctx: BatchContext) -> web.Response:
     try:
         document = await request.json()
     except ValueError as exc:
@@ -187,11 +188,11 @@ async def _json_batch(request: web.Request) -> web.Response:
         ) from exc
     items, options = items_from_json(document)
     options = options_from_prefer(request.headers.get("Prefer"), options)
-    outcome = await run_batch(items, options, batch_context(request))
+    outcome = await run_batch(items, options, ctx)
     return web.json_response(responses_json(outcome), headers=_replayed(outcome))
 
 
-async def _multipart_batch(request: web.Request) -> web.Response:
+async def _multipart_batch(request: web.Request, ctx: BatchContext) -> web.Response:
     if "boundary=" not in request.headers.get("Content-Type", "").lower():
         raise BatchRejected(
             [Problem(ErrorCode.INVALID_INPUT, "a multipart batch needs a boundary parameter")]
@@ -200,7 +201,7 @@ async def _multipart_batch(request: web.Request) -> web.Response:
     parts = await read_parts(reader, request.app[SETTINGS].max_request_bytes)
     items = parse_parts(parts, request.host)
     options = options_from_prefer(request.headers.get("Prefer"), None)
-    outcome = await run_batch(items, options, batch_context(request))
+    outcome = await run_batch(items, options, ctx)
     subtype = request.content_type.split("/")[1]
     return web.Response(body=write_responses(outcome, parts, subtype), headers=_replayed(outcome))
 
