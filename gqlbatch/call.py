@@ -17,7 +17,7 @@ from gqlbatch.errors import ForbiddenValue
 from gqlbatch.placeholders import Scope, render_json, render_text
 from gqlbatch.plan import PlannedItem
 from gqlbatch.request import READ_METHODS
-from gqlbatch.targets import is_dot_segment
+from gqlbatch.targets import header_value_problem, is_dot_segment
 from gqlbatch.types import JSON, Headers
 
 __all__ = [
@@ -132,8 +132,9 @@ def _path_segment(value: str) -> str:
 
 
 def _header_value(name: str, value: str) -> str:
-    if any(c in value for c in "\r\n\x00"):
-        raise ForbiddenValue(f"substituted value for header {name} contains CR, LF or NUL")
+    problem = header_value_problem(value)
+    if problem:
+        raise ForbiddenValue(f"substituted value for header {name}: {problem}")
     return value
 
 

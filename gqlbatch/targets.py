@@ -9,7 +9,7 @@ import re
 import unicodedata
 from urllib.parse import unquote
 
-__all__ = ["decodings", "header_problem", "is_dot_segment", "path_problem"]
+__all__ = ["decodings", "header_problem", "header_value_problem", "is_dot_segment", "path_problem"]
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
@@ -73,6 +73,11 @@ def header_problem(name: str, value: str) -> str | None:
         return f"{name!r} is not a valid header name"
     if name.lower() in _FORBIDDEN_HEADERS or name.lower().startswith("proxy-"):
         return f"{name} is set by gqlbatch and may not be sent by a sub-request"
+    return header_value_problem(value)
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why *value* would split a header into two, or None."""
     if any(c in value for c in "\r\n\x00"):
         return "a header value must not contain CR, LF or NUL"
     return None
