@@ -96,11 +96,7 @@ async def run_batch(
                 lambda: _run(items, options, ctx, read_only),
             )
     except BatchRejected as exc:
-        _log_batch(
-            ctx,
-            started,
-            {"outcome": "rejected", "code": exc.code.value, "problems": len(exc.problems)},
-        )
+        _log_rejected(ctx, started, exc)
         raise
     states = Counter(r.state.value for r in outcome.results)
     _log_batch(
@@ -129,10 +125,14 @@ def admit_early(ctx: BatchContext) -> None:
     try:
         ctx.outstanding.check(ctx.client)
     except BatchRejected as exc:
-        _log_batch(
-            ctx, time.perf_counter(), {"outcome": "rejected", "code": exc.code.value, "problems": 1}
-        )
+        _log_rejected(ctx, time.perf_counter(), exc)
         raise
+
+
+def _log_rejected(ctx: BatchContext, started: float, exc: BatchRejected) -> None:
+    _log_batch(
+        ctx, started, {"outcome": "rejected", "code": exc.code.value, "problems": len(exc.problems)}
+    )
 
 
 def _log_batch(ctx: BatchContext, started: float, fields: dict[str, object]) -> None:
