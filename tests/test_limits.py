@@ -209,3 +209,23 @@ async def test_a_batch_larger_than_the_limit_runs_with_its_concurrency_held_to_i
     assert resp.status == 200
     assert [r["status"] for r in (await resp.json())["responses"]] == [200] * 6
     assert in_flight[1] == 2
+
+
+async def test_a_repeated_query_is_validated_once(strict: TestClient, service: FakeService) -> None:
+    # Strawberry's ValidationCache keys its LRU cache on the validation rule classes, and each
+    # query limiter instance makes a new class: built per request, they made every request
+    # validate again. The cache is Strawberry's; its counters are the observable here.
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    from gqlbatch.extensions import CACHE_SIZE
+
+    service.route("GET", "/a", json={})
+    cache = _get_validate_cache(CACHE_SIZE)
+    query = "mutation($p: String!) { batch(requests: [{path: $p}]) { replayed } }"
+    call = graphql_caller(strict)
+    assert "errors" not in await call(query, {"p": "/a"})
+    before = cache.cache_info()
+    for _ in range(3):
+        assert "errors" not in await call(query, {"p": "/a"})
+    after = cache.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (3, 0)
