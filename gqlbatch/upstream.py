@@ -94,6 +94,7 @@ def _session(upstream: UpstreamSettings) -> aiohttp.ClientSession:
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=upstream.timeout_ms / 1000),
         auto_decompress=True,
+        cookie_jar=aiohttp.DummyCookieJar(),
         raise_for_status=False,
     )
 

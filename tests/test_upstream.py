@@ -51,6 +51,25 @@ async def test_json_response_with_query_headers_and_body(
     assert call.json == {"name": "x"}
 
 
+async def test_an_upstream_cookie_is_never_sent_back(
+    service: FakeService, upstream_url: str
+) -> None:
+    # One session serves every client of the gateway: a cookie jar would hand one client's
+    # session cookie to the next caller. aiohttp's default jar ignores cookies from an IP
+    # address, so the upstream is named "localhost" here, as a real one would have a name.
+    named = upstream_url.replace("127.0.0.1", "localhost")
+    client = UpstreamClient(Settings.from_upstream_urls([named]))
+    service.route("GET", "/login", json={}, headers={"Set-Cookie": "session=alice; Path=/"})
+    service.route("GET", "/me", json={})
+    try:
+        await client.send(get("/login"))
+        await client.send(get("/me"))
+    finally:
+        await client.close()
+    assert [c.path for c in service.calls] == ["/login", "/me"]
+    assert "Cookie" not in service.calls[1].headers
+
+
 async def test_error_status_is_a_response_not_an_exception(
     service: FakeService, client: UpstreamClient
 ) -> None:
