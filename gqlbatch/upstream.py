@@ -7,6 +7,7 @@ into gqlbatch's `UpstreamError`s (DESIGN §7; STYLE R4).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 
 import aiohttp
@@ -65,9 +66,7 @@ class UpstreamClient:
                 headers=call.headers,
                 data=call.body,
                 allow_redirects=False,  # a redirect could point anywhere; the client decides
-                timeout=aiohttp.ClientTimeout(
-                    total=timeout_ms / 1000, connect=upstream.connect_timeout_ms / 1000
-                ),
+                timeout=_timeout(timeout_ms, upstream.connect_timeout_ms),
             ) as resp:
                 raw = await _read_capped(resp, self._max_body, call)
                 return _decode(resp, raw, call)
@@ -97,6 +96,13 @@ def _session(upstream: UpstreamSettings) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),
         raise_for_status=False,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(total_ms: int, connect_ms: int) -> aiohttp.ClientTimeout:
+    # ClientTimeout is an attrs class that costs a few µs to build, once per call; the values
+    # are few (per upstream, and an item's own timeoutMs), and bounded here in any case.
+    return aiohttp.ClientTimeout(total=total_ms / 1000, connect=connect_ms / 1000)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int, call: UpstreamCall) -> bytes:
