@@ -256,6 +256,22 @@ async def test_item_lookup_and_body_projection(service: FakeService, graphql: Gr
         "users": {"body": [{"name": "A"}, {"name": "B"}]},
         "none": None,
     }
+    # `body` is resolved below Strawberry (schema._resolve_bodies_directly): the argument must
+    # still arrive from a variable, and a bad selector is still the client's error.
+    result = await graphql(
+        """query($s: [String!]) { batch(requests: [{path: "/users"}]) {
+             items { body(select: $s) } } }""",
+        {"s": ["email"]},
+    )
+    assert result["data"]["batch"]["items"] == [{"body": [{"email": "a@x"}, {"email": "b@x"}]}]
+    result = await graphql(
+        'query { batch(requests: [{path: "/users"}]) { items { body(select: ["a[x"]) } } }'
+    )
+    (error,) = result["errors"]
+    assert (error["path"], error["extensions"]["code"]) == (
+        ["batch", "items", 0, "body"],
+        "INVALID_INPUT",
+    )
 
 
 async def test_deadline_returns_partial_results(service: FakeService, graphql: GraphQL) -> None:
