@@ -80,6 +80,10 @@ class BulkRoutes:
             groups.extend(_chunks(routes[key_of_group], members))
         return groups, singles
 
+    def can_merge(self, call: UpstreamCall) -> bool:
+        """Whether a bulk route could merge *call* with other lookups."""
+        return call.upstream in self._routes and self._match(call) is not None
+
     def _match(
         self, call: UpstreamCall
     ) -> tuple[BulkRoute, str, tuple[tuple[str, str], ...]] | None:

@@ -1,5 +1,9 @@
 """Coalescing of upstream calls through aiodataloader. The only module that imports it.
 
+Reads that a bulk route could merge go through the DataLoader, whose batch function merges the
+lookups that become ready together. Other reads are only deduplicated, which a map of the
+batch's calls does without the loader's per-call future and dispatch; writes are never shared.
+
 `Loaders` is built once per batch (aiodataloader binds the running loop, and its cache must not
 outlive the batch); its `fetch` is the executor's I/O capability. `SharedInflight` lives as long
 as the application and lets concurrent batches share identical in-flight reads.
@@ -26,8 +30,9 @@ _T = TypeVar("_T")
 
 
 class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Fetched]"]):
-    """GET and HEAD calls: identical calls share one upstream call, and lookups that a bulk
-    route serves are merged into plural calls (this batch function is DESIGN §7's).
+    """GET and HEAD calls that a bulk route could merge: identical calls share one upstream
+    call, and lookups that become ready together are merged into plural calls (this batch
+    function is DESIGN §7's).
 
     It hands back one *task* per key instead of one response. aiodataloader resolves every key
     of a dispatch only when the whole batch function returns, so returning responses would make
@@ -79,6 +84,7 @@ class Loaders:
         self.bulk = BulkRoutes(bulk_routes)
         self._reads = _ReadLoader(self)
         self._seen: set[UpstreamCall] = set()
+        self._unmergeable: dict[UpstreamCall, asyncio.Future[Fetched]] = {}
         self.requested = 0
         self.sent = 0
         self.deduplicated = 0
@@ -114,9 +120,34 @@ class Loaders:
         coalesced = call in self._seen
         self._seen.add(call)
         self.deduplicated += coalesced
-        task = await self._reads.load(call)
-        fetched = await task
+        if self.bulk.can_merge(call):
+            fetched = await (await self._reads.load(call))
+        else:
+            fetched = await self._read_once(call)
         return dataclasses.replace(fetched, coalesced=True) if coalesced else fetched
+
+    async def _read_once(self, call: UpstreamCall) -> Fetched:
+        # A read no bulk route can merge gains nothing from waiting for the DataLoader's
+        # dispatch, and its per-key future, task and callbacks were a fifth of the engine's
+        # CPU per item. The first caller sends it from its own task; identical calls of this
+        # batch wait for that answer, as they would for the loader's cached one.
+        shared = self._unmergeable.get(call)
+        if shared is not None:
+            # shield: a waiter giving up must not cancel the answer the first caller awaits.
+            return await asyncio.shield(shared)
+        shared = self._unmergeable[call] = asyncio.get_running_loop().create_future()
+        try:
+            response = await self.send(call)
+        except asyncio.CancelledError:
+            shared.cancel()  # the batch's deadline: every item of the batch is cancelled too
+            raise
+        except BaseException as exc:
+            shared.set_exception(exc)
+            shared.exception()  # retrieved: with no waiter, asyncio would log it when collected
+            raise
+        fetched = Fetched(response, attempts=response.attempts)
+        shared.set_result(fetched)
+        return fetched
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         """Send one call upstream, counting every attempt it took."""

@@ -1,4 +1,5 @@
-"""Coalescing through the DataLoader, counted at a real loopback upstream."""
+"""Coalescing of reads, through the DataLoader or the per-batch map, counted at a real loopback
+upstream."""
 
 from __future__ import annotations
 
@@ -9,9 +10,15 @@ import pytest
 
 from gqlbatch import Settings
 from gqlbatch.call import UpstreamCall
+from gqlbatch.config import BulkRoute
 from gqlbatch.loaders import Loaders
 from gqlbatch.upstream import UpstreamClient
 from tests.fakes import FakeService
+
+# Reads a bulk route could merge go through the DataLoader; the others are shared by a map of
+# the batch's calls (Loaders._read_once). Coalescing must hold the same on both paths.
+BULK = {"default": [BulkRoute(match="/users/{id}")]}
+paths = pytest.mark.parametrize("routes", [{}, BULK], ids=["no-bulk-route", "bulk-route"])
 
 
 @pytest.fixture
@@ -21,11 +28,12 @@ async def client(upstream_url: str) -> AsyncIterator[UpstreamClient]:
     await c.close()
 
 
+@paths
 async def test_identical_reads_in_one_turn_make_one_call(
-    service: FakeService, client: UpstreamClient
+    routes: dict[str, list[BulkRoute]], service: FakeService, client: UpstreamClient
 ) -> None:
     service.route("GET", "/users/1", json={"id": 1})
-    loaders = Loaders(client.send, {})
+    loaders = Loaders(client.send, routes)
     call = UpstreamCall("default", "GET", "/users/1")
     fetched = await asyncio.gather(*(loaders.fetch(call) for _ in range(10)))
     assert len(service.calls) == 1
@@ -34,11 +42,12 @@ async def test_identical_reads_in_one_turn_make_one_call(
     assert (loaders.requested, loaders.sent, loaders.deduplicated) == (10, 1, 9)
 
 
+@paths
 async def test_identical_reads_later_in_the_batch_reuse_the_answer(
-    service: FakeService, client: UpstreamClient
+    routes: dict[str, list[BulkRoute]], service: FakeService, client: UpstreamClient
 ) -> None:
     service.route("GET", "/users/1", json={"id": 1})
-    loaders = Loaders(client.send, {})
+    loaders = Loaders(client.send, routes)
     call = UpstreamCall("default", "GET", "/users/1")
     await loaders.fetch(call)
     second = await loaders.fetch(call)
@@ -69,15 +78,36 @@ async def test_writes_are_never_merged(
     assert not any(f.coalesced for f in fetched)
 
 
+@paths
 async def test_upstream_error_reaches_every_waiting_caller(
-    client: UpstreamClient, service: FakeService
+    routes: dict[str, list[BulkRoute]], client: UpstreamClient, service: FakeService
 ) -> None:
-    service.route("GET", "/bad", text="{", content_type="application/json")
-    loaders = Loaders(client.send, {})
-    call = UpstreamCall("default", "GET", "/bad")
+    service.route("GET", "/users/bad", text="{", content_type="application/json")
+    loaders = Loaders(client.send, routes)
+    call = UpstreamCall("default", "GET", "/users/bad")
     results = await asyncio.gather(*(loaders.fetch(call) for _ in range(2)), return_exceptions=True)
     assert [type(r).__name__ for r in results] == ["UpstreamBadResponse"] * 2
     assert len(service.calls) == 1
+
+
+async def test_a_cancelled_read_does_not_leave_its_waiters_hanging(
+    client: UpstreamClient, service: FakeService
+) -> None:
+    # The batch deadline cancels every item; a caller waiting for an identical read must end
+    # with it, not wait for an answer that will never be set.
+    service.route("GET", "/slow", gate=asyncio.Event(), json={})
+    loaders = Loaders(client.send, {})
+    call = UpstreamCall("default", "GET", "/slow")
+    first = asyncio.create_task(loaders.fetch(call))
+    while not service.calls:
+        await asyncio.sleep(0.001)
+    waiter = asyncio.create_task(loaders.fetch(call))
+    await asyncio.sleep(0)
+    first.cancel()
+    done, _ = await asyncio.wait([first, waiter], timeout=5)
+    assert done == {first, waiter}
+    assert first.cancelled() and waiter.cancelled()
+    assert client.connections_in_use() == 0
 
 
 async def test_a_fast_read_does_not_wait_for_a_slow_one_dispatched_with_it(
