@@ -236,6 +236,10 @@ def _order(items: Sequence[PlannedItem]) -> tuple[tuple[int, ...], list[Problem]
     by_id: dict[RequestId, PlannedItem] = {}
     for item in items:
         by_id.setdefault(item.request_id, item)
+    if not any(item.depends_on for item in items):
+        # Independent items (a fan-out) need no sorting: graphlib's cost per node was a sixth
+        # of planning such a batch.
+        return tuple(item.index for item in by_id.values()), []
     sorter = TopologicalSorter(
         {rid: [d for d in item.depends_on if d in by_id] for rid, item in by_id.items()}
     )

@@ -123,6 +123,11 @@ def test_placeholder_dependencies_are_implicit_edges() -> None:
     assert [plan.items[i].request_id for i in plan.order] == ["a", "b", "c"]
 
 
+def test_independent_items_keep_the_client_order() -> None:
+    plan = prepare([{"requestId": r, "path": "/x"} for r in ("z", "a", "m")], None, SETTINGS)
+    assert plan.order == (0, 1, 2)
+
+
 def test_limit_rejects_before_looking_at_items() -> None:
     exc = rejection([{"path": "/a"}] * 6)
     assert [p.code for p in exc.problems] == [ErrorCode.BATCH_TOO_LARGE]
