@@ -71,7 +71,8 @@ async def execute(
 
 
 class _Run:
-    """The state of one execution: a future per item that its dependents await."""
+    """The state of one execution: the results so far, and a future for each item that
+    others wait for."""
 
     def __init__(
         self,
@@ -86,10 +87,14 @@ class _Run:
         self._fetch = fetch
         self._forwarded = forwarded
         self._limit = limit
-        self._done: dict[RequestId, asyncio.Future[ItemResult]] = {
-            item.request_id: loop.create_future() for item in plan.items
-        }
         self._previous = _sequential_previous(plan)
+        self._results: dict[RequestId, ItemResult] = {}
+        # A future only for the items that others wait for: in a fan-out, none is.
+        awaited = {d for item in plan.items for d in item.depends_on}
+        awaited.update(self._previous.values())
+        self._done: dict[RequestId, asyncio.Future[ItemResult]] = {
+            rid: loop.create_future() for rid in awaited
+        }
         self._stopped_by: RequestId | None = None
         self._max_fanout = max_fanout
         # Every plain item may make one call; forEach items draw on what is left.
@@ -97,18 +102,22 @@ class _Run:
 
     async def settle(self, item: PlannedItem) -> None:
         """Run *item* and publish its result to the items that wait for it."""
-        future = self._done[item.request_id]
+        future = self._done.get(item.request_id)
         try:
             result = await self._run(item)
         except asyncio.CancelledError:
-            future.cancel()  # the deadline: dependents must not wait forever
+            if future is not None:
+                future.cancel()  # the deadline: dependents must not wait forever
             raise
         except BaseException as exc:
-            future.set_exception(exc)  # a bug: dependents re-raise it rather than hang
+            if future is not None:
+                future.set_exception(exc)  # a bug: dependents re-raise it rather than hang
             raise
         if result.state is State.FAILED and self._plan.options.on_error is OnError.STOP:
             self._stopped_by = self._stopped_by or item.request_id
-        future.set_result(result)
+        self._results[item.request_id] = result
+        if future is not None:
+            future.set_result(result)
 
     def collect_bugs(self, done: set[asyncio.Task[None]]) -> list[BaseException]:
         """The exceptions of finished tasks, each marked as retrieved so asyncio does not log
@@ -120,9 +129,9 @@ class _Run:
 
     def final(self, item: PlannedItem, deadline_ms: int) -> ItemResult:
         """The item's result, or CANCELLED with TIMEOUT when the deadline cut it short."""
-        future = self._done[item.request_id]
-        if future.done() and not future.cancelled():
-            return future.result()
+        result = self._results.get(item.request_id)
+        if result is not None:
+            return result
         message = f"the batch deadline of {deadline_ms} ms passed before this item finished"
         return _not_run(item, State.CANCELLED, ErrorCode.TIMEOUT, message)
 

@@ -218,8 +218,10 @@ def _parse_item(
     def add(code: ErrorCode, message: str, field: str) -> None:
         problems.add(code, message, field, index, request_id)
 
-    for key in sorted(set(raw) - _ITEM_KEYS):
-        add(ErrorCode.INVALID_INPUT, f"unknown field (known: {', '.join(sorted(_ITEM_KEYS))})", key)
+    if not _ITEM_KEYS.issuperset(raw):
+        for key in sorted(set(raw) - _ITEM_KEYS):
+            known = ", ".join(sorted(_ITEM_KEYS))
+            add(ErrorCode.INVALID_INPUT, f"unknown field (known: {known})", key)
     method = _method(raw.get("method"), rules, add)
     path, path_query = _path(raw.get("path"), add)
     query = path_query + _query(raw.get("query"), add)
@@ -320,14 +322,14 @@ def _request_id(raw: object, index: int, problems: _Problems) -> RequestId:
 
 def _method(value: JSON, rules: Rules, add: _Add) -> Method | None:
     text = "GET" if value is None else value
-    if not isinstance(text, str) or text.upper() not in Method.__members__:
+    method = Method.__members__.get(text.upper()) if isinstance(text, str) else None
+    if method is None:
         add(
             ErrorCode.INVALID_INPUT,
             f"method must be one of {', '.join(Method)}, got {value!r}",
             "method",
         )
         return None
-    method = Method(text.upper())
     if method not in rules.methods:
         allowed = ", ".join(m for m in Method if m in rules.methods)
         add(
@@ -355,7 +357,7 @@ def _path(value: JSON, add: _Add) -> tuple[str | None, tuple[tuple[str, str], ..
     if path.rstrip("/").lower() in _BATCH_PATHS:
         add(ErrorCode.NESTED_BATCH, f"a sub-request may not be a batch itself: {value!r}", "path")
         return None, ()
-    return path, tuple(parse_qsl(query_text, keep_blank_values=True))
+    return path, tuple(parse_qsl(query_text, keep_blank_values=True)) if query_text else ()
 
 
 def _query(value: JSON, add: _Add) -> tuple[tuple[str, str], ...]:
