@@ -63,7 +63,7 @@ class UpstreamClient:
                 call.method,
                 URL(upstream.base_url + call.path, encoded=True),
                 params=call.query or None,
-                headers=call.headers,
+                headers=call.headers or None,
                 data=call.body,
                 allow_redirects=False,  # a redirect could point anywhere; the client decides
                 timeout=_timeout(timeout_ms, upstream.connect_timeout_ms),
