@@ -91,7 +91,7 @@ def batch_context(request: web.Request) -> BatchContext:
     settings = request.app[SETTINGS]
     return BatchContext(
         settings=settings,
-        send=request.app[INFLIGHT].send,
+        send=request.app[INFLIGHT].sender,
         forwarded=_forwarded(request, settings),
         client=client_key(request.headers.get("Authorization"), request.remote),
         outstanding=request.app[OUTSTANDING],

@@ -159,7 +159,7 @@ class _Run:
     async def _call(self, item: PlannedItem, deps: dict[RequestId, ItemResult]) -> ItemResult:
         started = time.perf_counter()
         try:
-            call = to_call(item, Scope(deps), self._forwarded)
+            call = to_call(item, Scope(deps) if deps else _NO_RESULTS, self._forwarded)
             async with self._limit:
                 fetched = await self._fetch(call)
         except ItemError as exc:
@@ -206,6 +206,10 @@ class _Run:
             bulk_call=fetched.bulk_call,
         )
         return element, response.body
+
+
+_NO_RESULTS = Scope({})
+"""The scope of an item that depends on nothing (most of them): one, not one per item."""
 
 
 def _elements(item: PlannedItem, scope: Scope) -> list[JSON]:

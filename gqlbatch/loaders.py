@@ -183,6 +183,12 @@ class SharedInflight:
         self._inflight: dict[UpstreamCall, asyncio.Future[UpstreamResponse]] = {}
         self.shared = 0
 
+    @property
+    def sender(self) -> Send:
+        """What a batch sends with: this object's `send` when an upstream shares in-flight
+        reads, otherwise the client's own, without a pass-through await on every call."""
+        return self.send if self._upstreams else self._send
+
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         """Send *call*, or wait for the identical call another batch already has in flight."""
         if not call.is_read or call.upstream not in self._upstreams:

@@ -108,18 +108,16 @@ class Retrying:
         give_up_at = min(self._deadline, self._clock() + timeout_ms / 1000)
         attempt = 1
         while True:
-            outcome = await self._attempt(call)
+            outcome: UpstreamResponse | UpstreamError
+            try:
+                outcome = await self._send(call)
+            except UpstreamError as exc:
+                outcome = exc
             wait_ms = self._wait_ms(call, outcome, attempt, give_up_at)
             if wait_ms is None:
                 return _finish(outcome, attempt)
             await self._sleep(wait_ms / 1000)
             attempt += 1
-
-    async def _attempt(self, call: UpstreamCall) -> UpstreamResponse | UpstreamError:
-        try:
-            return await self._send(call)
-        except UpstreamError as exc:
-            return exc
 
     def _wait_ms(
         self,
