@@ -4,11 +4,11 @@ engine's plain values. One of the two modules that import strawberry (the other 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
 
 import strawberry
-from graphql import GraphQLError, GraphQLObjectType
+from graphql import GraphQLError, GraphQLObjectType, GraphQLResolveInfo
 from strawberry.scalars import JSON
 
 from gqlbatch.call import BodyEncoding
@@ -290,20 +290,42 @@ _RESULT_TYPES: dict[State, type[ItemResultType]] = {
 
 
 async def _batch(
-    info: strawberry.Info[Context, None],
-    requests: list[SubRequestInput],
-    options: BatchOptionsInput | None,
+    ctx: Context,
+    scope: str,
+    requests: list[RawSubRequest],
+    options: Mapping[str, Any] | None,
     *,
     read_only: bool,
 ) -> BatchResult:
-    ctx = info.context
     try:
-        outcome = await run_batch(
-            requests, _raw_options(options), ctx, read_only=read_only, scope=str(info.path.key)
-        )
+        outcome = await run_batch(requests, options, ctx, read_only=read_only, scope=scope)
     except BatchRejected as exc:
         raise rejection_error(exc) from None
     return to_batch_result(outcome)
+
+
+def _direct_batch(*, read_only: bool) -> Callable[..., Awaitable[BatchResult]]:
+    """The `batch` resolver as graphql-core calls it, with its arguments as coerced: Strawberry's
+    argument conversion visits every value of every item, and the engine wants the plain
+    values anyway. Installed by `_resolve_directly`; the Strawberry resolvers below declare the
+    fields (and behave the same if ever called)."""
+
+    async def resolve(
+        _root: object,
+        info: GraphQLResolveInfo[Context],
+        requests: list[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+    ) -> BatchResult:
+        items = [_raw_input(SubRequestInput, r, None) for r in requests]
+        present = None if options is None else _present_options(options)
+        return await _batch(info.context, str(info.path.key), items, present, read_only=read_only)
+
+    return resolve
+
+
+def _present_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    # As `_raw_options` gives them: unset options, and `atomic: false`, are left out.
+    return {k: v for k, v in options.items() if v is not None and v is not False}
 
 
 def rejection_error(exc: BatchRejected) -> GraphQLError:
@@ -405,7 +427,10 @@ class Query:
         requests: list[SubRequestInput],
         options: BatchOptionsInput | None = None,
     ) -> BatchResult:
-        return await _batch(info, requests, options, read_only=True)
+        items = cast(list[RawSubRequest], requests)  # dicts, by SubRequestInput's from_input
+        return await _batch(
+            info.context, str(info.path.key), items, _raw_options(options), read_only=True
+        )
 
 
 @strawberry.type
@@ -417,7 +442,10 @@ class Mutation:
         requests: list[SubRequestInput],
         options: BatchOptionsInput | None = None,
     ) -> BatchResult:
-        return await _batch(info, requests, options, read_only=False)
+        items = cast(list[RawSubRequest], requests)  # dicts, by SubRequestInput's from_input
+        return await _batch(
+            info.context, str(info.path.key), items, _raw_options(options), read_only=False
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,14 +460,21 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         types=list(_RESULT_CLASSES),
         extensions=schema_extensions(limits or QueryLimits()),
     )
-    _resolve_results_directly(schema)
+    _resolve_directly(schema)
     return schema
 
 
 _RESULT_CLASSES = (Succeeded, Failed, Skipped, Cancelled)
 
 
-def _resolve_results_directly(schema: strawberry.Schema) -> None:
+def _resolve_directly(schema: strawberry.Schema) -> None:
+    # The hot fields resolve without Strawberry's per-call wrappers; each saved several percent
+    # of a 100-item batch's CPU, by instruction count. `batch` takes its arguments as coerced
+    # (see `_direct_batch`).
+    for root, read_only in (("Query", True), ("Mutation", False)):
+        root_type = schema._schema.get_type(root)
+        assert isinstance(root_type, GraphQLObjectType)
+        root_type.fields["batch"].resolve = _direct_batch(read_only=read_only)
     # `body` is the one result field with an argument, and Strawberry wraps such resolvers in
     # argument conversion and extension hooks: about 9% of the CPU of a 100-item batch, by
     # instruction count. Its declaration (and so the exported schema) stays Strawberry's; only
