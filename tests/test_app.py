@@ -241,6 +241,19 @@ async def test_reference_not_found_is_a_failed_item(service: FakeService, graphq
     assert "'a' result has no key 'user' (keys: 'id')" in error["message"]
 
 
+async def test_upstream_headers_are_name_value_pairs(
+    service: FakeService, graphql: GraphQL
+) -> None:
+    service.route("GET", "/a", json={}, headers={"X-Trace": "abc", "X-Version": '"v1"'})
+    (item,) = (await run(graphql, [{"path": "/a"}]))["items"]
+    headers = {h["name"]: h["value"] for h in item["headers"]}
+    assert (headers["X-Trace"], headers["X-Version"], headers["Content-Type"]) == (
+        "abc",
+        '"v1"',
+        "application/json; charset=utf-8",
+    )
+
+
 async def test_item_lookup_and_body_projection(service: FakeService, graphql: GraphQL) -> None:
     service.route(
         "GET",
