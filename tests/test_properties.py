@@ -217,3 +217,16 @@ def test_graphql_door_never_fails_and_never_leaks_a_refused_batch(
         codes = [e.get("extensions", {}).get("code") for e in body["errors"]]
         if codes[0] is not None:  # our refusal (GraphQL's own type errors carry no code)
             assert body["errors"][0]["extensions"]["problems"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=20) | st.from_regex(r"[a-z/%.~]*"))
+def test_a_path_kept_as_is_is_what_quote_would_give(path: str) -> None:
+    # call.to_call skips `quote` for paths its regular expression accepts: only when quoting
+    # would not change them.
+    from urllib.parse import quote
+
+    from gqlbatch.call import _KEPT_AS_IS, _PATH_SAFE
+
+    if _KEPT_AS_IS.fullmatch(path):
+        assert quote(path, safe=_PATH_SAFE) == path
