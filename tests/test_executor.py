@@ -241,6 +241,23 @@ async def test_concurrency_cap_limits_calls_in_flight() -> None:
     assert fetch.peak == 2
 
 
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"path": "/p", "forEach": list(range(6))}, {"path": "/q"}],
+        [{"requestId": "l", "path": "/list"}, {"path": "/p/{item}", "forEach": "{resultOf(l)}"}],
+    ],
+    ids=["literal-forEach", "placeholder-forEach"],
+)
+async def test_concurrency_cap_holds_for_fan_outs(items: list[dict[str, Any]]) -> None:
+    # The executor drops its semaphore only when the calls are known not to exceed the cap;
+    # a placeholder's list is not known before it runs.
+    fetch = FakeFetch(list={"body": list(range(6))})
+    out = await run(items, fetch, max_concurrency=2)
+    assert states(out) == ["SUCCEEDED"] * 2
+    assert len(fetch.calls) == 7 and fetch.peak == 2
+
+
 async def test_a_bug_propagates_instead_of_becoming_a_result() -> None:
     fetch = FakeFetch(a={"error": RuntimeError("bug")})
     with pytest.raises(RuntimeError, match="bug"):
