@@ -19,7 +19,7 @@ from gqlbatch.placeholders import Scope, render_json, render_text
 from gqlbatch.plan import PlannedItem
 from gqlbatch.request import READ_METHODS
 from gqlbatch.targets import header_value_problem, is_dot_segment
-from gqlbatch.types import JSON, Headers
+from gqlbatch.types import JSON, Headers, per_item_value
 
 __all__ = [
     "BodyEncoding",
@@ -67,7 +67,7 @@ class UpstreamCall:
         return self.method in READ_METHODS
 
 
-@dataclass(frozen=True, slots=True)
+@per_item_value()
 class UpstreamResponse:
     """What an upstream answered, with its body decoded (DESIGN §7 "Bodies")."""
 
@@ -82,7 +82,7 @@ class UpstreamResponse:
         return self if attempts == self.attempts else dataclasses.replace(self, attempts=attempts)
 
 
-@dataclass(frozen=True, slots=True)
+@per_item_value()
 class Fetched:
     """A response, and how it was obtained."""
 

@@ -22,12 +22,12 @@ from gqlbatch.placeholders import (
     parse_template,
 )
 from gqlbatch.request import BatchOptions, Parsed, SubRequest
-from gqlbatch.types import JSON, RequestId
+from gqlbatch.types import JSON, RequestId, per_item_value
 
 __all__ = ["Plan", "PlannedItem", "build_plan", "known_calls", "static_calls"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@per_item_value(kw_only=True)
 class PlannedItem:
     """A sub-request with its templates parsed and its dependencies resolved."""
 

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.targets import header_problem, path_problem
-from gqlbatch.types import JSON, Headers, RequestId
+from gqlbatch.types import JSON, Headers, RequestId, per_item_value
 
 __all__ = [
     "READ_METHODS",
@@ -61,7 +61,7 @@ class OnError(StrEnum):
     STOP = "STOP"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@per_item_value(kw_only=True)
 class SubRequest:
     """One REST call of a batch, validated, with its placeholders still unparsed."""
 

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from gqlbatch.call import BodyEncoding
 from gqlbatch.errors import ErrorCode
-from gqlbatch.types import JSON, Headers, RequestId
+from gqlbatch.types import JSON, Headers, RequestId, per_item_value
 
 __all__ = [
     "BatchOutcome",
@@ -63,7 +63,7 @@ class Rollback:
     status: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@per_item_value(kw_only=True)
 class ElementResult:
     """One call of a forEach item; its body is in the item's body list at the same index."""
 
@@ -74,7 +74,7 @@ class ElementResult:
     bulk_call: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@per_item_value(kw_only=True)
 class ItemResult:
     """The outcome of one item, in its slot of the client's order.
 
