@@ -104,8 +104,10 @@ def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -
     path = render_text(item.path, scope, _path_segment)
     if not _KEPT_AS_IS.fullmatch(path):
         path = quote(path, safe=_PATH_SAFE)
-    query = tuple(sorted((name, render_text(t, scope)) for name, t in item.query))
-    own = tuple((name, _header_value(name, render_text(t, scope))) for name, t in item.headers)
+    query = tuple(sorted((n, render_text(t, scope)) for n, t in item.query)) if item.query else ()
+    own: Headers = ()
+    if item.headers:
+        own = tuple((n, _header_value(n, render_text(t, scope))) for n, t in item.headers)
     if request.idempotency_key is not None:
         own += (("Idempotency-Key", request.idempotency_key),)
     headers = _merge_headers(forwarded.get(request.upstream, ()), own)
