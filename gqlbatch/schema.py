@@ -20,12 +20,9 @@ from gqlbatch.request import Method, Mode, OnError
 from gqlbatch.result import (
     BatchOutcome,
     BatchStats,
-    ErrorInfo,
-    ItemResult,
     RollbackState,
     State,
 )
-from gqlbatch.result import ElementResult as ElementResult_
 
 __all__ = ["Context", "build_schema"]
 
@@ -192,20 +189,19 @@ class ItemResultType:
     rollback: RollbackType | None = strawberry.field(
         description="In a failed atomic batch: whether this item was undone."
     )
-    raw_body: strawberry.Private[Any]
 
     @strawberry.field(
         description="The upstream body. `select` keeps only the given paths, such as "
         '["id", "author.name"]; a list body is projected element by element.'
     )
     def body(self, select: list[str] | None = None) -> JSON | None:
-        return _selected(self.raw_body, select)
+        return _resolve_body(self, None, select)
 
     @classmethod
     def resolve_type(cls, obj: Any, _info: Any, _type: Any) -> str:
-        # Strawberry's own resolve_type tries casts and generic types for every item before it
-        # finds the name that each of our result types carries.
-        return str(obj.__strawberry_definition__.name)
+        # The values are the engine's ItemResults (see `to_batch_result`): the state names the
+        # type.
+        return _TYPE_NAMES[obj.state]
 
 
 def _selected(body: Any, select: list[str] | None) -> Any:
@@ -226,8 +222,12 @@ def _header_value(header: tuple[str, str], _info: Any) -> str:
     return header[1]
 
 
-def _resolve_body(source: ItemResultType, _info: Any, select: list[str] | None = None) -> Any:
-    return _selected(source.raw_body, select)
+def _resolve_body(source: Any, _info: Any, select: list[str] | None = None) -> Any:
+    return _selected(source.body, select)
+
+
+def _duration_ms(source: Any, _info: Any) -> float:
+    return round(source.duration_ms, 3)
 
 
 @strawberry.type(description="The upstream answered with a status below 400.")
@@ -290,10 +290,11 @@ class BatchResult:
 # --------------------------------------------------------------------------------------------
 # Resolvers and conversions
 
-_RESULT_TYPES: dict[State, type[ItemResultType]] = {
-    State.SUCCEEDED: Succeeded,
-    State.FAILED: Failed,
-    State.CANCELLED: Cancelled,
+_TYPE_NAMES: dict[State, str] = {
+    State.SUCCEEDED: "Succeeded",
+    State.FAILED: "Failed",
+    State.SKIPPED: "Skipped",
+    State.CANCELLED: "Cancelled",
 }
 
 
@@ -359,54 +360,18 @@ def _raw_options(options: BatchOptionsInput | None) -> dict[str, Any] | None:
 
 
 def to_batch_result(outcome: BatchOutcome) -> BatchResult:
-    """The GraphQL value of a batch outcome."""
+    """The GraphQL value of a batch outcome.
+
+    Its items are the engine's own `ItemResult`s: their attributes, and those of the errors,
+    elements and rollbacks they hold, have the names the result types declare, so graphql-core
+    reads them as they are (see `_resolve_directly`). Building a Strawberry object for each item
+    and each of its parts only to read it back cost 3% of a 100-item batch's CPU.
+    """
     return BatchResult(
-        items=[_to_item(r) for r in outcome.results],
+        items=cast(list[ItemResultType], list(outcome.results)),
         stats=_to_stats(outcome.stats),
         replayed=outcome.replayed,
         rolled_back=outcome.rolled_back,
-    )
-
-
-def _to_item(result: ItemResult) -> ItemResultType:
-    common: dict[str, Any] = {
-        "request_id": strawberry.ID(result.request_id),
-        "index": result.index,
-        "state": result.state,
-        "status": result.status,
-        "headers": result.headers,  # (name, value) pairs: see _resolve_directly
-        "body_encoding": result.body_encoding,
-        "error": _to_error(result.error),
-        "duration_ms": round(result.duration_ms, 3),
-        "attempts": result.attempts,
-        "coalesced": result.coalesced,
-        "bulk_call": result.bulk_call,
-        "elements": None if result.elements is None else [_to_element(e) for e in result.elements],
-        "rollback": None
-        if result.rollback is None
-        else RollbackType(
-            state=result.rollback.state,
-            status=result.rollback.status,
-            message=result.rollback.message,
-        ),
-        "raw_body": result.body,
-    }
-    if result.state is State.SKIPPED:
-        return Skipped(**common, failed_dependency=strawberry.ID(result.failed_dependency or ""))
-    return _RESULT_TYPES[result.state](**common)
-
-
-def _to_error(error: ErrorInfo | None) -> ItemErrorType | None:
-    return None if error is None else ItemErrorType(code=error.code, message=error.message)
-
-
-def _to_element(element: ElementResult_) -> ElementResult:
-    return ElementResult(
-        index=element.index,
-        status=element.status,
-        error=_to_error(element.error),
-        coalesced=element.coalesced,
-        bulk_call=element.bulk_call,
     )
 
 
@@ -499,4 +464,5 @@ def _resolve_directly(schema: strawberry.Schema) -> None:
         result_type = schema._schema.get_type(cls.__name__)
         assert isinstance(result_type, GraphQLObjectType)
         result_type.fields["body"].resolve = _resolve_body
+        result_type.fields["durationMs"].resolve = _duration_ms
         result_type.is_type_of = None
