@@ -33,6 +33,27 @@ def test_every_error_code_is_in_the_schema_and_the_readme_table() -> None:
     assert table == {c.value for c in ErrorCode}
 
 
+def test_result_types_declare_only_what_the_engine_results_carry() -> None:
+    # graphql-core reads the engine's results as they are (schema.to_batch_result): a field
+    # declared on a result type must be an attribute of the engine's value, unless it has a
+    # resolver of its own (body).
+    import dataclasses
+
+    from gqlbatch import result, schema
+
+    pairs = [
+        (schema.Succeeded, result.ItemResult),
+        (schema.Skipped, result.ItemResult),
+        (schema.ItemErrorType, result.ErrorInfo),
+        (schema.ElementResult, result.ElementResult),
+        (schema.RollbackType, result.Rollback),
+    ]
+    for declared, engine in pairs:
+        names = {f.python_name for f in declared.__strawberry_definition__.fields}
+        carried = {f.name for f in dataclasses.fields(engine)}
+        assert names - {"body"} <= carried, (declared.__name__, names - carried)
+
+
 def test_each_item_error_class_has_its_own_code() -> None:
     classes = [
         c
