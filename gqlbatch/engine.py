@@ -98,18 +98,18 @@ async def run_batch(
     except BatchRejected as exc:
         _log_rejected(ctx, started, exc)
         raise
-    states = Counter(r.state.value for r in outcome.results)
-    _log_batch(
-        ctx,
-        started,
-        {
-            "outcome": "replayed" if outcome.replayed else "ran",
-            "items": len(outcome.results),
-            "states": dict(states),
-            "upstream_calls": 0 if outcome.replayed else outcome.stats.upstream_calls,
-            "calls_saved": outcome.stats.calls_saved,
-        },
-    )
+    if batch_log.isEnabledFor(logging.INFO):
+        _log_batch(
+            ctx,
+            started,
+            {
+                "outcome": "replayed" if outcome.replayed else "ran",
+                "items": len(outcome.results),
+                "states": dict(Counter(r.state.value for r in outcome.results)),
+                "upstream_calls": 0 if outcome.replayed else outcome.stats.upstream_calls,
+                "calls_saved": outcome.stats.calls_saved,
+            },
+        )
     return outcome
 
 
