@@ -458,8 +458,9 @@ def _resolve_directly(schema: strawberry.Schema) -> None:
     # argument conversion and extension hooks: about 9% of the CPU of a 100-item batch, by
     # instruction count. Its declaration (and so the exported schema) stays Strawberry's; only
     # the function graphql-core calls is swapped for one that reads the argument as it is.
-    # The is_type_of check Strawberry adds to each result type repeats, per item, what
-    # ItemResultType.resolve_type has just decided from the object's own class.
+    # durationMs is rounded as it is read (the engine keeps the exact value). The is_type_of
+    # check Strawberry adds to each result type would repeat, per item, what
+    # ItemResultType.resolve_type has just decided from the item's state.
     for cls in _RESULT_CLASSES:
         result_type = schema._schema.get_type(cls.__name__)
         assert isinstance(result_type, GraphQLObjectType)
