@@ -384,3 +384,10 @@ async def test_graphql_over_http_media_types(
         json={"query": '{ batch(requests: [{path: "x"}]) { items { status } } }'},
     )
     assert rejected.status == 200  # a rejected batch is a field error: data is present, null
+
+
+async def test_a_websocket_upgrade_still_reaches_strawberry(gateway: TestClient) -> None:
+    # BatchView.is_websocket_request only looks further when the request asks to upgrade.
+    async with gateway.ws_connect("/graphql", protocols=["graphql-transport-ws"]) as ws:
+        await ws.send_json({"type": "connection_init"})
+        assert (await ws.receive_json(timeout=5))["type"] == "connection_ack"
