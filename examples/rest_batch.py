@@ -9,8 +9,10 @@ import sys
 
 import requests
 
-URL = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
-    "GQLBATCH_BATCH_URL", "http://127.0.0.1:8000/batch"
+URL = (
+    sys.argv[1]
+    if len(sys.argv) > 1
+    else os.environ.get("GQLBATCH_BATCH_URL", "http://127.0.0.1:8000/batch")
 )
 
 batch = {

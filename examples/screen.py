@@ -14,8 +14,10 @@ import sys
 from gql import Client, gql
 from gql.transport.aiohttp import AIOHTTPTransport
 
-URL = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
-    "GQLBATCH_URL", "http://127.0.0.1:8000/graphql"
+URL = (
+    sys.argv[1]
+    if len(sys.argv) > 1
+    else os.environ.get("GQLBATCH_URL", "http://127.0.0.1:8000/graphql")
 )
 
 SCREEN = gql("""
@@ -47,8 +49,10 @@ async def main() -> int:
     print(f"{len(batch['posts']['body'])} posts, first: {batch['posts']['body'][0]['title']}")
     print(f"{len(batch['comments']['body'])} comments on the first post")
     stats = batch["stats"]
-    print(f"{stats['subRequests']} sub-requests, {stats['upstreamCalls']} upstream calls, "
-          f"{stats['wallMs']:.1f} ms (critical path {stats['criticalPathMs']:.1f} ms)")
+    print(
+        f"{stats['subRequests']} sub-requests, {stats['upstreamCalls']} upstream calls, "
+        f"{stats['wallMs']:.1f} ms (critical path {stats['criticalPathMs']:.1f} ms)"
+    )
     return 0
 
 
