@@ -38,3 +38,17 @@ async def test_benchmark_runner_prints_its_table() -> None:
     assert rows["chain of 5: gqlbatch"][3].strip() == "5"
     assert rows["screen, no bulk routes"][3].strip() == "12"
     assert rows["screen, bulk routes"][3].strip() == "3"
+
+
+async def test_instruction_count_harness_runs_a_batch() -> None:
+    # benchmarks/instructions.py runs itself under valgrind; its measured part must keep
+    # working without it (valgrind is not a test dependency).
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(RUNNER.parent / "instructions.py"),
+        "--child",
+        "3",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 50)
+    assert proc.returncode == 0, err.decode()

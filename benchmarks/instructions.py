@@ -1,0 +1,106 @@
+"""Instructions per sub-request of the GraphQL door and the engine, counted by callgrind.
+
+    python benchmarks/instructions.py            # about 30 s; needs valgrind on the PATH
+
+Wall time on a shared 2-core machine moves by ±20% from one minute to the next, so changes of
+a few percent cannot be seen in it. Callgrind counts instructions, which repeat to within 0.1%.
+This runs `schema.execute` of a batch against a fake upstream (no HTTP) with 1 item and with
+101 items, each under callgrind with counting switched on only around two warm batches, and
+prints the difference per item: what one more sub-request costs the gateway's own code.
+
+    python benchmarks/instructions.py --child 101    # one measured run, without valgrind
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+QUERY = """mutation Bench($r: [SubRequestInput!]!) {
+  batch(requests: $r) { items { status body } stats { upstreamCalls criticalPathMs } }
+}"""
+ROUNDS = 2
+
+
+def _callgrind_instrumentation(on: bool) -> None:
+    # Outside valgrind the control tool finds no process to talk to; that is harmless.
+    if shutil.which("callgrind_control"):
+        subprocess.run(
+            ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+            capture_output=True,
+            check=False,
+        )
+
+
+async def _child(items: int) -> None:
+    from gqlbatch import Settings
+    from gqlbatch.call import UpstreamCall, UpstreamResponse
+    from gqlbatch.engine import BatchContext
+    from gqlbatch.schema import build_schema
+
+    async def send(_call: UpstreamCall) -> UpstreamResponse:
+        await asyncio.sleep(0)
+        body: dict[str, Any] = {"id": 1, "userId": 1, "title": "post 1", "body": "text"}
+        return UpstreamResponse(200, (("Content-Type", "application/json"),), body)
+
+    settings = Settings.from_upstream_urls(["http://127.0.0.1:9"], max_items=1000)
+    schema = build_schema()
+    context = BatchContext(settings, send)
+    variables = {"r": [{"path": f"/posts/{i}"} for i in range(1, items + 1)]}
+    for _ in range(2):  # warm: parser and validation caches, first-call imports
+        await schema.execute(QUERY, variable_values=variables, context_value=context)
+    _callgrind_instrumentation(on=True)
+    for _ in range(ROUNDS):
+        result = await schema.execute(QUERY, variable_values=variables, context_value=context)
+    _callgrind_instrumentation(on=False)
+    if result.errors:
+        raise SystemExit(f"the batch failed: {result.errors}")
+
+
+def _instructions(items: int) -> int:
+    with tempfile.TemporaryDirectory() as out:
+        proc = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out}/callgrind.out",
+                sys.executable,
+                __file__,
+                "--child",
+                str(items),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise SystemExit(f"valgrind failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return int(found[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", type=int, metavar="ITEMS", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        asyncio.run(_child(args.child))
+        return
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
+    one, many = _instructions(1), _instructions(101)
+    per_item = (many - one) / (100 * ROUNDS)
+    print(f"instructions per sub-request (schema.execute, fake upstream): {per_item / 1000:.0f}k")
+
+
+if __name__ == "__main__":
+    main()
