@@ -333,7 +333,8 @@ def _direct_batch(*, read_only: bool) -> Callable[..., Awaitable[BatchResult]]:
 
 
 def _present_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    # As `_raw_options` gives them: unset options, and `atomic: false`, are left out.
+    # The options the client set, as the engine reads them: unset ones, and `atomic: false`,
+    # are left out.
     return {k: v for k, v in options.items() if v is not None and v is not False}
 
 
@@ -349,14 +350,15 @@ def rejection_error(exc: BatchRejected) -> GraphQLError:
 def _raw_options(options: BatchOptionsInput | None) -> dict[str, Any] | None:
     if options is None:
         return None
-    raw = {
-        "mode": options.mode,
-        "onError": options.on_error,
-        "maxConcurrency": options.max_concurrency,
-        "timeoutMs": options.timeout_ms,
-        "atomic": options.atomic or None,
-    }
-    return {k: v for k, v in raw.items() if v is not None}
+    return _present_options(
+        {
+            "mode": options.mode,
+            "onError": options.on_error,
+            "maxConcurrency": options.max_concurrency,
+            "timeoutMs": options.timeout_ms,
+            "atomic": options.atomic,
+        }
+    )
 
 
 def to_batch_result(outcome: BatchOutcome) -> BatchResult:
