@@ -18,7 +18,7 @@ from gqlbatch.errors import ForbiddenValue
 from gqlbatch.placeholders import Scope, render_json, render_text
 from gqlbatch.plan import PlannedItem
 from gqlbatch.request import READ_METHODS
-from gqlbatch.targets import header_value_problem, is_dot_segment
+from gqlbatch.targets import header_value_problem, segment_problem
 from gqlbatch.types import JSON, Headers, per_item_value
 
 __all__ = [
@@ -132,10 +132,12 @@ def forwarded_headers(incoming: Iterable[tuple[str, str]], allow: Iterable[str])
 
 
 def _path_segment(value: str) -> str:
-    # A substituted value is one segment: '/' and '%' are encoded, so it cannot add segments or
-    # smuggle an encoded '..'; a value that *is* a dot segment is refused outright.
-    if is_dot_segment(value):
-        raise ForbiddenValue(f"substituted path value {value!r} is a dot segment")
+    # A substituted value is one segment: '/' and '%' are encoded, so it cannot add segments
+    # for a server that decodes once. A value that reads as a dot segment in some decoded
+    # form (for a server that decodes more, or reads '..;x' as '..') is refused outright.
+    problem = segment_problem(value)
+    if problem:
+        raise ForbiddenValue(f"substituted path value {value[:80]!r}: {problem}")
     return quote(value, safe="")
 
 

@@ -8,7 +8,9 @@ failure is returned as a value; only a bug in gqlbatch propagates as an exceptio
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ from gqlbatch.types import JSON, Headers, RequestId
 __all__ = ["Execution", "Fetch", "execute"]
 
 Fetch = Callable[[UpstreamCall], Awaitable[Fetched]]
+log = logging.getLogger("gqlbatch.errors")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +112,11 @@ class _Run:
             if future is not None:
                 future.cancel()  # the deadline: dependents must not wait forever
             raise
-        except BaseException as exc:
-            if future is not None:
-                future.set_exception(exc)  # a bug: dependents re-raise it rather than hang
-            raise
+        except Exception as exc:  # noqa: BLE001 - DESIGN §9: a bug fails its item, not the batch
+            # Not STYLE R5's "hide bugs": the bug is logged with its traceback under an id the
+            # client sees. But a batch whose writes already ran must still return every
+            # result, so one item's bug is that item's failure, like any other.
+            result = _internal_error(item, exc)
         if result.state is State.FAILED and self._plan.options.on_error is OnError.STOP:
             self._stopped_by = self._stopped_by or item.request_id
         self._results[item.request_id] = result
@@ -288,6 +292,13 @@ def _failed(item: PlannedItem, exc: ItemError, duration_ms: float) -> ItemResult
         duration_ms=duration_ms,
         attempts=exc.attempts if isinstance(exc, UpstreamError) else 0,
     )
+
+
+def _internal_error(item: PlannedItem, exc: Exception) -> ItemResult:
+    error_id = uuid.uuid4().hex[:12]
+    log.error("internal error %s in item %r", error_id, item.request_id, exc_info=exc)
+    message = f"Internal error. Quote id {error_id} to find it in the server logs."
+    return _not_run(item, State.FAILED, ErrorCode.INTERNAL_ERROR, message)
 
 
 def _skipped(item: PlannedItem, dep: ItemResult) -> ItemResult:

@@ -15,7 +15,7 @@ from typing import TypeGuard, TypeVar
 from urllib.parse import parse_qsl
 
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
-from gqlbatch.targets import header_problem, path_problem
+from gqlbatch.targets import batch_path, header_problem, path_problem
 from gqlbatch.types import JSON, Headers, RequestId, per_item_value
 
 __all__ = [
@@ -146,7 +146,6 @@ _OPTION_KEYS = frozenset({"mode", "onError", "maxConcurrency", "timeoutMs", "ato
 _REQUEST_ID = re.compile(r"^[^\s(){}\[\],\"']{1,128}$")
 _COMPENSATE_KEYS = frozenset({"method", "path", "query", "headers", "body"})
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
-_BATCH_PATHS = frozenset({"/batch", "/$batch", "/graphql"})
 
 
 _METHODS = {m.value: m for m in Method}  # Enum.__members__ builds a new mapping on each read
@@ -362,7 +361,7 @@ def _path(value: JSON, add: _Add) -> tuple[str | None, tuple[tuple[str, str], ..
     if problem:
         add(ErrorCode.FORBIDDEN_TARGET, f"{problem}: {value!r}", "path")
         return None, ()
-    if path.rstrip("/").lower() in _BATCH_PATHS:
+    if batch_path(path):
         add(ErrorCode.NESTED_BATCH, f"a sub-request may not be a batch itself: {value!r}", "path")
         return None, ()
     return path, tuple(parse_qsl(query_text, keep_blank_values=True)) if query_text else ()

@@ -7,8 +7,8 @@ into gqlbatch's `UpstreamError`s (DESIGN §7; STYLE R4).
 from __future__ import annotations
 
 import base64
+import codecs
 import functools
-import json
 
 import aiohttp
 from yarl import URL
@@ -16,6 +16,7 @@ from yarl import URL
 from gqlbatch.call import BodyEncoding, UpstreamCall, UpstreamResponse
 from gqlbatch.config import Settings, UpstreamSettings
 from gqlbatch.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
+from gqlbatch.strict_json import JSONRefused, loads
 
 __all__ = ["UpstreamClient"]
 
@@ -130,21 +131,37 @@ def _decode(resp: aiohttp.ClientResponse, raw: bytes, call: UpstreamCall) -> Ups
     if not raw:
         return UpstreamResponse(resp.status, headers, None, BodyEncoding.EMPTY)
     mime = resp.content_type
-    charset = resp.charset or "utf-8"
-    if mime == "application/json" or mime.endswith("+json"):
+    is_json = mime == "application/json" or mime.endswith("+json")
+    is_text = mime.startswith("text/") or mime in _TEXT_TYPES or mime.endswith("+xml")
+    if not (is_json or is_text):
+        encoded = base64.b64encode(raw).decode("ascii")
+        return UpstreamResponse(resp.status, headers, encoded, BodyEncoding.BASE64)
+    charset = _charset(resp, call)
+    if is_json:
         return UpstreamResponse(resp.status, headers, _json(raw, charset, call), BodyEncoding.JSON)
-    if mime.startswith("text/") or mime in _TEXT_TYPES or mime.endswith("+xml"):
-        text = raw.decode(charset, errors="replace")
-        return UpstreamResponse(resp.status, headers, text, BodyEncoding.TEXT)
-    encoded = base64.b64encode(raw).decode("ascii")
-    return UpstreamResponse(resp.status, headers, encoded, BodyEncoding.BASE64)
+    text = raw.decode(charset, errors="replace")
+    return UpstreamResponse(resp.status, headers, text, BodyEncoding.TEXT)
+
+
+def _charset(resp: aiohttp.ClientResponse, call: UpstreamCall) -> str:
+    # A charset Python does not know, or one that is not a text encoding at all ('base64'),
+    # fails this one-byte decode (an empty one skips the codec's text check).
+    charset = resp.charset or "utf-8"
+    try:
+        b"a".decode(charset, errors="replace")
+        return codecs.lookup(charset).name
+    except LookupError:
+        raise UpstreamBadResponse(
+            f"{call.method} {call.upstream}{call.path}: the body declares charset "
+            f"{charset[:40]!r}, which gqlbatch cannot decode"
+        ) from None
 
 
 def _json(raw: bytes, charset: str, call: UpstreamCall) -> object:
     try:
-        return json.loads(raw.decode(charset))
-    except (UnicodeDecodeError, LookupError, json.JSONDecodeError) as exc:
+        return loads(raw if charset == "utf-8" else raw.decode(charset))
+    except (UnicodeDecodeError, JSONRefused) as exc:
         raise UpstreamBadResponse(
             f"{call.method} {call.upstream}{call.path}: the body is declared JSON but is not "
-            f"({exc})"
-        ) from exc
+            f"JSON gqlbatch can carry ({exc})"
+        ) from None

@@ -175,9 +175,10 @@ async def test_substituted_values_cannot_add_path_segments() -> None:
         ],
         fetch,
     )
-    assert out.results[1].state is State.SUCCEEDED
-    assert fetch.calls[1].path == "/users/..%2Fadmin"
-    assert [r.error.code for r in out.results[2:]] == [ErrorCode.FORBIDDEN_TARGET] * 2
+    # "../admin" would be sent as "..%2Fadmin", which a server that decodes %2F reads as a
+    # step up: refused like the dot segments themselves.
+    assert [r.error.code for r in out.results[1:]] == [ErrorCode.FORBIDDEN_TARGET] * 3
+    assert fetch.paths == ["/a"]
 
 
 async def test_sequential_mode_runs_one_at_a_time_in_list_order() -> None:
@@ -258,10 +259,28 @@ async def test_concurrency_cap_holds_for_fan_outs(items: list[dict[str, Any]]) -
     assert len(fetch.calls) == 7 and fetch.peak == 2
 
 
-async def test_a_bug_propagates_instead_of_becoming_a_result() -> None:
+async def test_a_bug_fails_its_item_and_is_logged_under_the_id_it_shows(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # DESIGN §9: the siblings of an item that hit a bug keep their results, because their
+    # writes may already have run; the bug itself is logged, with its traceback, once.
     fetch = FakeFetch(a={"error": RuntimeError("bug")})
-    with pytest.raises(RuntimeError, match="bug"):
-        await run([{"requestId": "a", "path": "/a"}, {"path": "/b", "dependsOn": ["a"]}], fetch)
+    out = await run(
+        [
+            {"requestId": "a", "path": "/a"},
+            {"path": "/b", "dependsOn": ["a"]},
+            {"requestId": "c", "method": "POST", "path": "/c"},
+        ],
+        fetch,
+    )
+    assert states(out) == ["FAILED", "SKIPPED", "SUCCEEDED"]
+    error = out.results[0].error
+    assert error is not None and error.code is ErrorCode.INTERNAL_ERROR
+    assert "bug" not in error.message  # the client sees an id, never the exception
+    (record,) = [r for r in caplog.records if r.name == "gqlbatch.errors"]
+    assert record.exc_info is not None and record.exc_info[1] is not None
+    error_id = error.message.split("id ")[1].split()[0]
+    assert error_id in record.getMessage() and str(record.exc_info[1]) == "bug"
 
 
 async def test_critical_path_is_the_longest_chain_of_durations() -> None:

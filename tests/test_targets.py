@@ -46,6 +46,19 @@ PATHS = [
     "/api/%2e%2e%2fadmin",
     "/api/..%2fadmin",
     "/api/%2e%2e%5cadmin",
+    # Tomcat and Jetty read a segment's ';' parameters away: '..;' is '..'
+    "/api/..;/admin",
+    "/api/.;/admin",
+    "/api/..;jsessionid=1/admin",
+    "/api/%2e%2e;/admin",
+    "/api/%2e%2e%3b/admin",
+    "/api/%2e%2e%3bx=1/admin",
+    # malformed escapes, and dots encoded three or more times
+    "/api/%u002e%u002e/admin",
+    "/api/%2/admin",
+    "/api/%zz/admin",
+    "/api/%2525252e%2525252e/admin",
+    "/api/%25252e%25252e%25253b/admin",
     # unicode dot and slash look-alikes
     "/api/\uff0e\uff0e/admin",
     "/api/\u2025/admin",
@@ -82,6 +95,20 @@ HEADERS = [
     {"X-A": "1\r\nHost: evil.test"},
     {"X-A": "1\nX-B: 2"},
     {"X-A": "a\x00b"},
+    {"X-A": "a\x01b"},
+    {"X-A": "a\x1bb"},
+    {"X-A": "a\x7fb"},
+    {"X-A": "\udcff"},
+    # headers that re-route a request on common frameworks and proxies
+    {"X-HTTP-Method-Override": "DELETE"},
+    {"X-HTTP-Method": "DELETE"},
+    {"X-Method-Override": "DELETE"},
+    {"X-Original-URL": "/admin"},
+    {"X-Rewrite-URL": "/admin"},
+    {"X-Forwarded-Host": "evil.test"},
+    {"X-Forwarded-For": "127.0.0.1"},
+    {"X-Forwarded-Prefix": "/admin"},
+    {"Forwarded": "host=evil.test"},
     {"Bad Name": "x"},
     {"X:A": "x"},
 ]
@@ -129,6 +156,12 @@ VALUES = [
     "\uff0e\uff0e",
     "a b",
     "a\r\nb",
+    "a\x01b",
+    "..;",
+    "..;jsessionid=1",
+    "%2e%2e%3b",
+    "..%2fadmin",
+    "50% off",
 ]
 
 
@@ -170,3 +203,28 @@ async def test_redirects_to_other_hosts_are_not_followed(
     out = (await resp.json())["responses"][0]
     assert (out["status"], out["headers"]["Location"]) == (302, "http://evil.test/steal")
     assert service.lines == ["GET /go"]
+
+
+NESTED = ["/batch", "/batch/", "/BATCH", "/%62atch", "/%2562atch", "/$batch", "/%24batch", "/batch;x"]
+
+
+@pytest.mark.parametrize("path", NESTED)
+async def test_a_batch_endpoint_is_refused_in_every_spelling(
+    path: str, gateway: TestClient, service: FakeService
+) -> None:
+    resp = await gateway.post("/batch", json=[{"path": path}])
+    body = await resp.json()
+    assert resp.status == 400, body
+    assert [p["code"] for p in body["error"]["problems"]] == ["NESTED_BATCH"]
+    assert service.calls == []
+
+
+async def test_a_percent_in_a_substituted_value_is_data(
+    gateway: TestClient, service: FakeService
+) -> None:
+    service.route("GET", "/src", json={"v": "50% off"})
+    resp = await gateway.post(
+        "/batch", json=[{"id": "src", "path": "/src"}, {"path": "/q/{resultOf(src).v}"}]
+    )
+    assert (await resp.json())["responses"][1]["status"] == 404  # sent, and not found
+    assert service.calls[-1].raw_path == "/q/50%25%20off"
