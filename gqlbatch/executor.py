@@ -112,7 +112,7 @@ class _Run:
             if future is not None:
                 future.cancel()  # the deadline: dependents must not wait forever
             raise
-        except Exception as exc:  # noqa: BLE001 - DESIGN §9: a bug fails its item, not the batch
+        except Exception as exc:  # DESIGN §9: a bug fails its item, never the batch
             # Not STYLE R5's "hide bugs": the bug is logged with its traceback under an id the
             # client sees. But a batch whose writes already ran must still return every
             # result, so one item's bug is that item's failure, like any other.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 
 from gqlbatch.types import JSON
 
@@ -73,6 +74,7 @@ def _depth(value: JSON) -> int:
     stack: list[tuple[JSON, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[JSON]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):

@@ -205,7 +205,16 @@ async def test_redirects_to_other_hosts_are_not_followed(
     assert service.lines == ["GET /go"]
 
 
-NESTED = ["/batch", "/batch/", "/BATCH", "/%62atch", "/%2562atch", "/$batch", "/%24batch", "/batch;x"]
+NESTED = [
+    "/batch",
+    "/batch/",
+    "/BATCH",
+    "/%62atch",
+    "/%2562atch",
+    "/$batch",
+    "/%24batch",
+    "/batch;x",
+]
 
 
 @pytest.mark.parametrize("path", NESTED)
