@@ -7,6 +7,7 @@ translates its wire formats (`rest.py`, `multipart.py`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import uuid
@@ -18,13 +19,15 @@ from urllib.parse import quote
 from aiohttp import web
 from strawberry.aiohttp.views import GraphQLView
 
+from gqlbatch import strict_json
 from gqlbatch.call import forwarded_headers
 from gqlbatch.config import Settings
-from gqlbatch.engine import BatchContext, admit_early, run_batch
+from gqlbatch.engine import BatchContext, admit_early, request_budget, run_batch
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.extensions import QueryLimits
 from gqlbatch.idempotency import MemoryIdempotencyStore
-from gqlbatch.limits import OutstandingCalls, client_key
+from gqlbatch.identity import Identifier
+from gqlbatch.limits import OutstandingCalls
 from gqlbatch.loaders import SharedInflight
 from gqlbatch.multipart import MULTIPART_TYPES, parse_parts, read_parts, write_responses
 from gqlbatch.rest import (
@@ -35,19 +38,22 @@ from gqlbatch.rest import (
     responses_json,
 )
 from gqlbatch.result import BatchOutcome
-from gqlbatch.schema import Context, build_schema
+from gqlbatch.schema import Context, build_schema, rejection_error
 from gqlbatch.types import Headers
 from gqlbatch.upstream import UpstreamClient
 
 __all__ = ["CLIENT", "SETTINGS", "create_app", "running"]
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+NO_STORE = "private, no-store"
+"""Every answer's Cache-Control until HTTP caching is designed: results carry user data."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("gqlbatch.errors")
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLIENT: Final = web.AppKey("client", UpstreamClient)
 INFLIGHT: Final = web.AppKey("inflight", SharedInflight)
 OUTSTANDING: Final = web.AppKey("outstanding", OutstandingCalls)
+IDENTIFIER: Final = web.AppKey("identifier", Identifier)
 IDEMPOTENCY: Final = web.AppKey("idempotency", MemoryIdempotencyStore)
 
 
@@ -59,6 +65,7 @@ class BatchView(GraphQLView[Context, None]):
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_query_aliases,
             max_tokens=settings.max_query_tokens,
+            introspection=settings.introspection,
         )
         super().__init__(
             schema=build_schema(limits), graphql_ide="graphiql" if settings.graphiql else None
@@ -73,10 +80,41 @@ class BatchView(GraphQLView[Context, None]):
     async def get_sub_response(self, request: web.Request) -> web.Response:
         # GraphQL over HTTP: a client that prefers application/graphql-response+json gets it,
         # with 400 for request errors (no data at all); application/json stays 200 throughout.
-        response = web.Response()
+        response = web.Response(headers={"Cache-Control": NO_STORE})
         if _prefers_graphql_response(request.headers.get("Accept", "")):
             response.content_type = GRAPHQL_RESPONSE
         return response
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A request body, or GET's `variables`, read strictly: a JSON object, no deeper than
+        max_json_depth, no NaN, no document over max_query_bytes (refused before parsing it).
+
+        Raises:
+            BatchRejected: which the `_errors` middleware answers in GraphQL's shape.
+        """
+        settings = self._settings
+        document = _strict_json(data, settings.max_json_depth)
+        if not isinstance(document, dict):
+            kind = "null" if document is None else type(document).__name__
+            raise _invalid(
+                f'a GraphQL request is a JSON object such as {{"query": "..."}}, not {kind}'
+            )
+        query = document.get("query")
+        if (
+            isinstance(query, str)
+            and len(query.encode(errors="replace")) > settings.max_query_bytes
+        ):
+            raise BatchRejected(
+                [
+                    Problem(
+                        ErrorCode.REQUEST_TOO_LARGE,
+                        f"the GraphQL document is over the {settings.max_query_bytes}-byte "
+                        "limit (max_query_bytes); pass large values as variables",
+                        field="query",
+                    )
+                ]
+            )
+        return document
 
     def create_response(self, response_data: Any, sub_response: web.Response) -> web.Response:
         media = sub_response.content_type
@@ -92,13 +130,20 @@ class BatchView(GraphQLView[Context, None]):
 
 
 def batch_context(request: web.Request) -> BatchContext:
-    """The engine's context for one incoming request, whichever door it came through."""
+    """The engine's context for one incoming request, whichever door it came through.
+
+    Raises:
+        BatchRejected: a credential header was sent twice.
+    """
     settings = request.app[SETTINGS]
+    identity = request.app[IDENTIFIER].identify(request.headers.items(), request.remote)
     return BatchContext(
         settings=settings,
         send=request.app[INFLIGHT].sender,
         forwarded=_forwarded(request, settings),
-        client=client_key(request.headers.get("Authorization"), request.remote),
+        client=identity.client,
+        address=identity.address,
+        budget=request_budget(settings),
         outstanding=request.app[OUTSTANDING],
         idempotency=request.app[IDEMPOTENCY],
         idempotency_key=request.headers.get("Idempotency-Key"),
@@ -129,6 +174,17 @@ def _is_request_error(data: Any) -> bool:
     return all(not e.get("path") for e in data.get("errors") or [])
 
 
+def _strict_json(data: str | bytes, max_depth: int) -> object:
+    try:
+        return strict_json.loads(data, max_depth=max_depth)
+    except strict_json.JSONRefused as exc:
+        raise _invalid(f"the body is not JSON gqlbatch accepts: {exc}") from None
+
+
+def _invalid(message: str) -> BatchRejected:
+    return BatchRejected([Problem(ErrorCode.INVALID_INPUT, message)])
+
+
 def create_app(settings: Settings, *, landing_query: str | None = None) -> web.Application:
     """The gqlbatch server for *settings*.
 
@@ -137,8 +193,15 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_errors])
     app[SETTINGS] = settings
     app[OUTSTANDING] = OutstandingCalls(
-        settings.max_outstanding_per_client, settings.max_outstanding_total, settings.retry_after_s
+        per_client=settings.max_outstanding_per_client,
+        per_address=settings.max_outstanding_per_address,
+        total=settings.max_outstanding_total,
+        retry_after_s=settings.retry_after_s,
     )
+    forwarded = {*settings.forward_headers}
+    for upstream in settings.upstreams.values():
+        forwarded.update(upstream.forward_headers or ())
+    app[IDENTIFIER] = Identifier(forwarded, settings.trusted_proxies)
     app[IDEMPOTENCY] = MemoryIdempotencyStore(
         settings.idempotency_ttl_s, settings.idempotency_max_records
     )
@@ -175,7 +238,7 @@ async def _rest_batch(request: web.Request) -> web.StreamResponse:
         if request.content_type in MULTIPART_TYPES:
             return await _multipart_batch(request, ctx)
     except BatchRejected as exc:
-        return _rejected(exc)
+        return _rejected(request, exc)
     return _error_response(
         415,
         ErrorCode.INVALID_INPUT,
@@ -185,16 +248,11 @@ async def _rest_batch(request: web.Request) -> web.StreamResponse:
 
 
 async def _json_batch(request: web.Request, ctx: BatchContext) -> web.Response:
-    try:
-        document = await request.json()
-    except ValueError as exc:
-        raise BatchRejected(
-            [Problem(ErrorCode.INVALID_INPUT, f"the body is not JSON: {exc}")]
-        ) from exc
+    document = _strict_json(await request.read(), ctx.settings.max_json_depth)
     items, options = items_from_json(document)
     options = options_from_prefer(request.headers.get("Prefer"), options)
     outcome = await run_batch(items, options, ctx)
-    return web.json_response(responses_json(outcome), headers=_replayed(outcome))
+    return web.json_response(responses_json(outcome), headers=_answer_headers(outcome))
 
 
 async def _multipart_batch(request: web.Request, ctx: BatchContext) -> web.Response:
@@ -202,47 +260,83 @@ async def _multipart_batch(request: web.Request, ctx: BatchContext) -> web.Respo
         raise BatchRejected(
             [Problem(ErrorCode.INVALID_INPUT, "a multipart batch needs a boundary parameter")]
         )
-    reader = await request.multipart()
-    parts = await read_parts(reader, request.app[SETTINGS].max_request_bytes)
-    items = parse_parts(parts, request.host)
+    settings = ctx.settings
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:  # aiohttp's word for a boundary RFC 2046 does not allow
+        raise _invalid(f"the multipart boundary is not valid: {exc}") from None
+    async with asyncio.timeout(settings.body_timeout_s):
+        parts = await read_parts(reader, settings.max_request_bytes, settings.max_items)
+    items = parse_parts(parts, request.host, settings.max_json_depth)
     options = options_from_prefer(request.headers.get("Prefer"), None)
     outcome = await run_batch(items, options, ctx)
     subtype = request.content_type.split("/")[1]
-    return web.Response(body=write_responses(outcome, parts, subtype), headers=_replayed(outcome))
+    return web.Response(
+        body=write_responses(outcome, parts, subtype), headers=_answer_headers(outcome)
+    )
 
 
-def _replayed(outcome: BatchOutcome) -> dict[str, str]:
-    return {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+def _answer_headers(outcome: BatchOutcome) -> dict[str, str]:
+    headers = {"Cache-Control": NO_STORE}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return headers
 
 
-def _rejected(exc: BatchRejected) -> web.Response:
+def _rejected(request: web.Request, exc: BatchRejected) -> web.Response:
+    """A refused request, in the shape of the door it came through; nothing ran."""
     status = rejection_status(exc)
-    response = web.json_response(rejection_json(exc), status=status)
+    if request.path == "/graphql":
+        error = rejection_error(exc).formatted
+        response = web.json_response(
+            {"errors": [error]}, status=status, headers={"Cache-Control": NO_STORE}
+        )
+    else:
+        response = web.json_response(
+            rejection_json(exc), status=status, headers={"Cache-Control": NO_STORE}
+        )
     if exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
 
-def _error_response(status: int, code: ErrorCode, message: str, **extra: str) -> web.Response:
+def _error_response(status: int, code: ErrorCode, message: str, **extra: Any) -> web.Response:
     error = {"code": code.value, "message": message, **extra}
-    return web.json_response({"error": error}, status=status)
+    return web.json_response({"error": error}, status=status, headers={"Cache-Control": NO_STORE})
 
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The last word on errors the doors did not answer themselves: a body over the size
-    limit gets REQUEST_TOO_LARGE, and a bug gets INTERNAL_ERROR with an id that finds its
-    traceback in the log, never the traceback itself."""
+    """The last word on errors the doors did not answer themselves: a refused request in its
+    door's shape, a body over the size limit or too slow to arrive, and a bug, which gets
+    INTERNAL_ERROR with an id that finds its traceback in the log, never the traceback."""
+    settings = request.app[SETTINGS]
     try:
+        if request.can_read_body and request.content_type not in MULTIPART_TYPES:
+            # Read here, within the body deadline; the doors then read it from aiohttp's cache.
+            # A multipart door reads its parts as they come, under the same deadline.
+            async with asyncio.timeout(settings.body_timeout_s):
+                await request.read()
         return await handler(request)
+    except BatchRejected as exc:
+        return _rejected(request, exc)
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SETTINGS].max_request_bytes
         return _in_door_shape(
             request,
             413,
             ErrorCode.REQUEST_TOO_LARGE,
-            f"the request body is over the {limit}-byte limit (max_request_bytes)",
+            f"the request body is over the {settings.max_request_bytes}-byte limit "
+            "(max_request_bytes)",
         )
+    except TimeoutError:
+        response = _in_door_shape(
+            request,
+            408,
+            ErrorCode.REQUEST_TIMEOUT,
+            f"the request body did not arrive within {settings.body_timeout_s} s (body_timeout_s)",
+        )
+        response.force_close()
+        return response
     except web.HTTPException:
         raise
     except Exception:
@@ -258,11 +352,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _in_door_shape(
-    request: web.Request, status: int, code: ErrorCode, message: str, **extra: str
+    request: web.Request, status: int, code: ErrorCode, message: str, **extra: Any
 ) -> web.Response:
     if request.path == "/graphql":
         error = {"message": message, "extensions": {"code": code.value, **extra}}
-        return web.json_response({"errors": [error]}, status=status)
+        return web.json_response(
+            {"errors": [error]}, status=status, headers={"Cache-Control": NO_STORE}
+        )
     return _error_response(status, code, message, **extra)
 
 

@@ -66,6 +66,16 @@ class UpstreamCall:
         """GET and HEAD: safe to coalesce and to retry."""
         return self.method in READ_METHODS
 
+    @property
+    def size(self) -> int:
+        """About the bytes this call sends: its path, query, headers and body."""
+        size = len(self.path) + (len(self.body) if self.body is not None else 0)
+        for name, value in self.query:
+            size += len(name) + len(value) + 2
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4
+        return size
+
 
 @per_item_value()
 class UpstreamResponse:

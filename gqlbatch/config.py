@@ -5,6 +5,7 @@ Pure and stdlib-only. Only `cli.py` reads the environment or files and hands the
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,18 @@ _LIMIT_FIELDS = (
     "retry_after_s",
     "idempotency_ttl_s",
     "idempotency_max_records",
+    "idempotency_max_bytes",
+    "idempotency_max_record_bytes",
+    "max_json_depth",
+    "max_query_bytes",
+    "max_rendered_call_bytes",
+    "max_rendered_batch_bytes",
+    "max_batch_response_bytes",
+    "max_select_paths",
+    "max_outstanding_per_address",
+    "header_timeout_s",
+    "body_timeout_s",
+    "max_connections",
 )
 
 
@@ -187,6 +200,27 @@ class Settings:
         retries: when and how upstream calls are retried.
         idempotency_ttl_s: how long a batch's Idempotency-Key and its result are kept.
         idempotency_max_records: how many are kept at most; the oldest go first.
+        idempotency_max_bytes: the upstream bytes all kept results may hold together; the
+            oldest go first.
+        idempotency_max_record_bytes: a batch whose responses are larger keeps only its key:
+            a resend is told to use a new key, and never runs the writes again.
+        max_json_depth: how deeply a JSON body (a client's or an upstream's) may nest.
+        max_query_bytes: the largest GraphQL document; refused before it is parsed.
+        max_rendered_call_bytes: the largest one call may be once its placeholders are
+            substituted (path, query, headers and body); past it the item fails, unsent.
+        max_rendered_batch_bytes: the same, for all the calls of a batch together.
+        max_batch_response_bytes: upstream response bytes one batch may read; items past it
+            fail with BATCH_TOO_LARGE.
+        max_select_paths: paths one `body(select:)` may name.
+        max_outstanding_per_address: upstream calls all the clients of one address may have
+            in flight at once, whatever credentials they send.
+        trusted_proxies: addresses (or networks) of proxies whose X-Forwarded-For is believed
+            when working out a client's address.
+        header_timeout_s: the time a connection has to send a complete request head, from
+            when it opened or its previous response was sent; then it is closed.
+        body_timeout_s: the time a request has to send its whole body; then it gets 408.
+        max_connections: client connections served at once; more are closed on arrival.
+        introspection: answer `__schema` and `__type` queries; switch off for production.
     """
 
     upstreams: Mapping[str, UpstreamSettings]
@@ -207,6 +241,20 @@ class Settings:
     retries: RetrySettings = field(default_factory=RetrySettings)
     idempotency_ttl_s: int = 86_400
     idempotency_max_records: int = 10_000
+    idempotency_max_bytes: int = 64 * 1024 * 1024
+    idempotency_max_record_bytes: int = 4 * 1024 * 1024
+    max_json_depth: int = 128
+    max_query_bytes: int = 256 * 1024
+    max_rendered_call_bytes: int = 10 * 1024 * 1024
+    max_rendered_batch_bytes: int = 32 * 1024 * 1024
+    max_batch_response_bytes: int = 64 * 1024 * 1024
+    max_select_paths: int = 64
+    max_outstanding_per_address: int = 500
+    trusted_proxies: tuple[str, ...] = ()
+    header_timeout_s: int = 10
+    body_timeout_s: int = 30
+    max_connections: int = 512
+    introspection: bool = True
 
     def __post_init__(self) -> None:
         if not self.upstreams:
@@ -216,6 +264,11 @@ class Settings:
                 raise ConfigError(f"upstream key {key!r} differs from its name {upstream.name!r}")
         object.__setattr__(self, "upstreams", MappingProxyType(dict(self.upstreams)))
         _check_positive("limits", self, _LIMIT_FIELDS)
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"server.trusted_proxies: {proxy!r} is not an address") from exc
 
     @classmethod
     def from_upstream_urls(cls, urls: Sequence[str], **options: object) -> Settings:

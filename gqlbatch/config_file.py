@@ -18,15 +18,32 @@ __all__ = ["ENV_PREFIX", "settings_from_mapping", "settings_from_toml"]
 
 ENV_PREFIX = "GQLBATCH_"
 
-_SECTIONS = {"server", "limits", "headers", "upstreams", "graphiql", "retries", "idempotency"}
+_SECTIONS = {
+    "server",
+    "limits",
+    "headers",
+    "upstreams",
+    "graphiql",
+    "introspection",
+    "retries",
+    "idempotency",
+}
 _RETRIES = {
     "max_attempts": int,
     "backoff_ms": int,
     "max_backoff_ms": int,
     "max_retry_after_ms": int,
 }
-_IDEMPOTENCY = {"ttl_s": int, "max_records": int}
-_SERVER = {"host": str, "port": int}
+_IDEMPOTENCY = {"ttl_s": int, "max_records": int, "max_bytes": int, "max_record_bytes": int}
+_SERVER = {
+    "host": str,
+    "port": int,
+    "header_timeout_s": int,
+    "body_timeout_s": int,
+    "max_connections": int,
+    "trusted_proxies": list,
+}
+_LISTEN = ("host", "port")  # for the CLI; the rest of [server] are Settings
 _LIMITS = {
     "max_items": int,
     "max_fanout": int,
@@ -39,7 +56,14 @@ _LIMITS = {
     "max_query_tokens": int,
     "max_outstanding_per_client": int,
     "max_outstanding_total": int,
+    "max_outstanding_per_address": int,
     "retry_after_s": int,
+    "max_json_depth": int,
+    "max_query_bytes": int,
+    "max_rendered_call_bytes": int,
+    "max_rendered_batch_bytes": int,
+    "max_batch_response_bytes": int,
+    "max_select_paths": int,
 }
 _UPSTREAM = {
     "base_url": str,
@@ -86,7 +110,9 @@ def settings_from_mapping(
         for name, value in sorted((env or {}).items()):
             if name.startswith(ENV_PREFIX):
                 _override(data, name, value)
-        return _settings(data), _table(data.get("server"), "server", _SERVER)
+        server = _table(data.get("server"), "server", _SERVER)
+        listen = {k: v for k, v in server.items() if k in _LISTEN}
+        return _settings(data, {k: v for k, v in server.items() if k not in _LISTEN}), listen
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
 
@@ -109,22 +135,25 @@ def _override(data: dict[str, Any], name: str, value: str) -> None:
 _KIND_NAMES = {str: "string", bool: "boolean (true or false)", list: "list", int: "integer"}
 
 
-def _settings(data: dict[str, Any]) -> Settings:
+def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
     _check_keys(data, _SECTIONS, "")
     limits = _table(data.get("limits"), "limits", _LIMITS)
+    if "trusted_proxies" in server:
+        server["trusted_proxies"] = _strings(server["trusted_proxies"], "server.trusted_proxies")
     headers = _table(data.get("headers"), "headers", {"forward": list})
     upstreams = data.get("upstreams")
     if not isinstance(upstreams, dict) or not upstreams:
         raise ConfigError("[upstreams] needs at least one table, such as [upstreams.users]")
-    options: dict[str, Any] = dict(limits)
+    options: dict[str, Any] = {**limits, **server}
     if "forward" in headers:
         options["forward_headers"] = _strings(headers["forward"], "headers.forward")
-    if "graphiql" in data:
-        options["graphiql"] = _typed(data["graphiql"], bool, "graphiql")
+    for switch in ("graphiql", "introspection"):
+        if switch in data:
+            options[switch] = _typed(data[switch], bool, switch)
     if "retries" in data:
         options["retries"] = RetrySettings(**_table(data["retries"], "retries", _RETRIES))
     idempotency = _table(data.get("idempotency"), "idempotency", _IDEMPOTENCY)
-    for key in ("ttl_s", "max_records"):
+    for key in _IDEMPOTENCY:
         if key in idempotency:
             options[f"idempotency_{key}"] = idempotency[key]
     built = {name: _upstream(name, table) for name, table in upstreams.items()}

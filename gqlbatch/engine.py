@@ -11,23 +11,23 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from gqlbatch.atomic import roll_back
+from gqlbatch.budget import BatchBudget, RequestBudget, current_budget
 from gqlbatch.config import Settings
-from gqlbatch.errors import BatchRejected
+from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.executor import execute
 from gqlbatch.idempotency import IdempotencyStore, check_key, fingerprint
-from gqlbatch.limits import OutstandingCalls
+from gqlbatch.limits import Admission, OutstandingCalls
 from gqlbatch.loaders import Loaders, Send
-from gqlbatch.plan import Plan, build_plan, known_calls
+from gqlbatch.plan import Plan, build_plan, static_calls
 from gqlbatch.request import READ_METHODS, Method, Rules, parse_batch
 from gqlbatch.result import BatchOutcome, BatchStats
 from gqlbatch.retries import Retrying
 from gqlbatch.types import Headers
 
-__all__ = ["BatchContext", "admit_early", "prepare", "run_batch"]
+__all__ = ["BatchContext", "admit_early", "prepare", "request_budget", "run_batch"]
 
 batch_log = logging.getLogger("gqlbatch.batch")
 
@@ -58,7 +58,13 @@ class BatchContext:
     forwarded: Mapping[str, Headers] = field(default_factory=dict)
     """The allow-listed incoming headers, per upstream."""
     client: str = "anonymous"
-    """Who the batch counts against for the outstanding-call limit and idempotency keys."""
+    """Who the batch counts against for the outstanding-call limits and idempotency keys:
+    a digest of the forwarded credentials, or the address without any."""
+    address: str = "addr:unknown"
+    """The client's address, which has an outstanding-call limit of its own."""
+    budget: RequestBudget | None = None
+    """What the whole HTTP request may spend, shared by its batches; None gives each batch
+    a budget of its own (for callers outside an HTTP request)."""
     outstanding: OutstandingCalls | None = None
     idempotency: IdempotencyStore | None = None
     idempotency_key: str | None = None
@@ -123,10 +129,21 @@ def admit_early(ctx: BatchContext) -> None:
     if ctx.outstanding is None:
         return
     try:
-        ctx.outstanding.check(ctx.client)
+        ctx.outstanding.check(ctx.client, ctx.address)
     except BatchRejected as exc:
         _log_rejected(ctx, time.perf_counter(), exc)
         raise
+
+
+def request_budget(settings: Settings) -> RequestBudget:
+    """A fresh budget for one HTTP request (DESIGN §9: its limits hold for all its batches)."""
+    return RequestBudget(
+        items=settings.max_items,
+        calls=settings.max_fanout,
+        rendered_bytes=settings.max_rendered_batch_bytes,
+        response_bytes=settings.max_batch_response_bytes,
+        max_call_bytes=settings.max_rendered_call_bytes,
+    )
 
 
 def _log_rejected(ctx: BatchContext, started: float, exc: BatchRejected) -> None:
@@ -148,61 +165,66 @@ def _log_batch(ctx: BatchContext, started: float, fields: dict[str, object]) -> 
 
 
 async def _run(items: object, options: object, ctx: BatchContext, read_only: bool) -> BatchOutcome:
-    if ctx.outstanding:
-        ctx.outstanding.check(ctx.client)
+    outstanding = ctx.outstanding
+    if outstanding is not None:
+        outstanding.check(ctx.client, ctx.address)
     plan = prepare(items, options, ctx.settings, read_only=read_only)
-    concurrency = _concurrency(plan, ctx)
-    admission = ctx.outstanding.admit(ctx.client, concurrency) if ctx.outstanding else nullcontext()
-    with admission:
-        return await _execute(plan, ctx.settings, ctx.send, ctx.forwarded, concurrency)
+    budget = BatchBudget(_take_budget(plan, ctx))
+    if outstanding is None:
+        return await _execute(plan, ctx, budget, None)
+    with outstanding.admit(ctx.client, ctx.address) as admission:
+        return await _execute(plan, ctx, budget, admission)
 
 
-def _concurrency(plan: Plan, ctx: BatchContext) -> int:
-    """How many upstream calls this batch may have in flight at once. The executor holds it to
-    that, so it is exactly what the batch reserves against the outstanding-call limits: never
-    more than it can use (its calls, when known before running), than it asked for, or than
-    one client may hold, so that any single valid batch can be admitted."""
-    settings = ctx.settings
-    limit = min(plan.options.max_concurrency or settings.max_concurrency, settings.max_concurrency)
-    known = known_calls(plan.items)
-    if known is not None:
-        limit = min(limit, max(known, 1))
-    if ctx.outstanding is not None:
-        limit = min(limit, ctx.outstanding.largest_admissible())
-    return limit
+def _take_budget(plan: Plan, ctx: BatchContext) -> RequestBudget:
+    budget = ctx.budget or request_budget(ctx.settings)
+    calls = static_calls(plan.items)
+    if budget.take_batch(len(plan.items), calls):
+        return budget
+    message = (
+        f"this batch's {len(plan.items)} items and {calls} upstream calls are more than the "
+        f"{budget.items} items and {budget.calls} calls left to this request "
+        f"(max_items {ctx.settings.max_items}, max_fanout {ctx.settings.max_fanout}, "
+        "shared by every batch of one request)"
+    )
+    raise BatchRejected([Problem(ErrorCode.BATCH_TOO_LARGE, message, field="requests")])
 
 
 async def _execute(
-    plan: Plan,
-    settings: Settings,
-    send: Send,
-    forwarded: Mapping[str, Headers],
-    concurrency: int,
+    plan: Plan, ctx: BatchContext, budget: BatchBudget, admission: Admission | None
 ) -> BatchOutcome:
+    settings = ctx.settings
     deadline_ms = min(
         plan.options.timeout_ms or settings.batch_timeout_ms, settings.batch_timeout_ms
     )
     retrying = Retrying(
-        send,
+        ctx.send,
         settings.retries,
         deadline=time.monotonic() + deadline_ms / 1000,
         timeouts_ms={name: u.timeout_ms for name, u in settings.upstreams.items()},
     )
-    loaders = Loaders(retrying.send, {name: u.bulk for name, u in settings.upstreams.items()})
+    send = retrying.send if admission is None else admission.guard(retrying.send)
+    loaders = Loaders(send, {name: u.bulk for name, u in settings.upstreams.items()})
+    # Set in this task, so every task the batch starts (items, calls) inherits it.
+    token = current_budget.set(budget)
     try:
         execution = await execute(
             plan,
             loaders.fetch,
-            forwarded=forwarded,
-            max_fanout=settings.max_fanout,
-            max_concurrency=concurrency,
+            forwarded=ctx.forwarded,
+            max_concurrency=min(
+                plan.options.max_concurrency or settings.max_concurrency,
+                settings.max_concurrency,
+            ),
             deadline_ms=deadline_ms,
+            budget=budget,
         )
         results = execution.results
         if plan.options.atomic:
-            results = await roll_back(plan, results, loaders.fetch, forwarded)
+            results = await roll_back(plan, results, loaders.fetch, ctx.forwarded)
     finally:
         await loaders.close()
+        current_budget.reset(token)
     stats = BatchStats(
         sub_requests=len(plan.items),
         calls_requested=loaders.requested,
@@ -212,5 +234,6 @@ async def _execute(
         saved_by_bulk=loaders.merged,
         wall_ms=execution.wall_ms,
         critical_path_ms=execution.critical_path_ms,
+        response_bytes=budget.response_bytes,
     )
     return BatchOutcome(results, stats)

@@ -6,9 +6,12 @@
           ├── UpstreamError
           │    ├── UpstreamUnreachable   UPSTREAM_UNREACHABLE
           │    ├── UpstreamTimeout       UPSTREAM_TIMEOUT
-          │    └── UpstreamBadResponse   UPSTREAM_BAD_RESPONSE
+          │    ├── UpstreamBadResponse   UPSTREAM_BAD_RESPONSE
+          │    └── BatchTooLarge         BATCH_TOO_LARGE (the request's byte budget ran out)
           ├── ReferenceNotFound          REFERENCE_NOT_FOUND
-          └── ForbiddenValue             FORBIDDEN_TARGET (a substituted value that would escape)
+          ├── ForbiddenValue             FORBIDDEN_TARGET (a substituted value that would escape)
+          ├── CallTooLarge               REQUEST_TOO_LARGE (one rendered call, before sending)
+          └── BatchTooLarge              BATCH_TOO_LARGE (the request's byte budgets ran out)
     ConfigError               bad settings at start-up; the CLI prints it and exits 2
 
 Rejection codes are carried by `Problem` values rather than one class each, because a rejection
@@ -27,6 +30,8 @@ from gqlbatch.types import RequestId
 __all__ = [
     "REJECTION_CODES",
     "BatchRejected",
+    "BatchTooLarge",
+    "CallTooLarge",
     "ConfigError",
     "ErrorCode",
     "ForbiddenValue",
@@ -59,6 +64,7 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     # Per item: a value in that item's slot; its siblings carry on.
     UPSTREAM_STATUS = "UPSTREAM_STATUS"
     UPSTREAM_UNREACHABLE = "UPSTREAM_UNREACHABLE"
@@ -88,6 +94,7 @@ REJECTION_CODES = frozenset(
         ErrorCode.IDEMPOTENCY_KEY_REUSED,
         ErrorCode.REQUEST_TOO_LARGE,
         ErrorCode.QUERY_TOO_COMPLEX,
+        ErrorCode.REQUEST_TIMEOUT,
     }
 )
 
@@ -193,6 +200,14 @@ class UpstreamBadResponse(UpstreamError):
     code = ErrorCode.UPSTREAM_BAD_RESPONSE
 
 
+class BatchTooLarge(UpstreamError):
+    """The request's bytes ran out: its rendered calls would pass max_rendered_batch_bytes
+    (nothing is sent; `attempts` is 0), or its upstream bodies passed
+    max_batch_response_bytes while this one was read (its body is not kept)."""
+
+    code = ErrorCode.BATCH_TOO_LARGE
+
+
 class ReferenceNotFound(ItemError):
     """A placeholder's selector matched nothing in the referenced result."""
 
@@ -203,6 +218,12 @@ class ForbiddenValue(ItemError):
     """A substituted value would change the target (a dot segment, CR/LF in a header)."""
 
     code = ErrorCode.FORBIDDEN_TARGET
+
+
+class CallTooLarge(ItemError):
+    """One call, with its placeholders substituted, is over max_rendered_call_bytes."""
+
+    code = ErrorCode.REQUEST_TOO_LARGE
 
 
 class ConfigError(GqlbatchError, ValueError):

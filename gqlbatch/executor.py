@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from gqlbatch.budget import BatchBudget, RequestBudget
 from gqlbatch.call import BodyEncoding, Fetched, UpstreamCall, to_call
 from gqlbatch.errors import ErrorCode, ItemError, ReferenceNotFound, UpstreamError
 from gqlbatch.placeholders import Scope, evaluate, render_json
@@ -44,14 +46,16 @@ async def execute(
     forwarded: Mapping[str, Headers] | None = None,
     max_concurrency: int,
     deadline_ms: int,
-    max_fanout: int = 1000,
+    budget: BatchBudget | None = None,
 ) -> Execution:
     """Run every item of *plan* through *fetch* and return one result per item.
 
     Items still running when *deadline_ms* passes are CANCELLED with TIMEOUT; finished items
-    keep their results.
+    keep their results. *budget* bounds the calls a forEach may add and the bytes every call
+    may send; the engine has already charged it for the calls known before running.
     """
-    run = _Run(plan, fetch, forwarded or {}, asyncio.Semaphore(max_concurrency), max_fanout)
+    budget = budget or BatchBudget(_UNLIMITED)
+    run = _Run(plan, fetch, forwarded or {}, asyncio.Semaphore(max_concurrency), budget)
     started = time.perf_counter()
     # Named "gqlbatch:…" so that tests can prove none outlives its batch.
     tasks = [
@@ -83,7 +87,7 @@ class _Run:
         fetch: Fetch,
         forwarded: Mapping[str, Headers],
         limit: asyncio.Semaphore,
-        max_fanout: int,
+        budget: BatchBudget,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._plan = plan
@@ -99,9 +103,7 @@ class _Run:
             rid: loop.create_future() for rid in awaited
         }
         self._stopped_by: RequestId | None = None
-        self._max_fanout = max_fanout
-        # Every plain item may make one call; forEach items draw on what is left.
-        self._fanout_left = max_fanout - sum(1 for i in plan.items if i.for_each is None)
+        self._budget = budget
 
     async def settle(self, item: PlannedItem) -> None:
         """Run *item* and publish its result to the items that wait for it."""
@@ -164,6 +166,7 @@ class _Run:
         started = time.perf_counter()
         try:
             call = to_call(item, Scope(deps) if deps else _NO_RESULTS, self._forwarded)
+            self._budget.charge_rendered(call.size)
             async with self._limit:
                 fetched = await self._fetch(call)
         except ItemError as exc:
@@ -178,14 +181,14 @@ class _Run:
             elements = _elements(item, Scope(deps))
         except ItemError as exc:
             return _failed(item, exc, _since(started))
-        if len(elements) > self._fanout_left:
+        # The engine counted one call for this item before running; the rest are taken now.
+        calls = self._budget.request
+        if not calls.take_calls(max(len(elements) - 1, 0)):
             message = (
-                f"forEach over {len(elements)} elements is more than the "
-                f"{self._fanout_left} calls left of max_fanout ({self._max_fanout}); "
-                "none of its calls were made"
+                f"forEach over {len(elements)} elements is more than the {calls.calls + 1} "
+                "upstream calls left to this request (max_fanout); none of its calls were made"
             )
             return _not_run(item, State.FAILED, ErrorCode.BATCH_TOO_LARGE, message)
-        self._fanout_left -= len(elements)
         outcomes = await asyncio.gather(
             *(self._element(item, deps, value, i) for i, value in enumerate(elements))
         )
@@ -196,6 +199,7 @@ class _Run:
     ) -> tuple[ElementResult, JSON]:
         try:
             call = to_call(item, Scope(deps, item=value, index=index), self._forwarded)
+            self._budget.charge_rendered(call.size)
             async with self._limit:
                 fetched = await self._fetch(call)
         except ItemError as exc:
@@ -212,6 +216,13 @@ class _Run:
         return element, response.body
 
 
+_UNLIMITED = RequestBudget(
+    items=sys.maxsize,
+    calls=sys.maxsize,
+    rendered_bytes=sys.maxsize,
+    response_bytes=sys.maxsize,
+    max_call_bytes=sys.maxsize,
+)
 _NO_RESULTS = Scope({})
 """The scope of an item that depends on nothing (most of them): one, not one per item."""
 

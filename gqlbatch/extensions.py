@@ -15,18 +15,18 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
 
 from gqlbatch.errors import ErrorCode
+from gqlbatch.query_shape import LiteralRangeRule, shape_rule
 
 __all__ = ["CACHE_SIZE", "GqlbatchSchema", "QueryLimits", "schema_extensions"]
 
@@ -35,12 +35,19 @@ log = logging.getLogger("gqlbatch.errors")
 CACHE_SIZE = 256
 """Documents kept parsed and validated (LRU): clients send a few documents, varying variables."""
 
-# The messages of Strawberry's limiters and graphql-core's token limit (checked with
-# strawberry-graphql 0.341.2 and graphql-core 3.3.2; tests/test_limits.py pins each one).
+# The messages of our query-shape rule (Strawberry's wording), graphql-core's token limit, and
+# graphql-core's guards against documents and values nested past what it can walk (checked
+# with graphql-core 3.3.2; tests/test_limits.py pins each one).
 _LIMIT_MESSAGES = re.compile(
     r"exceeds maximum operation depth of \d+"
     r"|\d+ aliases found\. Allowed: \d+"
     r"|Document contains more than \d+ tokens"
+    r"|nested too deeply"
+    r"|Maximum introspection depth exceeded"
+    r"|Validation aborted"
+    r"|error limit reached"
+    r"|is out of range"
+    r"|an integer literal has more than \d+ digits"
 )
 
 
@@ -51,6 +58,8 @@ class QueryLimits:
     max_depth: int = 12
     max_aliases: int = 50
     max_tokens: int = 20_000
+    introspection: bool = True
+    """False refuses `__schema` and `__type` (DESIGN §9: off for production if wanted)."""
 
 
 def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]]:
@@ -60,10 +69,12 @@ def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]
     # cache on the rule classes: a limiter built per request made every request miss the cache
     # and validate the whole document again (about 4 ms per batch here). The rule classes are
     # therefore made once, and each request gets a fresh extension that holds the same ones.
-    rules = [
-        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    rules: list[type[ASTValidationRule]] = [
+        shape_rule(max_depth=limits.max_depth, max_aliases=limits.max_aliases),
+        LiteralRangeRule,
     ]
+    if not limits.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
     return [
         MaskInternalErrors,
         lambda: AddValidationRules(rules),

@@ -23,6 +23,7 @@ from gqlbatch.call import BodyEncoding
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.rest import error_body, http_status, response_headers
 from gqlbatch.result import BatchOutcome, ItemResult
+from gqlbatch.strict_json import DEFAULT_MAX_DEPTH, JSONRefused, loads
 from gqlbatch.types import JSON
 
 __all__ = [
@@ -47,24 +48,36 @@ class Part:
     payload: bytes
 
 
-async def read_parts(reader: aiohttp.MultipartReader, max_bytes: int) -> list[Part]:
-    """Every part of a multipart batch, in order, up to *max_bytes* of payload in all.
+async def read_parts(reader: aiohttp.MultipartReader, max_bytes: int, max_parts: int) -> list[Part]:
+    """Every part of a multipart batch, in order, up to *max_bytes* of payload in all and
+    *max_parts* parts, counted as they arrive (nothing past either limit is read).
 
     Raises:
-        BatchRejected: REQUEST_TOO_LARGE past *max_bytes*; NESTED_BATCH for a nested multipart.
+        BatchRejected: REQUEST_TOO_LARGE past *max_bytes*; BATCH_TOO_LARGE past *max_parts*;
+            NESTED_BATCH for a nested multipart.
     """
     parts: list[Part] = []
     size = 0
     while (part := await _next(reader, len(parts))) is not None:
         if isinstance(part, aiohttp.MultipartReader):
             raise _nested(len(parts))
+        if len(parts) == max_parts:
+            raise BatchRejected(
+                [
+                    Problem(
+                        ErrorCode.BATCH_TOO_LARGE,
+                        f"a batch holds at most {max_parts} requests; this one has more",
+                        field="requests",
+                    )
+                ]
+            )
         payload = await _payload(part, len(parts))
         size += len(payload)
         if size > max_bytes:
             raise BatchRejected(
                 [
                     Problem(
-                        ErrorCode.BATCH_TOO_LARGE,
+                        ErrorCode.REQUEST_TOO_LARGE,
                         f"the batch body is over the {max_bytes}-byte limit (max_request_bytes)",
                     )
                 ]
@@ -103,13 +116,15 @@ def _malformed(index: int, exc: Exception) -> BatchRejected:
     )
 
 
-def parse_parts(parts: Sequence[Part], host: str | None) -> list[dict[str, JSON]]:
+def parse_parts(
+    parts: Sequence[Part], host: str | None, max_json_depth: int = DEFAULT_MAX_DEPTH
+) -> list[dict[str, JSON]]:
     """The plain items the parts describe, or one rejection that lists every bad part."""
     items: list[dict[str, JSON]] = []
     problems: list[Problem] = []
     for index, part in enumerate(parts):
         try:
-            items.append(parse_part(part, index, host))
+            items.append(parse_part(part, index, host, max_json_depth))
         except BatchRejected as exc:
             problems.extend(exc.problems)
     if problems:
@@ -117,7 +132,9 @@ def parse_parts(parts: Sequence[Part], host: str | None) -> list[dict[str, JSON]
     return items
 
 
-def parse_part(part: Part, index: int, host: str | None) -> dict[str, JSON]:
+def parse_part(
+    part: Part, index: int, host: str | None, max_json_depth: int = DEFAULT_MAX_DEPTH
+) -> dict[str, JSON]:
     """The plain item a part describes; *host* is the batch request's own Host.
 
     Raises:
@@ -137,7 +154,7 @@ def parse_part(part: Part, index: int, host: str | None) -> dict[str, JSON]:
     if headers:
         item["headers"] = [{"name": n, "value": v} for n, v in headers]
     if body:
-        item["body"] = _body(body, headers, index)
+        item["body"] = _body(body, headers, index, max_json_depth)
     return item
 
 
@@ -193,14 +210,17 @@ def _path(target: str, host: str | None) -> str:
     return target
 
 
-def _body(body: bytes, headers: Sequence[tuple[str, str]], index: int) -> JSON:
+def _body(body: bytes, headers: Sequence[tuple[str, str]], index: int, max_json_depth: int) -> JSON:
     content_type = next((v for n, v in headers if n.lower() == "content-type"), "")
-    text = body.decode("utf-8", errors="strict") if body else ""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad_part(index, f"the body is not UTF-8 text ({exc.reason})") from None
     if "json" in content_type.lower():
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _bad_part(index, f"the body is declared JSON but is not ({exc})") from exc
+            return loads(text, max_depth=max_json_depth)
+        except JSONRefused as exc:
+            raise _bad_part(index, f"the body is declared JSON but is not ({exc})") from None
     return text
 
 
@@ -229,7 +249,10 @@ def _http_response(result: ItemResult) -> bytes:
     headers["Content-Length"] = str(len(body))
     reason = _reason(status)
     head = [f"HTTP/1.1 {status} {reason}".rstrip()] + [f"{n}: {v}" for n, v in headers.items()]
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+    # Upstream header values arrive decoded as UTF-8 with surrogateescape (aiohttp's way with
+    # bytes that are not UTF-8); encoding them back the same way sends the upstream's own
+    # bytes, where latin-1 would fail on any character past U+00FF.
+    return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
 
 
 def _reason(status: int) -> str:

@@ -470,10 +470,13 @@ def _upstream(value: JSON, rules: Rules, add: _Add) -> str | None:
                 "upstream",
             )
         return rules.default_upstream
+    if not isinstance(value, str):
+        add(ErrorCode.INVALID_INPUT, f"upstream must be a name (known: {known})", "upstream")
+        return None
     if value not in rules.upstreams:
         add(
             ErrorCode.UNKNOWN_UPSTREAM,
-            f"{value!r} is not a configured upstream (known: {known})",
+            f"{value[:80]!r} is not a configured upstream (known: {known})",
             "upstream",
         )
         return None

@@ -113,6 +113,7 @@ class BatchStats:
         wall_ms: time from the first item starting to the last finishing.
         critical_path_ms: the longest chain of dependent items, by their own durations; the
             wall time a perfect scheduler would need.
+        response_bytes: upstream body bytes the batch read (max_batch_response_bytes).
     """
 
     sub_requests: int
@@ -123,6 +124,7 @@ class BatchStats:
     saved_by_bulk: int
     wall_ms: float
     critical_path_ms: float
+    response_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,6 +268,10 @@ class BatchStatsType:
     critical_path_ms: float = strawberry.field(
         description="The longest chain of dependent items, by their own durations."
     )
+    response_bytes: int = strawberry.field(
+        description="Upstream body bytes the batch read; the request may read "
+        "max_batch_response_bytes in all."
+    )
 
 
 @strawberry.type(description="One result per sub-request, in the order they were sent.")
@@ -387,6 +391,7 @@ def _to_stats(stats: BatchStats) -> BatchStatsType:
         saved_by_bulk=stats.saved_by_bulk,
         wall_ms=round(stats.wall_ms, 3),
         critical_path_ms=round(stats.critical_path_ms, 3),
+        response_bytes=stats.response_bytes,
     )
 
 

@@ -13,6 +13,7 @@ import functools
 import aiohttp
 from yarl import URL
 
+from gqlbatch.budget import current_budget
 from gqlbatch.call import BodyEncoding, UpstreamCall, UpstreamResponse
 from gqlbatch.config import Settings, UpstreamSettings
 from gqlbatch.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
@@ -24,6 +25,7 @@ _TEXT_TYPES = frozenset(
     {"application/xml", "application/javascript", "application/x-www-form-urlencoded"}
 )
 _CHUNK = 64 * 1024
+_COOKIES = frozenset({"set-cookie", "set-cookie2"})
 
 
 class UpstreamClient:
@@ -107,14 +109,19 @@ def _timeout(total_ms: int, connect_ms: int) -> aiohttp.ClientTimeout:
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int, call: UpstreamCall) -> bytes:
+    # Counted as the (decompressed) chunks arrive, so neither a large body nor a gzip bomb
+    # is held past the cap; the batch's budget is charged as it goes, for the same reason.
     if resp.content_length is not None and resp.content_length > cap:
         raise _too_large(call, cap)
+    budget = current_budget.get()
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(_CHUNK):
         size += len(chunk)
         if size > cap:
             raise _too_large(call, cap)
+        if budget is not None:
+            budget.charge_response(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -127,7 +134,9 @@ def _too_large(call: UpstreamCall, cap: int) -> UpstreamBadResponse:
 
 
 def _decode(resp: aiohttp.ClientResponse, raw: bytes, call: UpstreamCall) -> UpstreamResponse:
-    headers = tuple(resp.headers.items())
+    # Cookies are the upstream's state for its own client, which is gqlbatch: they are never
+    # passed on to the many clients a gateway serves (sessions do not keep them either).
+    headers = tuple((n, v) for n, v in resp.headers.items() if n.lower() not in _COOKIES)
     if not raw:
         return UpstreamResponse(resp.status, headers, None, BodyEncoding.EMPTY)
     mime = resp.content_type

@@ -7,6 +7,7 @@ recorded. Nothing here patches aiohttp.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -179,7 +180,41 @@ class FaultServer:
         await writer.drain()
 
     async def _huge(self, writer: asyncio.StreamWriter) -> None:
-        writer.write(self._response("200 OK", b"x" * 5000, "text/plain"))
+        writer.write(self._response("200 OK", b"x" * 50_000, "text/plain"))
+        await writer.drain()
+
+    async def _charset(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._response("200 OK", b"hello", "text/plain; charset=x-no-such"))
+        await writer.drain()
+
+    async def _deep(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._response("200 OK", b"[" * 1000 + b"]" * 1000))
+        await writer.drain()
+
+    async def _bigint(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._response("200 OK", b'{"n": ' + b"9" * 4400 + b"}"))
+        await writer.drain()
+
+    async def _nan(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._response("200 OK", b'{"n": NaN, "m": 1e400}'))
+        await writer.drain()
+
+    async def _utf8header(self, writer: asyncio.StreamWriter) -> None:
+        body = b'{"ok": true}'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Name: "
+            + "caf\u00e9 \u2603 \U0001f600".encode()
+            + b"\r\nSet-Cookie: session=secret\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        await writer.drain()
+
+    async def _gzipbomb(self, writer: asyncio.StreamWriter) -> None:
+        bomb = gzip.compress(b"0" * (64 * 1024 * 1024), compresslevel=9)  # 64 MiB in ~64 KiB
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(bomb) + bomb
+        )
         await writer.drain()
 
     async def _reset(self, writer: asyncio.StreamWriter) -> None:

@@ -261,7 +261,10 @@ async def test_fan_out_cap_stops_a_list_known_only_at_run_time(gateway_for: Any)
     )
     fanned = out["items"][1]
     assert (fanned["state"], fanned["error"]["code"]) == ("FAILED", "BATCH_TOO_LARGE")
-    assert "forEach over 10 elements is more than the 4 calls left" in fanned["error"]["message"]
+    assert (
+        "forEach over 10 elements is more than the 4 upstream calls left"
+        in fanned["error"]["message"]
+    )
     assert seen == ["GET /posts?userId=1"]
 
 

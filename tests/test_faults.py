@@ -38,7 +38,7 @@ async def faults() -> AsyncIterator[tuple[FaultServer, str]]:
 async def gateway(faults: tuple[FaultServer, str], aiohttp_client: Any) -> TestClient:
     settings = Settings.from_upstream_urls(
         [faults[1]],
-        max_response_bytes=1000,
+        max_response_bytes=10_000,
         retries=RetrySettings(max_attempts=2, backoff_ms=1, max_backoff_ms=1),
     )
     return await aiohttp_client(create_app(settings))
@@ -65,9 +65,24 @@ async def run(client: TestClient, paths: list[str], **item: Any) -> dict[str, di
         ("/reset", "UPSTREAM_UNREACHABLE", 2, "the connection broke mid-body"),
         ("/500", "UPSTREAM_STATUS", 1, "GET /500 answered 500"),
         ("/badjson", "UPSTREAM_BAD_RESPONSE", 1, "declared JSON but is not"),
-        ("/huge", "UPSTREAM_BAD_RESPONSE", 1, "over the 1000-byte limit"),
+        ("/huge", "UPSTREAM_BAD_RESPONSE", 1, "over the 10000-byte limit"),
+        ("/charset", "UPSTREAM_BAD_RESPONSE", 1, "charset 'x-no-such'"),
+        ("/deep", "UPSTREAM_BAD_RESPONSE", 1, "nested more than 128 levels deep"),
+        ("/bigint", "UPSTREAM_BAD_RESPONSE", 1, "a number is too long"),
+        ("/nan", "UPSTREAM_BAD_RESPONSE", 1, "NaN is not a JSON value"),
+        ("/gzipbomb", "UPSTREAM_BAD_RESPONSE", 1, "over the 10000-byte limit"),
     ],
-    ids=["reset-mid-body", "5xx", "invalid-json", "over-the-cap"],
+    ids=[
+        "reset-mid-body",
+        "5xx",
+        "invalid-json",
+        "over-the-cap",
+        "unknown-charset",
+        "json-1000-deep",
+        "4400-digit-integer",
+        "nan-and-infinity",
+        "gzip-bomb",
+    ],
 )
 async def test_fault_fails_only_its_item(
     path: str, code: str, attempts: int, message: str, gateway: TestClient
@@ -121,9 +136,62 @@ async def test_refused_connection_is_unreachable_and_retried(aiohttp_client: Any
     await assert_nothing_left(client)
 
 
+FAULTS = [
+    "/reset",
+    "/500",
+    "/badjson",
+    "/huge",
+    "/charset",
+    "/deep",
+    "/bigint",
+    "/nan",
+    "/gzipbomb",
+]
+
+
 async def test_every_fault_at_once_in_one_batch(
     gateway: TestClient, faults: tuple[FaultServer, str]
 ) -> None:
-    items = await run(gateway, ["/reset", "/500", "/badjson", "/huge", "/ok"])
-    assert [i["state"] for i in items.values()] == ["FAILED"] * 4 + ["SUCCEEDED"]
+    items = await run(gateway, [*FAULTS, "/ok"])
+    assert [i["state"] for i in items.values()] == ["FAILED"] * len(FAULTS) + ["SUCCEEDED"]
     await assert_nothing_left(gateway)
+
+
+async def test_faults_after_a_write_keep_the_writes_result_on_both_doors(
+    gateway: TestClient, faults: tuple[FaultServer, str]
+) -> None:
+    # The write runs first; every trigger then answers a read that depends on it. The batch
+    # must come back whole, the write's result in it.
+    requests = [{"id": "write", "method": "POST", "url": "/ok"}] + [
+        {"id": p.strip("/"), "url": p, "dependsOn": ["write"]} for p in FAULTS
+    ]
+    resp = await gateway.post("/batch", json={"requests": requests})
+    assert resp.status == 200, await resp.text()
+    out = {r["id"]: r for r in (await resp.json())["responses"]}
+    assert out["write"]["state"] == "SUCCEEDED"
+    assert {out[p.strip("/")]["state"] for p in FAULTS} == {"FAILED"}
+
+
+async def test_an_upstream_header_outside_latin1_reaches_both_doors_and_cookies_do_not(
+    gateway: TestClient,
+) -> None:
+    name = "caf\u00e9 \u2603 \U0001f600"
+    resp = await gateway.post("/batch", json=[{"path": "/utf8header"}])
+    (out,) = (await resp.json())["responses"]
+    assert out["headers"]["X-Name"].encode("utf-8", "surrogateescape") == name.encode()
+    assert "Set-Cookie" not in out["headers"]
+    boundary = "b"
+    part = "Content-Type: application/http\r\n\r\nGET /utf8header HTTP/1.1\r\n\r\n"
+    body = f"--{boundary}\r\n{part}\r\n--{boundary}--\r\n"
+    resp = await gateway.post(
+        "/batch", data=body, headers={"Content-Type": f"multipart/mixed; boundary={boundary}"}
+    )
+    raw = await resp.read()
+    assert resp.status == 200
+    assert b"X-Name: " + name.encode() in raw  # the upstream's own bytes, passed on
+    assert b"secret" not in raw
+    result = await graphql_caller(gateway)(
+        '{ batch(requests: [{path: "/utf8header"}]) { items { headers { name value } } } }'
+    )
+    names = {h["name"] for h in result["data"]["batch"]["items"][0]["headers"]}
+    assert "X-Name" in names and "Set-Cookie" not in names

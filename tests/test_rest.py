@@ -210,15 +210,17 @@ async def test_not_json_is_400(gateway: TestClient) -> None:
 async def test_over_the_outstanding_limit_is_429_and_nothing_runs(
     make_gateway: Any, upstream_url: str, service: FakeService
 ) -> None:
+    # The limit counts calls really in flight: alice's first batch holds three (its two
+    # identical /slow/1 reads are one call), so her next batch is refused, whole.
     gate = asyncio.Event()
-    service.route("GET", "/slow", gate=gate, json={})
+    for n in (1, 2, 3):
+        service.route("GET", f"/slow/{n}", gate=gate, json={})
     service.route("GET", "/fast", json={})
     client = await make_gateway(upstream_url, max_outstanding_per_client=3, retry_after_s=2)
     alice = {"Authorization": "Bearer alice"}
-    first = asyncio.create_task(
-        client.post("/batch", json=[{"path": "/slow"}] * 2 + [{"path": "/fast"}], headers=alice)
-    )
-    while len(service.calls) < 2:
+    slow = [{"path": "/slow/1"}, {"path": "/slow/1"}, {"path": "/slow/2"}, {"path": "/slow/3"}]
+    first = asyncio.create_task(client.post("/batch", json=slow, headers=alice))
+    while len(service.calls) < 3:
         await asyncio.sleep(0.01)
     status, out, headers = await post_json(client, [{"path": "/fast"}], **alice)
     assert (status, headers["Retry-After"], out["error"]["code"]) == (429, "2", "TOO_MANY_REQUESTS")
@@ -228,7 +230,7 @@ async def test_over_the_outstanding_limit_is_429_and_nothing_runs(
     calls_before_release = len(service.calls)
     gate.set()
     assert (await first).status == 200
-    assert calls_before_release == 2 + 1  # two identical /slow calls are one call
+    assert calls_before_release == 3 + 1  # alice's three, and bob's /fast
     again, _, _ = await post_json(client, [{"path": "/fast"}], **alice)
     assert again == 200
 
