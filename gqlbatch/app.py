@@ -203,7 +203,10 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
         forwarded.update(upstream.forward_headers or ())
     app[IDENTIFIER] = Identifier(forwarded, settings.trusted_proxies)
     app[IDEMPOTENCY] = MemoryIdempotencyStore(
-        settings.idempotency_ttl_s, settings.idempotency_max_records
+        settings.idempotency_ttl_s,
+        settings.idempotency_max_records,
+        max_bytes=settings.idempotency_max_bytes,
+        max_record_bytes=settings.idempotency_max_record_bytes,
     )
     app.cleanup_ctx.append(_client_ctx)
     app.router.add_route("*", "/graphql", BatchView(settings=settings))

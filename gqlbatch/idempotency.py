@@ -63,48 +63,64 @@ class IdempotencyStore(Protocol):
         ...
 
 
+_RESULT_OVERHEAD_BYTES = 256
+"""What a kept result costs beyond its upstream body bytes: its status, headers and object."""
+
+
 @dataclass
 class _Record:
     fingerprint: str
-    task: asyncio.Task[BatchOutcome]
+    task: asyncio.Task[BatchOutcome] | None
+    """The run, and so its outcome; None once an outcome too large to keep was let go."""
     expires_at: float
+    size: int = 0
+    """Bytes the stored outcome holds, once finished."""
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
 
 
 class MemoryIdempotencyStore:
-    """Records in this process's memory; they expire after *ttl_s*, and past *max_records*
-    the oldest finished ones go first, so that unique keys cannot exhaust memory."""
+    """Records in this process's memory. They expire after *ttl_s*; past *max_records*
+    records or *max_bytes* of results the oldest finished ones go first (a record still
+    running is never dropped: its repeat must wait for it, not run again). A result over
+    *max_record_bytes* is not kept: its key is, and a repeat is told to use a new key."""
 
     def __init__(
-        self, ttl_s: float, max_records: int = 10_000, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl_s: float,
+        max_records: int = 10_000,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_record_bytes: int = 4 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl_s = ttl_s
         self._max_records = max_records
+        self._max_bytes = max_bytes
+        self._max_record_bytes = max_record_bytes
         self._clock = clock
         self._records: dict[str, _Record] = {}  # insertion order is expiry order (one TTL)
+        self._bytes = 0
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes the kept results hold together."""
+        return self._bytes
 
     async def run_once(self, key: str, fingerprint: str, run: Run) -> BatchOutcome:
         """See `IdempotencyStore.run_once`.
 
         Raises:
             BatchRejected: IDEMPOTENCY_KEY_REUSED when *key* was used for a different batch,
-                or whatever *run* raised (a refused batch is not recorded).
+                or for one whose result was too large to keep; whatever *run* raised before
+                anything ran (a refused batch is not recorded).
         """
-        self._expire()
+        self._evict()
         record = self._records.get(key)
         if record is not None:
-            if record.fingerprint != fingerprint:
-                raise BatchRejected(
-                    [
-                        Problem(
-                            ErrorCode.IDEMPOTENCY_KEY_REUSED,
-                            "this Idempotency-Key was already used for a different batch; "
-                            "use a new key for a new batch",
-                            field="Idempotency-Key",
-                        )
-                    ]
-                )
-            outcome = await asyncio.shield(record.task)
-            return dataclasses.replace(outcome, replayed=True)
+            return await self._replay(record, fingerprint)
         # The batch runs in its own task, shielded from the caller: if the client's connection
         # drops, the batch still finishes and is recorded, so its retry is answered from here
         # instead of running the same writes again.
@@ -113,21 +129,75 @@ class MemoryIdempotencyStore:
         task.add_done_callback(lambda done: self._settle(key, done))
         return await asyncio.shield(task)
 
-    def _settle(self, key: str, task: asyncio.Task[BatchOutcome]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            self._records.pop(key, None)  # refused or broken: nothing to replay
+    async def _replay(self, record: _Record, fingerprint: str) -> BatchOutcome:
+        if record.fingerprint != fingerprint:
+            raise _reused(
+                "this Idempotency-Key was already used for a different batch; "
+                "use a new key for a new batch"
+            )
+        if record.task is None:
+            raise _reused(
+                "this Idempotency-Key's batch already ran, and its result was too large to "
+                "keep (idempotency_max_record_bytes); its writes are not sent again. Use a "
+                "new key for a new batch"
+            )
+        try:
+            outcome = await asyncio.shield(record.task)
+        except asyncio.CancelledError:
+            if not record.task.cancelled():
+                raise  # this request was cancelled, not the batch
+            raise RuntimeError(
+                "the batch of this Idempotency-Key was interrupted while it ran"
+            ) from None
+        return dataclasses.replace(outcome, replayed=True)
 
-    def _expire(self) -> None:
-        # Oldest first, and only from the front: cheap, and a batch still running is never
-        # dropped (its repeat must wait for it, not run again).
-        now = self._clock()
-        while self._records:
-            key = next(iter(self._records))
-            record = self._records[key]
-            full = len(self._records) >= self._max_records
-            if not record.task.done() or (record.expires_at > now and not full):
-                return
+    def _settle(self, key: str, task: asyncio.Task[BatchOutcome]) -> None:
+        # A refused batch ran nothing: forget it, so that it may be sent again. Any other end
+        # keeps the record, so that a repeat can never send the writes a second time; a
+        # batch broken by a bug is answered with the same internal error.
+        record = self._records.get(key)
+        if record is None or record.task is not task:
+            return
+        if not task.cancelled() and isinstance(task.exception(), BatchRejected):
             del self._records[key]
+            return
+        if task.cancelled() or task.exception() is not None:
+            return
+        size = _outcome_bytes(task.result())
+        if size > self._max_record_bytes:
+            record.task = None  # the key stays; the outcome is let go
+            return
+        record.size = size
+        self._bytes += size
+        self._evict()
+
+    def _evict(self) -> None:
+        # From the oldest: expired records go, and while over a bound, finished ones go too.
+        # Running records are stepped over, never dropped, and never stop the others going.
+        now = self._clock()
+        count, size = len(self._records), self._bytes
+        gone: list[str] = []
+        for key, record in self._records.items():
+            if record.running:
+                continue
+            over = count > self._max_records or size > self._max_bytes
+            if record.expires_at > now and not over:
+                break
+            gone.append(key)
+            count, size = count - 1, size - record.size
+        for key in gone:
+            del self._records[key]
+        self._bytes = size
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+def _outcome_bytes(outcome: BatchOutcome) -> int:
+    return outcome.stats.response_bytes + _RESULT_OVERHEAD_BYTES * len(outcome.results)
+
+
+def _reused(message: str) -> BatchRejected:
+    return BatchRejected(
+        [Problem(ErrorCode.IDEMPOTENCY_KEY_REUSED, message, field="Idempotency-Key")]
+    )

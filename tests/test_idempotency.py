@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gqlbatch.errors import BatchRejected, ErrorCode
 from gqlbatch.idempotency import MemoryIdempotencyStore
 from gqlbatch.result import BatchOutcome, BatchStats
 from tests.conftest import graphql_caller
@@ -163,3 +165,85 @@ async def test_records_are_capped_and_the_oldest_go_first() -> None:
     assert len(store) == 3
     assert (await store.run_once("k4", "f", run)).replayed
     assert not (await store.run_once("k0", "f", run)).replayed  # evicted: runs again
+
+
+def outcome(response_bytes: int) -> BatchOutcome:
+    return BatchOutcome((), dataclasses.replace(EMPTY.stats, response_bytes=response_bytes))
+
+
+async def test_a_batch_that_started_keeps_its_record_whatever_its_end() -> None:
+    # A bug after the writes ran: the repeat gets the same error, and the writes are not sent
+    # again. Only a refused batch (nothing ran) is forgotten.
+    store = MemoryIdempotencyStore(ttl_s=3600)
+    runs = []
+
+    async def broken() -> BatchOutcome:
+        runs.append("wrote")
+        raise RuntimeError("bug after the writes")
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="bug after the writes"):
+            await store.run_once("k", "f", broken)
+    assert runs == ["wrote"]
+
+
+async def test_a_running_record_does_not_stop_older_finished_ones_going() -> None:
+    store = MemoryIdempotencyStore(ttl_s=3600, max_records=2)
+    gate = asyncio.Event()
+
+    async def slow() -> BatchOutcome:
+        await gate.wait()
+        return EMPTY
+
+    async def quick() -> BatchOutcome:
+        return EMPTY
+
+    running = asyncio.create_task(store.run_once("running", "f", slow))
+    await asyncio.sleep(0)
+    for n in range(5):
+        await store.run_once(f"k{n}", "f", quick)
+    assert len(store) == 2  # the running record and the newest finished one
+    gate.set()
+    await running
+    assert (await store.run_once("running", "f", quick)).replayed
+
+
+async def test_results_are_bounded_in_bytes() -> None:
+    store = MemoryIdempotencyStore(ttl_s=3600, max_bytes=10_000, max_record_bytes=8_000)
+    for n in range(4):
+        await store.run_once(f"k{n}", "f", lambda: _ready(outcome(4_000)))
+    assert store.size_bytes <= 10_000 and len(store) == 2
+    assert not (await store.run_once("k0", "f", lambda: _ready(outcome(10)))).replayed
+
+
+async def test_a_result_too_large_to_keep_keeps_its_key_and_never_runs_again() -> None:
+    store = MemoryIdempotencyStore(ttl_s=3600, max_record_bytes=1_000)
+    runs = []
+
+    async def big() -> BatchOutcome:
+        runs.append(1)
+        return outcome(5_000)
+
+    assert not (await store.run_once("k", "f", big)).replayed
+    with pytest.raises(BatchRejected) as info:
+        await store.run_once("k", "f", big)
+    assert info.value.code is ErrorCode.IDEMPOTENCY_KEY_REUSED
+    assert "too large to keep" in str(info.value)
+    assert runs == [1] and store.size_bytes == 0
+
+
+async def _ready(value: BatchOutcome) -> BatchOutcome:
+    return value
+
+
+async def test_keys_are_per_credential_whichever_header_carries_it(
+    service: FakeService, make_gateway: Any, upstream_url: str
+) -> None:
+    service.route("POST", "/orders", status=201, json={"id": 1})
+    client = await make_gateway(upstream_url, forward_headers=("X-Api-Key",))
+    for user in ("alice-key", "bob-key"):
+        resp = await client.post(
+            "/batch", json=ORDER, headers={"Idempotency-Key": "same", "X-Api-Key": user}
+        )
+        assert "Idempotent-Replayed" not in resp.headers
+    assert len(service.calls) == 2
