@@ -24,11 +24,18 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gqlbatch.errors import ErrorCode
 from gqlbatch.query_shape import LiteralRangeRule, shape_rule
 
-__all__ = ["CACHE_SIZE", "GqlbatchSchema", "QueryLimits", "schema_extensions"]
+__all__ = [
+    "CACHE_SIZE",
+    "GqlbatchSchema",
+    "QueryLimits",
+    "ReleasingExecutionContext",
+    "schema_extensions",
+]
 
 log = logging.getLogger("gqlbatch.errors")
 
@@ -107,6 +114,22 @@ class MaskInternalErrors(MaskErrors):
             path=error.path,
             extensions={"code": ErrorCode.INTERNAL_ERROR.value, "errorId": error_id},
         )
+
+
+class ReleasingExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's execution context, which lets go of itself once its response is built.
+
+    graphql-core's ExecutionContext holds `async_helpers`, whose bound methods hold the
+    context: a reference cycle, so the request's variables (bulk bodies, up to
+    max_request_bytes) and everything the context reaches outlived the request until a full
+    collection. Dropping the helpers when the response is built lets reference counting free
+    it all at once.
+    """
+
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        response = super().build_response(data)
+        self.async_helpers = None  # type: ignore[assignment]
+        return response
 
 
 class GqlbatchSchema(strawberry.Schema):

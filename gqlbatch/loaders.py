@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import weakref
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -43,7 +44,10 @@ class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Fetched]"]):
 
     def __init__(self, loaders: Loaders) -> None:
         super().__init__()
-        self._loaders = loaders
+        # Weak: the batch's Loaders own this loader, not the other way round. A strong
+        # reference both ways made every finished batch a reference cycle, which only the
+        # cyclic collector frees, so its responses outlived it (issue 9's 1.4 GB).
+        self._loaders = weakref.proxy(loaders)
 
     async def batch_load_fn(self, keys: list[UpstreamCall]) -> list[asyncio.Task[Fetched]]:
         groups, singles = self._loaders.bulk.group(keys)
@@ -84,7 +88,7 @@ class Loaders:
         self.bulk = BulkRoutes(bulk_routes)
         self._reads = _ReadLoader(self)
         self._seen: set[UpstreamCall] = set()
-        self._unmergeable: dict[UpstreamCall, asyncio.Future[Fetched]] = {}
+        self._unmergeable: dict[UpstreamCall, asyncio.Future[Fetched | UpstreamError]] = {}
         self.requested = 0
         self.sent = 0
         self.deduplicated = 0
@@ -131,23 +135,33 @@ class Loaders:
         # dispatch, and its per-key future, task and callbacks were a fifth of the engine's
         # CPU per item. The first caller sends it from its own task; identical calls of this
         # batch wait for that answer, as they would for the loader's cached one.
+        #
+        # The future holds the answer or a *copy* of the error, without a traceback, and each
+        # caller raises a copy of its own: an error raised from here has this frame in its
+        # traceback, so if the future held that same error, error, frame and future would form
+        # a cycle that keeps the whole batch alive after it ends.
         shared = self._unmergeable.get(call)
-        if shared is not None:
-            # shield: a waiter giving up must not cancel the answer the first caller awaits.
-            return await asyncio.shield(shared)
-        shared = self._unmergeable[call] = asyncio.get_running_loop().create_future()
+        if shared is None:
+            shared = self._unmergeable[call] = asyncio.get_running_loop().create_future()
+            await self._send_once(call, shared)
+        # shield: a waiter giving up must not cancel the answer the first caller awaits.
+        outcome = await asyncio.shield(shared)
+        if isinstance(outcome, UpstreamError):
+            raise _copy(outcome)
+        return outcome
+
+    async def _send_once(
+        self, call: UpstreamCall, shared: asyncio.Future[Fetched | UpstreamError]
+    ) -> None:
         try:
             response = await self.send(call)
         except asyncio.CancelledError:
             shared.cancel()  # the batch's deadline: every item of the batch is cancelled too
             raise
-        except BaseException as exc:
-            shared.set_exception(exc)
-            shared.exception()  # retrieved: with no waiter, asyncio would log it when collected
-            raise
-        fetched = Fetched(response, attempts=response.attempts)
-        shared.set_result(fetched)
-        return fetched
+        except UpstreamError as exc:
+            shared.set_result(_copy(exc))
+            return
+        shared.set_result(Fetched(response, attempts=response.attempts))
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         """Send one call upstream, counting every attempt it took."""
@@ -167,6 +181,13 @@ class Loaders:
             key: part.with_attempts(response.attempts)
             for key, part in split_response(group, response).items()
         }
+
+
+def _copy(error: UpstreamError) -> UpstreamError:
+    """The same error, without a traceback: what a shared answer may hold."""
+    copy = type(error)(error.message)
+    copy.attempts = error.attempts
+    return copy
 
 
 class SharedInflight:

@@ -115,7 +115,15 @@ class Retrying:
                 outcome = exc
             wait_ms = self._wait_ms(call, outcome, attempt, give_up_at)
             if wait_ms is None:
-                return _finish(outcome, attempt)
+                if isinstance(outcome, UpstreamResponse):
+                    return outcome.with_attempts(attempt)
+                outcome.attempts = attempt
+                try:
+                    raise outcome
+                finally:
+                    # A raised error's traceback keeps this frame: it must not keep the error
+                    # in turn, or the two form a cycle only the cyclic collector frees.
+                    del outcome
             await self._sleep(wait_ms / 1000)
             attempt += 1
 
@@ -136,10 +144,3 @@ class Retrying:
         if wait is None or self._clock() + wait / 1000 >= give_up_at:
             return None  # no time left for another attempt: the last answer stands
         return wait
-
-
-def _finish(outcome: UpstreamResponse | UpstreamError, attempts: int) -> UpstreamResponse:
-    if isinstance(outcome, UpstreamError):
-        outcome.attempts = attempts
-        raise outcome
-    return outcome.with_attempts(attempts)

@@ -14,7 +14,12 @@ from strawberry.scalars import JSON
 from gqlbatch.call import BodyEncoding
 from gqlbatch.engine import BatchContext, run_batch
 from gqlbatch.errors import BatchRejected, ErrorCode
-from gqlbatch.extensions import GqlbatchSchema, QueryLimits, schema_extensions
+from gqlbatch.extensions import (
+    GqlbatchSchema,
+    QueryLimits,
+    ReleasingExecutionContext,
+    schema_extensions,
+)
 from gqlbatch.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.request import Method, Mode, OnError
 from gqlbatch.result import (
@@ -439,6 +444,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         mutation=Mutation,
         types=list(_RESULT_CLASSES),
         extensions=schema_extensions(limits or QueryLimits()),
+        execution_context_class=ReleasingExecutionContext,
     )
     _resolve_directly(schema)
     return schema

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import codecs
 import functools
+import traceback
 
 import aiohttp
 from yarl import URL
@@ -16,7 +17,12 @@ from yarl import URL
 from gqlbatch.budget import current_budget
 from gqlbatch.call import BodyEncoding, UpstreamCall, UpstreamResponse
 from gqlbatch.config import Settings, UpstreamSettings
-from gqlbatch.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
+from gqlbatch.errors import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from gqlbatch.strict_json import JSONRefused, loads
 
 __all__ = ["UpstreamClient"]
@@ -61,6 +67,7 @@ class UpstreamClient:
         """
         upstream = self._upstreams[call.upstream]
         timeout_ms = call.timeout_ms or upstream.timeout_ms
+        where = f"{call.method} {call.upstream}{call.path}"
         try:
             async with self._sessions[call.upstream].request(
                 call.method,
@@ -75,17 +82,33 @@ class UpstreamClient:
                 return _decode(resp, raw, call)
         except TimeoutError as exc:
             # aiohttp's total timeout raises a bare TimeoutError, which is not a ClientError.
-            raise UpstreamTimeout(
-                f"{call.method} {call.upstream}{call.path} did not answer within {timeout_ms} ms"
-            ) from exc
+            error: UpstreamError = UpstreamTimeout(f"{where} did not answer within {timeout_ms} ms")
+            _forget(exc)
         except aiohttp.ClientPayloadError as exc:
-            raise UpstreamUnreachable(
-                f"{call.method} {call.upstream}{call.path}: the connection broke mid-body ({exc})"
-            ) from exc
+            error = UpstreamUnreachable(f"{where}: the connection broke mid-body ({exc})")
+            _forget(exc)
         except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(
-                f"{call.method} {call.upstream}{call.path}: {type(exc).__name__}: {exc}"
-            ) from exc
+            error = UpstreamUnreachable(f"{where}: {type(exc).__name__}: {exc}")
+            _forget(exc)
+        # Raised outside the handlers, so that ours does not chain aiohttp's (see _forget);
+        # and let go of here, so that its traceback's hold on this frame is not a cycle.
+        try:
+            raise error
+        finally:
+            del error
+
+
+def _forget(exc: BaseException) -> None:
+    """Clear the frames of *exc* and of the exceptions it chains. aiohttp's connection errors
+    are reference cycles (a frame that holds the error its traceback holds), and their frames
+    hold the call, its body included: left to the cyclic collector, a failed call's body
+    outlived its batch. Translated into our error, what they knew is in its message."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def _session(upstream: UpstreamSettings) -> aiohttp.ClientSession:
