@@ -200,7 +200,7 @@ class ItemResultType:
         '["id", "author.name"]; a list body is projected element by element.'
     )
     def body(self, select: list[str] | None = None) -> JSON | None:
-        return _resolve_body(self, None, select)
+        return _selected(self.body, select)
 
     @classmethod
     def resolve_type(cls, obj: Any, _info: Any, _type: Any) -> str:
@@ -209,9 +209,14 @@ class ItemResultType:
         return _TYPE_NAMES[obj.state]
 
 
-def _selected(body: Any, select: list[str] | None) -> Any:
+def _selected(body: Any, select: list[str] | None, max_paths: int = 64) -> Any:
     if not select:
         return body
+    if len(select) > max_paths:
+        raise GraphQLError(
+            f"body(select:) names {len(select)} paths; at most {max_paths} (max_select_paths)",
+            extensions={"code": ErrorCode.QUERY_TOO_COMPLEX},
+        )
     try:
         paths = tuple(parse_selectors(s) for s in select)
     except TemplateSyntaxError as exc:
@@ -227,8 +232,10 @@ def _header_value(header: tuple[str, str], _info: Any) -> str:
     return header[1]
 
 
-def _resolve_body(source: Any, _info: Any, select: list[str] | None = None) -> Any:
-    return _selected(source.body, select)
+def _resolve_body(source: Any, info: Any, select: list[str] | None = None) -> Any:
+    if not select:
+        return source.body
+    return _selected(source.body, select, info.context.settings.max_select_paths)
 
 
 def _duration_ms(source: Any, _info: Any) -> float:

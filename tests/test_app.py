@@ -391,3 +391,23 @@ async def test_a_websocket_upgrade_still_reaches_strawberry(gateway: TestClient)
     async with gateway.ws_connect("/graphql", protocols=["graphql-transport-ws"]) as ws:
         await ws.send_json({"type": "connection_init"})
         assert (await ws.receive_json(timeout=5))["type"] == "connection_ack"
+
+
+async def test_select_is_bounded_in_paths(service: FakeService, graphql: GraphQL) -> None:
+    service.route("GET", "/rows", json=[{f"k{n}": n for n in range(100)}] * 1000)
+    many = [f"k{n}" for n in range(65)]
+    result = await graphql(
+        """query($s: [String!]) { batch(requests: [{path: "/rows"}]) {
+             items { body(select: $s) } } }""",
+        {"s": many},
+    )
+    (error,) = result["errors"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    assert "65 paths; at most 64 (max_select_paths)" in error["message"]
+    result = await graphql(
+        """query($s: [String!]) { batch(requests: [{path: "/rows"}]) {
+             items { body(select: $s) } } }""",
+        {"s": many[:64]},
+    )
+    rows = result["data"]["batch"]["items"][0]["body"]
+    assert len(rows) == 1000 and len(rows[0]) == 64

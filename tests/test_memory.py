@@ -3,7 +3,7 @@
 With the cyclic collector off, a batch that leaves a reference cycle behind leaves it for good;
 the tests find such leftovers by what the collector would have freed (gc.DEBUG_SAVEALL). A
 cycle that reaches a batch keeps its responses alive until a full collection, which a server
-tuned for throughput runs rarely: 8 batches of 20 × 7 MiB once left 1.4 GB behind.
+tuned for throughput runs rarely: 8 batches of 20 x 7 MiB once left 1.4 GB behind.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gqlbatch.errors import ReferenceNotFound
 from gqlbatch.placeholders import (
@@ -271,3 +273,60 @@ def test_parse_selectors_rejects_garbage() -> None:
 def test_template_whole_only_for_a_single_placeholder() -> None:
     assert parse_template("{resultOf(a)}x").whole is None
     assert isinstance(parse_template("{resultOf(a)}"), Template)
+
+
+PROJECTIONS = [
+    ({"a": 1, "b": 2}, ["a"], {"a": 1}),
+    ({"a": {"x": 1, "y": 2}}, ["a.x"], {"a": {"x": 1}}),
+    ({"a": {"x": 1, "y": 2}}, ["a.x", "a"], {"a": {"x": 1, "y": 2}}),  # a whole path wins
+    ({"a": {"x": 1, "y": 2}}, ["a", "a.x"], {"a": {"x": 1, "y": 2}}),
+    ({"posts": [{"t": 1, "u": 2}, {"t": 3}]}, ["posts.t"], {"posts": [{"t": 1}, {"t": 3}]}),
+    ({"posts": [{"t": 1, "u": 2}, {"t": 3}]}, ["posts[*].t"], {"posts": [{"t": 1}, {"t": 3}]}),
+    ({"tags": ["a", "b", "c"]}, ["tags[2]", "tags[0]"], {"tags": ["a", "c"]}),
+    ({"tags": ["a"]}, ["tags[5]"], {"tags": []}),
+    ([[{"a": 1, "b": 2}]], ["a"], [[{"a": 1}]]),
+    ({"a": "text"}, ["a.x"], {"a": "text"}),
+    ({"a": None}, ["a.x", "b"], {"a": None}),
+    ({'we"ird': 1, "b": 2}, ['["we\\"ird"]'], {'we"ird': 1}),
+]
+
+
+@pytest.mark.parametrize(("body", "select", "expected"), PROJECTIONS)
+def test_projection_table(body: Any, select: list[str], expected: Any) -> None:
+    assert project(body, tuple(parse_selectors(s) for s in select)) == expected
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    body=st.recursive(
+        st.integers() | st.none(),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from("abcd"), inner, max_size=4)
+        ),
+        max_leaves=20,
+    ),
+    select=st.lists(
+        st.lists(st.sampled_from("abcd"), min_size=1, max_size=3).map(".".join),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_projection_equals_a_path_by_path_reference(body: Any, select: list[str]) -> None:
+    # The trie walk against the obvious definition: keep each key path, mapping over lists,
+    # where a path that ends keeps its value whole. Keys only, for a reference this simple.
+    paths = [tuple(s.split(".")) for s in select]
+    assert project(body, tuple(parse_selectors(s) for s in select)) == _reference(body, paths)
+
+
+def _reference(value: Any, paths: list[tuple[str, ...]]) -> Any:
+    if any(not p for p in paths):
+        return value
+    if isinstance(value, list):
+        return [_reference(v, paths) for v in value]
+    if not isinstance(value, dict):
+        return value
+    heads = dict.fromkeys(p[0] for p in paths)
+    return {
+        k: _reference(value[k], [p[1:] for p in paths if p[0] == k]) for k in heads if k in value
+    }
