@@ -2,10 +2,11 @@
 item. The public surface is what `__all__` lists.
 """
 
-from gqlbatch.app import create_app, running
+from gqlbatch.app import create_app
 from gqlbatch.config import Settings, UpstreamSettings
 from gqlbatch.engine import prepare, run_batch
 from gqlbatch.errors import BatchRejected, ConfigError, ErrorCode, ItemError, Problem
+from gqlbatch.listener import running
 from gqlbatch.result import BatchOutcome, BatchStats, ItemResult, State
 from gqlbatch.schema import build_schema
 

@@ -1,5 +1,5 @@
 """The aiohttp application: both doors (the GraphQL view and `POST /batch`), the upstream
-client's lifecycle, health routes, and `running`, which serves an app until the block ends.
+client's lifecycle, and health routes. `listener.py` serves it.
 
 Both doors build the same `BatchContext` and call the same `run_batch`; the REST door only
 translates its wire formats (`rest.py`, `multipart.py`).
@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any, Final, TypeGuard
 from urllib.parse import quote
 
@@ -42,7 +40,7 @@ from gqlbatch.schema import Context, build_schema, rejection_error
 from gqlbatch.types import Headers
 from gqlbatch.upstream import UpstreamClient
 
-__all__ = ["CLIENT", "SETTINGS", "create_app", "running"]
+__all__ = ["CLIENT", "SETTINGS", "create_app"]
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 NO_STORE = "private, no-store"
@@ -374,25 +372,3 @@ def _redirect_to(target: str) -> Handler:
         raise web.HTTPFound(target)
 
     return handler
-
-
-@asynccontextmanager
-async def running(
-    app: web.Application, host: str = "127.0.0.1", port: int = 0
-) -> AsyncIterator[str]:
-    """Serve *app* on host:port (0 picks a free port); yield its base URL until the block ends."""
-    # Bind first: a busy port then fails before the application (and its pools) starts.
-    sock = socket.create_server((host, port))
-    runner = web.AppRunner(app, access_log=None)
-    try:
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        bound_host, bound_port = sock.getsockname()[:2]
-        yield f"http://{_url_host(bound_host)}:{bound_port}"
-    finally:
-        await runner.cleanup()
-        sock.close()
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

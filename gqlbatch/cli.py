@@ -19,11 +19,12 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from gqlbatch.app import create_app, running
+from gqlbatch.app import create_app
 from gqlbatch.config import Settings
 from gqlbatch.config_file import settings_from_mapping, settings_from_toml
 from gqlbatch.demo import EXAMPLE_QUERY, sample_api
 from gqlbatch.errors import ConfigError
+from gqlbatch.listener import running
 from gqlbatch.schema import build_schema
 
 if TYPE_CHECKING:

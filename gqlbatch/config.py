@@ -16,6 +16,8 @@ from gqlbatch.errors import ConfigError
 
 __all__ = [
     "DEFAULT_FORWARD_HEADERS",
+    "DEFAULT_HEADER_TIMEOUT_S",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_UPSTREAM",
     "BulkRoute",
     "RetrySettings",
@@ -24,6 +26,8 @@ __all__ = [
 ]
 
 DEFAULT_UPSTREAM = "default"
+DEFAULT_HEADER_TIMEOUT_S = 10
+DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_FORWARD_HEADERS = ("Authorization", "Accept-Language", "X-Request-Id", "traceparent")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _PARAM = re.compile(r"^[A-Za-z0-9_.\[\]-]+$")
@@ -251,9 +255,9 @@ class Settings:
     max_select_paths: int = 64
     max_outstanding_per_address: int = 500
     trusted_proxies: tuple[str, ...] = ()
-    header_timeout_s: int = 10
+    header_timeout_s: int = DEFAULT_HEADER_TIMEOUT_S
     body_timeout_s: int = 30
-    max_connections: int = 512
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     introspection: bool = True
 
     def __post_init__(self) -> None:

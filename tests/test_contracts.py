@@ -149,11 +149,12 @@ LAYERS: dict[str, set[str]] = {
         "types",
         "upstream",
     },
-    "cli": {"app", "config", "config_file", "demo", "errors", "schema"},
+    "listener": {"app", "config", "errors"},
+    "cli": {"app", "config", "config_file", "demo", "errors", "listener", "schema"},
     "__main__": {"cli"},
 }
 THIRD_PARTY: dict[str, set[str]] = {
-    "aiohttp": {"upstream", "app", "demo", "multipart"},
+    "aiohttp": {"upstream", "app", "demo", "multipart", "listener"},
     "h11": {"multipart"},
     "yarl": {"upstream"},
     "multidict": set(),

@@ -1,0 +1,102 @@
+"""Slow and idle clients cannot hold the server: request heads and bodies have deadlines, and
+connections past the cap are refused at once.
+
+Each attack drips bytes on a raw socket; what the tests wait for is an event (the server
+closing the connection, or its answer), never a length of time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gqlbatch import Settings, create_app, running
+
+
+@pytest.fixture
+async def url(upstream_url: str) -> AsyncIterator[str]:
+    settings = Settings.from_upstream_urls(
+        [upstream_url], header_timeout_s=1, body_timeout_s=1, max_connections=3
+    )
+    async with running(create_app(settings)) as base:
+        yield base
+
+
+async def connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return await asyncio.open_connection(host, int(port))
+
+
+async def drip(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """A byte at a time, forever (until cancelled or the server closes)."""
+    with contextlib.suppress(ConnectionError):
+        for byte in data:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+        await asyncio.Event().wait()
+
+
+@pytest.mark.timeout(15)
+async def test_a_head_dripped_past_its_deadline_is_cut_off(url: str) -> None:
+    reader, writer = await connect(url)
+    dripping = asyncio.create_task(drip(writer, b"POST /batch HTTP/1.1\r\nX-Slow: " + b"a" * 200))
+    assert await reader.read() == b""  # closed by the server, without an answer
+    dripping.cancel()
+    writer.close()
+
+
+@pytest.mark.timeout(15)
+async def test_a_body_dripped_past_its_deadline_gets_408_and_a_close(url: str) -> None:
+    reader, writer = await connect(url)
+    writer.write(
+        b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n["
+    )
+    dripping = asyncio.create_task(drip(writer, b" " * 999))
+    answer = await reader.read()
+    dripping.cancel()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"REQUEST_TIMEOUT" in body and b"body_timeout_s" in body
+
+
+@pytest.mark.timeout(15)
+async def test_a_multipart_body_dripped_past_its_deadline_gets_408(url: str) -> None:
+    reader, writer = await connect(url)
+    writer.write(
+        b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/mixed; boundary=b\r\n"
+        b"Content-Length: 1000\r\n\r\n--b\r\n"
+    )
+    dripping = asyncio.create_task(drip(writer, b"Content-Type: application/http" + b" " * 900))
+    answer = await reader.read()
+    dripping.cancel()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_connections_past_the_cap_are_refused_at_once(url: str) -> None:
+    held = [await connect(url) for _ in range(3)]
+    reader, writer = await connect(url)
+    answer = await reader.read()
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"max_connections" in answer
+    writer.close()
+    _, first = held.pop()
+    first.close()
+    await first.wait_closed()
+    # Once one is closed, a new connection is served. The server learns of the close on its
+    # next loop turn, so the new one is retried until it is answered by the application.
+    while True:
+        reader, writer = await connect(url)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+        if not answer.startswith(b"HTTP/1.1 503 "):
+            break
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    for _, w in held:
+        w.close()
