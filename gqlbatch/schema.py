@@ -411,14 +411,15 @@ def _to_stats(stats: BatchStats) -> BatchStatsType:
 class Query:
     @strawberry.field(
         description="Run a read-only batch (GET and HEAD only), so a screen can be a cacheable "
-        "query. Any other method rejects the batch with METHOD_NOT_ALLOWED."
+        "query. Any other method rejects the batch with METHOD_NOT_ALLOWED. Null, with an "
+        "error naming it, when the batch is refused."
     )
     async def batch(
         self,
         info: strawberry.Info[Context, None],
         requests: list[SubRequestInput],
         options: BatchOptionsInput | None = None,
-    ) -> BatchResult:
+    ) -> BatchResult | None:
         items = cast(list[RawSubRequest], requests)  # dicts, by SubRequestInput's from_input
         return await _batch(
             info.context, str(info.path.key), items, _raw_options(options), read_only=True
@@ -427,13 +428,19 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.field(description="Run a batch of REST sub-requests with any methods.")
+    # Nullable, as Query.batch is: when one batch of a document is refused (its error names
+    # it), the others' results stay in `data`. Non-null, the refusal of a third alias nulled
+    # the whole response and lost the results of writes that two others had already run.
+    @strawberry.field(
+        description="Run a batch of REST sub-requests with any methods. Null, with an error "
+        "naming it, when the batch is refused; other batches of the document keep their results."
+    )
     async def batch(
         self,
         info: strawberry.Info[Context, None],
         requests: list[SubRequestInput],
         options: BatchOptionsInput | None = None,
-    ) -> BatchResult:
+    ) -> BatchResult | None:
         items = cast(list[RawSubRequest], requests)  # dicts, by SubRequestInput's from_input
         return await _batch(
             info.context, str(info.path.key), items, _raw_options(options), read_only=False

@@ -113,7 +113,7 @@ async def test_invalid_batch_lists_every_problem_and_sends_nothing(
             ]
         },
     )
-    assert result["data"] is None
+    assert result["data"] == {"batch": None}
     (error,) = result["errors"]
     assert error["extensions"]["code"] == "INVALID_INPUT"
     problems = error["extensions"]["problems"]
