@@ -15,6 +15,7 @@ from typing import Any, Final, TypeGuard
 from urllib.parse import quote
 
 from aiohttp import web
+from cross_web import HTTPException
 from strawberry.aiohttp.views import GraphQLView
 
 from gqlbatch import strict_json
@@ -43,6 +44,7 @@ from gqlbatch.upstream import UpstreamClient
 __all__ = ["CLIENT", "SETTINGS", "create_app"]
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+_HTTP_CODES = {405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.REQUEST_TOO_LARGE}
 NO_STORE = "private, no-store"
 """Every answer's Cache-Control until HTTP caching is designed: results carry user data."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,6 +71,16 @@ class BatchView(GraphQLView[Context, None]):
             schema=build_schema(limits), graphql_ide="graphiql" if settings.graphiql else None
         )
         self._settings = settings
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        # Strawberry answers a request it cannot take (no query, a bad `variables`, PUT) with
+        # its reason as plain text; here it is a GraphQL error with a code, as every other
+        # refusal is.
+        try:
+            return await self.run(request=request)
+        except HTTPException as exc:
+            code = _HTTP_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
+            return _in_door_shape(request, exc.status_code, code, exc.reason)
 
     def is_websocket_request(self, request: web.Request) -> TypeGuard[web.Request]:
         # Strawberry builds a WebSocketResponse for every request to find out, 3% of a small
@@ -313,6 +325,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     INTERNAL_ERROR with an id that finds its traceback in the log, never the traceback."""
     settings = request.app[SETTINGS]
     try:
+        _check_content_type(request)
         if request.can_read_body and request.content_type not in MULTIPART_TYPES:
             # Read here, within the body deadline; the doors then read it from aiohttp's cache.
             # A multipart door reads its parts as they come, under the same deadline.
@@ -350,6 +363,20 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             f"Internal error. Quote id {error_id} to find it in the server logs.",
             errorId=error_id,
         )
+
+
+def _check_content_type(request: web.Request) -> None:
+    """Refuse a Content-Type that aiohttp cannot parse, before anything asks for it.
+
+    Raises:
+        BatchRejected: INVALID_INPUT.
+    """
+    try:
+        request.content_type  # noqa: B018 - parsed, and cached, on first access
+    except Exception:  # the stdlib's email parser, on hostile text: any of its errors
+        # `multipart/mixed; boundary=a;b*` (an RFC 2231 parameter with no value) raises
+        # IndexError deep in email._header_value_parser; found by tests/test_properties.py.
+        raise _invalid("the Content-Type header is malformed") from None
 
 
 def _in_door_shape(

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import hypothesis
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -60,3 +62,10 @@ def graphql_caller(client: TestClient) -> GraphQL:
 @pytest.fixture
 def graphql(gateway: TestClient) -> GraphQL:
     return graphql_caller(gateway)
+
+
+# Hypothesis: CI's runs are derandomized (the same examples every time); "thorough" is for a
+# developer about to touch the doors (see tests/test_properties.py).
+hypothesis.settings.register_profile("ci", max_examples=150, derandomize=True)
+hypothesis.settings.register_profile("thorough", max_examples=1500)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -140,6 +140,13 @@ MULTIPART = [
         "INVALID_INPUT",
     ),
     ("no-boundary", b"--b--", {"Content-Type": "multipart/mixed"}, "INVALID_INPUT"),
+    # the stdlib's email parser raises IndexError on an RFC 2231 parameter with no value
+    (
+        "content-type-crash",
+        b"--b--",
+        {"Content-Type": "multipart/mixed; boundary=kE;e*"},
+        "INVALID_INPUT",
+    ),
     (
         "too-many-parts",
         b"--b\r\nContent-Type: application/http\r\n\r\nGET /p HTTP/1.1\r\n\r\n\r\n" * 101

@@ -160,6 +160,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "multidict": set(),
     "aiodataloader": {"loaders"},
     "strawberry": {"schema", "app", "extensions"},
+    "cross_web": {"app"},
     "graphql": {"schema", "extensions", "query_shape"},
 }
 

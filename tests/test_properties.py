@@ -1,9 +1,12 @@
-"""Property-based: arbitrary batches, valid and invalid, through both doors.
+"""Property-based: arbitrary requests, valid and invalid, well-formed or not, to both doors.
 
-Over many generated inputs there is never a 500 or an internal error, a refused batch never
-reaches the upstream, and every refusal names at least one problem with a code and a message.
-The gateway and a counting upstream run in a background thread, so that hypothesis can drive
-plain synchronous requests.
+Over many generated inputs there is never a 5xx, a traceback or an internal error, a refused
+request never reaches the upstream, and every refusal names a code. The gateway and a counting
+upstream run in a background thread, so that hypothesis can drive plain synchronous requests.
+
+CI runs the "ci" profile: a few hundred examples per test, derandomized (the same examples on
+every run). `HYPOTHESIS_PROFILE=thorough pytest tests/test_properties.py` runs ten times as
+many, randomly; issue 9 asks for at least 2,000 before a change that touches the doors.
 """
 
 from __future__ import annotations
@@ -161,7 +164,6 @@ def _check_refusal(body: Any) -> None:
 
 
 @settings(
-    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -195,7 +197,6 @@ QUERY = """mutation($r: [SubRequestInput!]!) {
 
 
 @settings(
-    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -212,6 +213,8 @@ def test_graphql_door_never_fails_and_never_leaks_a_refused_batch(
     body = resp.json()
     for error in body.get("errors", []):
         assert error.get("extensions", {}).get("code") != "INTERNAL_ERROR", error
+    for item in ((body.get("data") or {}).get("batch") or {}).get("items", []):
+        assert (item["error"] or {}).get("code") != "INTERNAL_ERROR", item
     if body.get("data") is None or body["data"].get("batch") is None:
         assert upstream.calls == 0, "a refused batch reached the upstream"
         codes = [e.get("extensions", {}).get("code") for e in body["errors"]]
@@ -230,3 +233,170 @@ def test_a_path_kept_as_is_is_what_quote_would_give(path: str) -> None:
 
     if _KEPT_AS_IS.fullmatch(path):
         assert quote(path, safe=_PATH_SAFE) == path
+
+
+# --------------------------------------------------------------------------------------------
+# Any bytes at all, to either door
+
+
+DEEP = st.integers(1, 2000).map(lambda n: "[" * n + "]" * n)
+NUMBERS = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "9" * 5000, "1e-400"])
+JSON_TEXT = st.one_of(
+    JSON.map(json.dumps),
+    DEEP,
+    NUMBERS,
+    st.builds(lambda n: '[{"path": "/ok", "method": "POST", "body": ' + n + "}]", NUMBERS | DEEP),
+    st.builds(
+        lambda t: '{"requests": [{"path": "/ok", "upstream": ' + t + "}]}", JSON.map(json.dumps)
+    ),
+    st.text(max_size=40),
+)
+BODY = st.one_of(
+    JSON_TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")), st.binary(max_size=200)
+)
+PART = st.one_of(
+    st.sampled_from(
+        [
+            b"GET /ok HTTP/1.1\r\n\r\n",
+            b"POST /ok HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{}",
+            b"GET /ok/{resultOf(0).id}\r\nRequestId: 1\r\n\r\n",
+            b"GET //evil HTTP/1.1\r\n\r\n",
+            b"POST /ok HTTP/1.1\r\nContent-Type: application/json\r\n\r\n\xff\xfe",
+        ]
+    ),
+    st.binary(max_size=80),
+)
+# Printable, so that the request line stays valid HTTP; what a boundary may be is ours to judge.
+BOUNDARY = st.one_of(
+    st.just("b"), st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=90)
+)
+MULTIPART = st.builds(
+    lambda parts, boundary, part_type: (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode() + part + b"\r\n"
+            for part in parts
+        )
+        + f"--{boundary}--\r\n".encode(),
+        boundary,
+    ),
+    st.lists(PART, max_size=4),
+    BOUNDARY,
+    st.sampled_from(["application/http", "multipart/mixed; boundary=c", "text/plain", ""]),
+)
+HEADERS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "Authorization",
+                "Idempotency-Key",
+                "X-Forwarded-For",
+                "Prefer",
+                "X-Request-Id",
+                "Accept",
+            ]
+        ),
+        st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=12),
+    ),
+    max_size=3,
+)
+QUERY_TEXT = st.one_of(
+    st.just(QUERY),
+    st.sampled_from(
+        [
+            "{ __typename }",
+            "{ __schema { types { fields { type { fields { type { name } } } } } } }",
+            'query { batch(requests: [{path: "/ok"}]) { items { body(select: ["a["]) } } }',
+            'mutation { a: batch(requests: [{path: "/ok"}]) { replayed } '
+            'b: batch(requests: [{path: "//x"}]) { replayed } }',
+            'mutation { batch(requests: [{path: "/ok", body: {x: 1e400}}]) { replayed } }',
+            "{ a" + " { a" * 600 + " }" * 601,
+        ]
+    ),
+    st.text(max_size=60),
+)
+GRAPHQL_BODY = st.one_of(
+    st.builds(
+        lambda q, v: json.dumps({"query": q, "variables": v}).encode(),
+        QUERY_TEXT,
+        st.one_of(st.builds(lambda r: {"r": r}, st.lists(ITEM, max_size=3)), JSON),
+    ),
+    BODY,
+)
+
+
+def _post_raw(url: str, path: str, body: bytes, content_type: str, headers: Any) -> Any:
+    session_headers = [("Content-Type", content_type), *headers]
+    return requests.post(url + path, data=body, headers=_MultiHeaders(session_headers), timeout=30)
+
+
+class _MultiHeaders(dict[str, str]):
+    """requests takes a dict; repeated names are joined the way a proxy might join them."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        super().__init__()
+        for name, value in pairs:
+            self[name] = f"{self[name]}, {value}" if name in self else value
+
+
+def _check_raw(resp: Any, upstream: Upstream) -> None:
+    assert resp.status_code < 500, resp.text
+    assert "Traceback" not in resp.text and 'File "' not in resp.text, resp.text
+    if resp.status_code >= 400:
+        assert upstream.calls == 0, "a refused request reached the upstream"
+        error = resp.json()
+        code = (
+            error["errors"][0].get("extensions", {}).get("code")
+            if "errors" in error
+            else error["error"]["code"]
+        )
+        assert code and code != "INTERNAL_ERROR", resp.text
+
+
+@settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    body=BODY,
+    content_type=st.sampled_from(["application/json", "text/plain", "application/json; x=1"]),
+    headers=HEADERS,
+)
+def test_any_bytes_to_the_rest_door(
+    body: bytes, content_type: str, headers: Any, live: tuple[str, Upstream]
+) -> None:
+    url, upstream = live
+    upstream.calls = 0
+    _check_raw(_post_raw(url, "/batch", body, content_type, headers), upstream)
+
+
+@settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(multipart=MULTIPART, subtype=st.sampled_from(["mixed", "batching"]), headers=HEADERS)
+def test_any_multipart_to_the_rest_door(
+    multipart: tuple[bytes, str], subtype: str, headers: Any, live: tuple[str, Upstream]
+) -> None:
+    url, upstream = live
+    upstream.calls = 0
+    body, boundary = multipart
+    content_type = f"multipart/{subtype}; boundary={boundary}"
+    _check_raw(_post_raw(url, "/batch", body, content_type, headers), upstream)
+
+
+@settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=GRAPHQL_BODY, headers=HEADERS)
+def test_any_bytes_to_the_graphql_door(
+    body: bytes, headers: Any, live: tuple[str, Upstream]
+) -> None:
+    url, upstream = live
+    upstream.calls = 0
+    resp = _post_raw(url, "/graphql", body, "application/json", headers)
+    _check_raw(resp, upstream)
+    if resp.status_code == 200:
+        answer = resp.json()
+        for error in answer.get("errors") or []:
+            assert error.get("extensions", {}).get("code") != "INTERNAL_ERROR", error
