@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import re
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -16,6 +13,7 @@ import pytest
 from gqlbatch.cli import main
 from gqlbatch.demo import EXAMPLE_QUERY
 from gqlbatch.schema import build_schema
+from tests.processes import SERVING, gqlbatch_process, printed
 
 
 @pytest.mark.parametrize(
@@ -69,41 +67,6 @@ def test_export_schema_writes_a_file(tmp_path: Path) -> None:
     target = tmp_path / "schema" / "schema.graphql"
     assert main(["export-schema", "-o", str(target)]) == 0
     assert target.read_text() == build_schema().as_str() + "\n"
-
-
-@contextlib.asynccontextmanager
-async def gqlbatch_process(*args: str, printing: str) -> AsyncIterator[str]:
-    """Run `python -m gqlbatch ARGS --port 0` and yield the URL it prints; stop it after."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gqlbatch",
-        *args,
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield await asyncio.wait_for(_printed(proc, printing), 20)
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await proc.wait()
-
-
-async def _printed(proc: asyncio.subprocess.Process, pattern: str) -> str:
-    assert proc.stdout is not None and proc.stderr is not None
-    while True:
-        line = (await proc.stdout.readline()).decode()
-        if not line:
-            raise AssertionError(f"exited before printing its URL: {await proc.stderr.read()!r}")
-        found = re.search(pattern, line)
-        if found:
-            return found[1]
-
-
-SERVING = r"gqlbatch serving (http://\S+)/graphql"
 
 
 async def test_demo_command_serves_graphiql_and_runs_its_example() -> None:
@@ -205,7 +168,7 @@ async def test_sigterm_stops_the_server_cleanly(sample_url: str) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    url = await asyncio.wait_for(_printed(proc, SERVING), 20)
+    url = await asyncio.wait_for(printed(proc, SERVING), 20)
     async with aiohttp.ClientSession() as http, http.get(url + "/healthz") as resp:
         assert resp.status == 200
     proc.terminate()
