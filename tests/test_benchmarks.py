@@ -52,3 +52,34 @@ async def test_instruction_count_harness_runs_a_batch() -> None:
     )
     _, err = await asyncio.wait_for(proc.communicate(), 50)
     assert proc.returncode == 0, err.decode()
+
+
+async def run_benchmark(script: str, *args: str) -> dict[str, list[str]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(RUNNER.parent / script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return {
+        line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+        for line in out.decode().splitlines()
+        if line.startswith("| ") and not line.startswith("| ---")
+    }
+
+
+async def test_attack_suite_prints_its_table() -> None:
+    rows = await run_benchmark(
+        "attacks.py", "--only", "fragment-tower-650-bytes", "--seconds", "0.5", "--rounds", "3"
+    )
+    requests, *_ = rows["fragment-tower-650-bytes"]
+    assert 1 <= int(requests) <= 3
+
+
+async def test_admission_benchmark_prints_its_table() -> None:
+    rows = await run_benchmark("admission.py", "--seconds", "0.5")
+    answered, refused, *_ = rows["16 clients, 22-item screens"]
+    assert int(answered) > 0 and refused == "0"

@@ -3,6 +3,8 @@ fragments, so that no document can make validation exponential."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,14 +17,8 @@ from strawberry.extensions.query_depth_limiter import determine_depth
 
 from gqlbatch.query_shape import document_shapes
 
-
-def fragment_tower(levels: int, fan: int, leaf: str = "requestId") -> str:
-    """Fragment i spreads fragment i+1 *fan* times; the last selects *leaf*."""
-    frags = []
-    for i in range(levels):
-        body = " ".join([f"...F{i + 1}"] * fan) if i < levels - 1 else leaf
-        frags.append(f"fragment F{i} on ItemResult {{ {body} }}")
-    return "mutation Tower { batch(requests: []) { items { ...F0 } } } " + " ".join(frags)
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+from attacks import fragment_tower
 
 
 @pytest.mark.timeout(10)
