@@ -139,7 +139,9 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
     _check_keys(data, _SECTIONS, "")
     limits = _table(data.get("limits"), "limits", _LIMITS)
     if "trusted_proxies" in server:
-        server["trusted_proxies"] = _strings(server["trusted_proxies"], "server.trusted_proxies")
+        server["trusted_proxies"] = _strings(
+            server["trusted_proxies"], "server.trusted_proxies", "addresses or networks"
+        )
     headers = _table(data.get("headers"), "headers", {"forward": list})
     upstreams = data.get("upstreams")
     if not isinstance(upstreams, dict) or not upstreams:
@@ -205,7 +207,7 @@ def _typed(value: Any, kind: type, key: str) -> Any:
     return value
 
 
-def _strings(value: list[Any], key: str) -> tuple[str, ...]:
+def _strings(value: list[Any], key: str, what: str = "header names") -> tuple[str, ...]:
     if not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{key} must be a list of header names")
+        raise ConfigError(f"{key} must be a list of {what}")
     return tuple(value)

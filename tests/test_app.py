@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -411,3 +412,38 @@ async def test_select_is_bounded_in_paths(service: FakeService, graphql: GraphQL
     )
     rows = result["data"]["batch"]["items"][0]["body"]
     assert len(rows) == 1000 and len(rows[0]) == 64
+
+
+async def test_a_batch_runs_to_its_end_when_the_client_goes_away(
+    service: FakeService, gateway: TestClient
+) -> None:
+    # README "Client disconnect": a write that started is never left half-way, and the
+    # items after it still run; only the answer has no one to go to.
+    gate, done = asyncio.Event(), asyncio.Event()
+
+    async def second(request: Any) -> Any:
+        from aiohttp import web
+
+        done.set()
+        return web.json_response({})
+
+    service.route("POST", "/first", gate=gate, json={"id": 1})
+    service.route("POST", "/second", handler=second)
+    body = json.dumps(
+        [
+            {"id": "first", "method": "POST", "path": "/first"},
+            {"method": "POST", "path": "/second", "dependsOn": ["first"]},
+        ]
+    ).encode()
+    _, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    writer.write(
+        b"POST /batch HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    await writer.drain()
+    while not service.calls:
+        await asyncio.sleep(0.01)
+    writer.transport.abort()
+    gate.set()
+    await asyncio.wait_for(done.wait(), 10)
+    assert service.lines == ["POST /first", "POST /second"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,19 @@ def test_each_mistake_names_the_key_and_why(text: str, env: dict[str, str], mess
 def test_settings_from_urls_still_work_without_a_file() -> None:
     settings = Settings.from_upstream_urls(["a=http://a.test", "b=http://b.test"])
     assert settings.default_upstream() is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\ntrusted_proxies = [1]\n", "server.trusted_proxies must be a list of addresses"),
+        ('[server]\ntrusted_proxies = ["nope"]\n', "'nope' is not an address"),
+        ("[server]\nheader_timeout_s = 0\n", "header_timeout_s must be a positive integer"),
+        ("[limits]\nmax_json_depth = -1\n", "max_json_depth must be a positive integer"),
+        ("introspection = 1\n", "introspection must be a boolean"),
+        ("[idempotency]\nmax_bytes = 0\n", "idempotency_max_bytes must be a positive integer"),
+    ],
+)
+def test_hardening_settings_are_checked(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        settings_from_toml(text + '[upstreams.a]\nbase_url = "http://a"\n')
