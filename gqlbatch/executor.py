@@ -181,9 +181,11 @@ class _Run:
             elements = _elements(item, Scope(deps))
         except ItemError as exc:
             return _failed(item, exc, _since(started))
-        # The engine counted one call for this item before running; the rest are taken now.
+        # The engine counted a literal list's calls before running, and one call for a list
+        # from a placeholder: the rest of those are taken now that the list is known.
         calls = self._budget.request
-        if not calls.take_calls(max(len(elements) - 1, 0)):
+        more = 0 if isinstance(item.for_each, list) else max(len(elements) - 1, 0)
+        if not calls.take_calls(more):
             message = (
                 f"forEach over {len(elements)} elements is more than the {calls.calls + 1} "
                 "upstream calls left to this request (max_fanout); none of its calls were made"

@@ -321,3 +321,13 @@ async def test_response_bytes_are_capped_per_request(
         '{ batch(requests: [{path: "/r0"}]) { stats { responseBytes } } }'
     )
     assert result["data"]["batch"]["stats"]["responseBytes"] == 10_000
+
+
+async def test_a_literal_fan_out_of_max_fanout_elements_is_counted_once(
+    make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    client = await make_gateway(upstream_url, max_fanout=50)
+    resp = await client.post("/batch", json=[{"forEach": list(range(50)), "path": "/x/{item}"}])
+    (out,) = (await resp.json())["responses"]
+    assert out["state"] == "SUCCEEDED" and len(out["elements"]) == 50
+    assert len(service.calls) == 50
