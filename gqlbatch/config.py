@@ -238,7 +238,7 @@ class Settings:
     graphiql: bool = True
     max_query_depth: int = 12
     max_query_aliases: int = 50
-    max_query_tokens: int = 20_000
+    max_query_tokens: int = 5_000
     max_outstanding_per_client: int = 200
     max_outstanding_total: int = 2_000
     retry_after_s: int = 1
@@ -248,7 +248,7 @@ class Settings:
     idempotency_max_bytes: int = 64 * 1024 * 1024
     idempotency_max_record_bytes: int = 4 * 1024 * 1024
     max_json_depth: int = 128
-    max_query_bytes: int = 256 * 1024
+    max_query_bytes: int = 64 * 1024
     max_rendered_call_bytes: int = 10 * 1024 * 1024
     max_rendered_batch_bytes: int = 32 * 1024 * 1024
     max_batch_response_bytes: int = 64 * 1024 * 1024

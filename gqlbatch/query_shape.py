@@ -8,7 +8,8 @@ times one), so the work is one pass over the document whatever it expands to. Th
 the same as Strawberry's: a field with a selection set adds one level, introspection fields
 (`__schema`, `__typename`, ...) add none, and aliases count as the operation would expand them.
 
-Imports graphql-core only; `extensions.py` installs the rule.
+Imports graphql-core only; `extensions.py` runs `document_problems` before any validation rule,
+so that a document that fails it costs no more than this linear walk.
 """
 
 from __future__ import annotations
@@ -24,27 +25,43 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    ValidationContext,
     ValidationRule,
-    VisitorAction,
 )
-from graphql.language import BREAK
 
-__all__ = ["MAX_INT_DIGITS", "LiteralRangeRule", "Shape", "document_shapes", "shape_rule"]
+__all__ = [
+    "MAX_FIELDS",
+    "MAX_INT_DIGITS",
+    "MAX_REPEATS",
+    "MAX_SPREADS",
+    "LiteralRangeRule",
+    "Shape",
+    "document_problems",
+    "document_shapes",
+]
 
 MAX_INT_DIGITS = 4000
 """Below CPython's own 4,300-digit limit on int() from text."""
+MAX_REPEATS = 16
+"""Fields of one response name in one selection set (see `document_problems`)."""
+MAX_SPREADS = 32
+"""Fragment spreads in one selection set (see `document_problems`)."""
+MAX_FIELDS = 2_000
+"""Fields a document selects, counted as its fragments expand: what validation and
+execution really walk, whatever the document's own size (see `document_problems`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Shape:
-    """An operation's depth (fields with selections on its deepest path) and its aliases."""
+    """An operation's depth (fields with selections on its deepest path), its aliases and
+    its fields, counted as its fragments expand."""
 
     depth: int
     aliases: int
+    fields: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +71,7 @@ class _Local:
 
     depth: int
     aliases: int
+    fields: int
     spreads: tuple[tuple[str, int | None], ...]
 
 
@@ -73,36 +91,88 @@ def document_shapes(document: DocumentNode) -> dict[str, Shape]:
     return shapes
 
 
-def shape_rule(*, max_depth: int, max_aliases: int) -> type[ValidationRule]:
-    """A validation rule class that refuses operations past *max_depth* or documents past
-    *max_aliases* (all operations together), with Strawberry's messages. Make it once: the
-    validation cache keys on rule classes."""
+def document_problems(
+    document: DocumentNode, *, max_depth: int, max_aliases: int
+) -> list[GraphQLError]:
+    """What makes *document* too big to validate and run: an operation past *max_depth*, the
+    document past *max_aliases* or MAX_FIELDS (all operations together, as fragments
+    expand), or a selection set that repeats one response name more than MAX_REPEATS times or
+    spreads more than MAX_SPREADS fragments.
 
-    class QueryShapeRule(ValidationRule):
-        def enter_document(self, node: DocumentNode, *_args: object) -> VisitorAction:
-            _report(self.context, node, max_depth, max_aliases)
-            return BREAK  # measured whole: nothing to visit node by node
-
-    return QueryShapeRule
-
-
-def _report(context: ValidationContext, document: DocumentNode, depth: int, aliases: int) -> None:
+    The last two bound graphql-core's OverlappingFieldsCanBeMergedRule, which compares the
+    fields of one response name, and the fragments of one selection set, pairwise: 800 `batch`
+    fields under one parent took it 0.9 s, 4,000 `body(select:)` variants 2 s. Real documents
+    never need either (the same field twice under one parent merges into one; aliases tell
+    them apart), so they are refused before any other rule runs.
+    """
+    problems: list[GraphQLError] = []
     shapes = document_shapes(document)
     for name, shape in shapes.items():
-        if shape.depth > depth:
+        if shape.depth > max_depth:
             label = name or "anonymous"
-            context.report_error(
-                GraphQLError(f"'{label}' exceeds maximum operation depth of {depth}")
+            problems.append(
+                GraphQLError(f"'{label}' exceeds maximum operation depth of {max_depth}")
             )
     total = sum(shape.aliases for shape in shapes.values())
-    if total > aliases:
-        context.report_error(GraphQLError(f"{total} aliases found. Allowed: {aliases}"))
+    if total > max_aliases:
+        problems.append(GraphQLError(f"{total} aliases found. Allowed: {max_aliases}"))
+    fields = sum(shape.fields for shape in shapes.values())
+    if fields > MAX_FIELDS:
+        problems.append(
+            GraphQLError(
+                f"the document selects {fields} fields as its fragments expand; at most "
+                f"{MAX_FIELDS}"
+            )
+        )
+    problems.extend(_repeats(document))
+    return problems
+
+
+def _repeats(document: DocumentNode) -> list[GraphQLError]:
+    problems: list[GraphQLError] = []
+    stack = [
+        d.selection_set
+        for d in document.definitions
+        if isinstance(d, OperationDefinitionNode | FragmentDefinitionNode)
+    ]
+    while stack and not problems:
+        selection_set = stack.pop()
+        keys: dict[str, int] = {}
+        spreads = 0
+        # Fields of inline fragments are collected with their parent's, as the rule does.
+        flat = [selection_set]
+        while flat:
+            for selection in flat.pop().selections:
+                if isinstance(selection, FieldNode):
+                    key = (selection.alias or selection.name).value
+                    keys[key] = keys.get(key, 0) + 1
+                    if selection.selection_set is not None:
+                        stack.append(selection.selection_set)
+                elif isinstance(selection, FragmentSpreadNode):
+                    spreads += 1
+                elif isinstance(selection, InlineFragmentNode):
+                    flat.append(selection.selection_set)
+        key, count = max(keys.items(), key=lambda kv: kv[1], default=("", 0))
+        if count > MAX_REPEATS:
+            problems.append(
+                GraphQLError(
+                    f"'{key}' is selected {count} times in one selection set; at most "
+                    f"{MAX_REPEATS} (alias the ones that differ)"
+                )
+            )
+        if spreads > MAX_SPREADS:
+            problems.append(
+                GraphQLError(
+                    f"{spreads} fragment spreads in one selection set; at most {MAX_SPREADS}"
+                )
+            )
+    return problems
 
 
 def _local(selection_set: SelectionSetNode) -> _Local:
     # An explicit stack: the parser bounds nesting, but not the stack this walk would need.
     # Below an introspection field depth is not counted (None) but aliases still are.
-    deepest = aliases = 0
+    deepest = aliases = fields = 0
     spreads: list[tuple[str, int | None]] = []
     stack: list[tuple[SelectionSetNode, int | None]] = [(selection_set, 0)]
     while stack:
@@ -114,24 +184,26 @@ def _local(selection_set: SelectionSetNode) -> _Local:
                 continue
             below = depth
             if isinstance(selection, FieldNode):
+                fields += 1
                 aliases += selection.alias is not None
                 introspection = selection.name.value.startswith("__")
                 below = None if depth is None or introspection else depth + 1
             inner: SelectionSetNode | None = getattr(selection, "selection_set", None)
             if inner is not None:
                 stack.append((inner, below))
-    return _Local(deepest, aliases, tuple(spreads))
+    return _Local(deepest, aliases, fields, tuple(spreads))
 
 
 def _with_spreads(local: _Local, expanded: dict[str, Shape]) -> Shape:
-    depth, aliases = local.depth, local.aliases
+    depth, aliases, fields = local.depth, local.aliases, local.fields
     for name, at in local.spreads:
         fragment = expanded.get(name)
         if fragment is not None:  # unknown fragments are another rule's to report
             if at is not None:
                 depth = max(depth, at + fragment.depth)
             aliases += fragment.aliases
-    return Shape(depth, aliases)
+            fields += fragment.fields
+    return Shape(depth, aliases, fields)
 
 
 def _expand_fragments(fragments: dict[str, _Local]) -> dict[str, Shape]:

@@ -83,3 +83,8 @@ async def test_admission_benchmark_prints_its_table() -> None:
     rows = await run_benchmark("admission.py", "--seconds", "0.5")
     answered, refused, *_ = rows["16 clients, 22-item screens"]
     assert int(answered) > 0 and refused == "0"
+
+
+async def test_validation_benchmark_prints_its_table() -> None:
+    rows = await run_benchmark("validation.py", "--random", "3")
+    assert "32 conflicting fragments" in rows

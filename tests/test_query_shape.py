@@ -85,3 +85,53 @@ def _has_cycle(bodies: dict[str, str]) -> bool:
         return any(n in seen or reaches(n, seen | {n}) for n in spreads)
 
     return any(reaches(name, frozenset({name})) for name in NAMES)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "query { " + " ".join(["batch(requests: []) { replayed }"] * 17) + " }",
+            "'batch' is selected 17 times in one selection set; at most 16 "
+            "(alias the ones that differ)",
+        ),
+        (
+            "query { batch(requests: []) { items { "
+            + " ".join(f"...F{i}" for i in range(33))
+            + " } } } "
+            + " ".join(f"fragment F{i} on ItemResult {{ requestId }}" for i in range(33)),
+            "33 fragment spreads in one selection set; at most 32",
+        ),
+        (
+            "query { batch(requests: []) { items { ...A ...A ...A } } } "
+            "fragment A on ItemResult { ...B ...B ...B ...B ...B ...B ...B ...B ...B ...B } "
+            "fragment B on ItemResult { ...C ...C ...C ...C ...C ...C ...C ...C ...C ...C } "
+            "fragment C on ItemResult { requestId status state durationMs attempts coalesced "
+            "index bulkCall }",
+            "the document selects 2402 fields as its fragments expand; at most 2000",
+        ),
+    ],
+    ids=["repeated-field", "fragment-spreads", "expanded-fields"],
+)
+async def test_documents_too_costly_to_validate_are_refused_first(
+    query: str, message: str, gateway: TestClient, service: Any
+) -> None:
+    resp = await gateway.post("/graphql", json={"query": query})
+    (error,) = (await resp.json())["errors"]
+    assert (error["message"], error["extensions"]["code"]) == (message, "QUERY_TOO_COMPLEX")
+
+
+async def test_validation_work_is_budgeted(gateway: TestClient) -> None:
+    # Within every limit above, the same field selected under one parent with fragments
+    # spread in each copy still costs graphql-core's overlap rule work that grows with the
+    # square of the copies: it stops at VALIDATION_BUDGET, refusing the document.
+    spreads = " ".join(f"...E{i}" for i in range(32))
+    fragments = " ".join(f"fragment E{i} on ElementResult {{ status index }}" for i in range(32))
+    copies = " ".join(f"elements {{ {spreads} }}" for _ in range(8))
+    query = f"query {{ batch(requests: []) {{ items {{ {copies} }} }} }} {fragments}"
+    resp = await gateway.post("/graphql", json={"query": query})
+    (error,) = (await resp.json())["errors"]
+    assert (error["message"], error["extensions"]["code"]) == (
+        "Validation aborted.",
+        "QUERY_TOO_COMPLEX",
+    )
