@@ -41,9 +41,9 @@ def _callgrind_instrumentation(on: bool) -> None:
 
 async def _child(items: int) -> None:
     from gqlbatch import Settings
-    from gqlbatch.call import UpstreamCall, UpstreamResponse
     from gqlbatch.engine import BatchContext
     from gqlbatch.schema import build_schema
+    from gqlbatch.wire import UpstreamCall, UpstreamResponse
 
     async def send(_call: UpstreamCall) -> UpstreamResponse:
         await asyncio.sleep(0)

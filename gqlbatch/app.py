@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Final, TypeGuard
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from cross_web import HTTPException
 from strawberry.aiohttp.views import GraphQLView
 
@@ -47,7 +48,6 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 _HTTP_CODES = {405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.REQUEST_TOO_LARGE}
 NO_STORE = "private, no-store"
 """Every answer's Cache-Control until HTTP caching is designed: results carry user data."""
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger("gqlbatch.errors")
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLIENT: Final = web.AppKey("client", UpstreamClient)

@@ -13,15 +13,13 @@ from collections.abc import Mapping
 
 from gqlbatch.call import to_call
 from gqlbatch.errors import ItemError
-from gqlbatch.executor import Fetch
 from gqlbatch.placeholders import Scope
 from gqlbatch.plan import Plan, PlannedItem
 from gqlbatch.result import ItemResult, Rollback, RollbackState, State
 from gqlbatch.types import Headers, RequestId
+from gqlbatch.wire import SAFE_METHODS, Fetch
 
 __all__ = ["roll_back"]
-
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def roll_back(
@@ -46,7 +44,7 @@ async def _undo(
     forwarded: Mapping[str, Headers],
 ) -> Rollback:
     if item.compensation is None:
-        if item.request.method in _READS:
+        if item.request.method in SAFE_METHODS:
             return Rollback(RollbackState.NOT_NEEDED, "a read changes nothing upstream")
         return Rollback(
             RollbackState.NOT_ROLLED_BACK,

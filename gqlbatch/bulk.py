@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from gqlbatch.call import BodyEncoding, UpstreamCall, UpstreamResponse
 from gqlbatch.config import BulkRoute
 from gqlbatch.errors import UpstreamBadResponse
 from gqlbatch.types import JSON, Headers
+from gqlbatch.wire import BodyEncoding, UpstreamCall, UpstreamResponse
 
 __all__ = ["BulkGroup", "BulkRoutes", "split_response"]
 

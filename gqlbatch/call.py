@@ -1,4 +1,4 @@
-"""One upstream call as data, and `to_call`, which renders a planned item into one.
+"""`to_call`, which renders a planned item into an `UpstreamCall` (wire.py).
 
 Pure and synchronous: this is where placeholder values are substituted and encoded, so that a
 substituted value can never add a path segment or a header line. `upstream.py` sends the calls.
@@ -6,29 +6,19 @@ substituted value can never add a path segment or a header line. `upstream.py` s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from urllib.parse import quote
 
 from gqlbatch.errors import ForbiddenValue
 from gqlbatch.placeholders import Scope, render_json, render_text
 from gqlbatch.plan import PlannedItem
-from gqlbatch.request import READ_METHODS
 from gqlbatch.targets import header_value_problem, segment_problem
-from gqlbatch.types import JSON, Headers, per_item_value
+from gqlbatch.types import JSON, Headers
+from gqlbatch.wire import UpstreamCall
 
-__all__ = [
-    "BodyEncoding",
-    "Fetched",
-    "UpstreamCall",
-    "UpstreamResponse",
-    "forwarded_headers",
-    "to_call",
-]
+__all__ = ["forwarded_headers", "to_call"]
 
 # Characters a path keeps as they are: RFC 3986 pchar plus '/', and '%' so that a client's own
 # percent-encoding is not encoded twice.
@@ -36,71 +26,6 @@ _PATH_SAFE = "/%:@!$&'()*+,;=~"
 # A path made only of those and of characters `quote` never encodes is its own quoting; most
 # paths are, and one regular expression costs less than `quote`'s encoding round trip.
 _KEPT_AS_IS = re.compile(r"[A-Za-z0-9_.\-" + re.escape(_PATH_SAFE) + "]*")
-
-
-class BodyEncoding(StrEnum):
-    """How an upstream body is carried in `body`."""
-
-    JSON = "JSON"
-    TEXT = "TEXT"
-    BASE64 = "BASE64"
-    EMPTY = "EMPTY"
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamCall:
-    """A fully rendered upstream call. Hashable: it is also the DataLoader's cache key, so two
-    calls are coalesced only when upstream, method, path, query, headers (credentials among them)
-    and body are all the same."""
-
-    upstream: str
-    method: str
-    path: str
-    query: tuple[tuple[str, str], ...] = ()
-    headers: Headers = ()
-    body: bytes | None = None
-    timeout_ms: int | None = None
-
-    @property
-    def is_read(self) -> bool:
-        """GET and HEAD: safe to coalesce and to retry."""
-        return self.method in READ_METHODS
-
-    @property
-    def size(self) -> int:
-        """About the bytes this call sends: its path, query, headers and body."""
-        size = len(self.path) + (len(self.body) if self.body is not None else 0)
-        for name, value in self.query:
-            size += len(name) + len(value) + 2
-        for name, value in self.headers:
-            size += len(name) + len(value) + 4
-        return size
-
-
-@per_item_value()
-class UpstreamResponse:
-    """What an upstream answered, with its body decoded (DESIGN §7 "Bodies")."""
-
-    status: int
-    headers: Headers
-    body: JSON
-    body_encoding: BodyEncoding = BodyEncoding.JSON
-    attempts: int = 1
-
-    def with_attempts(self, attempts: int) -> UpstreamResponse:
-        """The same response, noting how many attempts it took."""
-        return self if attempts == self.attempts else dataclasses.replace(self, attempts=attempts)
-
-
-@per_item_value()
-class Fetched:
-    """A response, and how it was obtained."""
-
-    response: UpstreamResponse
-    coalesced: bool = False
-    attempts: int = 1
-    bulk_call: str | None = None
-    """The plural call that served this one, as "GET /users?id=1&id=2", when one did."""
 
 
 def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -> UpstreamCall:

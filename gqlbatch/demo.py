@@ -7,10 +7,10 @@ create, an optional latency per request, and a count of the requests it served.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 __all__ = ["EXAMPLE_QUERY", "calls", "sample_api"]
 
@@ -105,9 +105,6 @@ def _seed() -> dict[str, dict[int, dict[str, Any]]]:
         for i in range(1, 301)
     }
     return {"users": users, "posts": posts, "comments": comments}
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware

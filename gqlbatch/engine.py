@@ -20,12 +20,13 @@ from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.executor import execute
 from gqlbatch.idempotency import IdempotencyStore, check_key, fingerprint
 from gqlbatch.limits import Admission, OutstandingCalls
-from gqlbatch.loaders import Loaders, Send
+from gqlbatch.loaders import Loaders
 from gqlbatch.plan import Plan, build_plan, static_calls
-from gqlbatch.request import READ_METHODS, Method, Rules, parse_batch
+from gqlbatch.request import Rules, parse_batch
 from gqlbatch.result import BatchOutcome, BatchStats
 from gqlbatch.retries import Retrying
 from gqlbatch.types import Headers
+from gqlbatch.wire import READ_METHODS, Method, Send
 
 __all__ = ["BatchContext", "admit_early", "prepare", "request_budget", "run_batch"]
 

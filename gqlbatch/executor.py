@@ -12,21 +12,21 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gqlbatch.budget import BatchBudget, RequestBudget
-from gqlbatch.call import BodyEncoding, Fetched, UpstreamCall, to_call
+from gqlbatch.call import to_call
 from gqlbatch.errors import ErrorCode, ItemError, ReferenceNotFound, UpstreamError
 from gqlbatch.placeholders import Scope, evaluate, render_json
 from gqlbatch.plan import Plan, PlannedItem
 from gqlbatch.request import Mode, OnError
 from gqlbatch.result import ElementResult, ErrorInfo, ItemResult, State
 from gqlbatch.types import JSON, Headers, RequestId
+from gqlbatch.wire import BodyEncoding, Fetch, Fetched, UpstreamCall
 
 __all__ = ["Execution", "Fetch", "execute"]
 
-Fetch = Callable[[UpstreamCall], Awaitable[Fetched]]
 log = logging.getLogger("gqlbatch.errors")
 
 

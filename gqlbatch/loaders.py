@@ -14,19 +14,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Collection, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiodataloader import DataLoader
 
 from gqlbatch.bulk import BulkGroup, BulkRoutes, split_response
-from gqlbatch.call import Fetched, UpstreamCall, UpstreamResponse
 from gqlbatch.config import BulkRoute
 from gqlbatch.errors import UpstreamError
+from gqlbatch.wire import Fetched, Send, UpstreamCall, UpstreamResponse
 
 __all__ = ["Loaders", "Send", "SharedInflight"]
 
-Send = Callable[[UpstreamCall], Coroutine[Any, Any, UpstreamResponse]]
 _T = TypeVar("_T")
 
 

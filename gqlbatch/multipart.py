@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 import aiohttp
 import h11
 
-from gqlbatch.call import BodyEncoding
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.rest import error_body, http_status, response_headers
 from gqlbatch.result import BatchOutcome, ItemResult
 from gqlbatch.strict_json import DEFAULT_MAX_DEPTH, JSONRefused, loads
 from gqlbatch.types import JSON
+from gqlbatch.wire import BodyEncoding
 
 __all__ = [
     "MULTIPART_TYPES",

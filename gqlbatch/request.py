@@ -17,12 +17,11 @@ from urllib.parse import parse_qsl
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.targets import batch_path, header_problem, path_problem
 from gqlbatch.types import JSON, Headers, RequestId, per_item_value
+from gqlbatch.wire import Method
 
 __all__ = [
-    "READ_METHODS",
     "BatchOptions",
     "BatchRequest",
-    "Method",
     "Mode",
     "OnError",
     "Parsed",
@@ -30,21 +29,6 @@ __all__ = [
     "SubRequest",
     "parse_batch",
 ]
-
-
-class Method(StrEnum):
-    """The HTTP methods a sub-request may use."""
-
-    GET = "GET"
-    HEAD = "HEAD"
-    POST = "POST"
-    PUT = "PUT"
-    PATCH = "PATCH"
-    DELETE = "DELETE"
-    OPTIONS = "OPTIONS"
-
-
-READ_METHODS = frozenset({Method.GET, Method.HEAD})
 
 
 class Mode(StrEnum):

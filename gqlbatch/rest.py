@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gqlbatch.call import BodyEncoding
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.result import BatchOutcome, ItemResult, State
 from gqlbatch.types import JSON, Headers
+from gqlbatch.wire import BodyEncoding
 
 __all__ = [
     "error_body",

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gqlbatch.call import BodyEncoding
 from gqlbatch.errors import ErrorCode
 from gqlbatch.types import JSON, Headers, RequestId, per_item_value
+from gqlbatch.wire import BodyEncoding
 
 __all__ = [
     "BatchOutcome",

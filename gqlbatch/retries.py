@@ -15,21 +15,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from gqlbatch.call import UpstreamCall, UpstreamResponse
 from gqlbatch.config import RetrySettings
 from gqlbatch.errors import UpstreamError, UpstreamUnreachable
+from gqlbatch.wire import IDEMPOTENT_METHODS, Send, UpstreamCall, UpstreamResponse
 
 __all__ = ["RETRY_STATUSES", "Retrying", "delay_ms", "parse_retry_after", "should_retry"]
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-
-Send = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]
 
 
 def may_retry(call: UpstreamCall) -> bool:
     """Idempotent methods may be retried; others only when they carry an Idempotency-Key."""
-    return call.method in _IDEMPOTENT or any(
+    return call.method in IDEMPOTENT_METHODS or any(
         name.lower() == "idempotency-key" for name, _ in call.headers
     )
 

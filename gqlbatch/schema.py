@@ -11,7 +11,6 @@ import strawberry
 from graphql import GraphQLError, GraphQLObjectType, GraphQLResolveInfo
 from strawberry.scalars import JSON
 
-from gqlbatch.call import BodyEncoding
 from gqlbatch.engine import BatchContext, run_batch
 from gqlbatch.errors import BatchRejected, ErrorCode
 from gqlbatch.extensions import (
@@ -21,13 +20,14 @@ from gqlbatch.extensions import (
     schema_extensions,
 )
 from gqlbatch.placeholders import TemplateSyntaxError, parse_selectors, project
-from gqlbatch.request import Method, Mode, OnError
+from gqlbatch.request import Mode, OnError
 from gqlbatch.result import (
     BatchOutcome,
     BatchStats,
     RollbackState,
     State,
 )
+from gqlbatch.wire import BodyEncoding, Method
 
 __all__ = ["Context", "build_schema"]
 

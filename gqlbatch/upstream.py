@@ -15,7 +15,6 @@ import aiohttp
 from yarl import URL
 
 from gqlbatch.budget import current_budget
-from gqlbatch.call import BodyEncoding, UpstreamCall, UpstreamResponse
 from gqlbatch.config import Settings, UpstreamSettings
 from gqlbatch.errors import (
     UpstreamBadResponse,
@@ -24,6 +23,7 @@ from gqlbatch.errors import (
     UpstreamUnreachable,
 )
 from gqlbatch.strict_json import JSONRefused, loads
+from gqlbatch.wire import BodyEncoding, UpstreamCall, UpstreamResponse
 
 __all__ = ["UpstreamClient"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from gqlbatch.bulk import BulkRoutes, split_response
-from gqlbatch.call import BodyEncoding, UpstreamCall, UpstreamResponse
 from gqlbatch.config import BulkRoute
 from gqlbatch.errors import UpstreamBadResponse
+from gqlbatch.wire import BodyEncoding, UpstreamCall, UpstreamResponse
 
 USERS = BulkRoute(match="/users/{id}")
 COMMENTS = BulkRoute(match="/comments?postId={id}", many=True, max_keys=2)

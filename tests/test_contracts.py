@@ -75,93 +75,31 @@ def test_public_names_are_sorted_and_exist() -> None:
         assert hasattr(gqlbatch, name), name
 
 
-# Which gqlbatch modules each module may import (STYLE 2.2), and where each third-party
-# library may be used. The core (request, placeholders, plan, call, result) stays pure.
-LAYERS: dict[str, set[str]] = {
-    "types": set(),
-    "errors": {"types"},
-    "config": {"errors"},
-    "config_file": {"config", "errors"},
-    "request": {"errors", "targets", "types"},
-    "targets": set(),
-    "strict_json": {"types"},
-    "budget": {"errors"},
-    "identity": {"errors"},
-    "placeholders": {"errors", "types"},
-    "plan": {"errors", "placeholders", "request", "types"},
-    "call": {"errors", "placeholders", "plan", "request", "targets", "types"},
-    "result": {"call", "errors", "types"},
-    "upstream": {"budget", "call", "config", "errors", "strict_json"},
-    "bulk": {"call", "config", "errors", "types"},
-    "loaders": {"bulk", "call", "config", "errors"},
-    "retries": {"call", "config", "errors"},
-    "atomic": {"call", "errors", "executor", "placeholders", "plan", "result", "types"},
-    "executor": {"budget", "call", "errors", "placeholders", "plan", "request", "result", "types"},
-    "engine": {
-        "atomic",
-        "budget",
-        "config",
-        "errors",
-        "executor",
-        "idempotency",
-        "limits",
-        "loaders",
-        "plan",
-        "request",
-        "result",
-        "retries",
-        "types",
-    },
-    "idempotency": {"errors", "result"},
-    "limits": {"errors"},
-    "rest": {"call", "errors", "result", "types"},
-    "multipart": {"call", "errors", "rest", "result", "strict_json", "types"},
-    "schema": {
-        "extensions",
-        "call",
-        "config",
-        "engine",
-        "errors",
-        "loaders",
-        "placeholders",
-        "request",
-        "result",
-        "types",
-    },
-    "demo": set(),
-    "extensions": {"errors", "query_shape"},
-    "query_shape": set(),
-    "app": {
-        "strict_json",
-        "identity",
-        "call",
-        "config",
-        "engine",
-        "errors",
-        "extensions",
-        "idempotency",
-        "limits",
-        "loaders",
-        "multipart",
-        "rest",
-        "result",
-        "schema",
-        "types",
-        "upstream",
-    },
-    "listener": {"app", "config", "errors"},
-    "cli": {"app", "config", "config_file", "demo", "errors", "listener", "schema"},
-    "__main__": {"cli"},
+# The layer table and the third-party table of docs/architecture.md: a module imports only
+# from its own layer and the layers above it; a library only in the modules named for it.
+ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+
+
+def _table(header: str) -> list[list[str]]:
+    """The rows of the Markdown table whose header row starts with *header*."""
+    lines = ARCHITECTURE[ARCHITECTURE.index(f"| {header} |") :].splitlines()[2:]
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def _names(cell: str) -> list[str]:
+    return re.findall(r"`([a-z_0-9]+)`", cell)
+
+
+LAYER_OF: dict[str, int] = {
+    module: rank for rank, row in enumerate(_table("layer")) for module in _names(row[1])
 }
 THIRD_PARTY: dict[str, set[str]] = {
-    "aiohttp": {"upstream", "app", "demo", "multipart", "listener"},
-    "h11": {"multipart"},
-    "yarl": {"upstream"},
-    "multidict": set(),
-    "aiodataloader": {"loaders"},
-    "strawberry": {"schema", "app", "extensions"},
-    "cross_web": {"app"},
-    "graphql": {"schema", "extensions", "query_shape"},
+    _names(row[0])[0]: set(_names(row[1])) for row in _table("library")
 }
 
 
@@ -187,14 +125,32 @@ def _imports(path: Path) -> set[str]:
 
 def test_every_module_has_a_layer() -> None:
     modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert modules == set(LAYERS)
+    assert modules == set(LAYER_OF), "docs/architecture.md's layer table lists every module"
 
 
 def test_import_layers_hold() -> None:
-    for module, allowed in LAYERS.items():
+    for module, rank in LAYER_OF.items():
         imports = _imports(PACKAGE / f"{module}.py")
         ours = {i.split(".")[1] for i in imports if i.startswith("gqlbatch.")}
-        assert ours <= allowed, f"{module} imports {sorted(ours - allowed)}"
+        upward = sorted(m for m in ours if LAYER_OF[m] > rank)
+        assert not upward, f"{module} imports {upward}, from a layer below its own"
         for library, owners in THIRD_PARTY.items():
             uses = any(i == library or i.startswith(library + ".") for i in imports)
             assert not uses or module in owners, f"{module} imports {library}"
+
+
+def test_the_core_loads_no_io_library() -> None:
+    # `import gqlbatch.<core module>` must not bring aiohttp or strawberry with it: the package
+    # __init__ is lazy, and the core imports neither.
+    import subprocess
+    import sys
+
+    core = [m for m, rank in LAYER_OF.items() if rank <= 1]
+    code = (
+        "import sys\n"
+        + "".join(f"import gqlbatch.{m}\n" for m in core)
+        + "print(sorted(m for m in ('aiohttp', 'strawberry', 'aiodataloader', 'graphql') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gqlbatch import Settings
-from gqlbatch.call import UpstreamCall
 from gqlbatch.config import BulkRoute
 from gqlbatch.loaders import Loaders
 from gqlbatch.upstream import UpstreamClient
+from gqlbatch.wire import UpstreamCall
 from tests.fakes import FakeService
 
 # Reads a bulk route could merge go through the DataLoader; the others are shared by a map of

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 
 from gqlbatch import Settings
-from gqlbatch.call import BodyEncoding, UpstreamCall
 from gqlbatch.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
 from gqlbatch.upstream import UpstreamClient
+from gqlbatch.wire import BodyEncoding, UpstreamCall
 from tests.fakes import FakeService
 
 
