@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import re
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -21,10 +20,10 @@ from typing import Any, Protocol
 
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.result import BatchOutcome
+from gqlbatch.wire import IDEMPOTENCY_KEY
 
 __all__ = ["IdempotencyStore", "MemoryIdempotencyStore", "check_key", "fingerprint"]
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 Run = Callable[[], Coroutine[Any, Any, BatchOutcome]]
 
 
@@ -34,7 +33,7 @@ def check_key(key: str) -> str:
     Raises:
         BatchRejected: INVALID_INPUT, naming the header.
     """
-    if not _KEY.match(key):
+    if not IDEMPOTENCY_KEY.fullmatch(key):
         raise BatchRejected(
             [
                 Problem(

@@ -24,7 +24,7 @@ from gqlbatch.rest import error_body, http_status, response_headers
 from gqlbatch.result import BatchOutcome, ItemResult
 from gqlbatch.strict_json import DEFAULT_MAX_DEPTH, JSONRefused, loads
 from gqlbatch.types import JSON
-from gqlbatch.wire import BodyEncoding
+from gqlbatch.wire import FRAMING_HEADERS, BodyEncoding
 
 __all__ = [
     "MULTIPART_TYPES",
@@ -37,7 +37,7 @@ __all__ = [
 
 MULTIPART_TYPES = frozenset({"multipart/mixed", "multipart/batching"})
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_FRAMING = frozenset(name.encode() for name in FRAMING_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)

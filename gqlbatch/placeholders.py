@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Protocol
 
 from gqlbatch.errors import ReferenceNotFound
-from gqlbatch.types import JSON, Headers, RequestId
+from gqlbatch.types import JSON, REQUEST_ID_CHARS, Headers, RequestId
+from gqlbatch.wire import HEADER_NAME
 
 __all__ = [
     "Each",
@@ -133,9 +134,8 @@ _ESCAPED_OPENER = re.compile(
     r"\{\{(?=resultOf\(|statusOf\(|headerOf\(|(?:item|index)(?![A-Za-z0-9_$]))"
 )
 _BARE = re.compile(r"^resultOf\(")
-_ID = re.compile(r"[^\s(){}\[\],\"']+")
+_ID = re.compile(REQUEST_ID_CHARS + "+")
 _NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]*")
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _INT = re.compile(r"-?\d+")
 _WORDS = tuple(k.value for k in RefKind)
 
@@ -252,7 +252,7 @@ def _parse_call(text: str, pos: int, kind: RefKind) -> tuple[RequestId, str | No
 
 def _parse_header_arg(text: str, pos: int) -> tuple[str, int]:
     comma = re.compile(r"\s*,\s*").match(text, pos)
-    name = _HEADER_NAME.match(text, comma.end()) if comma else None
+    name = HEADER_NAME.match(text, comma.end()) if comma else None
     if not comma or not name:
         raise TemplateSyntaxError(
             f"headerOf in {text!r} takes a requestId and a header name: headerOf(id, Location)"

@@ -16,10 +16,11 @@ from urllib.parse import parse_qsl
 
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.targets import batch_path, header_problem, path_problem
-from gqlbatch.types import JSON, Headers, RequestId, per_item_value
-from gqlbatch.wire import Method
+from gqlbatch.types import JSON, REQUEST_ID_CHARS, Headers, RequestId, per_item_value
+from gqlbatch.wire import IDEMPOTENCY_KEY, Method
 
 __all__ = [
+    "OPTION_KEYS",
     "BatchOptions",
     "BatchRequest",
     "Mode",
@@ -126,10 +127,10 @@ _ITEM_KEYS = frozenset(
         "compensate",
     }
 )
-_OPTION_KEYS = frozenset({"mode", "onError", "maxConcurrency", "timeoutMs", "atomic"})
-_REQUEST_ID = re.compile(r"^[^\s(){}\[\],\"']{1,128}$")
+OPTION_KEYS = ("mode", "onError", "maxConcurrency", "timeoutMs", "atomic")
+"""A batch's options, as both doors name them."""
+_REQUEST_ID = re.compile(REQUEST_ID_CHARS + "{1,128}")
 _COMPENSATE_KEYS = frozenset({"method", "path", "query", "headers", "body"})
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 _METHODS = {m.value: m for m in Method}  # Enum.__members__ builds a new mapping on each read
@@ -299,7 +300,7 @@ def _request_id(raw: object, index: int, problems: _Problems) -> RequestId:
         return str(index)
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not _REQUEST_ID.match(value):
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
         problems.add(
             ErrorCode.INVALID_INPUT,
             "requestId must be 1 to 128 characters without spaces, quotes, commas or brackets, "
@@ -434,7 +435,7 @@ def _for_each(value: JSON, add: _Add) -> str | list[JSON] | None:
 def _idempotency_key(value: JSON, add: _Add) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _IDEMPOTENCY_KEY.match(value):
+    if not isinstance(value, str) or not IDEMPOTENCY_KEY.fullmatch(value):
         add(
             ErrorCode.INVALID_INPUT,
             "idempotencyKey must be 1 to 255 printable ASCII characters",
@@ -486,10 +487,10 @@ def _parse_options(raw: object, problems: _Problems) -> BatchOptions:
     def add(code: ErrorCode, message: str, field: str) -> None:
         problems.add(code, message, f"options.{field}")
 
-    for key in sorted(set(raw) - _OPTION_KEYS):
+    for key in sorted(set(raw) - set(OPTION_KEYS)):
         add(
             ErrorCode.INVALID_INPUT,
-            f"unknown option (known: {', '.join(sorted(_OPTION_KEYS))})",
+            f"unknown option (known: {', '.join(sorted(OPTION_KEYS))})",
             key,
         )
     atomic = raw.get("atomic")

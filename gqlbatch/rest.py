@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.request import OPTION_KEYS
 from gqlbatch.result import BatchOutcome, ItemResult, State
 from gqlbatch.types import JSON, Headers
-from gqlbatch.wire import BodyEncoding
+from gqlbatch.wire import FRAMING_HEADERS, HOP_BY_HOP_HEADERS, BodyEncoding
 
 __all__ = [
     "error_body",
@@ -25,7 +26,6 @@ __all__ = [
     "responses_json",
 ]
 
-_OPTION_KEYS = ("mode", "onError", "maxConcurrency", "timeoutMs", "atomic")
 # The status of an item that got no upstream response, by why it did not.
 _STATUS = {
     ErrorCode.FAILED_DEPENDENCY: 424,
@@ -45,9 +45,7 @@ _REJECTION_STATUS = {
     ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
 }
 # Headers that describe the upstream's connection or encoding, not the item's response.
-_DROPPED_HEADERS = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
-)
+_DROPPED_HEADERS = FRAMING_HEADERS | HOP_BY_HOP_HEADERS | {"content-encoding"}
 
 
 def items_from_json(document: JSON) -> tuple[object, JSON]:
@@ -71,7 +69,7 @@ def items_from_json(document: JSON) -> tuple[object, JSON]:
     requests = document["requests"]
     items = [_item(raw) for raw in requests] if isinstance(requests, list) else requests
     options = document.get("options")
-    top = {k: document[k] for k in _OPTION_KEYS if k in document}
+    top = {k: document[k] for k in OPTION_KEYS if k in document}
     if isinstance(options, dict):
         options = {**options, **top}
     elif options is None:

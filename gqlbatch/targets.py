@@ -15,6 +15,8 @@ import re
 import unicodedata
 from urllib.parse import unquote
 
+from gqlbatch.wire import FRAMING_HEADERS, HEADER_NAME, HOP_BY_HOP_HEADERS
+
 __all__ = [
     "MAX_DECODINGS",
     "batch_path",
@@ -27,7 +29,6 @@ __all__ = [
 MAX_DECODINGS = 3
 """Rounds of percent-decoding a path may need; one that still changes after them is refused."""
 
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
 # RFC 9110 field-value: visible characters, space and tab; any other control character lets a
 # server or a proxy split or end the header (aiohttp itself refuses to send them).
@@ -35,18 +36,7 @@ _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _MALFORMED_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DOT_SEGMENTS = frozenset({".", ".."})
 _BATCH_PATHS = frozenset({"/batch", "/$batch", "/graphql"})
-_FORBIDDEN_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-    }
-)
+_FORBIDDEN_HEADERS = FRAMING_HEADERS | HOP_BY_HOP_HEADERS | {"host"}
 # Headers that common frameworks and proxies read as "the real method, URL or host": one of
 # them turns a read-only GET into a DELETE, or a request for one path into one for another.
 _ROUTING_HEADERS = frozenset(
@@ -125,7 +115,7 @@ def _bare(segment: str) -> str:
 
 def header_problem(name: str, value: str) -> str | None:
     """Why a sub-request may not send this header, or None."""
-    if not _HEADER_NAME.match(name):
+    if not HEADER_NAME.fullmatch(name):
         return f"{name!r} is not a valid header name"
     lowered = name.lower()
     if lowered in _FORBIDDEN_HEADERS or lowered.startswith(_FORBIDDEN_PREFIXES):

@@ -9,13 +9,17 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar, dataclass_transform
 
-__all__ = ["JSON", "Headers", "RequestId", "per_item_value"]
+__all__ = ["JSON", "REQUEST_ID_CHARS", "Headers", "RequestId", "per_item_value"]
 
 JSON: TypeAlias = Any
 """A value that `json.dumps` accepts: dict, list, str, int, float, bool or None."""
 
 RequestId: TypeAlias = str
 """A sub-request's id, unique within its batch."""
+
+REQUEST_ID_CHARS = r"[^\s(){}\[\],\"']"
+"""What a requestId is made of (a regular expression for one character): anything but
+space, brackets, commas and quotes, so that `resultOf(ID)` always parses."""
 
 Headers: TypeAlias = tuple[tuple[str, str], ...]
 """HTTP headers as ordered (name, value) pairs; names keep the case they were given."""

@@ -6,6 +6,7 @@ the upstream client need nothing of the planner to name a call or a response.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
@@ -14,6 +15,10 @@ from typing import Any
 from gqlbatch.types import JSON, Headers, per_item_value
 
 __all__ = [
+    "FRAMING_HEADERS",
+    "HEADER_NAME",
+    "HOP_BY_HOP_HEADERS",
+    "IDEMPOTENCY_KEY",
     "IDEMPOTENT_METHODS",
     "READ_METHODS",
     "SAFE_METHODS",
@@ -45,6 +50,17 @@ SAFE_METHODS = READ_METHODS | {Method.OPTIONS}
 """Methods that change nothing upstream: an atomic batch has nothing to undo for them."""
 IDEMPOTENT_METHODS = SAFE_METHODS | {Method.PUT, Method.DELETE}
 """Methods a retry may repeat without an Idempotency-Key (RFC 9110 §9.2.2)."""
+
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP field name (RFC 9110 token), for `fullmatch`."""
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+"""An Idempotency-Key, on a batch or an item: 1 to 255 printable ASCII characters."""
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+"""Headers that frame a message's body: always the sender's own, never passed on."""
+HOP_BY_HOP_HEADERS = frozenset(
+    {"connection", "keep-alive", "te", "trailer", "upgrade", "proxy-connection"}
+)
+"""Headers about one connection (RFC 9110 §7.6.1), never passed on."""
 
 
 class BodyEncoding(StrEnum):
