@@ -83,8 +83,9 @@ class BatchView(GraphQLView[Context, None]):
             return _in_door_shape(request, exc.status_code, code, exc.reason)
 
     def is_websocket_request(self, request: web.Request) -> TypeGuard[web.Request]:
-        # Strawberry builds a WebSocketResponse for every request to find out, 3% of a small
-        # batch's CPU; only a request that asks to upgrade can be one.
+        # Strawberry builds a WebSocketResponse for every request to find out, a measurable
+        # share of a small batch's CPU (BENCHMARKS.md); only a request that asks to upgrade
+        # can be one.
         return "Upgrade" in request.headers and super().is_websocket_request(request)
 
     async def get_sub_response(self, request: web.Request) -> web.Response:

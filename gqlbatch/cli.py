@@ -142,8 +142,9 @@ def _tune_collector() -> None:
 
     A batch allocates tens of thousands of short-lived objects that reference counting frees;
     at CPython's default threshold of 700 the young generation was collected about three times
-    per 100-item batch, 2.3% of its CPU by instruction count. The objects alive once the server
-    is up (modules, the schema, the pools) are frozen out of every later collection.
+    per 100-item batch (the cost is in BENCHMARKS.md). The objects alive once the server is up
+    (modules, the schema, the pools) are frozen out of every later collection. Safe because a
+    finished batch leaves no reference cycle (tests/test_memory.py runs a server tuned so).
     """
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)

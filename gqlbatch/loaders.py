@@ -131,8 +131,8 @@ class Loaders:
 
     async def _read_once(self, call: UpstreamCall) -> Fetched:
         # A read no bulk route can merge gains nothing from waiting for the DataLoader's
-        # dispatch, and its per-key future, task and callbacks were a fifth of the engine's
-        # CPU per item. The first caller sends it from its own task; identical calls of this
+        # dispatch, and its per-key future, task and callbacks cost the engine measurably
+        # (BENCHMARKS.md). The first caller sends it from its own task; identical calls of this
         # batch wait for that answer, as they would for the loader's cached one.
         #
         # The future holds the answer or a *copy* of the error, without a traceback, and each

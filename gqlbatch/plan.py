@@ -22,12 +22,12 @@ from gqlbatch.placeholders import (
     parse_template,
 )
 from gqlbatch.request import BatchOptions, Parsed, SubRequest
-from gqlbatch.types import JSON, RequestId, per_item_value
+from gqlbatch.types import JSON, RequestId, frozen_for_type_checkers
 
 __all__ = ["Plan", "PlannedItem", "build_plan", "known_calls", "static_calls"]
 
 
-@per_item_value(kw_only=True)
+@frozen_for_type_checkers(kw_only=True)
 class PlannedItem:
     """A sub-request with its templates parsed and its dependencies resolved."""
 
@@ -237,8 +237,8 @@ def _order(items: Sequence[PlannedItem]) -> tuple[tuple[int, ...], list[Problem]
     for item in items:
         by_id.setdefault(item.request_id, item)
     if not any(item.depends_on for item in items):
-        # Independent items (a fan-out) need no sorting: graphlib's cost per node was a sixth
-        # of planning such a batch.
+        # Independent items (a fan-out) need no sorting, and graphlib's cost per node is a
+        # large part of planning such a batch.
         return tuple(item.index for item in by_id.values()), []
     sorter = TopologicalSorter(
         {rid: [d for d in item.depends_on if d in by_id] for rid, item in by_id.items()}

@@ -27,10 +27,13 @@ from graphql import (
     GraphQLError,
     InlineFragmentNode,
     IntValueNode,
+    Node,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationRule,
 )
+
+from gqlbatch.errors import ErrorCode
 
 __all__ = [
     "MAX_FIELDS",
@@ -111,15 +114,15 @@ def document_problems(
         if shape.depth > max_depth:
             label = name or "anonymous"
             problems.append(
-                GraphQLError(f"'{label}' exceeds maximum operation depth of {max_depth}")
+                _too_complex(f"'{label}' exceeds maximum operation depth of {max_depth}")
             )
     total = sum(shape.aliases for shape in shapes.values())
     if total > max_aliases:
-        problems.append(GraphQLError(f"{total} aliases found. Allowed: {max_aliases}"))
+        problems.append(_too_complex(f"{total} aliases found. Allowed: {max_aliases}"))
     fields = sum(shape.fields for shape in shapes.values())
     if fields > MAX_FIELDS:
         problems.append(
-            GraphQLError(
+            _too_complex(
                 f"the document selects {fields} fields as its fragments expand; at most "
                 f"{MAX_FIELDS}"
             )
@@ -155,14 +158,14 @@ def _repeats(document: DocumentNode) -> list[GraphQLError]:
         key, count = max(keys.items(), key=lambda kv: kv[1], default=("", 0))
         if count > MAX_REPEATS:
             problems.append(
-                GraphQLError(
+                _too_complex(
                     f"'{key}' is selected {count} times in one selection set; at most "
                     f"{MAX_REPEATS} (alias the ones that differ)"
                 )
             )
         if spreads > MAX_SPREADS:
             problems.append(
-                GraphQLError(
+                _too_complex(
                     f"{spreads} fragment spreads in one selection set; at most {MAX_SPREADS}"
                 )
             )
@@ -245,10 +248,15 @@ class LiteralRangeRule(ValidationRule):
 
     def enter_float_value(self, node: FloatValueNode, *_args: object) -> None:
         if not math.isfinite(float(node.value)):
-            self.report_error(GraphQLError(f"{node.value[:40]} is out of range", node))
+            self.report_error(_too_complex(f"{node.value[:40]} is out of range", node))
 
     def enter_int_value(self, node: IntValueNode, *_args: object) -> None:
         if len(node.value) > MAX_INT_DIGITS:
             self.report_error(
-                GraphQLError(f"an integer literal has more than {MAX_INT_DIGITS} digits", node)
+                _too_complex(f"an integer literal has more than {MAX_INT_DIGITS} digits", node)
             )
+
+
+def _too_complex(message: str, node: Node | None = None) -> GraphQLError:
+    # The code is set here, where the limit is known, rather than read back from the text.
+    return GraphQLError(message, node, extensions={"code": ErrorCode.QUERY_TOO_COMPLEX.value})

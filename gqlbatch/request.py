@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from gqlbatch.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.targets import batch_path, header_problem, path_problem
-from gqlbatch.types import JSON, REQUEST_ID_CHARS, Headers, RequestId, per_item_value
+from gqlbatch.types import JSON, REQUEST_ID_CHARS, Headers, RequestId, frozen_for_type_checkers
 from gqlbatch.wire import IDEMPOTENCY_KEY, Method
 
 __all__ = [
@@ -46,7 +46,7 @@ class OnError(StrEnum):
     STOP = "STOP"
 
 
-@per_item_value(kw_only=True)
+@frozen_for_type_checkers(kw_only=True)
 class SubRequest:
     """One REST call of a batch, validated, with its placeholders still unparsed."""
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gqlbatch.errors import ErrorCode
-from gqlbatch.types import JSON, Headers, RequestId, per_item_value
+from gqlbatch.types import JSON, Headers, RequestId, frozen_for_type_checkers
 from gqlbatch.wire import BodyEncoding
 
 __all__ = [
@@ -63,7 +63,7 @@ class Rollback:
     status: int | None = None
 
 
-@per_item_value(kw_only=True)
+@frozen_for_type_checkers(kw_only=True)
 class ElementResult:
     """One call of a forEach item; its body is in the item's body list at the same index."""
 
@@ -74,7 +74,7 @@ class ElementResult:
     bulk_call: str | None = None
 
 
-@per_item_value(kw_only=True)
+@frozen_for_type_checkers(kw_only=True)
 class ItemResult:
     """The outcome of one item, in its slot of the client's order.
 

@@ -31,15 +31,14 @@ from gqlbatch.wire import BodyEncoding, Method
 
 __all__ = ["Context", "build_schema"]
 
-# Our enums, used as-is: strawberry.enum registers each under its class name.
-ErrorCodeType = strawberry.enum(ErrorCode, description="Every error code gqlbatch reports.")
-HttpMethod = strawberry.enum(Method, name="HttpMethod", description="A sub-request's method.")
-ModeType = strawberry.enum(Mode, name="BatchMode", description="How items are scheduled.")
-OnErrorType = strawberry.enum(OnError, description="What a failure does to items not started.")
-StateType = strawberry.enum(State, name="ItemState", description="Where an item ended.")
-BodyEncodingType = strawberry.enum(
-    BodyEncoding, description="How `body` carries the upstream body."
-)
+# Our enums, used as-is: strawberry.enum registers each (under the name given, or its class
+# name) and returns the same class, so the annotations below name the engine's enums.
+strawberry.enum(ErrorCode, description="Every error code gqlbatch reports.")
+strawberry.enum(Method, name="HttpMethod", description="A sub-request's method.")
+strawberry.enum(Mode, name="BatchMode", description="How items are scheduled.")
+strawberry.enum(OnError, description="What a failure does to items not started.")
+strawberry.enum(State, name="ItemState", description="Where an item ended.")
+strawberry.enum(BodyEncoding, description="How `body` carries the upstream body.")
 
 
 Context = BatchContext
@@ -108,7 +107,7 @@ def _raw_input(_cls: type, value: Mapping[str, Any], _context: object) -> dict[s
     # A sub-request arrives as graphql-core coerced it: a mapping keyed by GraphQL names, which
     # is exactly the plain form the engine's parse_batch reads (the REST door sends the same).
     # Strawberry's own conversion into SubRequestInput instances, recursing through every JSON
-    # body, cost about 60% of the gateway's CPU for a 100-item batch; this hook skips it.
+    # body, was the largest cost of a 100-item batch (BENCHMARKS.md); this hook skips it.
     return {k: v for k, v in value.items() if v is not None}
 
 
@@ -149,9 +148,10 @@ class ItemErrorType:
 
 
 @strawberry.type(
-    description="One call of a forEach item; its body is at `index` in the item's body."
+    name="ElementResult",
+    description="One call of a forEach item; its body is at `index` in the item's body.",
 )
-class ElementResult:
+class ElementResultType:
     index: int
     status: int | None
     error: ItemErrorType | None
@@ -159,7 +159,7 @@ class ElementResult:
     bulk_call: str | None
 
 
-RollbackStateType = strawberry.enum(
+strawberry.enum(
     RollbackState, description="What became of a succeeded item when its atomic batch failed."
 )
 
@@ -188,7 +188,7 @@ class ItemResultType:
     bulk_call: str | None = strawberry.field(
         description="The plural call a bulk route merged this lookup into, when one did."
     )
-    elements: list[ElementResult] | None = strawberry.field(
+    elements: list[ElementResultType] | None = strawberry.field(
         description="For a forEach item: each element's status or error, in order."
     )
     rollback: RollbackType | None = strawberry.field(
@@ -383,7 +383,7 @@ def to_batch_result(outcome: BatchOutcome) -> BatchResult:
     Its items are the engine's own `ItemResult`s: their attributes, and those of the errors,
     elements and rollbacks they hold, have the names the result types declare, so graphql-core
     reads them as they are (see `_resolve_directly`). Building a Strawberry object for each item
-    and each of its parts only to read it back cost 3% of a 100-item batch's CPU.
+    and each of its parts only to read it back was measurable (BENCHMARKS.md).
     """
     return BatchResult(
         items=cast(list[ItemResultType], list(outcome.results)),
@@ -482,8 +482,8 @@ def _resolve_directly(schema: strawberry.Schema) -> None:
     header_type.fields["name"].resolve = _header_name
     header_type.fields["value"].resolve = _header_value
     # `body` is the one result field with an argument, and Strawberry wraps such resolvers in
-    # argument conversion and extension hooks: about 9% of the CPU of a 100-item batch, by
-    # instruction count. Its declaration (and so the exported schema) stays Strawberry's; only
+    # argument conversion and extension hooks, a measurable cost per item (BENCHMARKS.md).
+    # Its declaration (and so the exported schema) stays Strawberry's; only
     # the function graphql-core calls is swapped for one that reads the argument as it is.
     # durationMs is rounded as it is read (the engine keeps the exact value). The is_type_of
     # check Strawberry adds to each result type would repeat, per item, what

@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar, dataclass_transform
 
-__all__ = ["JSON", "REQUEST_ID_CHARS", "Headers", "RequestId", "per_item_value"]
+__all__ = ["JSON", "REQUEST_ID_CHARS", "Headers", "RequestId", "frozen_for_type_checkers"]
 
 JSON: TypeAlias = Any
 """A value that `json.dumps` accepts: dict, list, str, int, float, bool or None."""
@@ -28,12 +28,13 @@ _T = TypeVar("_T")
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
-def per_item_value(*, kw_only: bool = False) -> Callable[[type[_T]], type[_T]]:
+def frozen_for_type_checkers(*, kw_only: bool = False) -> Callable[[type[_T]], type[_T]]:
     """A dataclass that type checkers treat as frozen, built without frozen's runtime guard.
 
     A batch builds several of these per item (a parsed request, its plan, its response, its
-    result), and a frozen dataclass sets each field through `object.__setattr__`: 8% of the
-    instructions of a 100-item batch went to that guard. mypy still rejects any assignment to
-    a field; what is lost is only the runtime check, and hashing (none of them is a key).
+    result), and a frozen dataclass sets each field through `object.__setattr__`, a measurable
+    share of a batch's instructions (BENCHMARKS.md). Frozen for the type checker only: mypy
+    rejects any assignment to a field; what is lost is the runtime check, and hashing (none of
+    them is a key).
     """
     return dataclasses.dataclass(slots=True, kw_only=kw_only)

@@ -44,14 +44,6 @@ class UpstreamClient:
             name: _session(upstream) for name, upstream in settings.upstreams.items()
         }
 
-    def connections_in_use(self) -> int:
-        """Connections acquired from the pools and not yet released: 0 when nothing is in
-        flight, or a connection leaked. (aiohttp keeps the set in `BaseConnector._acquired`;
-        no public count exists, and tests/test_faults.py pins that it still works.)"""
-        return sum(
-            len(s.connector._acquired) for s in self._sessions.values() if s.connector is not None
-        )
-
     async def close(self) -> None:
         """Close every pool. Call once, when the application stops."""
         for session in self._sessions.values():

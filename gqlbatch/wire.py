@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from gqlbatch.types import JSON, Headers, per_item_value
+from gqlbatch.types import JSON, Headers, frozen_for_type_checkers
 
 __all__ = [
     "FRAMING_HEADERS",
@@ -102,7 +102,7 @@ class UpstreamCall:
         return size
 
 
-@per_item_value()
+@frozen_for_type_checkers()
 class UpstreamResponse:
     """What an upstream answered, with its body decoded (DESIGN §7 "Bodies")."""
 
@@ -117,7 +117,7 @@ class UpstreamResponse:
         return self if attempts == self.attempts else dataclasses.replace(self, attempts=attempts)
 
 
-@per_item_value()
+@frozen_for_type_checkers()
 class Fetched:
     """A response, and how it was obtained."""
 

@@ -45,7 +45,7 @@ def test_result_types_declare_only_what_the_engine_results_carry() -> None:
         (schema.Succeeded, result.ItemResult),
         (schema.Skipped, result.ItemResult),
         (schema.ItemErrorType, result.ErrorInfo),
-        (schema.ElementResult, result.ElementResult),
+        (schema.ElementResultType, result.ElementResult),
         (schema.RollbackType, result.Rollback),
     ]
     for declared, engine in pairs:

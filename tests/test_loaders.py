@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gqlbatch import Settings
-from gqlbatch.config import BulkRoute
+from gqlbatch.config import BulkRoute, UpstreamSettings
 from gqlbatch.loaders import Loaders
 from gqlbatch.upstream import UpstreamClient
 from gqlbatch.wire import UpstreamCall
@@ -91,10 +91,13 @@ async def test_upstream_error_reaches_every_waiting_caller(
 
 
 async def test_a_cancelled_read_does_not_leave_its_waiters_hanging(
-    client: UpstreamClient, service: FakeService
+    upstream_url: str, service: FakeService
 ) -> None:
     # The batch deadline cancels every item; a caller waiting for an identical read must end
-    # with it, not wait for an answer that will never be set.
+    # with it, not wait for an answer that will never be set. And the pool's one connection
+    # must be free again: a leaked one would make the next call wait until its timeout.
+    upstream = UpstreamSettings(name="default", base_url=upstream_url, max_connections=1)
+    client = UpstreamClient(Settings(upstreams={"default": upstream}))
     service.route("GET", "/slow", gate=asyncio.Event(), json={})
     loaders = Loaders(client.send, {})
     call = UpstreamCall("default", "GET", "/slow")
@@ -107,7 +110,9 @@ async def test_a_cancelled_read_does_not_leave_its_waiters_hanging(
     done, _ = await asyncio.wait([first, waiter], timeout=5)
     assert done == {first, waiter}
     assert first.cancelled() and waiter.cancelled()
-    assert client.connections_in_use() == 0
+    after = await client.send(UpstreamCall("default", "GET", "/after", timeout_ms=5_000))
+    assert after.status == 404  # answered (FakeService's 404), not UPSTREAM_TIMEOUT
+    await client.close()
 
 
 async def test_a_fast_read_does_not_wait_for_a_slow_one_dispatched_with_it(
