@@ -23,7 +23,7 @@ from gqlbatch import strict_json
 from gqlbatch.call import forwarded_headers
 from gqlbatch.config import Settings
 from gqlbatch.engine import BatchContext, admit_early, request_budget, run_batch
-from gqlbatch.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.errors import BatchRejected, ErrorCode, Problem, mask_internal
 from gqlbatch.extensions import QueryLimits
 from gqlbatch.idempotency import MemoryIdempotencyStore
 from gqlbatch.identity import Identifier
@@ -354,15 +354,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     except web.HTTPException:
         raise
-    except Exception:
-        error_id = uuid.uuid4().hex[:12]
-        log.exception("internal error %s on %s %s", error_id, request.method, request.path)
+    except Exception as exc:
+        masked = mask_internal(exc, f"on {request.method} {request.path}")
         return _in_door_shape(
-            request,
-            500,
-            ErrorCode.INTERNAL_ERROR,
-            f"Internal error. Quote id {error_id} to find it in the server logs.",
-            errorId=error_id,
+            request, 500, ErrorCode.INTERNAL_ERROR, masked.message, errorId=masked.error_id
         )
 
 

@@ -21,6 +21,8 @@ FAILED_DEPENDENCY, TIMEOUT, CANCELLED) as results, never as exceptions.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
@@ -37,12 +39,14 @@ __all__ = [
     "ForbiddenValue",
     "GqlbatchError",
     "ItemError",
+    "Masked",
     "Problem",
     "ReferenceNotFound",
     "UpstreamBadResponse",
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnreachable",
+    "mask_internal",
 ]
 
 
@@ -224,6 +228,25 @@ class CallTooLarge(ItemError):
     """One call, with its placeholders substituted, is over max_rendered_call_bytes."""
 
     code = ErrorCode.REQUEST_TOO_LARGE
+
+
+@dataclass(frozen=True, slots=True)
+class Masked:
+    """An internal error as a client sees it: an id, and a sentence that says to quote it."""
+
+    error_id: str
+    message: str
+
+
+def mask_internal(exc: BaseException | None, where: str) -> Masked:
+    """Log *exc* with its traceback under a new id, and return what the client is shown
+    instead: every door and every item masks a bug this one way (DESIGN §8)."""
+    error_id = uuid.uuid4().hex[:12]
+    _errors_log.error("internal error %s %s", error_id, where, exc_info=exc)
+    return Masked(error_id, f"Internal error. Quote id {error_id} to find it in the server logs.")
+
+
+_errors_log = logging.getLogger("gqlbatch.errors")
 
 
 class ConfigError(GqlbatchError, ValueError):

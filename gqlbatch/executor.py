@@ -11,13 +11,12 @@ import asyncio
 import logging
 import sys
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gqlbatch.budget import BatchBudget, RequestBudget
 from gqlbatch.call import to_call
-from gqlbatch.errors import ErrorCode, ItemError, ReferenceNotFound, UpstreamError
+from gqlbatch.errors import ErrorCode, ItemError, ReferenceNotFound, UpstreamError, mask_internal
 from gqlbatch.placeholders import Scope, evaluate, render_json
 from gqlbatch.plan import Plan, PlannedItem
 from gqlbatch.request import Mode, OnError
@@ -290,7 +289,7 @@ def _from_response(
         body_encoding=response.body_encoding,
         error=_status_error(call, fetched) if failed else None,
         duration_ms=duration_ms,
-        attempts=fetched.attempts,
+        attempts=fetched.response.attempts,
         coalesced=fetched.coalesced,
         bulk_call=fetched.bulk_call,
     )
@@ -308,10 +307,8 @@ def _failed(item: PlannedItem, exc: ItemError, duration_ms: float) -> ItemResult
 
 
 def _internal_error(item: PlannedItem, exc: Exception) -> ItemResult:
-    error_id = uuid.uuid4().hex[:12]
-    log.error("internal error %s in item %r", error_id, item.request_id, exc_info=exc)
-    message = f"Internal error. Quote id {error_id} to find it in the server logs."
-    return _not_run(item, State.FAILED, ErrorCode.INTERNAL_ERROR, message)
+    masked = mask_internal(exc, f"in item {item.request_id!r}")
+    return _not_run(item, State.FAILED, ErrorCode.INTERNAL_ERROR, masked.message)
 
 
 def _skipped(item: PlannedItem, dep: ItemResult) -> ItemResult:

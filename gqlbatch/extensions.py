@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gqlbatch.errors import ErrorCode
+from gqlbatch.errors import ErrorCode, mask_internal
 from gqlbatch.query_shape import LiteralRangeRule, document_problems
 
 __all__ = [
@@ -137,13 +136,12 @@ class MaskInternalErrors(MaskErrors):
         super().__init__(should_mask_error=is_internal)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        error_id = uuid.uuid4().hex[:12]
-        log.error("internal error %s", error_id, exc_info=error.original_error)
+        masked = mask_internal(error.original_error, "in a GraphQL resolver")
         return GraphQLError(
-            f"Internal error. Quote id {error_id} to find it in the server logs.",
+            masked.message,
             nodes=error.nodes,
             path=error.path,
-            extensions={"code": ErrorCode.INTERNAL_ERROR.value, "errorId": error_id},
+            extensions={"code": ErrorCode.INTERNAL_ERROR.value, "errorId": masked.error_id},
         )
 
 

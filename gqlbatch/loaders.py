@@ -60,7 +60,7 @@ class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Fetched]"]):
 
     async def _single(self, call: UpstreamCall) -> Fetched:
         response = await self._loaders.send(call)
-        return Fetched(response, attempts=response.attempts)
+        return Fetched(response)
 
 
 async def _member(
@@ -69,7 +69,7 @@ async def _member(
     responses = await shared
     described = group.call.path + "?" + "&".join(f"{k}={v}" for k, v in group.call.query)
     response = responses[key]
-    return Fetched(response, attempts=response.attempts, bulk_call=f"GET {described}")
+    return Fetched(response, bulk_call=f"GET {described}")
 
 
 class Loaders:
@@ -119,7 +119,7 @@ class Loaders:
         if not call.is_read:
             # POST, PUT, PATCH and DELETE are never merged or cached: each is its own call.
             response = await self.send(call)
-            return Fetched(response, attempts=response.attempts)
+            return Fetched(response)
         coalesced = call in self._seen
         self._seen.add(call)
         self.deduplicated += coalesced
@@ -160,7 +160,7 @@ class Loaders:
         except UpstreamError as exc:
             shared.set_result(_copy(exc))
             return
-        shared.set_result(Fetched(response, attempts=response.attempts))
+        shared.set_result(Fetched(response))
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         """Send one call upstream, counting every attempt it took."""

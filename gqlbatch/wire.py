@@ -122,8 +122,8 @@ class Fetched:
     """A response, and how it was obtained."""
 
     response: UpstreamResponse
+    """Its `attempts` says how many tries the call took; the count is kept there only."""
     coalesced: bool = False
-    attempts: int = 1
     bulk_call: str | None = None
     """The plural call that served this one, as "GET /users?id=1&id=2", when one did."""
 
