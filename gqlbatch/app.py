@@ -8,7 +8,6 @@ translates its wire formats (`rest.py`, `multipart.py`).
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Final, TypeGuard
@@ -48,12 +47,14 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 _HTTP_CODES = {405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.REQUEST_TOO_LARGE}
 NO_STORE = "private, no-store"
 """Every answer's Cache-Control until HTTP caching is designed: results carry user data."""
-log = logging.getLogger("gqlbatch.errors")
 SETTINGS: Final = web.AppKey("settings", Settings)
 CLIENT: Final = web.AppKey("client", UpstreamClient)
 INFLIGHT: Final = web.AppKey("inflight", SharedInflight)
 OUTSTANDING: Final = web.AppKey("outstanding", OutstandingCalls)
 IDENTIFIER: Final = web.AppKey("identifier", Identifier)
+CONTEXT: Final = web.RequestKey("context", BatchContext)
+"""The request's BatchContext, made once by the `_errors` middleware for both doors."""
+_BATCH_DOORS = frozenset({"/batch", "/graphql"})
 IDEMPOTENCY: Final = web.AppKey("idempotency", MemoryIdempotencyStore)
 
 
@@ -137,7 +138,7 @@ class BatchView(GraphQLView[Context, None]):
         return response
 
     async def get_context(self, request: web.Request, response: object) -> Context:
-        return batch_context(request)
+        return request[CONTEXT]
 
 
 def batch_context(request: web.Request) -> BatchContext:
@@ -244,21 +245,17 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _rest_batch(request: web.Request) -> web.StreamResponse:
     """POST /batch: a JSON or multipart batch in, the same format out (DESIGN §2)."""
-    try:
-        ctx = batch_context(request)
-        admit_early(ctx)
-        if request.content_type == "application/json":
-            return await _json_batch(request, ctx)
-        if request.content_type in MULTIPART_TYPES:
-            return await _multipart_batch(request, ctx)
-    except BatchRejected as exc:
-        return _rejected(request, exc)
-    return _error_response(
-        415,
-        ErrorCode.INVALID_INPUT,
+    ctx = request[CONTEXT]
+    if request.content_type == "application/json":
+        return await _json_batch(request, ctx)
+    if request.content_type in MULTIPART_TYPES:
+        return await _multipart_batch(request, ctx)
+    message = (
         "POST /batch takes application/json, multipart/mixed or multipart/batching, "
-        f"not {request.content_type!r}",
+        f"not {request.content_type!r}"
     )
+    problem = Problem(ErrorCode.INVALID_INPUT, message, field="Content-Type")
+    return _rejected(request, BatchRejected([problem]), status=415)
 
 
 async def _json_batch(request: web.Request, ctx: BatchContext) -> web.Response:
@@ -297,9 +294,9 @@ def _answer_headers(outcome: BatchOutcome) -> dict[str, str]:
     return headers
 
 
-def _rejected(request: web.Request, exc: BatchRejected) -> web.Response:
+def _rejected(request: web.Request, exc: BatchRejected, status: int | None = None) -> web.Response:
     """A refused request, in the shape of the door it came through; nothing ran."""
-    status = rejection_status(exc)
+    status = status or rejection_status(exc)
     if request.path == "/graphql":
         error = rejection_error(exc).formatted
         response = web.json_response(
@@ -327,6 +324,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     try:
         _check_content_type(request)
+        if request.path in _BATCH_DOORS:
+            # One context per request, for either door; a client already at its limit is
+            # refused here, before its body is read: refusing must cost less than admitting.
+            request[CONTEXT] = ctx = batch_context(request)
+            admit_early(ctx)
         if request.can_read_body and request.content_type not in MULTIPART_TYPES:
             # Read here, within the body deadline; the doors then read it from aiohttp's cache.
             # A multipart door reads its parts as they come, under the same deadline.

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from gqlbatch.app import create_app
-from gqlbatch.config import Settings
+from gqlbatch.config import Settings, upstream_flags
 from gqlbatch.config_file import settings_from_mapping, settings_from_toml
 from gqlbatch.demo import EXAMPLE_QUERY, sample_api
 from gqlbatch.errors import ConfigError
@@ -124,8 +124,8 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any]]:
         except OSError as exc:
             raise ConfigError(f"cannot read {args.config}: {exc.strerror}") from exc
         return settings_from_toml(text, args.environ, source=str(args.config))
-    upstreams = Settings.from_upstream_urls(args.upstream).upstreams
-    data = {"upstreams": {u.name: {"base_url": u.base_url} for u in upstreams.values()}}
+    named = upstream_flags(args.upstream)
+    data = {"upstreams": {name: {"base_url": url} for name, url in named.items()}}
     return settings_from_mapping(data, args.environ, source="--upstream")
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "RetrySettings",
     "Settings",
     "UpstreamSettings",
+    "upstream_flags",
 ]
 
 DEFAULT_UPSTREAM = "default"
@@ -277,24 +278,37 @@ class Settings:
     @classmethod
     def from_upstream_urls(cls, urls: Sequence[str], **options: object) -> Settings:
         """Build settings from `URL` or `name=URL` strings, as `--upstream` takes them."""
-        upstreams = [_upstream_from_flag(text, len(urls)) for text in urls]
-        names = [u.name for u in upstreams]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"--upstream names must be unique, got {names}")
-        return cls(upstreams={u.name: u for u in upstreams}, **options)  # type: ignore[arg-type]
+        upstreams = {
+            name: UpstreamSettings(name=name, base_url=url)
+            for name, url in upstream_flags(urls).items()
+        }
+        return cls(upstreams=upstreams, **options)  # type: ignore[arg-type]
 
     def default_upstream(self) -> str | None:
         """The upstream a sub-request gets when it names none: the only one, if there is one."""
         return next(iter(self.upstreams)) if len(self.upstreams) == 1 else None
 
 
-def _upstream_from_flag(text: str, count: int) -> UpstreamSettings:
-    name, sep, url = text.partition("=")
-    if not sep or "://" in name:
-        if count > 1:
-            raise ConfigError(f"--upstream {text!r}: name each of several upstreams as name=URL")
-        name, url = DEFAULT_UPSTREAM, text
-    return UpstreamSettings(name=name, base_url=url)
+def upstream_flags(urls: Sequence[str]) -> dict[str, str]:
+    """The upstreams that `URL` or `name=URL` strings name, as `--upstream` takes them: one
+    may go unnamed (it is "default"), several must be named, and names are unique.
+
+    Raises:
+        ConfigError: naming the flag and why.
+    """
+    named: dict[str, str] = {}
+    for text in urls:
+        name, sep, url = text.partition("=")
+        if not sep or "://" in name:
+            if len(urls) > 1:
+                raise ConfigError(
+                    f"--upstream {text!r}: name each of several upstreams as name=URL"
+                )
+            name, url = DEFAULT_UPSTREAM, text
+        if name in named:
+            raise ConfigError(f"--upstream names must be unique, {name!r} is given twice")
+        named[name] = url
+    return named
 
 
 def _check_base_url(name: str, url: str) -> None:

@@ -166,9 +166,9 @@ def _log_batch(ctx: BatchContext, started: float, fields: dict[str, object]) -> 
 
 
 async def _run(items: object, options: object, ctx: BatchContext, read_only: bool) -> BatchOutcome:
+    # A client at its limit was refused before its body was read (admit_early), and `admit`
+    # checks again below, once the batch is known to be valid.
     outstanding = ctx.outstanding
-    if outstanding is not None:
-        outstanding.check(ctx.client, ctx.address)
     plan = prepare(items, options, ctx.settings, read_only=read_only)
     budget = BatchBudget(_take_budget(plan, ctx))
     if outstanding is None:

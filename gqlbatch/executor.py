@@ -8,7 +8,6 @@ failure is returned as a value; only a bug in gqlbatch propagates as an exceptio
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 import time
 from collections.abc import Mapping
@@ -25,8 +24,6 @@ from gqlbatch.types import JSON, Headers, RequestId
 from gqlbatch.wire import BodyEncoding, Fetch, Fetched, UpstreamCall
 
 __all__ = ["Execution", "Fetch", "execute"]
-
-log = logging.getLogger("gqlbatch.errors")
 
 
 @dataclass(frozen=True, slots=True)

@@ -503,10 +503,15 @@ def _parse_options(raw: object, problems: _Problems) -> BatchOptions:
             "an atomic batch stops at its first failure; onError CONTINUE contradicts it",
             "onError",
         )
+    mode = _choice(raw.get("mode"), Mode, Mode.PARALLEL, "mode", add)
+    if atomic is True and raw.get("mode") is not None and mode is Mode.PARALLEL:
+        add(
+            ErrorCode.INVALID_INPUT,
+            "an atomic batch runs one item at a time; mode PARALLEL contradicts it",
+            "mode",
+        )
     return BatchOptions(
-        mode=Mode.SEQUENTIAL
-        if atomic is True
-        else _choice(raw.get("mode"), Mode, Mode.PARALLEL, "mode", add),
+        mode=Mode.SEQUENTIAL if atomic is True else mode,
         on_error=OnError.STOP if atomic is True else on_error,
         max_concurrency=_positive_int(raw.get("maxConcurrency"), "maxConcurrency", add),
         timeout_ms=_positive_int(raw.get("timeoutMs"), "timeoutMs", add),

@@ -148,6 +148,8 @@ SETTINGS = Settings.from_upstream_urls(["http://api.test"])
         ),
         ([{"path": "/a", "compensate": "DELETE /a"}], {"atomic": True}, "compensate"),
         ([{"path": "/a"}], {"atomic": True, "onError": "CONTINUE"}, "options.onError"),
+        ([{"path": "/a"}], {"atomic": True, "mode": "BOGUS"}, "options.mode"),
+        ([{"path": "/a"}], {"atomic": True, "mode": "PARALLEL"}, "options.mode"),
     ],
     ids=[
         "compensate-without-atomic",
@@ -155,6 +157,8 @@ SETTINGS = Settings.from_upstream_urls(["http://api.test"])
         "dangling-reference",
         "not-an-object",
         "continue-contradicts-atomic",
+        "bogus-mode",
+        "parallel-contradicts-atomic",
     ],
 )
 def test_bad_atomic_batches_are_refused(items: Any, options: Any, field: str) -> None:

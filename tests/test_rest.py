@@ -199,7 +199,9 @@ async def test_body_over_the_size_limit_is_413(make_gateway: Any, upstream_url: 
 async def test_unknown_content_type_is_415(gateway: TestClient) -> None:
     resp = await gateway.post("/batch", data="GET /a", headers={"Content-Type": "text/plain"})
     assert resp.status == 415
-    assert (await resp.json())["error"]["code"] == "INVALID_INPUT"
+    error = (await resp.json())["error"]
+    assert error["code"] == "INVALID_INPUT"
+    assert [p["field"] for p in error["problems"]] == ["Content-Type"]  # listed like any other
 
 
 async def test_not_json_is_400(gateway: TestClient) -> None:
