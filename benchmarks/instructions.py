@@ -41,9 +41,9 @@ def _callgrind_instrumentation(on: bool) -> None:
 
 async def _child(items: int) -> None:
     from gqlbatch import Settings
-    from gqlbatch.engine import BatchContext
-    from gqlbatch.schema import build_schema
-    from gqlbatch.wire import UpstreamCall, UpstreamResponse
+    from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
+    from gqlbatch.doors.schema import build_schema
+    from gqlbatch.execution.engine import BatchContext
 
     async def send(_call: UpstreamCall) -> UpstreamResponse:
         await asyncio.sleep(0)

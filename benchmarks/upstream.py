@@ -13,7 +13,7 @@ import asyncio
 from aiohttp import web
 
 from gqlbatch import running
-from gqlbatch.demo import sample_api
+from gqlbatch.ops.demo import sample_api
 
 BLOB = "x" * 10_240
 

@@ -1,7 +1,7 @@
 """gqlbatch: one GraphQL request carries many REST sub-requests; one typed result comes back per
 item. The public surface is what `__all__` lists.
 
-The names are loaded on first use (PEP 562), so that `import gqlbatch.plan` or any other core
+The names are loaded on first use (PEP 562), so that `import gqlbatch.core.plan` or any other core
 module loads neither aiohttp nor Strawberry; `tests/test_contracts.py` checks it.
 """
 
@@ -11,13 +11,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gqlbatch.app import create_app
-    from gqlbatch.config import Settings, UpstreamSettings
-    from gqlbatch.engine import prepare, run_batch
-    from gqlbatch.errors import BatchRejected, ConfigError, ErrorCode, ItemError, Problem
-    from gqlbatch.listener import running
-    from gqlbatch.result import BatchOutcome, BatchStats, ItemResult, State
-    from gqlbatch.schema import build_schema
+    from gqlbatch.core.config import Settings, UpstreamSettings
+    from gqlbatch.core.errors import BatchRejected, ConfigError, ErrorCode, ItemError, Problem
+    from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult, State
+    from gqlbatch.doors.app import create_app
+    from gqlbatch.doors.listener import running
+    from gqlbatch.doors.schema import build_schema
+    from gqlbatch.execution.engine import prepare, run_batch
 
 __all__ = [
     "BatchOutcome",
@@ -42,22 +42,22 @@ __all__ = [
 __version__ = "0.1.0"
 
 _HOMES = {
-    "BatchOutcome": "result",
-    "BatchRejected": "errors",
-    "BatchStats": "result",
-    "ConfigError": "errors",
-    "ErrorCode": "errors",
-    "ItemError": "errors",
-    "ItemResult": "result",
-    "Problem": "errors",
-    "Settings": "config",
-    "State": "result",
-    "UpstreamSettings": "config",
-    "build_schema": "schema",
-    "create_app": "app",
-    "prepare": "engine",
-    "run_batch": "engine",
-    "running": "listener",
+    "BatchOutcome": "core.result",
+    "BatchRejected": "core.errors",
+    "BatchStats": "core.result",
+    "ConfigError": "core.errors",
+    "ErrorCode": "core.errors",
+    "ItemError": "core.errors",
+    "ItemResult": "core.result",
+    "Problem": "core.errors",
+    "Settings": "core.config",
+    "State": "core.result",
+    "UpstreamSettings": "core.config",
+    "build_schema": "doors.schema",
+    "create_app": "doors.app",
+    "prepare": "execution.engine",
+    "run_batch": "execution.engine",
+    "running": "doors.listener",
 }
 
 

@@ -1,5 +1,5 @@
 """`python -m gqlbatch`: the same as the `gqlbatch` command."""
 
-from gqlbatch.cli import main
+from gqlbatch.ops.cli import main
 
 raise SystemExit(main())

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gqlbatch import Settings, create_app
-from gqlbatch.demo import sample_api
+from gqlbatch.ops.demo import sample_api
 from tests.fakes import FakeService
 
 GraphQL = Callable[..., Awaitable[dict[str, Any]]]

@@ -316,7 +316,7 @@ async def test_internal_error_is_masked_and_logged_with_an_id(
 ) -> None:
     # A bug inside the engine (here: a result type the schema cannot render) must reach the
     # client as an id, never as a traceback or the exception's text.
-    import gqlbatch.schema as schema_module
+    import gqlbatch.doors.schema as schema_module
 
     def broken(outcome: Any) -> Any:
         raise RuntimeError("secret internal detail")

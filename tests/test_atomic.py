@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gqlbatch import BatchRejected, Settings, prepare
-from gqlbatch.demo import calls, sample_api
+from gqlbatch.ops.demo import calls, sample_api
 from tests.conftest import graphql_caller
 
 QUERY = """mutation($r: [SubRequestInput!]!, $o: BatchOptionsInput) {

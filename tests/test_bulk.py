@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gqlbatch.bulk import BulkRoutes, split_response
-from gqlbatch.config import BulkRoute
-from gqlbatch.errors import UpstreamBadResponse
-from gqlbatch.wire import BodyEncoding, UpstreamCall, UpstreamResponse
+from gqlbatch.core.config import BulkRoute
+from gqlbatch.core.errors import UpstreamBadResponse
+from gqlbatch.core.wire import BodyEncoding, UpstreamCall, UpstreamResponse
+from gqlbatch.upstreams.bulk import BulkRoutes, split_response
 
 USERS = BulkRoute(match="/users/{id}")
 COMMENTS = BulkRoute(match="/comments?postId={id}", many=True, max_keys=2)

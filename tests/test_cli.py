@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gqlbatch.cli import main
-from gqlbatch.demo import EXAMPLE_QUERY
-from gqlbatch.schema import build_schema
+from gqlbatch.doors.schema import build_schema
+from gqlbatch.ops.cli import main
+from gqlbatch.ops.demo import EXAMPLE_QUERY
 from tests.processes import SERVING, gqlbatch_process, printed
 
 

@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gqlbatch import Settings, create_app
-from gqlbatch.cli import demo_settings
-from gqlbatch.config import UpstreamSettings
-from gqlbatch.demo import calls, sample_api
+from gqlbatch.core.config import UpstreamSettings
+from gqlbatch.ops.cli import demo_settings
+from gqlbatch.ops.demo import calls, sample_api
 from tests.conftest import GraphQL, graphql_caller
 from tests.fakes import FakeService
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gqlbatch.config import Settings
-from gqlbatch.config_file import settings_from_toml
-from gqlbatch.errors import ConfigError
+from gqlbatch.core.config import Settings
+from gqlbatch.core.errors import ConfigError
+from gqlbatch.ops.config_file import settings_from_toml
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "gqlbatch.toml"
 

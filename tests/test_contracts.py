@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import gqlbatch
-from gqlbatch import errors
-from gqlbatch.errors import REJECTION_CODES, ErrorCode, ItemError
-from gqlbatch.schema import build_schema
+from gqlbatch.core import errors
+from gqlbatch.core.errors import REJECTION_CODES, ErrorCode, ItemError
+from gqlbatch.doors.schema import build_schema
 
 ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "gqlbatch"
@@ -39,7 +39,8 @@ def test_result_types_declare_only_what_the_engine_results_carry() -> None:
     # resolver of its own (body).
     import dataclasses
 
-    from gqlbatch import result, schema
+    from gqlbatch.core import result
+    from gqlbatch.doors import schema
 
     pairs = [
         (schema.Succeeded, result.ItemResult),
@@ -92,7 +93,7 @@ def _table(header: str) -> list[list[str]]:
 
 
 def _names(cell: str) -> list[str]:
-    return re.findall(r"`([a-z_0-9]+)`", cell)
+    return re.findall(r"`([a-z_0-9.]+)`", cell)
 
 
 LAYER_OF: dict[str, int] = {
@@ -120,18 +121,37 @@ def _imports(path: Path) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
+            # `from gqlbatch.core import strict_json` imports a module named by the alias
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
 
 
+def _modules() -> set[str]:
+    """Every module of the package, dotted below it (`core.plan`), packages left out."""
+    return {
+        ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py"
+    }
+
+
 def test_every_module_has_a_layer() -> None:
-    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
-    assert modules == set(LAYER_OF), "docs/architecture.md's layer table lists every module"
+    assert _modules() == set(LAYER_OF), "docs/architecture.md's layer table lists every module"
+
+
+def test_each_folder_is_one_layer_or_the_core() -> None:
+    for module, rank in LAYER_OF.items():
+        folder = module.partition(".")[0] if "." in module else None
+        if folder not in (None, "core"):
+            ranks = {r for m, r in LAYER_OF.items() if m.startswith(folder + ".")}
+            assert ranks == {rank}, f"{folder}/ spans layers {sorted(ranks)}"
 
 
 def test_import_layers_hold() -> None:
     for module, rank in LAYER_OF.items():
-        imports = _imports(PACKAGE / f"{module}.py")
-        ours = {i.split(".")[1] for i in imports if i.startswith("gqlbatch.")}
+        imports = _imports(PACKAGE / (module.replace(".", "/") + ".py"))
+        ours = {i.removeprefix("gqlbatch.") for i in imports if i.startswith("gqlbatch.")}
+        ours &= set(LAYER_OF)  # modules only: not packages, not the names imported from them
         upward = sorted(m for m in ours if LAYER_OF[m] > rank)
         assert not upward, f"{module} imports {upward}, from a layer below its own"
         for library, owners in THIRD_PARTY.items():

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gqlbatch import create_app
-from gqlbatch.cli import demo_settings
+from gqlbatch.ops.cli import demo_settings
 from tests.conftest import graphql_caller
 
 README = Path(__file__).parent.parent / "README.md"

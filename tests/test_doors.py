@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gqlbatch import create_app
-from gqlbatch.cli import demo_settings
+from gqlbatch.ops.cli import demo_settings
 from tests.conftest import graphql_caller
 
 QUERY = """mutation($r: [SubRequestInput!]!, $o: BatchOptionsInput) {
@@ -80,7 +80,7 @@ BATCHES: list[tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = [
 
 
 async def gateway(aiohttp_client: Any, aiohttp_server: Any) -> TestClient:
-    from gqlbatch.demo import sample_api
+    from gqlbatch.ops.demo import sample_api
 
     server = await aiohttp_server(sample_api(), host="127.0.0.1")
     settings = demo_settings(str(server.make_url("")).rstrip("/"), {})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gqlbatch import Settings, create_app, running
-from gqlbatch.demo import sample_api
+from gqlbatch.ops.demo import sample_api
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 REST_EXAMPLES = {"rest_batch.py", "multipart_batch.sh"}

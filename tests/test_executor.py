@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from gqlbatch import ErrorCode, Settings, State, prepare
-from gqlbatch.errors import UpstreamTimeout
-from gqlbatch.executor import Execution, execute
-from gqlbatch.wire import Fetched, UpstreamCall, UpstreamResponse
+from gqlbatch.core.errors import UpstreamTimeout
+from gqlbatch.core.wire import Fetched, UpstreamCall, UpstreamResponse
+from gqlbatch.execution.executor import Execution, execute
 
 SETTINGS = Settings.from_upstream_urls(["http://up.test"])
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gqlbatch.errors import BatchRejected, ErrorCode
-from gqlbatch.idempotency import MemoryIdempotencyStore
-from gqlbatch.result import BatchOutcome, BatchStats
+from gqlbatch.core.errors import BatchRejected, ErrorCode
+from gqlbatch.core.result import BatchOutcome, BatchStats
+from gqlbatch.execution.idempotency import MemoryIdempotencyStore
 from tests.conftest import graphql_caller
 from tests.fakes import FakeService
 

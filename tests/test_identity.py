@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gqlbatch.errors import BatchRejected
-from gqlbatch.identity import Identifier, Identity
+from gqlbatch.core.errors import BatchRejected
+from gqlbatch.core.identity import Identifier, Identity
 
 FORWARDED = ("Authorization", "X-Api-Key", "Accept-Language", "X-Request-Id", "traceparent")
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gqlbatch.errors import BatchRejected
-from gqlbatch.limits import OutstandingCalls
+from gqlbatch.core.errors import BatchRejected
+from gqlbatch.execution.limits import OutstandingCalls
 from tests.conftest import graphql_caller
 from tests.fakes import FakeService
 
@@ -171,7 +171,7 @@ async def test_rest_internal_error_is_masked_and_logged(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import gqlbatch.app as app_module
+    import gqlbatch.doors.app as app_module
 
     def broken(outcome: Any) -> Any:
         raise RuntimeError("secret internal detail")
@@ -201,7 +201,7 @@ async def test_client_mistakes_are_not_server_errors(
 async def test_concurrent_batches_release_what_they_hold(
     make_gateway: Any, upstream_url: str, service: FakeService
 ) -> None:
-    from gqlbatch.app import OUTSTANDING
+    from gqlbatch.doors.app import OUTSTANDING
 
     service.route("GET", "/a", json={})
     client = await make_gateway(upstream_url, max_outstanding_per_client=50)
@@ -249,7 +249,7 @@ async def test_a_repeated_query_is_validated_once(strict: TestClient, service: F
     # validate again. The cache is Strawberry's; its counters are the observable here.
     from strawberry.extensions.validation_cache import _get_validate_cache
 
-    from gqlbatch.extensions import CACHE_SIZE
+    from gqlbatch.doors.extensions import CACHE_SIZE
 
     service.route("GET", "/a", json={})
     cache = _get_validate_cache(CACHE_SIZE)

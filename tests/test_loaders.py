@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gqlbatch import Settings
-from gqlbatch.config import BulkRoute, UpstreamSettings
-from gqlbatch.loaders import Loaders
-from gqlbatch.upstream import UpstreamClient
-from gqlbatch.wire import UpstreamCall
+from gqlbatch.core.config import BulkRoute, UpstreamSettings
+from gqlbatch.core.wire import UpstreamCall
+from gqlbatch.upstreams.client import UpstreamClient
+from gqlbatch.upstreams.loaders import Loaders
 from tests.fakes import FakeService
 
 # Reads a bulk route could merge go through the DataLoader; the others are shared by a map of

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gqlbatch.errors import ReferenceNotFound
-from gqlbatch.placeholders import (
+from gqlbatch.core.errors import ReferenceNotFound
+from gqlbatch.core.placeholders import (
     Each,
     Index,
     Key,

@@ -229,7 +229,7 @@ def test_a_path_kept_as_is_is_what_quote_would_give(path: str) -> None:
     # would not change them.
     from urllib.parse import quote
 
-    from gqlbatch.call import _KEPT_AS_IS, _PATH_SAFE
+    from gqlbatch.core.call import _KEPT_AS_IS, _PATH_SAFE
 
     if _KEPT_AS_IS.fullmatch(path):
         assert quote(path, safe=_PATH_SAFE) == path

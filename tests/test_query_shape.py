@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from strawberry.extensions.max_aliases import count_fields_with_alias
 from strawberry.extensions.query_depth_limiter import determine_depth
 
-from gqlbatch.query_shape import document_shapes
+from gqlbatch.doors.query_shape import document_shapes
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from attacks import fragment_tower

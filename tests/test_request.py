@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from gqlbatch import BatchRejected, ErrorCode, Settings, prepare
-from gqlbatch.request import Mode, OnError
-from gqlbatch.wire import Method
+from gqlbatch.core.request import Mode, OnError
+from gqlbatch.core.wire import Method
 
 SETTINGS = Settings.from_upstream_urls(["http://users.test"], max_items=5)
 TWO = Settings.from_upstream_urls(["users=http://users.test", "orders=http://orders.test"])

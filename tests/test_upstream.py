@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 
 from gqlbatch import Settings
-from gqlbatch.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
-from gqlbatch.upstream import UpstreamClient
-from gqlbatch.wire import BodyEncoding, UpstreamCall
+from gqlbatch.core.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
+from gqlbatch.core.wire import BodyEncoding, UpstreamCall
+from gqlbatch.upstreams.client import UpstreamClient
 from tests.fakes import FakeService
 
 

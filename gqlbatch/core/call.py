@@ -1,0 +1,104 @@
+"""`to_call`, which renders a planned item into an `UpstreamCall` (wire.py).
+
+Pure and synchronous: this is where placeholder values are substituted and encoded, so that a
+substituted value can never add a path segment or a header line. `upstream.py` sends the calls.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote
+
+from gqlbatch.core.errors import ForbiddenValue
+from gqlbatch.core.placeholders import Scope, render_json, render_text
+from gqlbatch.core.plan import PlannedItem
+from gqlbatch.core.targets import header_value_problem, segment_problem
+from gqlbatch.core.types import JSON, Headers
+from gqlbatch.core.wire import UpstreamCall
+
+__all__ = ["forwarded_headers", "to_call"]
+
+# Characters a path keeps as they are: RFC 3986 pchar plus '/', and '%' so that a client's own
+# percent-encoding is not encoded twice.
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+# A path made only of those and of characters `quote` never encodes is its own quoting; most
+# paths are, and one regular expression costs less than `quote`'s encoding round trip.
+_KEPT_AS_IS = re.compile(r"[A-Za-z0-9_.\-" + re.escape(_PATH_SAFE) + "]*")
+
+
+def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -> UpstreamCall:
+    """Render *item* against the results in *scope*, with the headers forwarded to its upstream.
+
+    Raises:
+        ReferenceNotFound: a placeholder's selector matched nothing.
+        ForbiddenValue: a substituted value would change the target or split a header.
+    """
+    request = item.request
+    path = render_text(item.path, scope, _path_segment)
+    if not _KEPT_AS_IS.fullmatch(path):
+        path = quote(path, safe=_PATH_SAFE)
+    query = tuple(sorted((n, render_text(t, scope)) for n, t in item.query)) if item.query else ()
+    own: Headers = ()
+    if item.headers:
+        own = tuple((n, _header_value(n, render_text(t, scope))) for n, t in item.headers)
+    if request.idempotency_key is not None:
+        own += (("Idempotency-Key", request.idempotency_key),)
+    headers = _merge_headers(forwarded.get(request.upstream, ()), own)
+    body = None
+    if request.has_body:
+        body, headers = _encode_body(render_json(item.body, scope), headers)
+    return UpstreamCall(
+        upstream=request.upstream,
+        method=request.method.value,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+        timeout_ms=request.timeout_ms,
+    )
+
+
+def forwarded_headers(incoming: Iterable[tuple[str, str]], allow: Iterable[str]) -> Headers:
+    """The incoming headers on the allow-list, which every sub-request carries."""
+    wanted = {name.lower() for name in allow}
+    return tuple((n, v) for n, v in incoming if n.lower() in wanted)
+
+
+def _path_segment(value: str) -> str:
+    # A substituted value is one segment: '/' and '%' are encoded, so it cannot add segments
+    # for a server that decodes once. A value that reads as a dot segment in some decoded
+    # form (for a server that decodes more, or reads '..;x' as '..') is refused outright.
+    problem = segment_problem(value)
+    if problem:
+        raise ForbiddenValue(f"substituted path value {value[:80]!r}: {problem}")
+    return quote(value, safe="")
+
+
+def _header_value(name: str, value: str) -> str:
+    problem = header_value_problem(value)
+    if problem:
+        raise ForbiddenValue(f"substituted value for header {name}: {problem}")
+    return value
+
+
+def _merge_headers(forwarded: Headers, own: Headers) -> Headers:
+    # A sub-request's own header overrides a forwarded one of the same name.
+    if not own and not forwarded:
+        return ()
+    mine = {name.lower() for name, _ in own}
+    merged = [(n, v) for n, v in forwarded if n.lower() not in mine] + list(own)
+    return tuple(sorted(merged, key=lambda h: h[0].lower()))
+
+
+def _encode_body(body: JSON, headers: Headers) -> tuple[bytes, Headers]:
+    has_type = any(n.lower() == "content-type" for n, _ in headers)
+    if isinstance(body, str) and has_type:
+        return body.encode(), headers
+    encoded = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    if has_type:
+        return encoded, headers
+    return encoded, tuple(
+        sorted((*headers, ("Content-Type", "application/json")), key=lambda h: h[0].lower())
+    )

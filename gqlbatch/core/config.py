@@ -1,0 +1,337 @@
+"""Settings: frozen, validated once at the edge, passed down explicitly.
+
+Pure and stdlib-only. Only `cli.py` reads the environment or files and hands the values here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from gqlbatch.core.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_FORWARD_HEADERS",
+    "DEFAULT_HEADER_TIMEOUT_S",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_UPSTREAM",
+    "BulkRoute",
+    "RetrySettings",
+    "Settings",
+    "UpstreamSettings",
+    "upstream_flags",
+]
+
+DEFAULT_UPSTREAM = "default"
+DEFAULT_HEADER_TIMEOUT_S = 10
+DEFAULT_MAX_CONNECTIONS = 512
+DEFAULT_FORWARD_HEADERS = ("Authorization", "Accept-Language", "X-Request-Id", "traceparent")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_PARAM = re.compile(r"^[A-Za-z0-9_.\[\]-]+$")
+_LIMIT_FIELDS = (
+    "max_items",
+    "max_fanout",
+    "max_concurrency",
+    "batch_timeout_ms",
+    "max_response_bytes",
+    "max_request_bytes",
+    "max_query_depth",
+    "max_query_aliases",
+    "max_query_tokens",
+    "max_outstanding_per_client",
+    "max_outstanding_total",
+    "retry_after_s",
+    "idempotency_ttl_s",
+    "idempotency_max_records",
+    "idempotency_max_bytes",
+    "idempotency_max_record_bytes",
+    "max_json_depth",
+    "max_query_bytes",
+    "max_rendered_call_bytes",
+    "max_rendered_batch_bytes",
+    "max_batch_response_bytes",
+    "max_select_paths",
+    "max_outstanding_per_address",
+    "header_timeout_s",
+    "body_timeout_s",
+    "max_connections",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetrySettings:
+    """When and how upstream calls are retried (DESIGN §7 "Retries").
+
+    Idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS), and others that carry an
+    Idempotency-Key, are retried on connection errors and on 429, 502, 503 and 504, with
+    exponential backoff and full jitter, honouring Retry-After, and never past the item's
+    timeout or the batch's deadline.
+
+    Attributes:
+        max_attempts: attempts per call, the first included; 1 turns retries off.
+        backoff_ms: the first backoff; each retry doubles it.
+        max_backoff_ms: the largest backoff.
+        max_retry_after_ms: the longest Retry-After honoured; a longer one is not waited for.
+    """
+
+    max_attempts: int = 3
+    backoff_ms: int = 100
+    max_backoff_ms: int = 2_000
+    max_retry_after_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            "retries", self, ("max_attempts", "backoff_ms", "max_backoff_ms", "max_retry_after_ms")
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BulkRoute:
+    """Merges single lookups that become ready together into one plural call (DESIGN §7).
+
+    Attributes:
+        match: the single lookup, with `{id}` as its last path segment (`/users/{id}`) or as one
+            query value (`/comments?postId={id}`).
+        path: the plural route; defaults to the match's path without the `{id}` segment.
+        param: the query parameter that carries the keys; defaults to `id` for a path match and
+            to the matched parameter for a query match.
+        key_field: the field of each returned row that holds its key; defaults to `param`.
+        many: false for one-to-one (each key gets its row, or a 404); true for one-to-many
+            (each key gets the list of rows whose `key_field` equals it).
+        style: `repeat` sends `?id=1&id=2`, `comma` sends `?id=1,2`.
+        max_keys: keys per plural call; more keys make more calls.
+    """
+
+    match: str
+    path: str = ""
+    param: str = ""
+    key_field: str = ""
+    many: bool = False
+    style: str = "repeat"
+    max_keys: int = 100
+    match_path: str = field(init=False, default="")
+    match_param: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        where = f"bulk route {self.match!r}"
+        path, _, query = self.match.partition("?")
+        if query:
+            name, sep, value = query.partition("=")
+            if not sep or value != "{id}" or "&" in query or "{id}" in path:
+                raise ConfigError(f"{where}: a query match is /path?param={{id}}, one parameter")
+            match_param: str | None = name
+            default_path, default_param = path, name
+        else:
+            if not path.endswith("/{id}") or path.count("{id}") != 1:
+                raise ConfigError(f"{where}: match must end with /{{id}} or be /path?param={{id}}")
+            match_param = None
+            default_path, default_param = path[: -len("/{id}")] or "/", "id"
+        if not path.startswith("/") or "{" in path.replace("{id}", ""):
+            raise ConfigError(f"{where}: match must be a path starting with '/'")
+        object.__setattr__(self, "match_path", path)
+        object.__setattr__(self, "match_param", match_param)
+        object.__setattr__(self, "path", self.path or default_path)
+        object.__setattr__(self, "param", self.param or default_param)
+        object.__setattr__(self, "key_field", self.key_field or self.param)
+        if self.style not in ("repeat", "comma"):
+            raise ConfigError(f"{where}: style must be 'repeat' or 'comma', got {self.style!r}")
+        if not self.path.startswith("/") or not _PARAM.match(self.param):
+            raise ConfigError(f"{where}: path must start with '/' and param be a plain name")
+        _check_positive(where, self, ("max_keys",))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamSettings:
+    """One REST service that sub-requests may target, and how to talk to it.
+
+    Attributes:
+        name: what a sub-request's `upstream` field names.
+        base_url: scheme, host, port and an optional base path; sub-request paths go below it.
+        timeout_ms: the total time one call may take, connect to last byte.
+        connect_timeout_ms: the time to open a connection.
+        max_connections: pooled connections to this upstream; also its concurrency cap.
+        forward_headers: incoming headers copied onto this upstream's calls; None takes the
+            server-wide list.
+        share_inflight: let concurrent batches share one in-flight GET or HEAD when the calls
+            are identical, credentials included. Off by default.
+        bulk: routes whose lookups are merged into plural calls.
+    """
+
+    name: str
+    base_url: str
+    timeout_ms: int = 10_000
+    connect_timeout_ms: int = 3_000
+    max_connections: int = 100
+    forward_headers: tuple[str, ...] | None = None
+    share_inflight: bool = False
+    bulk: tuple[BulkRoute, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(
+                f"upstream name {self.name!r} must be a letter then letters, digits, '_' or '-'"
+            )
+        _check_base_url(self.name, self.base_url)
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        _check_positive(
+            f"upstreams.{self.name}", self, ("timeout_ms", "connect_timeout_ms", "max_connections")
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything a gqlbatch server needs; build it once, then pass it down.
+
+    Attributes:
+        upstreams: the configured REST services, by name. A target is only ever one of these.
+        max_items: items per batch; past it the batch is rejected with BATCH_TOO_LARGE.
+        max_fanout: upstream calls a batch may ask for, forEach elements included.
+        max_concurrency: upstream calls in flight per batch, unless a batch asks for fewer.
+        batch_timeout_ms: the deadline of a whole batch, unless a batch asks for a shorter one.
+        max_response_bytes: the largest upstream body read; past it UPSTREAM_BAD_RESPONSE.
+        max_request_bytes: the largest incoming request body.
+        forward_headers: incoming headers copied onto every sub-request (case-insensitive).
+        graphiql: serve GraphiQL on GET /graphql from a browser.
+        max_query_depth, max_query_aliases, max_query_tokens: how big a GraphQL document may
+            be; past them QUERY_TOO_COMPLEX.
+        max_outstanding_per_client: upstream calls one client may have admitted at once, over
+            all its batches; past it a batch is refused whole with TOO_MANY_REQUESTS.
+        max_outstanding_total: upstream calls all clients together may have admitted at once.
+        retry_after_s: the Retry-After a refused client is given.
+        retries: when and how upstream calls are retried.
+        idempotency_ttl_s: how long a batch's Idempotency-Key and its result are kept.
+        idempotency_max_records: how many are kept at most; the oldest go first.
+        idempotency_max_bytes: the upstream bytes all kept results may hold together; the
+            oldest go first.
+        idempotency_max_record_bytes: a batch whose responses are larger keeps only its key:
+            a resend is told to use a new key, and never runs the writes again.
+        max_json_depth: how deeply a JSON body (a client's or an upstream's) may nest.
+        max_query_bytes: the largest GraphQL document; refused before it is parsed.
+        max_rendered_call_bytes: the largest one call may be once its placeholders are
+            substituted (path, query, headers and body); past it the item fails, unsent.
+        max_rendered_batch_bytes: the same, for all the calls of a batch together.
+        max_batch_response_bytes: upstream response bytes one batch may read; items past it
+            fail with BATCH_TOO_LARGE.
+        max_select_paths: paths one `body(select:)` may name.
+        max_outstanding_per_address: upstream calls all the clients of one address may have
+            in flight at once, whatever credentials they send.
+        trusted_proxies: addresses (or networks) of proxies whose X-Forwarded-For is believed
+            when working out a client's address.
+        header_timeout_s: the time a connection has to send a complete request head, from
+            when it opened or its previous response was sent; then it is closed.
+        body_timeout_s: the time a request has to send its whole body; then it gets 408.
+        max_connections: client connections served at once; more are closed on arrival.
+        introspection: answer `__schema` and `__type` queries; switch off for production.
+    """
+
+    upstreams: Mapping[str, UpstreamSettings]
+    max_items: int = 100
+    max_fanout: int = 1000
+    max_concurrency: int = 100
+    batch_timeout_ms: int = 30_000
+    max_response_bytes: int = 8 * 1024 * 1024
+    max_request_bytes: int = 10 * 1024 * 1024
+    forward_headers: tuple[str, ...] = DEFAULT_FORWARD_HEADERS
+    graphiql: bool = True
+    max_query_depth: int = 12
+    max_query_aliases: int = 50
+    max_query_tokens: int = 5_000
+    max_outstanding_per_client: int = 200
+    max_outstanding_total: int = 2_000
+    retry_after_s: int = 1
+    retries: RetrySettings = field(default_factory=RetrySettings)
+    idempotency_ttl_s: int = 86_400
+    idempotency_max_records: int = 10_000
+    idempotency_max_bytes: int = 64 * 1024 * 1024
+    idempotency_max_record_bytes: int = 4 * 1024 * 1024
+    max_json_depth: int = 128
+    max_query_bytes: int = 64 * 1024
+    max_rendered_call_bytes: int = 10 * 1024 * 1024
+    max_rendered_batch_bytes: int = 32 * 1024 * 1024
+    max_batch_response_bytes: int = 64 * 1024 * 1024
+    max_select_paths: int = 64
+    max_outstanding_per_address: int = 500
+    trusted_proxies: tuple[str, ...] = ()
+    header_timeout_s: int = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: int = 30
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    introspection: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.upstreams:
+            raise ConfigError("at least one upstream is required (--upstream URL)")
+        for key, upstream in self.upstreams.items():
+            if key != upstream.name:
+                raise ConfigError(f"upstream key {key!r} differs from its name {upstream.name!r}")
+        object.__setattr__(self, "upstreams", MappingProxyType(dict(self.upstreams)))
+        _check_positive("limits", self, _LIMIT_FIELDS)
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"server.trusted_proxies: {proxy!r} is not an address") from exc
+
+    @classmethod
+    def from_upstream_urls(cls, urls: Sequence[str], **options: object) -> Settings:
+        """Build settings from `URL` or `name=URL` strings, as `--upstream` takes them."""
+        upstreams = {
+            name: UpstreamSettings(name=name, base_url=url)
+            for name, url in upstream_flags(urls).items()
+        }
+        return cls(upstreams=upstreams, **options)  # type: ignore[arg-type]
+
+    def default_upstream(self) -> str | None:
+        """The upstream a sub-request gets when it names none: the only one, if there is one."""
+        return next(iter(self.upstreams)) if len(self.upstreams) == 1 else None
+
+
+def upstream_flags(urls: Sequence[str]) -> dict[str, str]:
+    """The upstreams that `URL` or `name=URL` strings name, as `--upstream` takes them: one
+    may go unnamed (it is "default"), several must be named, and names are unique.
+
+    Raises:
+        ConfigError: naming the flag and why.
+    """
+    named: dict[str, str] = {}
+    for text in urls:
+        name, sep, url = text.partition("=")
+        if not sep or "://" in name:
+            if len(urls) > 1:
+                raise ConfigError(
+                    f"--upstream {text!r}: name each of several upstreams as name=URL"
+                )
+            name, url = DEFAULT_UPSTREAM, text
+        if name in named:
+            raise ConfigError(f"--upstream names must be unique, {name!r} is given twice")
+        named[name] = url
+    return named
+
+
+def _check_base_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = "must start with http:// or https://"
+    elif not parts.hostname:
+        problem = "has no host"
+    elif parts.username or parts.password:
+        problem = "must not carry credentials (user:password@)"
+    elif parts.query or parts.fragment:
+        problem = "must not have a query or fragment"
+    if problem:
+        raise ConfigError(f"upstreams.{name}.base_url {url!r} {problem}")
+    try:
+        parts.port  # noqa: B018 - urlsplit validates the port lazily, on access
+    except ValueError as exc:
+        raise ConfigError(f"upstreams.{name}.base_url {url!r}: {exc}") from exc
+
+
+def _check_positive(prefix: str, obj: object, names: Sequence[str]) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{prefix}.{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,543 @@
+"""A batch as the client sent it: value objects, and `parse_batch`, which checks its shape.
+
+Pure and synchronous. Both doors (GraphQL and REST) hand `parse_batch` the same plain mapping
+form, so a batch is validated by one set of rules whichever way it arrived. Graph checks
+(dependencies, cycles, placeholders) live in `plan.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeGuard, TypeVar
+from urllib.parse import parse_qsl
+
+from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.targets import batch_path, header_problem, path_problem
+from gqlbatch.core.types import JSON, REQUEST_ID_CHARS, Headers, RequestId, frozen_for_type_checkers
+from gqlbatch.core.wire import IDEMPOTENCY_KEY, Method
+
+__all__ = [
+    "OPTION_KEYS",
+    "BatchOptions",
+    "BatchRequest",
+    "Mode",
+    "OnError",
+    "Parsed",
+    "Rules",
+    "SubRequest",
+    "parse_batch",
+]
+
+
+class Mode(StrEnum):
+    """How the items of a batch are scheduled."""
+
+    PARALLEL = "PARALLEL"
+    SEQUENTIAL = "SEQUENTIAL"
+
+
+class OnError(StrEnum):
+    """What a failed item does to the items that have not started yet."""
+
+    CONTINUE = "CONTINUE"
+    STOP = "STOP"
+
+
+@frozen_for_type_checkers(kw_only=True)
+class SubRequest:
+    """One REST call of a batch, validated, with its placeholders still unparsed."""
+
+    request_id: RequestId
+    index: int
+    method: Method
+    path: str
+    query: tuple[tuple[str, str], ...] = ()
+    headers: Headers = ()
+    body: JSON = None
+    has_body: bool = False
+    depends_on: tuple[RequestId, ...] = ()
+    upstream: str
+    timeout_ms: int | None = None
+    for_each: str | list[JSON] | None = None
+    idempotency_key: str | None = None
+    compensate: SubRequest | None = None
+    """For atomic batches: the request that undoes this one (DESIGN §5)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchOptions:
+    """How to run a batch (DESIGN §3 `BatchOptions`)."""
+
+    mode: Mode = Mode.PARALLEL
+    on_error: OnError = OnError.CONTINUE
+    max_concurrency: int | None = None
+    timeout_ms: int | None = None
+    atomic: bool = False
+    """All or nothing: one at a time, stop at the first failure, then compensate."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    """A batch that passed the shape checks, in the client's order."""
+
+    items: tuple[SubRequest, ...]
+    options: BatchOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What `parse_batch` found: the valid items, every problem, and every item's requestId."""
+
+    batch: BatchRequest
+    problems: list[Problem]
+    request_ids: tuple[RequestId, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rules:
+    """What `parse_batch` checks a batch against; derived from Settings by the engine."""
+
+    upstreams: Collection[str]
+    default_upstream: str | None
+    max_items: int
+    max_fanout: int = 1000
+    methods: frozenset[Method] = frozenset(Method)
+
+
+_E = TypeVar("_E", bound=StrEnum)
+_Add = Callable[[ErrorCode, str, str], None]
+"""Records one problem of the item being parsed: (code, message, field)."""
+
+_ITEM_KEYS = frozenset(
+    {
+        "requestId",
+        "method",
+        "path",
+        "query",
+        "headers",
+        "body",
+        "dependsOn",
+        "upstream",
+        "timeoutMs",
+        "forEach",
+        "idempotencyKey",
+        "compensate",
+    }
+)
+OPTION_KEYS = ("mode", "onError", "maxConcurrency", "timeoutMs", "atomic")
+"""A batch's options, as both doors name them."""
+_REQUEST_ID = re.compile(REQUEST_ID_CHARS + "{1,128}")
+_COMPENSATE_KEYS = frozenset({"method", "path", "query", "headers", "body"})
+
+
+_METHODS = {m.value: m for m in Method}  # Enum.__members__ builds a new mapping on each read
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, JSON]]:
+    # Items are dicts from JSON or GraphQL: checked first, before the slow ABC check.
+    return isinstance(value, (dict, Mapping))
+
+
+def parse_batch(items: object, options: object, rules: Rules) -> Parsed:
+    """Check the shape of a batch, collecting every problem rather than stopping at the first.
+
+    Items with problems are left out of the batch; the planner adds its own problems before
+    anything is decided, and knows every requestId so that it reports no knock-on problems.
+    Raises BatchRejected at once only when there is nothing item-by-item to check: the items
+    are not a list, or there are more than the limit.
+    """
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        raise BatchRejected([Problem(ErrorCode.INVALID_INPUT, "requests must be a list")])
+    if len(items) > rules.max_items:
+        raise BatchRejected(
+            [
+                Problem(
+                    ErrorCode.BATCH_TOO_LARGE,
+                    f"a batch holds at most {rules.max_items} requests, this one has {len(items)}",
+                    field="requests",
+                )
+            ]
+        )
+    if not items:
+        raise BatchRejected([Problem(ErrorCode.INVALID_INPUT, "requests must not be empty")])
+    problems = _Problems()
+    ids = [_request_id(raw, i, problems) for i, raw in enumerate(items)]
+    _check_unique_ids(ids, problems)
+    parsed = [_parse_item(raw, i, ids[i], rules, problems) for i, raw in enumerate(items)]
+    batch_options = _parse_options(options, problems)
+    if not batch_options.atomic:
+        for item in parsed:
+            if item is not None and item.compensate is not None:
+                problems.add(
+                    ErrorCode.INVALID_INPUT,
+                    "compensate is only used by atomic batches: set atomic: true",
+                    "compensate",
+                    item.index,
+                    item.request_id,
+                )
+    batch = BatchRequest(tuple(p for p in parsed if p is not None), batch_options)
+    return Parsed(batch, problems.found, tuple(ids))
+
+
+class _Problems:
+    """Collects problems with the item they belong to."""
+
+    def __init__(self) -> None:
+        self.found: list[Problem] = []
+
+    def add(
+        self,
+        code: ErrorCode,
+        message: str,
+        field: str | None = None,
+        index: int | None = None,
+        request_id: RequestId | None = None,
+    ) -> None:
+        self.found.append(Problem(code, message, request_id, index, field))
+
+
+def _parse_item(
+    raw: object, index: int, request_id: RequestId, rules: Rules, problems: _Problems
+) -> SubRequest | None:
+    if not _is_mapping(raw):
+        problems.add(ErrorCode.INVALID_INPUT, "a request must be an object", index=index)
+        return None
+    before = len(problems.found)
+
+    def add(code: ErrorCode, message: str, field: str) -> None:
+        problems.add(code, message, field, index, request_id)
+
+    if not _ITEM_KEYS.issuperset(raw):
+        for key in sorted(set(raw) - _ITEM_KEYS):
+            known = ", ".join(sorted(_ITEM_KEYS))
+            add(ErrorCode.INVALID_INPUT, f"unknown field (known: {known})", key)
+    method = _method(raw.get("method"), rules, add)
+    path, path_query = _path(raw.get("path"), add)
+    query = path_query + _query(raw.get("query"), add)
+    headers = _headers(raw.get("headers"), add)
+    depends_on = _depends_on(raw.get("dependsOn"), add)
+    upstream = _upstream(raw.get("upstream"), rules, add)
+    timeout_ms = _positive_int(raw.get("timeoutMs"), "timeoutMs", add)
+    for_each = _for_each(raw.get("forEach"), add)
+    idempotency_key = _idempotency_key(raw.get("idempotencyKey"), add)
+    compensate = _compensate(raw.get("compensate"), request_id, upstream, rules, add)
+    if len(problems.found) > before or method is None or path is None or upstream is None:
+        return None
+    return SubRequest(
+        request_id=request_id,
+        index=index,
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=raw.get("body"),
+        has_body=raw.get("body") is not None,
+        depends_on=depends_on,
+        upstream=upstream,
+        timeout_ms=timeout_ms,
+        for_each=for_each,
+        idempotency_key=idempotency_key,
+        compensate=compensate,
+    )
+
+
+def _compensate(
+    raw: JSON, request_id: RequestId, upstream: str | None, rules: Rules, add: _Add
+) -> SubRequest | None:
+    """The compensating request: a sub-request of its own, on the item's upstream, that may
+    read every result of the batch, its own item's included."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        add(
+            ErrorCode.INVALID_INPUT,
+            "compensate must be an object {method, path, body}",
+            "compensate",
+        )
+        return None
+
+    def add_here(code: ErrorCode, message: str, field: str) -> None:
+        add(code, message, f"compensate.{field}")
+
+    for key in sorted(set(raw) - _COMPENSATE_KEYS):
+        add_here(
+            ErrorCode.INVALID_INPUT,
+            f"unknown field (known: {', '.join(sorted(_COMPENSATE_KEYS))})",
+            key,
+        )
+    everything = Rules(
+        upstreams=rules.upstreams,
+        default_upstream=rules.default_upstream,
+        max_items=rules.max_items,
+        max_fanout=rules.max_fanout,
+    )
+    method = _method(raw.get("method"), everything, add_here)
+    path, path_query = _path(raw.get("path"), add_here)
+    query = path_query + _query(raw.get("query"), add_here)
+    headers = _headers(raw.get("headers"), add_here)
+    if method is None or path is None or upstream is None:
+        return None
+    body = raw.get("body")
+    return SubRequest(
+        request_id=f"{request_id}.compensate",
+        index=-1,
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+        has_body=body is not None,
+        upstream=upstream,
+    )
+
+
+def _request_id(raw: object, index: int, problems: _Problems) -> RequestId:
+    value = raw.get("requestId") if _is_mapping(raw) else None
+    if value is None:
+        return str(index)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+        problems.add(
+            ErrorCode.INVALID_INPUT,
+            "requestId must be 1 to 128 characters without spaces, quotes, commas or brackets, "
+            f"got {value!r}",
+            "requestId",
+            index,
+        )
+        return str(index)
+    return value
+
+
+def _method(value: JSON, rules: Rules, add: _Add) -> Method | None:
+    text = "GET" if value is None else value
+    method = _METHODS.get(text.upper()) if isinstance(text, str) else None
+    if method is None:
+        add(
+            ErrorCode.INVALID_INPUT,
+            f"method must be one of {', '.join(Method)}, got {value!r}",
+            "method",
+        )
+        return None
+    if method not in rules.methods:
+        allowed = ", ".join(m for m in Method if m in rules.methods)
+        add(
+            ErrorCode.METHOD_NOT_ALLOWED,
+            f"{method} is not allowed here (allowed: {allowed})",
+            "method",
+        )
+        return None
+    return method
+
+
+def _path(value: JSON, add: _Add) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    if not isinstance(value, str) or not value:
+        add(
+            ErrorCode.INVALID_INPUT,
+            "path is required and must be a string such as '/users/1'",
+            "path",
+        )
+        return None, ()
+    path, _, query_text = value.partition("?")
+    problem = path_problem(path)
+    if problem:
+        add(ErrorCode.FORBIDDEN_TARGET, f"{problem}: {value!r}", "path")
+        return None, ()
+    if batch_path(path):
+        add(ErrorCode.NESTED_BATCH, f"a sub-request may not be a batch itself: {value!r}", "path")
+        return None, ()
+    return path, tuple(parse_qsl(query_text, keep_blank_values=True)) if query_text else ()
+
+
+def _query(value: JSON, add: _Add) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        add(
+            ErrorCode.INVALID_INPUT, "query must be an object of parameter names to values", "query"
+        )
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for name, raw in value.items():
+        for v in raw if isinstance(raw, list) else [raw]:
+            if v is None:
+                continue
+            if isinstance(v, dict | list):
+                add(
+                    ErrorCode.INVALID_INPUT,
+                    "a query value must be a string, number, boolean or a list of them",
+                    f"query.{name}",
+                )
+                continue
+            pairs.append((name, _scalar_text(v)))
+    return tuple(pairs)
+
+
+def _scalar_text(value: JSON) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _headers(value: JSON, add: _Add) -> Headers:
+    pairs = _header_pairs(value, add)
+    for name, text in pairs:
+        problem = header_problem(name, text)
+        if problem:
+            add(ErrorCode.FORBIDDEN_TARGET, problem, f"headers.{name}")
+    return pairs
+
+
+def _header_pairs(value: JSON, add: _Add) -> Headers:
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        value = [{"name": k, "value": v} for k, v in value.items()]
+    ok = isinstance(value, list) and all(
+        isinstance(h, Mapping)
+        and isinstance(h.get("name"), str)
+        and isinstance(h.get("value"), str)
+        for h in value
+    )
+    if not ok:
+        add(
+            ErrorCode.INVALID_INPUT,
+            "headers must be a list of {name, value} strings, or an object of strings",
+            "headers",
+        )
+        return ()
+    return tuple((h["name"], h["value"]) for h in value)
+
+
+def _depends_on(value: JSON, add: _Add) -> tuple[RequestId, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        add(ErrorCode.INVALID_INPUT, "dependsOn must be a list of requestIds", "dependsOn")
+        return ()
+    return tuple(dict.fromkeys(str(v) for v in value))
+
+
+def _for_each(value: JSON, add: _Add) -> str | list[JSON] | None:
+    if value is None or isinstance(value, str | list):
+        return value
+    add(
+        ErrorCode.INVALID_INPUT,
+        "forEach must be a placeholder such as '{resultOf(posts)[*].userId}' or a JSON list",
+        "forEach",
+    )
+    return None
+
+
+def _idempotency_key(value: JSON, add: _Add) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not IDEMPOTENCY_KEY.fullmatch(value):
+        add(
+            ErrorCode.INVALID_INPUT,
+            "idempotencyKey must be 1 to 255 printable ASCII characters",
+            "idempotencyKey",
+        )
+        return None
+    return value
+
+
+def _upstream(value: JSON, rules: Rules, add: _Add) -> str | None:
+    known = ", ".join(sorted(rules.upstreams))
+    if value is None:
+        if rules.default_upstream is None:
+            add(
+                ErrorCode.UNKNOWN_UPSTREAM,
+                f"name an upstream: several are configured (known: {known})",
+                "upstream",
+            )
+        return rules.default_upstream
+    if not isinstance(value, str):
+        add(ErrorCode.INVALID_INPUT, f"upstream must be a name (known: {known})", "upstream")
+        return None
+    if value not in rules.upstreams:
+        add(
+            ErrorCode.UNKNOWN_UPSTREAM,
+            f"{value[:80]!r} is not a configured upstream (known: {known})",
+            "upstream",
+        )
+        return None
+    return str(value)
+
+
+def _positive_int(value: JSON, field: str, add: _Add) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        add(ErrorCode.INVALID_INPUT, f"{field} must be a positive integer, got {value!r}", field)
+        return None
+    return value
+
+
+def _parse_options(raw: object, problems: _Problems) -> BatchOptions:
+    if raw is None:
+        return BatchOptions()
+    if not isinstance(raw, Mapping):
+        problems.add(ErrorCode.INVALID_INPUT, "options must be an object", "options")
+        return BatchOptions()
+
+    def add(code: ErrorCode, message: str, field: str) -> None:
+        problems.add(code, message, f"options.{field}")
+
+    for key in sorted(set(raw) - set(OPTION_KEYS)):
+        add(
+            ErrorCode.INVALID_INPUT,
+            f"unknown option (known: {', '.join(sorted(OPTION_KEYS))})",
+            key,
+        )
+    atomic = raw.get("atomic")
+    if atomic not in (None, True, False):
+        add(ErrorCode.INVALID_INPUT, f"atomic must be true or false, got {atomic!r}", "atomic")
+    on_error = _choice(raw.get("onError"), OnError, OnError.CONTINUE, "onError", add)
+    if atomic is True and raw.get("onError") is not None and on_error is OnError.CONTINUE:
+        add(
+            ErrorCode.INVALID_INPUT,
+            "an atomic batch stops at its first failure; onError CONTINUE contradicts it",
+            "onError",
+        )
+    mode = _choice(raw.get("mode"), Mode, Mode.PARALLEL, "mode", add)
+    if atomic is True and raw.get("mode") is not None and mode is Mode.PARALLEL:
+        add(
+            ErrorCode.INVALID_INPUT,
+            "an atomic batch runs one item at a time; mode PARALLEL contradicts it",
+            "mode",
+        )
+    return BatchOptions(
+        mode=Mode.SEQUENTIAL if atomic is True else mode,
+        on_error=OnError.STOP if atomic is True else on_error,
+        max_concurrency=_positive_int(raw.get("maxConcurrency"), "maxConcurrency", add),
+        timeout_ms=_positive_int(raw.get("timeoutMs"), "timeoutMs", add),
+        atomic=atomic is True,
+    )
+
+
+def _choice(value: JSON, enum: type[_E], default: _E, field: str, add: _Add) -> _E:
+    if value is None:
+        return default
+    if isinstance(value, str) and value.upper() in enum.__members__:
+        return enum(value.upper())
+    add(ErrorCode.INVALID_INPUT, f"must be one of {', '.join(enum)}, got {value!r}", field)
+    return default
+
+
+def _check_unique_ids(ids: list[RequestId], problems: _Problems) -> None:
+    first: dict[RequestId, int] = {}
+    for index, request_id in enumerate(ids):
+        if request_id in first:
+            problems.add(
+                ErrorCode.DUPLICATE_REQUEST_ID,
+                f"requestId '{request_id}' is already used by item {first[request_id]}",
+                "requestId",
+                index,
+                request_id,
+            )
+        else:
+            first[request_id] = index

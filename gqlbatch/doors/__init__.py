@@ -1,0 +1,3 @@
+"""The doors: the GraphQL schema and its checks, the REST JSON and multipart formats, the
+aiohttp application, and serving it.
+"""

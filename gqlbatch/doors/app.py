@@ -1,0 +1,399 @@
+"""The aiohttp application: both doors (the GraphQL view and `POST /batch`), the upstream
+client's lifecycle, and health routes. `listener.py` serves it.
+
+Both doors build the same `BatchContext` and call the same `run_batch`; the REST door only
+translates its wire formats (`rest.py`, `multipart.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Final, TypeGuard
+from urllib.parse import quote
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from cross_web import HTTPException
+from strawberry.aiohttp.views import GraphQLView
+
+from gqlbatch.core import strict_json
+from gqlbatch.core.call import forwarded_headers
+from gqlbatch.core.config import Settings
+from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem, mask_internal
+from gqlbatch.core.identity import Identifier
+from gqlbatch.core.result import BatchOutcome
+from gqlbatch.core.types import Headers
+from gqlbatch.doors.extensions import QueryLimits
+from gqlbatch.doors.multipart import MULTIPART_TYPES, parse_parts, read_parts, write_responses
+from gqlbatch.doors.rest import (
+    items_from_json,
+    options_from_prefer,
+    rejection_json,
+    rejection_status,
+    responses_json,
+)
+from gqlbatch.doors.schema import Context, build_schema, rejection_error
+from gqlbatch.execution.engine import BatchContext, admit_early, request_budget, run_batch
+from gqlbatch.execution.idempotency import MemoryIdempotencyStore
+from gqlbatch.execution.limits import OutstandingCalls
+from gqlbatch.upstreams.client import UpstreamClient
+from gqlbatch.upstreams.loaders import SharedInflight
+
+__all__ = ["CLIENT", "SETTINGS", "create_app"]
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+_HTTP_CODES = {405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.REQUEST_TOO_LARGE}
+NO_STORE = "private, no-store"
+"""Every answer's Cache-Control until HTTP caching is designed: results carry user data."""
+SETTINGS: Final = web.AppKey("settings", Settings)
+CLIENT: Final = web.AppKey("client", UpstreamClient)
+INFLIGHT: Final = web.AppKey("inflight", SharedInflight)
+OUTSTANDING: Final = web.AppKey("outstanding", OutstandingCalls)
+IDENTIFIER: Final = web.AppKey("identifier", Identifier)
+CONTEXT: Final = web.RequestKey("context", BatchContext)
+"""The request's BatchContext, made once by the `_errors` middleware for both doors."""
+_BATCH_DOORS = frozenset({"/batch", "/graphql"})
+IDEMPOTENCY: Final = web.AppKey("idempotency", MemoryIdempotencyStore)
+
+
+class BatchView(GraphQLView[Context, None]):
+    """Strawberry's aiohttp view with a fresh gqlbatch `Context` per request."""
+
+    def __init__(self, *, settings: Settings) -> None:
+        limits = QueryLimits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_query_aliases,
+            max_tokens=settings.max_query_tokens,
+            introspection=settings.introspection,
+        )
+        super().__init__(
+            schema=build_schema(limits), graphql_ide="graphiql" if settings.graphiql else None
+        )
+        self._settings = settings
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        # Strawberry answers a request it cannot take (no query, a bad `variables`, PUT) with
+        # its reason as plain text; here it is a GraphQL error with a code, as every other
+        # refusal is.
+        try:
+            return await self.run(request=request)
+        except HTTPException as exc:
+            code = _HTTP_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
+            return _in_door_shape(request, exc.status_code, code, exc.reason)
+
+    def is_websocket_request(self, request: web.Request) -> TypeGuard[web.Request]:
+        # Strawberry builds a WebSocketResponse for every request to find out, a measurable
+        # share of a small batch's CPU (BENCHMARKS.md); only a request that asks to upgrade
+        # can be one.
+        return "Upgrade" in request.headers and super().is_websocket_request(request)
+
+    async def get_sub_response(self, request: web.Request) -> web.Response:
+        # GraphQL over HTTP: a client that prefers application/graphql-response+json gets it,
+        # with 400 for request errors (no data at all); application/json stays 200 throughout.
+        response = web.Response(headers={"Cache-Control": NO_STORE})
+        if _prefers_graphql_response(request.headers.get("Accept", "")):
+            response.content_type = GRAPHQL_RESPONSE
+        return response
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A request body, or GET's `variables`, read strictly: a JSON object, no deeper than
+        max_json_depth, no NaN, no document over max_query_bytes (refused before parsing it).
+
+        Raises:
+            BatchRejected: which the `_errors` middleware answers in GraphQL's shape.
+        """
+        settings = self._settings
+        document = _strict_json(data, settings.max_json_depth)
+        if not isinstance(document, dict):
+            kind = "null" if document is None else type(document).__name__
+            raise _invalid(
+                f'a GraphQL request is a JSON object such as {{"query": "..."}}, not {kind}'
+            )
+        query = document.get("query")
+        if (
+            isinstance(query, str)
+            and len(query.encode(errors="replace")) > settings.max_query_bytes
+        ):
+            raise BatchRejected(
+                [
+                    Problem(
+                        ErrorCode.REQUEST_TOO_LARGE,
+                        f"the GraphQL document is over the {settings.max_query_bytes}-byte "
+                        "limit (max_query_bytes); pass large values as variables",
+                        field="query",
+                    )
+                ]
+            )
+        return document
+
+    def create_response(self, response_data: Any, sub_response: web.Response) -> web.Response:
+        media = sub_response.content_type
+        response = super().create_response(response_data, sub_response)
+        if media == GRAPHQL_RESPONSE:
+            response.content_type = GRAPHQL_RESPONSE
+            if _is_request_error(response_data):
+                response.set_status(400)
+        return response
+
+    async def get_context(self, request: web.Request, response: object) -> Context:
+        return request[CONTEXT]
+
+
+def batch_context(request: web.Request) -> BatchContext:
+    """The engine's context for one incoming request, whichever door it came through.
+
+    Raises:
+        BatchRejected: a credential header was sent twice.
+    """
+    settings = request.app[SETTINGS]
+    identity = request.app[IDENTIFIER].identify(request.headers.items(), request.remote)
+    return BatchContext(
+        settings=settings,
+        send=request.app[INFLIGHT].sender,
+        forwarded=_forwarded(request, settings),
+        client=identity.client,
+        address=identity.address,
+        budget=request_budget(settings),
+        outstanding=request.app[OUTSTANDING],
+        idempotency=request.app[IDEMPOTENCY],
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex,
+    )
+
+
+def _forwarded(request: web.Request, settings: Settings) -> dict[str, Headers]:
+    incoming = list(request.headers.items())
+    return {
+        name: forwarded_headers(incoming, upstream.forward_headers or settings.forward_headers)
+        for name, upstream in settings.upstreams.items()
+    }
+
+
+def _prefers_graphql_response(accept: str) -> bool:
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in (GRAPHQL_RESPONSE, "application/json"):
+            return media == GRAPHQL_RESPONSE
+    return False
+
+
+def _is_request_error(data: Any) -> bool:
+    # Parse and validation errors carry no path; a field error (a rejected batch) has one.
+    if not isinstance(data, dict) or data.get("data") is not None:
+        return False
+    return all(not e.get("path") for e in data.get("errors") or [])
+
+
+def _strict_json(data: str | bytes, max_depth: int) -> object:
+    try:
+        return strict_json.loads(data, max_depth=max_depth)
+    except strict_json.JSONRefused as exc:
+        raise _invalid(f"the body is not JSON gqlbatch accepts: {exc}") from None
+
+
+def _invalid(message: str) -> BatchRejected:
+    return BatchRejected([Problem(ErrorCode.INVALID_INPUT, message)])
+
+
+def create_app(settings: Settings, *, landing_query: str | None = None) -> web.Application:
+    """The gqlbatch server for *settings*.
+
+    With *landing_query*, `GET /` opens GraphiQL with that query filled in.
+    """
+    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_errors])
+    app[SETTINGS] = settings
+    app[OUTSTANDING] = OutstandingCalls(
+        per_client=settings.max_outstanding_per_client,
+        per_address=settings.max_outstanding_per_address,
+        total=settings.max_outstanding_total,
+        retry_after_s=settings.retry_after_s,
+    )
+    forwarded = {*settings.forward_headers}
+    for upstream in settings.upstreams.values():
+        forwarded.update(upstream.forward_headers or ())
+    app[IDENTIFIER] = Identifier(forwarded, settings.trusted_proxies)
+    app[IDEMPOTENCY] = MemoryIdempotencyStore(
+        settings.idempotency_ttl_s,
+        settings.idempotency_max_records,
+        max_bytes=settings.idempotency_max_bytes,
+        max_record_bytes=settings.idempotency_max_record_bytes,
+    )
+    app.cleanup_ctx.append(_client_ctx)
+    app.router.add_route("*", "/graphql", BatchView(settings=settings))
+    app.router.add_post("/batch", _rest_batch)
+    app.router.add_get("/healthz", _healthz)
+    if landing_query is not None:
+        target = "/graphql?q=" + quote(landing_query, safe="")
+        app.router.add_get("/", _redirect_to(target))
+    return app
+
+
+async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
+    # One pooled client per application, closed when the application stops (aiohttp's
+    # "Persistent session" advice): never one per request, never one at import time.
+    settings = app[SETTINGS]
+    client = UpstreamClient(settings)
+    app[CLIENT] = client
+    app[INFLIGHT] = SharedInflight(
+        client.send, [u.name for u in settings.upstreams.values() if u.share_inflight]
+    )
+    yield
+    await client.close()
+
+
+async def _rest_batch(request: web.Request) -> web.StreamResponse:
+    """POST /batch: a JSON or multipart batch in, the same format out (DESIGN §2)."""
+    ctx = request[CONTEXT]
+    if request.content_type == "application/json":
+        return await _json_batch(request, ctx)
+    if request.content_type in MULTIPART_TYPES:
+        return await _multipart_batch(request, ctx)
+    message = (
+        "POST /batch takes application/json, multipart/mixed or multipart/batching, "
+        f"not {request.content_type!r}"
+    )
+    problem = Problem(ErrorCode.INVALID_INPUT, message, field="Content-Type")
+    return _rejected(request, BatchRejected([problem]), status=415)
+
+
+async def _json_batch(request: web.Request, ctx: BatchContext) -> web.Response:
+    document = _strict_json(await request.read(), ctx.settings.max_json_depth)
+    items, options = items_from_json(document)
+    options = options_from_prefer(request.headers.get("Prefer"), options)
+    outcome = await run_batch(items, options, ctx)
+    return web.json_response(responses_json(outcome), headers=_answer_headers(outcome))
+
+
+async def _multipart_batch(request: web.Request, ctx: BatchContext) -> web.Response:
+    if "boundary=" not in request.headers.get("Content-Type", "").lower():
+        raise BatchRejected(
+            [Problem(ErrorCode.INVALID_INPUT, "a multipart batch needs a boundary parameter")]
+        )
+    settings = ctx.settings
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:  # aiohttp's word for a boundary RFC 2046 does not allow
+        raise _invalid(f"the multipart boundary is not valid: {exc}") from None
+    async with asyncio.timeout(settings.body_timeout_s):
+        parts = await read_parts(reader, settings.max_request_bytes, settings.max_items)
+    items = parse_parts(parts, request.host, settings.max_json_depth)
+    options = options_from_prefer(request.headers.get("Prefer"), None)
+    outcome = await run_batch(items, options, ctx)
+    subtype = request.content_type.split("/")[1]
+    return web.Response(
+        body=write_responses(outcome, parts, subtype), headers=_answer_headers(outcome)
+    )
+
+
+def _answer_headers(outcome: BatchOutcome) -> dict[str, str]:
+    headers = {"Cache-Control": NO_STORE}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return headers
+
+
+def _rejected(request: web.Request, exc: BatchRejected, status: int | None = None) -> web.Response:
+    """A refused request, in the shape of the door it came through; nothing ran."""
+    status = status or rejection_status(exc)
+    if request.path == "/graphql":
+        error = rejection_error(exc).formatted
+        response = web.json_response(
+            {"errors": [error]}, status=status, headers={"Cache-Control": NO_STORE}
+        )
+    else:
+        response = web.json_response(
+            rejection_json(exc), status=status, headers={"Cache-Control": NO_STORE}
+        )
+    if exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
+def _error_response(status: int, code: ErrorCode, message: str, **extra: Any) -> web.Response:
+    error = {"code": code.value, "message": message, **extra}
+    return web.json_response({"error": error}, status=status, headers={"Cache-Control": NO_STORE})
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The last word on errors the doors did not answer themselves: a refused request in its
+    door's shape, a body over the size limit or too slow to arrive, and a bug, which gets
+    INTERNAL_ERROR with an id that finds its traceback in the log, never the traceback."""
+    settings = request.app[SETTINGS]
+    try:
+        _check_content_type(request)
+        if request.path in _BATCH_DOORS:
+            # One context per request, for either door; a client already at its limit is
+            # refused here, before its body is read: refusing must cost less than admitting.
+            request[CONTEXT] = ctx = batch_context(request)
+            admit_early(ctx)
+        if request.can_read_body and request.content_type not in MULTIPART_TYPES:
+            # Read here, within the body deadline; the doors then read it from aiohttp's cache.
+            # A multipart door reads its parts as they come, under the same deadline.
+            async with asyncio.timeout(settings.body_timeout_s):
+                await request.read()
+        return await handler(request)
+    except BatchRejected as exc:
+        return _rejected(request, exc)
+    except web.HTTPRequestEntityTooLarge:
+        return _in_door_shape(
+            request,
+            413,
+            ErrorCode.REQUEST_TOO_LARGE,
+            f"the request body is over the {settings.max_request_bytes}-byte limit "
+            "(max_request_bytes)",
+        )
+    except TimeoutError:
+        response = _in_door_shape(
+            request,
+            408,
+            ErrorCode.REQUEST_TIMEOUT,
+            f"the request body did not arrive within {settings.body_timeout_s} s (body_timeout_s)",
+        )
+        response.force_close()
+        return response
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        masked = mask_internal(exc, f"on {request.method} {request.path}")
+        return _in_door_shape(
+            request, 500, ErrorCode.INTERNAL_ERROR, masked.message, errorId=masked.error_id
+        )
+
+
+def _check_content_type(request: web.Request) -> None:
+    """Refuse a Content-Type that aiohttp cannot parse, before anything asks for it.
+
+    Raises:
+        BatchRejected: INVALID_INPUT.
+    """
+    try:
+        request.content_type  # noqa: B018 - parsed, and cached, on first access
+    except Exception:  # the stdlib's email parser, on hostile text: any of its errors
+        # `multipart/mixed; boundary=a;b*` (an RFC 2231 parameter with no value) raises
+        # IndexError deep in email._header_value_parser; found by tests/test_properties.py.
+        raise _invalid("the Content-Type header is malformed") from None
+
+
+def _in_door_shape(
+    request: web.Request, status: int, code: ErrorCode, message: str, **extra: Any
+) -> web.Response:
+    if request.path == "/graphql":
+        error = {"message": message, "extensions": {"code": code.value, **extra}}
+        return web.json_response(
+            {"errors": [error]}, status=status, headers={"Cache-Control": NO_STORE}
+        )
+    return _error_response(status, code, message, **extra)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def _redirect_to(target: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        raise web.HTTPFound(target)
+
+    return handler

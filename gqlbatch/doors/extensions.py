@@ -1,0 +1,180 @@
+"""The GraphQL schema's extensions: internal errors masked behind an id, query limits with
+their own error code (tagged in `GqlbatchSchema.process_errors`), and the parse and validation
+caches. Imports strawberry, as `schema.py`
+does; nothing here knows about batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from graphql.validation.rules import overlapping_fields_can_be_merged
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from gqlbatch.core.errors import ErrorCode, mask_internal
+from gqlbatch.doors.query_shape import LiteralRangeRule, document_problems
+
+__all__ = [
+    "CACHE_SIZE",
+    "GqlbatchSchema",
+    "GuardedValidation",
+    "QueryLimits",
+    "ReleasingExecutionContext",
+    "schema_extensions",
+]
+
+log = logging.getLogger("gqlbatch.errors")
+
+CACHE_SIZE = 256
+"""Documents kept parsed and validated (LRU): clients send a few documents, varying variables."""
+
+# graphql-core's own limits give no structured signal (its parser raises a plain syntax error,
+# and the validation abort's class is not exported), so they are known by their messages:
+# the token limit, documents and values nested past what it can walk, and its validation
+# budget (checked with graphql-core 3.3.2; tests/test_limits.py and test_query_shape.py pin
+# each). Our own checks (query_shape.py) set the code when they make the error.
+_LIBRARY_LIMITS = re.compile(
+    r"Document contains more than \d+ tokens"
+    r"|nested too deeply"
+    r"|Validation aborted"
+    r"|error limit reached"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueryLimits:
+    """How big a GraphQL document may be (DESIGN §9)."""
+
+    max_depth: int = 12
+    max_aliases: int = 50
+    max_tokens: int = 5_000
+    introspection: bool = True
+    """False refuses `__schema` and `__type` (DESIGN §9: off for production if wanted)."""
+
+
+def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]]:
+    """Extension factories, so that each operation gets fresh instances (Strawberry shares an
+    extension *instance* between concurrent operations)."""
+    # Each limiter instance makes a new validation rule *class*, and ValidationCache keys its
+    # cache on the rule classes: a limiter built per request made every request miss the cache
+    # and validate the whole document again (about 4 ms per batch here). The rule classes are
+    # therefore made once, and each request gets a fresh extension that holds the same ones.
+    rules: list[type[ASTValidationRule]] = [LiteralRangeRule]
+    if not limits.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return [
+        MaskInternalErrors,
+        lambda: AddValidationRules(rules),
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        # Clients send the same few documents with different variables: caching the parsed
+        # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
+        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: GuardedValidation(limits),
+    ]
+
+
+VALIDATION_BUDGET = 20_000
+"""Work graphql-core's OverlappingFieldsCanBeMergedRule may spend on one document before it
+aborts validation ("Validation aborted.", QUERY_TOO_COMPLEX). Its default, 500,000, took
+about 1 s on the CI machine; a document of 40 fragments spread into 32 places and 40
+aliased items needs 14,448. Set through the module attribute graphql-core documents for it."""
+
+
+class GuardedValidation(ValidationCache):
+    """Strawberry's validation cache, behind our linear checks of a document's shape.
+
+    All validation rules run in one pass over the document, so a rule of ours that refuses a
+    document cannot spare it the others; and some of graphql-core's are quadratic in what our
+    checks bound (see `query_shape.document_problems`). A document our checks refuse is
+    therefore refused before the rules run, with only their errors.
+    """
+
+    def __init__(self, limits: QueryLimits) -> None:
+        super().__init__(maxsize=CACHE_SIZE)
+        self._limits = limits
+        # Read by the rule when it starts on a document; the same value for every schema.
+        overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET = VALIDATION_BUDGET
+
+    def on_validate(self) -> Iterator[None]:
+        document = self.execution_context.graphql_document
+        assert document is not None  # parsed before validation
+        problems = document_problems(
+            document, max_depth=self._limits.max_depth, max_aliases=self._limits.max_aliases
+        )
+        if problems:
+            self.execution_context.pre_execution_errors = problems
+            yield
+            return
+        yield from super().on_validate()
+
+
+def is_internal(error: GraphQLError) -> bool:
+    """A bug: anything raised while resolving that is not our own GraphQLError."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+class MaskInternalErrors(MaskErrors):
+    """Replaces an internal error's message with an id, and logs the traceback under that id."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=is_internal)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = mask_internal(error.original_error, "in a GraphQL resolver")
+        return GraphQLError(
+            masked.message,
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": ErrorCode.INTERNAL_ERROR.value, "errorId": masked.error_id},
+        )
+
+
+class ReleasingExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's execution context, which lets go of itself once its response is built.
+
+    graphql-core's ExecutionContext holds `async_helpers`, whose bound methods hold the
+    context: a reference cycle, so the request's variables (bulk bodies, up to
+    max_request_bytes) and everything the context reaches outlived the request until a full
+    collection. Dropping the helpers when the response is built lets reference counting free
+    it all at once.
+    """
+
+    def build_response(self, data: dict[str, Any] | None) -> Any:
+        response = super().build_response(data)
+        self.async_helpers = None  # type: ignore[assignment]
+        return response
+
+
+class GqlbatchSchema(strawberry.Schema):
+    """Strawberry's schema, logging only what is the server's fault."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # Strawberry calls this for every error, on every path, before the extensions see the
+        # result. A client's mistake (a rejected batch, an invalid query) is not a server
+        # error, and internal errors are logged once, with their id, by MaskInternalErrors.
+        # It is also the one place that sees a token-limit error: ParserCache raises it from
+        # inside its parse hook, which skips the other extensions' exit hooks.
+        for error in errors:
+            if _LIBRARY_LIMITS.search(error.message):
+                error.extensions = {
+                    **(error.extensions or {}),
+                    "code": ErrorCode.QUERY_TOO_COMPLEX.value,
+                }
+            if not is_internal(error):
+                log.debug("client error: %s", error.message)

@@ -1,0 +1,196 @@
+"""The REST door's JSON format, and how any item result reads as an HTTP response.
+
+`{"requests": [...]}` or a bare array in, `{"responses": [...]}` out, in request order. Items
+may be written as gqlbatch writes them (`requestId`, `path`) or in the Microsoft Graph style
+(`id`, `url`, `dependsOn`). Pure: `app.py` reads the request and writes the response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.request import OPTION_KEYS
+from gqlbatch.core.result import BatchOutcome, ItemResult, State
+from gqlbatch.core.types import JSON, Headers
+from gqlbatch.core.wire import FRAMING_HEADERS, HOP_BY_HOP_HEADERS, BodyEncoding
+
+__all__ = [
+    "error_body",
+    "http_status",
+    "items_from_json",
+    "options_from_prefer",
+    "rejection_json",
+    "rejection_status",
+    "response_headers",
+    "responses_json",
+]
+
+# The status of an item that got no upstream response, by why it did not.
+_STATUS = {
+    ErrorCode.FAILED_DEPENDENCY: 424,
+    ErrorCode.CANCELLED: 424,
+    ErrorCode.TIMEOUT: 504,
+    ErrorCode.UPSTREAM_TIMEOUT: 504,
+    ErrorCode.UPSTREAM_UNREACHABLE: 502,
+    ErrorCode.UPSTREAM_BAD_RESPONSE: 502,
+    ErrorCode.REFERENCE_NOT_FOUND: 400,
+    ErrorCode.FORBIDDEN_TARGET: 400,
+    ErrorCode.BATCH_TOO_LARGE: 413,
+}
+_REJECTION_STATUS = {
+    ErrorCode.BATCH_TOO_LARGE: 413,
+    ErrorCode.REQUEST_TOO_LARGE: 413,
+    ErrorCode.TOO_MANY_REQUESTS: 429,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
+}
+# Headers that describe the upstream's connection or encoding, not the item's response.
+_DROPPED_HEADERS = FRAMING_HEADERS | HOP_BY_HOP_HEADERS | {"content-encoding"}
+
+
+def items_from_json(document: JSON) -> tuple[object, JSON]:
+    """The items and options of a JSON batch, in the plain form `run_batch` reads.
+
+    Raises:
+        BatchRejected: the document is neither a list nor an object with `requests`.
+    """
+    if isinstance(document, list):
+        return [_item(raw) for raw in document], None
+    if not isinstance(document, dict) or "requests" not in document:
+        raise BatchRejected(
+            [
+                Problem(
+                    ErrorCode.INVALID_INPUT,
+                    'a JSON batch is {"requests": [...]} or a bare array of requests',
+                    field="requests",
+                )
+            ]
+        )
+    requests = document["requests"]
+    items = [_item(raw) for raw in requests] if isinstance(requests, list) else requests
+    options = document.get("options")
+    top = {k: document[k] for k in OPTION_KEYS if k in document}
+    if isinstance(options, dict):
+        options = {**options, **top}
+    elif options is None:
+        options = top or None
+    # Anything else is left as it is, for validation to refuse with a clear problem.
+    return items, options
+
+
+def _item(raw: JSON) -> JSON:
+    # Microsoft Graph names: id for requestId, url for path (often without its leading '/').
+    if not isinstance(raw, dict):
+        return raw
+    item = dict(raw)
+    if "id" in item and "requestId" not in item:
+        item["requestId"] = item.pop("id")
+    if "url" in item and "path" not in item:
+        url = item.pop("url")
+        item["path"] = _rooted(url) if isinstance(url, str) else url
+    return item
+
+
+def _rooted(url: str) -> str:
+    # "users/1" means "/users/1"; anything that names a host is left for validation to refuse.
+    if url.startswith(("/", "\\")) or "://" in url:
+        return url
+    return "/" + url
+
+
+def options_from_prefer(
+    prefer: str | None, options: dict[str, JSON] | None
+) -> dict[str, JSON] | None:
+    """Apply `Prefer: continue-on-error` (or OData's `odata.continue-on-error`), `=false` for
+    STOP. Options in the body win over the header."""
+    if not prefer:
+        return options
+    for token in prefer.split(","):
+        name, _, value = token.strip().partition("=")
+        if name.lower() in ("continue-on-error", "odata.continue-on-error"):
+            on_error = "STOP" if value.strip().lower() == "false" else "CONTINUE"
+            merged = {"onError": on_error}
+            merged.update(options or {})
+            return merged
+    return options
+
+
+def responses_json(outcome: BatchOutcome) -> dict[str, JSON]:
+    """`{"responses": [...]}`: one per item, in request order."""
+    document: dict[str, JSON] = {"responses": [_response(r) for r in outcome.results]}
+    if outcome.rolled_back:
+        document["rolledBack"] = True
+    return document
+
+
+def _response(result: ItemResult) -> dict[str, JSON]:
+    out: dict[str, JSON] = {
+        "id": result.request_id,
+        "status": http_status(result),
+        "headers": response_headers(result.headers),
+        "body": result.body if result.status is not None or result.elements else error_body(result),
+        "state": result.state.value,
+    }
+    if result.body_encoding in (BodyEncoding.TEXT, BodyEncoding.BASE64):
+        out["bodyEncoding"] = result.body_encoding.value
+    if result.error is not None:
+        out["error"] = result.error.to_json()
+    if result.rollback is not None:
+        out["rollback"] = {
+            "state": result.rollback.state.value,
+            "status": result.rollback.status,
+            "message": result.rollback.message,
+        }
+    if result.elements is not None:
+        out["elements"] = [
+            {
+                "index": e.index,
+                "status": e.status,
+                "error": None if e.error is None else e.error.to_json(),
+            }
+            for e in result.elements
+        ]
+    return out
+
+
+def error_body(result: ItemResult) -> JSON:
+    """The body of an item that got no upstream response: `{"error": {code, message}}`."""
+    return None if result.error is None else {"error": result.error.to_json()}
+
+
+def http_status(result: ItemResult) -> int:
+    """The item's status: the upstream's when it answered, else one that says why not."""
+    if result.status is not None:
+        return result.status
+    if result.error is None:
+        return 200 if result.state is State.SUCCEEDED else 500
+    return _STATUS.get(result.error.code, 500)
+
+
+def response_headers(headers: Headers) -> dict[str, str]:
+    """An item's headers as an object, minus those about the upstream's own connection."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        if name.lower() not in _DROPPED_HEADERS:
+            out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+def rejection_status(exc: BatchRejected) -> int:
+    """400 for an invalid batch; 413 when too large; 429 when over the outstanding limit."""
+    for code, status in _REJECTION_STATUS.items():
+        if any(p.code is code for p in exc.problems):
+            return status
+    return 400
+
+
+def rejection_json(exc: BatchRejected) -> dict[str, Any]:
+    """The body of a refused batch: the same problems the GraphQL door lists."""
+    error: dict[str, Any] = {
+        "code": exc.code.value,
+        "message": str(exc),
+        "problems": [p.to_json() for p in exc.problems],
+    }
+    if exc.retry_after_s is not None:
+        error["retryAfter"] = exc.retry_after_s
+    return {"error": error}

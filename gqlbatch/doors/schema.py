@@ -1,0 +1,496 @@
+"""The GraphQL door: Strawberry types, the `batch` fields, and the conversions to and from the
+engine's plain values. One of the two modules that import strawberry (the other is `app.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
+
+import strawberry
+from graphql import GraphQLError, GraphQLObjectType, GraphQLResolveInfo
+from strawberry.scalars import JSON
+
+from gqlbatch.core.errors import BatchRejected, ErrorCode
+from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
+from gqlbatch.core.request import Mode, OnError
+from gqlbatch.core.result import (
+    BatchOutcome,
+    BatchStats,
+    RollbackState,
+    State,
+)
+from gqlbatch.core.wire import BodyEncoding, Method
+from gqlbatch.doors.extensions import (
+    GqlbatchSchema,
+    QueryLimits,
+    ReleasingExecutionContext,
+    schema_extensions,
+)
+from gqlbatch.execution.engine import BatchContext, run_batch
+
+__all__ = ["Context", "build_schema"]
+
+# Our enums, used as-is: strawberry.enum registers each (under the name given, or its class
+# name) and returns the same class, so the annotations below name the engine's enums.
+strawberry.enum(ErrorCode, description="Every error code gqlbatch reports.")
+strawberry.enum(Method, name="HttpMethod", description="A sub-request's method.")
+strawberry.enum(Mode, name="BatchMode", description="How items are scheduled.")
+strawberry.enum(OnError, description="What a failure does to items not started.")
+strawberry.enum(State, name="ItemState", description="Where an item ended.")
+strawberry.enum(BodyEncoding, description="How `body` carries the upstream body.")
+
+
+Context = BatchContext
+"""What resolvers read through `info.context`: the engine's per-request context."""
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+@strawberry.input(description="A header to send with one sub-request.")
+class HeaderInput:
+    name: str
+    value: str
+
+
+@strawberry.input(
+    description="The request that undoes a sub-request in an atomic batch; its placeholders "
+    "may read every result of the batch, its own item's included."
+)
+class CompensationInput:
+    path: str
+    method: Method = Method.DELETE
+    query: JSON | None = None
+    headers: list[HeaderInput] | None = None
+    body: JSON | None = None
+
+
+@strawberry.input(description="One REST call of a batch.")
+class SubRequestInput:
+    path: str = strawberry.field(
+        description="Below the upstream's base URL; starts with '/'. Placeholders allowed."
+    )
+    request_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Unique in the batch; defaults to the item's index."
+    )
+    method: Method = Method.GET
+    query: JSON | None = strawberry.field(
+        default=None, description="Parameters as an object; a list value repeats the parameter."
+    )
+    headers: list[HeaderInput] | None = None
+    body: JSON | None = strawberry.field(default=None, description="Any JSON; sent as JSON.")
+    depends_on: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Items that must succeed first, beside those resultOf names."
+    )
+    upstream: str | None = strawberry.field(
+        default=None, description="A configured upstream; optional when there is only one."
+    )
+    timeout_ms: int | None = None
+    compensate: CompensationInput | None = strawberry.field(
+        default=None, description="For atomic batches: how to undo this request."
+    )
+    idempotency_key: str | None = strawberry.field(
+        default=None,
+        description="Sent as Idempotency-Key; lets a POST or PATCH be retried safely.",
+    )
+    for_each: JSON | None = strawberry.field(
+        default=None,
+        description="Fan out: one call per element of a list, such as "
+        "'{resultOf(posts)[*].userId}' or a literal JSON list. The other fields may use "
+        "{item}, {item.field} and {index}.",
+    )
+
+
+def _raw_input(_cls: type, value: Mapping[str, Any], _context: object) -> dict[str, Any]:
+    # A sub-request arrives as graphql-core coerced it: a mapping keyed by GraphQL names, which
+    # is exactly the plain form the engine's parse_batch reads (the REST door sends the same).
+    # Strawberry's own conversion into SubRequestInput instances, recursing through every JSON
+    # body, was the largest cost of a 100-item batch (BENCHMARKS.md); this hook skips it.
+    return {k: v for k, v in value.items() if v is not None}
+
+
+SubRequestInput.__strawberry_definition__.from_input = _raw_input  # type: ignore[attr-defined]
+RawSubRequest = dict[str, Any]
+"""What a resolver receives for each SubRequestInput, by the hook above."""
+
+
+@strawberry.input(description="How to run a batch.")
+class BatchOptionsInput:
+    mode: Mode | None = strawberry.field(default=None, description="PARALLEL by default.")
+    on_error: OnError | None = strawberry.field(default=None, description="CONTINUE by default.")
+    max_concurrency: int | None = None
+    timeout_ms: int | None = strawberry.field(
+        default=None, description="A deadline for the whole batch, in milliseconds."
+    )
+    atomic: bool = strawberry.field(
+        default=False,
+        description="All or nothing: one item at a time in dependency order, stop at the "
+        "first failure, then run each succeeded item's compensate request, newest first.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+
+
+@strawberry.type(description="An HTTP header.")
+class Header:
+    name: str
+    value: str
+
+
+@strawberry.type(name="ItemError", description="Why an item did not succeed.")
+class ItemErrorType:
+    code: ErrorCode
+    message: str
+
+
+@strawberry.type(
+    name="ElementResult",
+    description="One call of a forEach item; its body is at `index` in the item's body.",
+)
+class ElementResultType:
+    index: int
+    status: int | None
+    error: ItemErrorType | None
+    coalesced: bool
+    bulk_call: str | None
+
+
+strawberry.enum(
+    RollbackState, description="What became of a succeeded item when its atomic batch failed."
+)
+
+
+@strawberry.type(name="Rollback", description="The compensation of one item of an atomic batch.")
+class RollbackType:
+    state: RollbackState
+    status: int | None
+    message: str
+
+
+@strawberry.interface(name="ItemResult", description="The outcome of one sub-request.")
+class ItemResultType:
+    request_id: strawberry.ID
+    index: int
+    state: State
+    status: int | None
+    headers: list[Header]
+    body_encoding: BodyEncoding
+    error: ItemErrorType | None
+    duration_ms: float
+    attempts: int
+    coalesced: bool = strawberry.field(
+        description="True when another item's identical upstream call served this one."
+    )
+    bulk_call: str | None = strawberry.field(
+        description="The plural call a bulk route merged this lookup into, when one did."
+    )
+    elements: list[ElementResultType] | None = strawberry.field(
+        description="For a forEach item: each element's status or error, in order."
+    )
+    rollback: RollbackType | None = strawberry.field(
+        description="In a failed atomic batch: whether this item was undone."
+    )
+
+    @strawberry.field(
+        description="The upstream body. `select` keeps only the given paths, such as "
+        '["id", "author.name"]; a list body is projected element by element.'
+    )
+    def body(self, select: list[str] | None = None) -> JSON | None:
+        return _selected(self.body, select)
+
+    @classmethod
+    def resolve_type(cls, obj: Any, _info: Any, _type: Any) -> str:
+        # The values are the engine's ItemResults (see `to_batch_result`): the state names the
+        # type.
+        return _TYPE_NAMES[obj.state]
+
+
+def _selected(body: Any, select: list[str] | None, max_paths: int = 64) -> Any:
+    if not select:
+        return body
+    if len(select) > max_paths:
+        raise GraphQLError(
+            f"body(select:) names {len(select)} paths; at most {max_paths} (max_select_paths)",
+            extensions={"code": ErrorCode.QUERY_TOO_COMPLEX},
+        )
+    try:
+        paths = tuple(parse_selectors(s) for s in select)
+    except TemplateSyntaxError as exc:
+        raise GraphQLError(str(exc), extensions={"code": ErrorCode.INVALID_INPUT}) from None
+    return project(body, paths)
+
+
+def _header_name(header: tuple[str, str], _info: Any) -> str:
+    return header[0]
+
+
+def _header_value(header: tuple[str, str], _info: Any) -> str:
+    return header[1]
+
+
+def _resolve_body(source: Any, info: Any, select: list[str] | None = None) -> Any:
+    if not select:
+        return source.body
+    return _selected(source.body, select, info.context.settings.max_select_paths)
+
+
+def _duration_ms(source: Any, _info: Any) -> float:
+    return round(source.duration_ms, 3)
+
+
+@strawberry.type(description="The upstream answered with a status below 400.")
+class Succeeded(ItemResultType):
+    pass
+
+
+@strawberry.type(description="The call failed; `error` says why, `status` and `body` are kept.")
+class Failed(ItemResultType):
+    pass
+
+
+@strawberry.type(description="Not run because an item it depends on did not succeed.")
+class Skipped(ItemResultType):
+    failed_dependency: strawberry.ID
+
+
+@strawberry.type(description="Not finished: the batch deadline passed, or onError STOP.")
+class Cancelled(ItemResultType):
+    pass
+
+
+@strawberry.type(name="BatchStats", description="What the batch cost, next to its lower bound.")
+class BatchStatsType:
+    sub_requests: int = strawberry.field(description="Items in the batch.")
+    calls_requested: int = strawberry.field(
+        description="Upstream calls the items asked for; a forEach item asks one per element."
+    )
+    upstream_calls: int = strawberry.field(description="Calls actually sent upstream.")
+    calls_saved: int = strawberry.field(description="callsRequested minus upstreamCalls.")
+    saved_by_dedupe: int = strawberry.field(
+        description="Reads answered by an identical read of the same batch."
+    )
+    saved_by_bulk: int = strawberry.field(
+        description="Lookups answered by a bulk route's plural call, minus the plural calls."
+    )
+    wall_ms: float
+    critical_path_ms: float = strawberry.field(
+        description="The longest chain of dependent items, by their own durations."
+    )
+    response_bytes: int = strawberry.field(
+        description="Upstream body bytes the batch read; the request may read "
+        "max_batch_response_bytes in all."
+    )
+
+
+@strawberry.type(description="One result per sub-request, in the order they were sent.")
+class BatchResult:
+    items: list[ItemResultType]
+    stats: BatchStatsType
+    rolled_back: bool = strawberry.field(
+        description="True when an atomic batch failed and its succeeded items were compensated."
+    )
+    replayed: bool = strawberry.field(
+        description="True when this is the stored result of an earlier request with the same "
+        "Idempotency-Key header; nothing was sent upstream again."
+    )
+
+    @strawberry.field(description="The result of one item, by its requestId.")
+    def item(self, request_id: strawberry.ID) -> ItemResultType | None:
+        return next((i for i in self.items if i.request_id == request_id), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Resolvers and conversions
+
+_TYPE_NAMES: dict[State, str] = {
+    State.SUCCEEDED: "Succeeded",
+    State.FAILED: "Failed",
+    State.SKIPPED: "Skipped",
+    State.CANCELLED: "Cancelled",
+}
+
+
+async def _batch(
+    ctx: Context,
+    scope: str,
+    requests: list[RawSubRequest],
+    options: Mapping[str, Any] | None,
+    *,
+    read_only: bool,
+) -> BatchResult:
+    try:
+        outcome = await run_batch(requests, options, ctx, read_only=read_only, scope=scope)
+    except BatchRejected as exc:
+        raise rejection_error(exc) from None
+    return to_batch_result(outcome)
+
+
+def _direct_batch(*, read_only: bool) -> Callable[..., Awaitable[BatchResult]]:
+    """The `batch` resolver as graphql-core calls it, with its arguments as coerced: Strawberry's
+    argument conversion visits every value of every item, and the engine wants the plain
+    values anyway. Installed by `_resolve_directly`; the Strawberry resolvers below declare the
+    fields (and behave the same if ever called)."""
+
+    async def resolve(
+        _root: object,
+        info: GraphQLResolveInfo[Context],
+        requests: list[Mapping[str, Any]],
+        options: Mapping[str, Any] | None = None,
+    ) -> BatchResult:
+        items = [_raw_input(SubRequestInput, r, None) for r in requests]
+        present = None if options is None else _present_options(options)
+        return await _batch(info.context, str(info.path.key), items, present, read_only=read_only)
+
+    return resolve
+
+
+def _present_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    # The options the client set, as the engine reads them: unset ones, and `atomic: false`,
+    # are left out.
+    return {k: v for k, v in options.items() if v is not None and v is not False}
+
+
+def rejection_error(exc: BatchRejected) -> GraphQLError:
+    """The GraphQL error for a rejected batch: `extensions.code` and every problem."""
+    problems = [p.to_json() for p in exc.problems]
+    extensions: dict[str, Any] = {"code": exc.code.value, "problems": problems}
+    if exc.retry_after_s is not None:
+        extensions["retryAfter"] = exc.retry_after_s
+    return GraphQLError(str(exc), extensions=extensions)
+
+
+def _raw_options(options: BatchOptionsInput | None) -> dict[str, Any] | None:
+    if options is None:
+        return None
+    return _present_options(
+        {
+            "mode": options.mode,
+            "onError": options.on_error,
+            "maxConcurrency": options.max_concurrency,
+            "timeoutMs": options.timeout_ms,
+            "atomic": options.atomic,
+        }
+    )
+
+
+def to_batch_result(outcome: BatchOutcome) -> BatchResult:
+    """The GraphQL value of a batch outcome.
+
+    Its items are the engine's own `ItemResult`s: their attributes, and those of the errors,
+    elements and rollbacks they hold, have the names the result types declare, so graphql-core
+    reads them as they are (see `_resolve_directly`). Building a Strawberry object for each item
+    and each of its parts only to read it back was measurable (BENCHMARKS.md).
+    """
+    return BatchResult(
+        items=cast(list[ItemResultType], list(outcome.results)),
+        stats=_to_stats(outcome.stats),
+        replayed=outcome.replayed,
+        rolled_back=outcome.rolled_back,
+    )
+
+
+def _to_stats(stats: BatchStats) -> BatchStatsType:
+    return BatchStatsType(
+        sub_requests=stats.sub_requests,
+        calls_requested=stats.calls_requested,
+        upstream_calls=stats.upstream_calls,
+        calls_saved=stats.calls_saved,
+        saved_by_dedupe=stats.saved_by_dedupe,
+        saved_by_bulk=stats.saved_by_bulk,
+        wall_ms=round(stats.wall_ms, 3),
+        critical_path_ms=round(stats.critical_path_ms, 3),
+        response_bytes=stats.response_bytes,
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        description="Run a read-only batch (GET and HEAD only), so a screen can be a cacheable "
+        "query. Any other method rejects the batch with METHOD_NOT_ALLOWED. Null, with an "
+        "error naming it, when the batch is refused."
+    )
+    async def batch(
+        self,
+        info: strawberry.Info[Context, None],
+        requests: list[SubRequestInput],
+        options: BatchOptionsInput | None = None,
+    ) -> BatchResult | None:
+        items = cast(list[RawSubRequest], requests)  # dicts, by SubRequestInput's from_input
+        return await _batch(
+            info.context, str(info.path.key), items, _raw_options(options), read_only=True
+        )
+
+
+@strawberry.type
+class Mutation:
+    # Nullable, as Query.batch is: when one batch of a document is refused (its error names
+    # it), the others' results stay in `data`. Non-null, the refusal of a third alias nulled
+    # the whole response and lost the results of writes that two others had already run.
+    @strawberry.field(
+        description="Run a batch of REST sub-requests with any methods. Null, with an error "
+        "naming it, when the batch is refused; other batches of the document keep their results."
+    )
+    async def batch(
+        self,
+        info: strawberry.Info[Context, None],
+        requests: list[SubRequestInput],
+        options: BatchOptionsInput | None = None,
+    ) -> BatchResult | None:
+        items = cast(list[RawSubRequest], requests)  # dicts, by SubRequestInput's from_input
+        return await _batch(
+            info.context, str(info.path.key), items, _raw_options(options), read_only=False
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+
+
+def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
+    """The gqlbatch GraphQL schema, with *limits* on query depth, aliases and tokens."""
+    schema = GqlbatchSchema(
+        query=Query,
+        mutation=Mutation,
+        types=list(_RESULT_CLASSES),
+        extensions=schema_extensions(limits or QueryLimits()),
+        execution_context_class=ReleasingExecutionContext,
+    )
+    _resolve_directly(schema)
+    return schema
+
+
+_RESULT_CLASSES = (Succeeded, Failed, Skipped, Cancelled)
+
+
+def _resolve_directly(schema: strawberry.Schema) -> None:
+    # The hot fields resolve without Strawberry's per-call wrappers; each saved several percent
+    # of a 100-item batch's CPU, by instruction count. `batch` takes its arguments as coerced
+    # (see `_direct_batch`).
+    for root, read_only in (("Query", True), ("Mutation", False)):
+        root_type = schema._schema.get_type(root)
+        assert isinstance(root_type, GraphQLObjectType)
+        root_type.fields["batch"].resolve = _direct_batch(read_only=read_only)
+    # A result's headers stay (name, value) pairs until a query asks for them: a Header
+    # object for each header of each item cost as much as the fields most queries ask for.
+    header_type = schema._schema.get_type("Header")
+    assert isinstance(header_type, GraphQLObjectType)
+    header_type.fields["name"].resolve = _header_name
+    header_type.fields["value"].resolve = _header_value
+    # `body` is the one result field with an argument, and Strawberry wraps such resolvers in
+    # argument conversion and extension hooks, a measurable cost per item (BENCHMARKS.md).
+    # Its declaration (and so the exported schema) stays Strawberry's; only
+    # the function graphql-core calls is swapped for one that reads the argument as it is.
+    # durationMs is rounded as it is read (the engine keeps the exact value). The is_type_of
+    # check Strawberry adds to each result type would repeat, per item, what
+    # ItemResultType.resolve_type has just decided from the item's state.
+    for cls in _RESULT_CLASSES:
+        result_type = schema._schema.get_type(cls.__name__)
+        assert isinstance(result_type, GraphQLObjectType)
+        result_type.fields["body"].resolve = _resolve_body
+        result_type.fields["durationMs"].resolve = _duration_ms
+        result_type.is_type_of = None

@@ -1,0 +1,67 @@
+"""Atomic batches (DESIGN §5): when one fails, undo the items that succeeded, newest first.
+
+REST APIs have no transactions across requests, so "atomic" here means: validate everything,
+run one item at a time in dependency order, stop at the first failure, then run the
+compensating request each succeeded item declared, in reverse order, and say plainly what was
+and was not undone. It takes its I/O (`fetch`) as a parameter, as the executor does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from gqlbatch.core.call import to_call
+from gqlbatch.core.errors import ItemError
+from gqlbatch.core.placeholders import Scope
+from gqlbatch.core.plan import Plan, PlannedItem
+from gqlbatch.core.result import ItemResult, Rollback, RollbackState, State
+from gqlbatch.core.types import Headers, RequestId
+from gqlbatch.core.wire import SAFE_METHODS, Fetch
+
+__all__ = ["roll_back"]
+
+
+async def roll_back(
+    plan: Plan, results: tuple[ItemResult, ...], fetch: Fetch, forwarded: Mapping[str, Headers]
+) -> tuple[ItemResult, ...]:
+    """*results*, with every succeeded item compensated when any item did not succeed."""
+    if all(r.state is State.SUCCEEDED for r in results):
+        return results
+    by_id = {r.request_id: r for r in results}
+    updated = list(results)
+    for index in reversed(plan.order):  # the order they ran in, newest first
+        if results[index].state is State.SUCCEEDED:
+            rollback = await _undo(plan.items[index], by_id, fetch, forwarded)
+            updated[index] = dataclasses.replace(results[index], rollback=rollback)
+    return tuple(updated)
+
+
+async def _undo(
+    item: PlannedItem,
+    results: Mapping[RequestId, ItemResult],
+    fetch: Fetch,
+    forwarded: Mapping[str, Headers],
+) -> Rollback:
+    if item.compensation is None:
+        if item.request.method in SAFE_METHODS:
+            return Rollback(RollbackState.NOT_NEEDED, "a read changes nothing upstream")
+        return Rollback(
+            RollbackState.NOT_ROLLED_BACK,
+            "no compensate was declared, so this item's effect was not undone",
+        )
+    try:
+        call = to_call(item.compensation, Scope(results), forwarded)
+        fetched = await fetch(call)
+    except ItemError as exc:
+        return Rollback(
+            RollbackState.ROLLBACK_FAILED,
+            f"the compensating request failed: {exc.code}: {exc.message}",
+        )
+    status = fetched.response.status
+    said = f"{call.method} {call.path} answered {status}"
+    if status >= 400:
+        return Rollback(
+            RollbackState.ROLLBACK_FAILED, f"the compensating request failed: {said}", status
+        )
+    return Rollback(RollbackState.ROLLED_BACK, said, status)

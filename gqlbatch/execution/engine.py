@@ -1,0 +1,240 @@
+"""The one entry point both doors use: validate, plan and execute a batch.
+
+A door translates its wire format into plain items and options, calls `run_batch`, and renders
+the `BatchOutcome`; it never builds plans or loaders itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from gqlbatch.core.budget import BatchBudget, RequestBudget, current_budget
+from gqlbatch.core.config import Settings
+from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.plan import Plan, build_plan, static_calls
+from gqlbatch.core.request import Rules, parse_batch
+from gqlbatch.core.result import BatchOutcome, BatchStats
+from gqlbatch.core.types import Headers
+from gqlbatch.core.wire import READ_METHODS, Method, Send
+from gqlbatch.execution.atomic import roll_back
+from gqlbatch.execution.executor import execute
+from gqlbatch.execution.idempotency import IdempotencyStore, check_key, fingerprint
+from gqlbatch.execution.limits import Admission, OutstandingCalls
+from gqlbatch.upstreams.loaders import Loaders
+from gqlbatch.upstreams.retries import Retrying
+
+__all__ = ["BatchContext", "admit_early", "prepare", "request_budget", "run_batch"]
+
+batch_log = logging.getLogger("gqlbatch.batch")
+
+
+def prepare(items: object, options: object, settings: Settings, *, read_only: bool = False) -> Plan:
+    """Validate and plan a batch without running anything.
+
+    Raises:
+        BatchRejected: with every problem found; nothing may be sent upstream.
+    """
+    rules = Rules(
+        upstreams=frozenset(settings.upstreams),
+        default_upstream=settings.default_upstream(),
+        max_items=settings.max_items,
+        max_fanout=settings.max_fanout,
+        methods=READ_METHODS if read_only else frozenset(Method),
+    )
+    return build_plan(parse_batch(items, options, rules), max_fanout=settings.max_fanout)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchContext:
+    """Everything about the caller and the server that running a batch needs; each door
+    builds one per request."""
+
+    settings: Settings
+    send: Send
+    forwarded: Mapping[str, Headers] = field(default_factory=dict)
+    """The allow-listed incoming headers, per upstream."""
+    client: str = "anonymous"
+    """Who the batch counts against for the outstanding-call limits and idempotency keys:
+    a digest of the forwarded credentials, or the address without any."""
+    address: str = "addr:unknown"
+    """The client's address, which has an outstanding-call limit of its own."""
+    budget: RequestBudget | None = None
+    """What the whole HTTP request may spend, shared by its batches; None gives each batch
+    a budget of its own (for callers outside an HTTP request)."""
+    outstanding: OutstandingCalls | None = None
+    idempotency: IdempotencyStore | None = None
+    idempotency_key: str | None = None
+    """The request's Idempotency-Key header, if it sent one."""
+    request_id: str = ""
+    """The request's X-Request-Id, or one made up for it; it names the batch's log line."""
+
+
+async def run_batch(
+    items: object,
+    options: object,
+    ctx: BatchContext,
+    *,
+    read_only: bool = False,
+    scope: str = "",
+) -> BatchOutcome:
+    """Validate, admit, plan and execute a batch; one result per item, in the client's order.
+
+    With an Idempotency-Key, a repeat of the same batch is answered from the store. *scope*
+    tells apart several batches of one request that share its key (GraphQL aliases).
+
+    Raises:
+        BatchRejected: the batch is invalid, the client is over its outstanding-call limit, or
+            the key was used for another batch; nothing was sent upstream.
+    """
+    started = time.perf_counter()
+    try:
+        if ctx.idempotency is None or ctx.idempotency_key is None:
+            outcome = await _run(items, options, ctx, read_only)
+        else:
+            key = f"{ctx.client}|{scope}|{check_key(ctx.idempotency_key)}"
+            outcome = await ctx.idempotency.run_once(
+                key,
+                fingerprint(items, options, read_only),
+                lambda: _run(items, options, ctx, read_only),
+            )
+    except BatchRejected as exc:
+        _log_rejected(ctx, started, exc)
+        raise
+    if batch_log.isEnabledFor(logging.INFO):
+        _log_batch(
+            ctx,
+            started,
+            {
+                "outcome": "replayed" if outcome.replayed else "ran",
+                "items": len(outcome.results),
+                "states": dict(Counter(r.state.value for r in outcome.results)),
+                "upstream_calls": 0 if outcome.replayed else outcome.stats.upstream_calls,
+                "calls_saved": outcome.stats.calls_saved,
+            },
+        )
+    return outcome
+
+
+def admit_early(ctx: BatchContext) -> None:
+    """Refuse a client that is already at its limit before its body is even read, so that
+    refusing under overload costs less than admitting. Logged like any refused batch.
+
+    Raises:
+        BatchRejected: TOO_MANY_REQUESTS.
+    """
+    if ctx.outstanding is None:
+        return
+    try:
+        ctx.outstanding.check(ctx.client, ctx.address)
+    except BatchRejected as exc:
+        _log_rejected(ctx, time.perf_counter(), exc)
+        raise
+
+
+def request_budget(settings: Settings) -> RequestBudget:
+    """A fresh budget for one HTTP request (DESIGN §9: its limits hold for all its batches)."""
+    return RequestBudget(
+        items=settings.max_items,
+        calls=settings.max_fanout,
+        rendered_bytes=settings.max_rendered_batch_bytes,
+        response_bytes=settings.max_batch_response_bytes,
+        max_call_bytes=settings.max_rendered_call_bytes,
+    )
+
+
+def _log_rejected(ctx: BatchContext, started: float, exc: BatchRejected) -> None:
+    _log_batch(
+        ctx, started, {"outcome": "rejected", "code": exc.code.value, "problems": len(exc.problems)}
+    )
+
+
+def _log_batch(ctx: BatchContext, started: float, fields: dict[str, object]) -> None:
+    # One structured line per batch, whatever became of it (DESIGN §10 "Observability").
+    line = {
+        "event": "batch",
+        "request_id": ctx.request_id,
+        "client": ctx.client,
+        **fields,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    batch_log.info(json.dumps(line, separators=(",", ":")))
+
+
+async def _run(items: object, options: object, ctx: BatchContext, read_only: bool) -> BatchOutcome:
+    # A client at its limit was refused before its body was read (admit_early), and `admit`
+    # checks again below, once the batch is known to be valid.
+    outstanding = ctx.outstanding
+    plan = prepare(items, options, ctx.settings, read_only=read_only)
+    budget = BatchBudget(_take_budget(plan, ctx))
+    if outstanding is None:
+        return await _execute(plan, ctx, budget, None)
+    with outstanding.admit(ctx.client, ctx.address) as admission:
+        return await _execute(plan, ctx, budget, admission)
+
+
+def _take_budget(plan: Plan, ctx: BatchContext) -> RequestBudget:
+    budget = ctx.budget or request_budget(ctx.settings)
+    calls = static_calls(plan.items)
+    if budget.take_batch(len(plan.items), calls):
+        return budget
+    message = (
+        f"this batch's {len(plan.items)} items and {calls} upstream calls are more than the "
+        f"{budget.items} items and {budget.calls} calls left to this request "
+        f"(max_items {ctx.settings.max_items}, max_fanout {ctx.settings.max_fanout}, "
+        "shared by every batch of one request)"
+    )
+    raise BatchRejected([Problem(ErrorCode.BATCH_TOO_LARGE, message, field="requests")])
+
+
+async def _execute(
+    plan: Plan, ctx: BatchContext, budget: BatchBudget, admission: Admission | None
+) -> BatchOutcome:
+    settings = ctx.settings
+    deadline_ms = min(
+        plan.options.timeout_ms or settings.batch_timeout_ms, settings.batch_timeout_ms
+    )
+    retrying = Retrying(
+        ctx.send,
+        settings.retries,
+        deadline=time.monotonic() + deadline_ms / 1000,
+        timeouts_ms={name: u.timeout_ms for name, u in settings.upstreams.items()},
+    )
+    send = retrying.send if admission is None else admission.guard(retrying.send)
+    loaders = Loaders(send, {name: u.bulk for name, u in settings.upstreams.items()})
+    # Set in this task, so every task the batch starts (items, calls) inherits it.
+    token = current_budget.set(budget)
+    try:
+        execution = await execute(
+            plan,
+            loaders.fetch,
+            forwarded=ctx.forwarded,
+            max_concurrency=min(
+                plan.options.max_concurrency or settings.max_concurrency,
+                settings.max_concurrency,
+            ),
+            deadline_ms=deadline_ms,
+            budget=budget,
+        )
+        results = execution.results
+        if plan.options.atomic:
+            results = await roll_back(plan, results, loaders.fetch, ctx.forwarded)
+    finally:
+        await loaders.close()
+        current_budget.reset(token)
+    stats = BatchStats(
+        sub_requests=len(plan.items),
+        calls_requested=loaders.requested,
+        upstream_calls=loaders.sent,
+        calls_saved=loaders.requested - loaders.sent,
+        saved_by_dedupe=loaders.deduplicated,
+        saved_by_bulk=loaders.merged,
+        wall_ms=execution.wall_ms,
+        critical_path_ms=execution.critical_path_ms,
+        response_bytes=budget.response_bytes,
+    )
+    return BatchOutcome(results, stats)

@@ -1,0 +1,347 @@
+"""Runs a plan: one task per item, each starting the moment its last dependency finishes.
+
+Takes its I/O as a parameter (`fetch`) and never sees aiohttp or aiodataloader. Implements
+DESIGN §4 "Scheduling", "Failure isolation" and "Deadlines", and §6 `forEach`. An item's
+failure is returned as a value; only a bug in gqlbatch propagates as an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gqlbatch.core.budget import BatchBudget, RequestBudget
+from gqlbatch.core.call import to_call
+from gqlbatch.core.errors import (
+    ErrorCode,
+    ItemError,
+    ReferenceNotFound,
+    UpstreamError,
+    mask_internal,
+)
+from gqlbatch.core.placeholders import Scope, evaluate, render_json
+from gqlbatch.core.plan import Plan, PlannedItem
+from gqlbatch.core.request import Mode, OnError
+from gqlbatch.core.result import ElementResult, ErrorInfo, ItemResult, State
+from gqlbatch.core.types import JSON, Headers, RequestId
+from gqlbatch.core.wire import BodyEncoding, Fetch, Fetched, UpstreamCall
+
+__all__ = ["Execution", "Fetch", "execute"]
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """Results in the client's order, with the timings that `BatchStats` reports."""
+
+    results: tuple[ItemResult, ...]
+    wall_ms: float
+    critical_path_ms: float
+
+
+async def execute(
+    plan: Plan,
+    fetch: Fetch,
+    *,
+    forwarded: Mapping[str, Headers] | None = None,
+    max_concurrency: int,
+    deadline_ms: int,
+    budget: BatchBudget | None = None,
+) -> Execution:
+    """Run every item of *plan* through *fetch* and return one result per item.
+
+    Items still running when *deadline_ms* passes are CANCELLED with TIMEOUT; finished items
+    keep their results. *budget* bounds the calls a forEach may add and the bytes every call
+    may send; the engine has already charged it for the calls known before running.
+    """
+    budget = budget or BatchBudget(_UNLIMITED)
+    run = _Run(plan, fetch, forwarded or {}, asyncio.Semaphore(max_concurrency), budget)
+    started = time.perf_counter()
+    # Named "gqlbatch:…" so that tests can prove none outlives its batch.
+    tasks = [
+        asyncio.create_task(run.settle(item), name=f"gqlbatch:item:{item.request_id}")
+        for item in plan.items
+    ]
+    done, pending = await asyncio.wait(
+        tasks, timeout=deadline_ms / 1000, return_when=asyncio.FIRST_EXCEPTION
+    )
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    bugs = run.collect_bugs(done)
+    if bugs:
+        raise bugs[0]  # item failures are results; only a bug in gqlbatch gets here
+    wall_ms = (time.perf_counter() - started) * 1000
+    results = tuple(run.final(item, deadline_ms) for item in plan.items)
+    return Execution(results, wall_ms, _critical_path_ms(plan, results))
+
+
+class _Run:
+    """The state of one execution: the results so far, and a future for each item that
+    others wait for."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        fetch: Fetch,
+        forwarded: Mapping[str, Headers],
+        limit: asyncio.Semaphore,
+        budget: BatchBudget,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._plan = plan
+        self._fetch = fetch
+        self._forwarded = forwarded
+        self._limit = limit
+        self._previous = _sequential_previous(plan)
+        self._results: dict[RequestId, ItemResult] = {}
+        # A future only for the items that others wait for: in a fan-out, none is.
+        awaited = {d for item in plan.items for d in item.depends_on}
+        awaited.update(self._previous.values())
+        self._done: dict[RequestId, asyncio.Future[ItemResult]] = {
+            rid: loop.create_future() for rid in awaited
+        }
+        self._stopped_by: RequestId | None = None
+        self._budget = budget
+
+    async def settle(self, item: PlannedItem) -> None:
+        """Run *item* and publish its result to the items that wait for it."""
+        future = self._done.get(item.request_id)
+        try:
+            result = await self._run(item)
+        except asyncio.CancelledError:
+            if future is not None:
+                future.cancel()  # the deadline: dependents must not wait forever
+            raise
+        except Exception as exc:  # DESIGN §9: a bug fails its item, never the batch
+            # Not STYLE R5's "hide bugs": the bug is logged with its traceback under an id the
+            # client sees. But a batch whose writes already ran must still return every
+            # result, so one item's bug is that item's failure, like any other.
+            result = _internal_error(item, exc)
+        if result.state is State.FAILED and self._plan.options.on_error is OnError.STOP:
+            self._stopped_by = self._stopped_by or item.request_id
+        self._results[item.request_id] = result
+        if future is not None:
+            future.set_result(result)
+
+    def collect_bugs(self, done: set[asyncio.Task[None]]) -> list[BaseException]:
+        """The exceptions of finished tasks, each marked as retrieved so asyncio does not log
+        "exception was never retrieved" for the ones that are not re-raised."""
+        for future in self._done.values():
+            if future.done() and not future.cancelled():
+                future.exception()
+        return [e for t in done if not t.cancelled() and (e := t.exception()) is not None]
+
+    def final(self, item: PlannedItem, deadline_ms: int) -> ItemResult:
+        """The item's result, or CANCELLED with TIMEOUT when the deadline cut it short."""
+        result = self._results.get(item.request_id)
+        if result is not None:
+            return result
+        message = f"the batch deadline of {deadline_ms} ms passed before this item finished"
+        return _not_run(item, State.CANCELLED, ErrorCode.TIMEOUT, message)
+
+    async def _run(self, item: PlannedItem) -> ItemResult:
+        # shield: awaiting a bare future from a task that gets cancelled would cancel the
+        # future itself, and with it the result every other dependent is waiting for.
+        previous = self._previous.get(item.request_id)
+        if previous is not None:
+            await asyncio.shield(self._done[previous])
+        results: dict[RequestId, ItemResult] = {}
+        for dep in item.depends_on:
+            # Dependents wake on the loop turn their last dependency resolves. Items that become
+            # ready together therefore call `fetch` together, which is what lets the
+            # DataLoader put their upstream calls in one batch.
+            results[dep] = result = await asyncio.shield(self._done[dep])
+            if result.state is not State.SUCCEEDED:
+                return _skipped(item, result)
+        if self._stopped_by is not None:
+            message = f"not started: item '{self._stopped_by}' failed and onError is STOP"
+            return _not_run(item, State.CANCELLED, ErrorCode.CANCELLED, message)
+        if item.for_each is not None:
+            return await self._fan_out(item, results)
+        return await self._call(item, results)
+
+    async def _call(self, item: PlannedItem, deps: dict[RequestId, ItemResult]) -> ItemResult:
+        started = time.perf_counter()
+        try:
+            call = to_call(item, Scope(deps) if deps else _NO_RESULTS, self._forwarded)
+            self._budget.charge_rendered(call.size)
+            async with self._limit:
+                fetched = await self._fetch(call)
+        except ItemError as exc:
+            return _failed(item, exc, _since(started))
+        return _from_response(item, call, fetched, _since(started))
+
+    async def _fan_out(self, item: PlannedItem, deps: dict[RequestId, ItemResult]) -> ItemResult:
+        # DESIGN §6 forEach: one call per element, all through the same fetch, so element
+        # calls are deduplicated and merged into bulk calls like any others.
+        started = time.perf_counter()
+        try:
+            elements = _elements(item, Scope(deps))
+        except ItemError as exc:
+            return _failed(item, exc, _since(started))
+        # The engine counted a literal list's calls before running, and one call for a list
+        # from a placeholder: the rest of those are taken now that the list is known.
+        calls = self._budget.request
+        more = 0 if isinstance(item.for_each, list) else max(len(elements) - 1, 0)
+        if not calls.take_calls(more):
+            message = (
+                f"forEach over {len(elements)} elements is more than the {calls.calls + 1} "
+                "upstream calls left to this request (max_fanout); none of its calls were made"
+            )
+            return _not_run(item, State.FAILED, ErrorCode.BATCH_TOO_LARGE, message)
+        outcomes = await asyncio.gather(
+            *(self._element(item, deps, value, i) for i, value in enumerate(elements))
+        )
+        return _fanned_out(item, outcomes, _since(started))
+
+    async def _element(
+        self, item: PlannedItem, deps: dict[RequestId, ItemResult], value: JSON, index: int
+    ) -> tuple[ElementResult, JSON]:
+        try:
+            call = to_call(item, Scope(deps, item=value, index=index), self._forwarded)
+            self._budget.charge_rendered(call.size)
+            async with self._limit:
+                fetched = await self._fetch(call)
+        except ItemError as exc:
+            return ElementResult(index=index, error=ErrorInfo(exc.code, exc.message)), None
+        response = fetched.response
+        error = _status_error(call, fetched) if response.status >= 400 else None
+        element = ElementResult(
+            index=index,
+            status=response.status,
+            error=error,
+            coalesced=fetched.coalesced,
+            bulk_call=fetched.bulk_call,
+        )
+        return element, response.body
+
+
+_UNLIMITED = RequestBudget(
+    items=sys.maxsize,
+    calls=sys.maxsize,
+    rendered_bytes=sys.maxsize,
+    response_bytes=sys.maxsize,
+    max_call_bytes=sys.maxsize,
+)
+_NO_RESULTS = Scope({})
+"""The scope of an item that depends on nothing (most of them): one, not one per item."""
+
+
+def _elements(item: PlannedItem, scope: Scope) -> list[JSON]:
+    if isinstance(item.for_each, list):
+        return list(render_json(item.for_each, scope))
+    assert item.for_each is not None
+    value = evaluate(item.for_each, scope)
+    if not isinstance(value, list):
+        kind = "null" if value is None else type(value).__name__
+        raise ReferenceNotFound(f"forEach {item.for_each.text} gave {kind}, not a list")
+    return value
+
+
+def _fanned_out(
+    item: PlannedItem, outcomes: list[tuple[ElementResult, JSON]], duration_ms: float
+) -> ItemResult:
+    # The item succeeds with 200 when every element did, and with 207 Multi-Status otherwise;
+    # `elements` says which, and the bodies stay in order in `body`.
+    elements = tuple(element for element, _ in outcomes)
+    all_ok = all(e.error is None for e in elements)
+    return ItemResult(
+        request_id=item.request_id,
+        index=item.index,
+        state=State.SUCCEEDED,
+        status=200 if all_ok else 207,
+        body=[body for _, body in outcomes],
+        body_encoding=BodyEncoding.JSON,
+        duration_ms=duration_ms,
+        attempts=len(elements),
+        elements=elements,
+    )
+
+
+def _sequential_previous(plan: Plan) -> dict[RequestId, RequestId]:
+    # SEQUENTIAL runs items one at a time in plan.order: each also waits for the one before it.
+    if plan.options.mode is not Mode.SEQUENTIAL:
+        return {}
+    ids = [plan.items[i].request_id for i in plan.order]
+    return dict(zip(ids[1:], ids[:-1], strict=True))
+
+
+def _status_error(call: UpstreamCall, fetched: Fetched) -> ErrorInfo:
+    message = f"{call.method} {call.path} answered {fetched.response.status}"
+    if fetched.bulk_call:
+        message += f" (merged into {fetched.bulk_call})"
+    return ErrorInfo(ErrorCode.UPSTREAM_STATUS, message)
+
+
+def _from_response(
+    item: PlannedItem, call: UpstreamCall, fetched: Fetched, duration_ms: float
+) -> ItemResult:
+    response = fetched.response
+    failed = response.status >= 400
+    return ItemResult(
+        request_id=item.request_id,
+        index=item.index,
+        state=State.FAILED if failed else State.SUCCEEDED,
+        status=response.status,
+        headers=response.headers,
+        body=response.body,
+        body_encoding=response.body_encoding,
+        error=_status_error(call, fetched) if failed else None,
+        duration_ms=duration_ms,
+        attempts=fetched.response.attempts,
+        coalesced=fetched.coalesced,
+        bulk_call=fetched.bulk_call,
+    )
+
+
+def _failed(item: PlannedItem, exc: ItemError, duration_ms: float) -> ItemResult:
+    return ItemResult(
+        request_id=item.request_id,
+        index=item.index,
+        state=State.FAILED,
+        error=ErrorInfo(exc.code, exc.message),
+        duration_ms=duration_ms,
+        attempts=exc.attempts if isinstance(exc, UpstreamError) else 0,
+    )
+
+
+def _internal_error(item: PlannedItem, exc: Exception) -> ItemResult:
+    masked = mask_internal(exc, f"in item {item.request_id!r}")
+    return _not_run(item, State.FAILED, ErrorCode.INTERNAL_ERROR, masked.message)
+
+
+def _skipped(item: PlannedItem, dep: ItemResult) -> ItemResult:
+    cause = f"dependency '{dep.request_id}' {dep.state.value.lower()}"
+    if dep.error is not None:
+        cause += f" ({dep.error.code}: {dep.error.message})"
+    return ItemResult(
+        request_id=item.request_id,
+        index=item.index,
+        state=State.SKIPPED,
+        error=ErrorInfo(ErrorCode.FAILED_DEPENDENCY, f"not run: {cause}"),
+        failed_dependency=dep.request_id,
+    )
+
+
+def _not_run(item: PlannedItem, state: State, code: ErrorCode, message: str) -> ItemResult:
+    return ItemResult(
+        request_id=item.request_id, index=item.index, state=state, error=ErrorInfo(code, message)
+    )
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _critical_path_ms(plan: Plan, results: tuple[ItemResult, ...]) -> float:
+    # The longest dependency chain by the items' own durations, computed in dependency order.
+    longest: dict[RequestId, float] = {}
+    for i in plan.order:
+        item = plan.items[i]
+        before = max((longest[d] for d in item.depends_on), default=0.0)
+        longest[item.request_id] = before + results[i].duration_ms
+    return max(longest.values(), default=0.0)

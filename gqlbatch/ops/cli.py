@@ -1,0 +1,218 @@
+"""The `gqlbatch` command: `serve`, `demo` and `export-schema`.
+
+The only module that reads the process's arguments, environment and files. A bad flag or
+setting exits with status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from gqlbatch.core.config import Settings, upstream_flags
+from gqlbatch.core.errors import ConfigError
+from gqlbatch.doors.app import create_app
+from gqlbatch.doors.listener import running
+from gqlbatch.doors.schema import build_schema
+from gqlbatch.ops.config_file import settings_from_mapping, settings_from_toml
+from gqlbatch.ops.demo import EXAMPLE_QUERY, sample_api
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["main"]
+
+DEFAULT_SCHEMA_PATH = Path("schema/schema.graphql")
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    args.environ = os.environ if environ is None else environ
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(f"gqlbatch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gqlbatch: error: {message} (see gqlbatch --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gqlbatch", description="A GraphQL batching gateway for REST APIs.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
+
+    serve = commands.add_parser("serve", help="serve /graphql in front of REST upstreams")
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a gqlbatch.toml; GQLBATCH_* environment variables override it",
+    )
+    source.add_argument(
+        "--upstream",
+        action="append",
+        metavar="[NAME=]URL",
+        help="a REST service to front; repeat as name=URL for several",
+    )
+    _add_listen_args(serve)
+    serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser("demo", help="serve in front of a built-in sample REST API")
+    _add_listen_args(demo)
+    demo.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay every sample API response by this much"
+    )
+    demo.add_argument(
+        "--no-bulk",
+        action="store_true",
+        help="turn the demo's bulk routes off, to compare upstream calls",
+    )
+    demo.set_defaults(run=_demo)
+
+    export = commands.add_parser("export-schema", help="print or write the GraphQL SDL")
+    export.add_argument("-o", "--output", type=Path, help=f"write here, e.g. {DEFAULT_SCHEMA_PATH}")
+    export.set_defaults(run=_export_schema)
+    return parser
+
+
+def _add_listen_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="INFO writes one line per batch (default); WARNING only problems",
+    )
+    parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument(
+        "--port", type=int, help=f"port to listen on, 0 for any (default {DEFAULT_PORT})"
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings, server = _settings(args)
+    host = args.host or server.get("host", DEFAULT_HOST)
+    port = args.port if args.port is not None else server.get("port", DEFAULT_PORT)
+    return _run_until_interrupted(_serve_forever(settings, host, port))
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any]]:
+    if args.config is not None:
+        try:
+            text = args.config.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {args.config}: {exc.strerror}") from exc
+        return settings_from_toml(text, args.environ, source=str(args.config))
+    named = upstream_flags(args.upstream)
+    data = {"upstreams": {name: {"base_url": url} for name, url in named.items()}}
+    return settings_from_mapping(data, args.environ, source="--upstream")
+
+
+async def _serve_forever(settings: Settings, host: str, port: int) -> None:
+    async with _listening(create_app(settings), host, port) as url:
+        upstreams = ", ".join(f"{u.name}={u.base_url}" for u in settings.upstreams.values())
+        print(f"gqlbatch serving {url}/graphql in front of {upstreams}", flush=True)
+        _tune_collector()
+        await asyncio.Event().wait()
+
+
+def _tune_collector() -> None:
+    """Garbage collection for a long-running server, once it has started.
+
+    A batch allocates tens of thousands of short-lived objects that reference counting frees;
+    at CPython's default threshold of 700 the young generation was collected about three times
+    per 100-item batch (the cost is in BENCHMARKS.md). The objects alive once the server is up
+    (modules, the schema, the pools) are frozen out of every later collection. Safe because a
+    finished batch leaves no reference cycle (tests/test_memory.py runs a server tuned so).
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    host, port = args.host or DEFAULT_HOST, DEFAULT_PORT if args.port is None else args.port
+    return _run_until_interrupted(_demo_forever(args, host, port))
+
+
+async def _demo_forever(args: argparse.Namespace, host: str, port: int) -> None:
+    async with running(sample_api(latency_ms=args.latency_ms)) as api_url:
+        settings = demo_settings(api_url, args.environ, bulk=not args.no_bulk)
+        app = create_app(settings, landing_query=EXAMPLE_QUERY)
+        async with _listening(app, host, port) as url:
+            print(
+                f"gqlbatch demo: sample REST API at {api_url} (users, posts, comments)", flush=True
+            )
+            print(
+                f"Open {url}/ for GraphiQL with an example batch, or POST to {url}/graphql",
+                flush=True,
+            )
+            _tune_collector()
+            await asyncio.Event().wait()
+
+
+def demo_settings(api_url: str, environ: Mapping[str, str], *, bulk: bool = True) -> Settings:
+    """The packaged demo.toml, pointed at the sample API at *api_url*."""
+    text = resources.files("gqlbatch").joinpath("demo.toml").read_text(encoding="utf-8")
+    prefix = "GQLBATCH_UPSTREAMS__DEMO__"
+    env = {**environ, prefix + "BASE_URL": f'"{api_url}"'}
+    if not bulk:
+        env[prefix + "BULK"] = "[]"
+    return settings_from_toml(text, env, source="demo.toml")[0]
+
+
+@contextlib.asynccontextmanager
+async def _listening(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    server = running(app, host, port)
+    try:
+        url = await server.__aenter__()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        yield url
+    finally:
+        await server.__aexit__(None, None, None)
+
+
+def _run_until_interrupted(coro: Coroutine[Any, Any, None]) -> int:
+    """Serve until Ctrl-C or SIGTERM, then shut down cleanly: connections close, pools close."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_until_terminated(coro))
+    return 0
+
+
+async def _until_terminated(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coro)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _export_schema(args: argparse.Namespace) -> int:
+    sdl = build_schema().as_str() + "\n"
+    if args.output is None:
+        sys.stdout.write(sdl)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(sdl, encoding="utf-8")
+    return 0

@@ -1,0 +1,213 @@
+"""Settings from a TOML document and `GQLBATCH_*` environment overrides.
+
+Pure: `cli.py` reads the file and the environment and passes their text here. Every mistake
+becomes one ConfigError naming the key and why, such as
+`limits.max_items must be a positive integer, got -1`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+from gqlbatch.core.config import BulkRoute, RetrySettings, Settings, UpstreamSettings
+from gqlbatch.core.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "settings_from_mapping", "settings_from_toml"]
+
+ENV_PREFIX = "GQLBATCH_"
+
+_SECTIONS = {
+    "server",
+    "limits",
+    "headers",
+    "upstreams",
+    "graphiql",
+    "introspection",
+    "retries",
+    "idempotency",
+}
+_RETRIES = {
+    "max_attempts": int,
+    "backoff_ms": int,
+    "max_backoff_ms": int,
+    "max_retry_after_ms": int,
+}
+_IDEMPOTENCY = {"ttl_s": int, "max_records": int, "max_bytes": int, "max_record_bytes": int}
+_SERVER = {
+    "host": str,
+    "port": int,
+    "header_timeout_s": int,
+    "body_timeout_s": int,
+    "max_connections": int,
+    "trusted_proxies": list,
+}
+_LISTEN = ("host", "port")  # for the CLI; the rest of [server] are Settings
+_LIMITS = {
+    "max_items": int,
+    "max_fanout": int,
+    "max_concurrency": int,
+    "batch_timeout_ms": int,
+    "max_response_bytes": int,
+    "max_request_bytes": int,
+    "max_query_depth": int,
+    "max_query_aliases": int,
+    "max_query_tokens": int,
+    "max_outstanding_per_client": int,
+    "max_outstanding_total": int,
+    "max_outstanding_per_address": int,
+    "retry_after_s": int,
+    "max_json_depth": int,
+    "max_query_bytes": int,
+    "max_rendered_call_bytes": int,
+    "max_rendered_batch_bytes": int,
+    "max_batch_response_bytes": int,
+    "max_select_paths": int,
+}
+_UPSTREAM = {
+    "base_url": str,
+    "timeout_ms": int,
+    "connect_timeout_ms": int,
+    "max_connections": int,
+    "forward_headers": list,
+    "share_inflight": bool,
+    "bulk": list,
+}
+_BULK = {
+    "match": str,
+    "path": str,
+    "param": str,
+    "key_field": str,
+    "many": bool,
+    "style": str,
+    "max_keys": int,
+}
+
+
+def settings_from_toml(
+    text: str, env: Mapping[str, str] | None = None, *, source: str = "config"
+) -> tuple[Settings, dict[str, Any]]:
+    """Parse a gqlbatch TOML document, apply `GQLBATCH_*` overrides, and validate it all.
+
+    Returns the settings and the `[server]` table (host and port for the CLI).
+
+    Raises:
+        ConfigError: with the source, the key and the reason.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return settings_from_mapping(data, env, source=source)
+
+
+def settings_from_mapping(
+    data: dict[str, Any], env: Mapping[str, str] | None = None, *, source: str = "config"
+) -> tuple[Settings, dict[str, Any]]:
+    """The same as `settings_from_toml`, for a document already parsed (or built by the CLI)."""
+    try:
+        for name, value in sorted((env or {}).items()):
+            if name.startswith(ENV_PREFIX):
+                _override(data, name, value)
+        server = _table(data.get("server"), "server", _SERVER)
+        listen = {k: v for k, v in server.items() if k in _LISTEN}
+        return _settings(data, {k: v for k, v in server.items() if k not in _LISTEN}), listen
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _override(data: dict[str, Any], name: str, value: str) -> None:
+    # GQLBATCH_LIMITS__MAX_ITEMS=50 sets limits.max_items; "__" separates the levels. The value
+    # is read as a TOML value when it is one (50, true, ["a", "b"]) and as a string otherwise.
+    path = name[len(ENV_PREFIX) :].lower().split("__")
+    node = data
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{name}: {'.'.join(path)} does not name a table")
+    try:
+        node[path[-1]] = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        node[path[-1]] = value
+
+
+_KIND_NAMES = {str: "string", bool: "boolean (true or false)", list: "list", int: "integer"}
+
+
+def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
+    _check_keys(data, _SECTIONS, "")
+    limits = _table(data.get("limits"), "limits", _LIMITS)
+    if "trusted_proxies" in server:
+        server["trusted_proxies"] = _strings(
+            server["trusted_proxies"], "server.trusted_proxies", "addresses or networks"
+        )
+    headers = _table(data.get("headers"), "headers", {"forward": list})
+    upstreams = data.get("upstreams")
+    if not isinstance(upstreams, dict) or not upstreams:
+        raise ConfigError("[upstreams] needs at least one table, such as [upstreams.users]")
+    options: dict[str, Any] = {**limits, **server}
+    if "forward" in headers:
+        options["forward_headers"] = _strings(headers["forward"], "headers.forward")
+    for switch in ("graphiql", "introspection"):
+        if switch in data:
+            options[switch] = _typed(data[switch], bool, switch)
+    if "retries" in data:
+        options["retries"] = RetrySettings(**_table(data["retries"], "retries", _RETRIES))
+    idempotency = _table(data.get("idempotency"), "idempotency", _IDEMPOTENCY)
+    for key in _IDEMPOTENCY:
+        if key in idempotency:
+            options[f"idempotency_{key}"] = idempotency[key]
+    built = {name: _upstream(name, table) for name, table in upstreams.items()}
+    return Settings(upstreams=built, **options)
+
+
+def _upstream(name: str, table: object) -> UpstreamSettings:
+    where = f"upstreams.{name}"
+    values = _table(table, where, _UPSTREAM)
+    if "base_url" not in values:
+        raise ConfigError(f"{where}.base_url is required")
+    if "forward_headers" in values:
+        values["forward_headers"] = _strings(values["forward_headers"], f"{where}.forward_headers")
+    routes = values.pop("bulk", [])
+    bulk = tuple(_bulk(route, f"{where}.bulk[{i}]") for i, route in enumerate(routes))
+    return UpstreamSettings(name=name, bulk=bulk, **values)
+
+
+def _bulk(route: object, where: str) -> BulkRoute:
+    values = _table(route, where, _BULK)
+    if "match" not in values:
+        raise ConfigError(f"{where}.match is required, such as '/users/{{id}}'")
+    try:
+        return BulkRoute(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _table(table: object, label: str, schema: Mapping[str, type]) -> dict[str, Any]:
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{label} must be a table")
+    _check_keys(table, set(schema), label + ".")
+    return {key: _typed(value, schema[key], f"{label}.{key}") for key, value in table.items()}
+
+
+def _check_keys(table: dict[str, Any], known: set[str], prefix: str) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"unknown key {prefix}{key} (known: {', '.join(sorted(known))})")
+
+
+def _typed(value: Any, kind: type, key: str) -> Any:
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{key} must be a {_KIND_NAMES[kind]}, got {value!r}")
+    return value
+
+
+def _strings(value: list[Any], key: str, what: str = "header names") -> tuple[str, ...]:
+    if not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key} must be a list of {what}")
+    return tuple(value)
