@@ -417,7 +417,7 @@ async def test_select_is_bounded_in_paths(service: FakeService, graphql: GraphQL
 async def test_a_batch_runs_to_its_end_when_the_client_goes_away(
     service: FakeService, gateway: TestClient
 ) -> None:
-    # README "Client disconnect": a write that started is never left half-way, and the
+    # docs/security.md "Client disconnect": a write that started is never left half-way, and the
     # items after it still run; only the answer has no one to go to.
     gate, done = asyncio.Event(), asyncio.Event()
 

@@ -1,4 +1,5 @@
-"""Every `graphql` block in the README runs as written against the demo's sample API."""
+"""Every `graphql` and `curl` block of the README and of docs/ runs as written against the
+demo's sample API."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from gqlbatch import create_app
 from gqlbatch.ops.cli import demo_settings
 from tests.conftest import graphql_caller
 
-README = Path(__file__).parent.parent / "README.md"
-BLOCKS = re.findall(r"```graphql\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+TEXT = "\n".join(
+    p.read_text(encoding="utf-8") for p in [README, *sorted((ROOT / "docs").glob("*.md"))]
+)
+BLOCKS = re.findall(r"```graphql\n(.*?)```", TEXT, re.S)
 
 
 def test_readme_has_graphql_examples() -> None:
@@ -39,7 +44,7 @@ async def test_readme_example_runs(block: str, aiohttp_client: Any, sample_url: 
 
 CURLS = [
     b
-    for b in re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    for b in re.findall(r"```bash\n(.*?)```", TEXT, re.S)
     if "127.0.0.1:8000/" in b and ("curl" in b or "examples/" in b)
 ]
 
