@@ -60,6 +60,12 @@ class FakeService:
     def __init__(self) -> None:
         self.calls: list[Recorded] = []
         self._routes: dict[tuple[str, str], Route] = {}
+        self._arrived = asyncio.Condition()
+
+    async def received(self, count: int = 1) -> None:
+        """Wait until *count* requests have arrived: an event to wait on, not a timer."""
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: len(self.calls) >= count)
 
     def route(self, method: str, path: str, **spec: Any) -> FakeService:
         self._routes[(method.upper(), path)] = Route(**spec)
@@ -86,6 +92,8 @@ class FakeService:
                 body,
             )
         )
+        async with self._arrived:
+            self._arrived.notify_all()
         route = self._routes.get((request.method, request.path))
         if route is None:
             return web.json_response({"error": f"no route {request.path}"}, status=404)

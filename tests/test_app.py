@@ -441,8 +441,7 @@ async def test_a_batch_runs_to_its_end_when_the_client_goes_away(
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     await writer.drain()
-    while not service.calls:
-        await asyncio.sleep(0.01)
+    await service.received()
     writer.transport.abort()
     gate.set()
     await asyncio.wait_for(done.wait(), 10)

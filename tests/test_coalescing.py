@@ -319,8 +319,7 @@ async def test_concurrent_batches_share_in_flight_reads_only_with_equal_credenti
         return await run_with(graphql, token)
 
     batches = [asyncio.create_task(batch(t)) for t in ("alice", "alice", "bob", "alice")]
-    while len(service.calls) < 2:  # alice's one call and bob's one call are in flight
-        await asyncio.sleep(0.01)
+    await service.received(2)  # alice's one call and bob's one call are in flight
     await asyncio.sleep(0.05)  # give a third call the chance to be (wrongly) made
     gate.set()
     results = await asyncio.gather(*batches)
@@ -335,8 +334,7 @@ async def test_without_share_inflight_each_batch_makes_its_own_call(
     service.route("GET", "/me", gate=gate, json={})
     graphql = graphql_caller(gateway)
     batches = [asyncio.create_task(run_with(graphql, "alice")) for _ in range(2)]
-    while len(service.calls) < 2:
-        await asyncio.sleep(0.01)
+    await service.received(2)
     gate.set()
     await asyncio.gather(*batches)
     assert len(service.calls) == 2

@@ -221,16 +221,18 @@ def test_a_client_at_its_limit_is_refused_before_parsing() -> None:
 async def test_a_batch_larger_than_the_limit_runs_with_its_concurrency_held_to_it(
     make_gateway: Any, upstream_url: str, service: FakeService
 ) -> None:
-    # The limit counts calls in flight, which the executor holds the batch to: a batch of six
-    # calls under a limit of two runs two at a time, instead of being refused for ever.
+    # The limit counts calls in flight: a batch of six calls under a limit of two runs two at
+    # a time, instead of being refused for ever. The upstream answers in pairs (a barrier of
+    # two): fewer than two at once would hang, and a third at once would show in the peak.
     in_flight = [0, 0]  # now, peak
+    pairs = asyncio.Barrier(2)
 
     async def handler(request: Any) -> Any:
         from aiohttp import web
 
         in_flight[0] += 1
         in_flight[1] = max(in_flight[1], in_flight[0])
-        await asyncio.sleep(0.01)
+        await pairs.wait()
         in_flight[0] -= 1
         return web.json_response({})
 

@@ -102,8 +102,7 @@ async def test_a_cancelled_read_does_not_leave_its_waiters_hanging(
     loaders = Loaders(client.send, {})
     call = UpstreamCall("default", "GET", "/slow")
     first = asyncio.create_task(loaders.fetch(call))
-    while not service.calls:
-        await asyncio.sleep(0.001)
+    await service.received()
     waiter = asyncio.create_task(loaders.fetch(call))
     await asyncio.sleep(0)
     first.cancel()
@@ -119,14 +118,19 @@ async def test_a_fast_read_does_not_wait_for_a_slow_one_dispatched_with_it(
     service: FakeService, client: UpstreamClient
 ) -> None:
     # aiodataloader resolves a whole dispatch at once; Loaders hands back a task per key so
-    # that /fast completes while /slow, dispatched in the same loop turn, is still running.
+    # that /users/1 completes while /users/2, dispatched by the DataLoader in the same loop
+    # turn, is still running. Both match a bulk route, so both go through the DataLoader; their
+    # credentials differ, so they are two calls, not one plural call.
     gate = asyncio.Event()
-    service.route("GET", "/slow", gate=gate, json={})
-    service.route("GET", "/fast", json={})
-    loaders = Loaders(client.send, {})
-    slow = asyncio.create_task(loaders.fetch(UpstreamCall("default", "GET", "/slow")))
-    fast = await loaders.fetch(UpstreamCall("default", "GET", "/fast"))
-    assert fast.response.status == 200
+    service.route("GET", "/users/2", gate=gate, json={"id": 2})
+    service.route("GET", "/users/1", json={"id": 1})
+    loaders = Loaders(client.send, BULK)
+    slow_call = UpstreamCall("default", "GET", "/users/2", headers=(("Authorization", "b"),))
+    fast_call = UpstreamCall("default", "GET", "/users/1", headers=(("Authorization", "a"),))
+    slow = asyncio.create_task(loaders.fetch(slow_call))
+    fast = await loaders.fetch(fast_call)
+    assert fast.response.status == 200 and fast.bulk_call is None
     assert not slow.done()
     gate.set()
     assert (await slow).response.status == 200
+    assert sorted(service.lines) == ["GET /users/1", "GET /users/2"]

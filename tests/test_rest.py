@@ -222,8 +222,7 @@ async def test_over_the_outstanding_limit_is_429_and_nothing_runs(
     alice = {"Authorization": "Bearer alice"}
     slow = [{"path": "/slow/1"}, {"path": "/slow/1"}, {"path": "/slow/2"}, {"path": "/slow/3"}]
     first = asyncio.create_task(client.post("/batch", json=slow, headers=alice))
-    while len(service.calls) < 3:
-        await asyncio.sleep(0.01)
+    await service.received(3)
     status, out, headers = await post_json(client, [{"path": "/fast"}], **alice)
     assert (status, headers["Retry-After"], out["error"]["code"]) == (429, "2", "TOO_MANY_REQUESTS")
     assert out["error"]["retryAfter"] == 2
@@ -245,8 +244,7 @@ async def test_graphql_door_refuses_over_the_limit_with_retry_after(
     client = await make_gateway(upstream_url, max_outstanding_per_client=1)
     query = 'mutation { batch(requests: [{path: "/slow"}]) { items { status } } }'
     first = asyncio.create_task(client.post("/graphql", json={"query": query}))
-    while not service.calls:
-        await asyncio.sleep(0.01)
+    await service.received()
     second = await (await client.post("/graphql", json={"query": query})).json()
     extensions = second["errors"][0]["extensions"]
     assert (extensions["code"], extensions["retryAfter"]) == ("TOO_MANY_REQUESTS", 1)
