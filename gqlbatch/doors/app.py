@@ -39,7 +39,7 @@ from gqlbatch.execution.engine import BatchContext, admit_early, request_budget,
 from gqlbatch.execution.idempotency import MemoryIdempotencyStore
 from gqlbatch.execution.limits import OutstandingCalls
 from gqlbatch.upstreams.client import UpstreamClient
-from gqlbatch.upstreams.loaders import SharedInflight
+from gqlbatch.upstreams.inflight import SharedInflight
 
 __all__ = ["CLIENT", "SETTINGS", "create_app"]
 

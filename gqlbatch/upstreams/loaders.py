@@ -1,12 +1,12 @@
 """Coalescing of upstream calls through aiodataloader. The only module that imports it.
 
-Reads that a bulk route could merge go through the DataLoader, whose batch function merges the
-lookups that become ready together. Other reads are only deduplicated, which a map of the
-batch's calls does without the loader's per-call future and dispatch; writes are never shared.
+Every read is a DataLoader `load`: the loader's cache deduplicates the identical reads of a
+batch, and its batch function merges the lookups that become ready together into plural calls
+(bulk routes) and sends the others alone. Writes are never shared.
 
 `Loaders` is built once per batch (aiodataloader binds the running loop, and its cache must not
-outlive the batch); its `fetch` is the executor's I/O capability. `SharedInflight` lives as long
-as the application and lets concurrent batches share identical in-flight reads.
+outlive the batch); its `fetch` is the executor's I/O capability. Sharing in-flight reads
+across batches is `inflight.py`'s.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
-from collections.abc import Collection, Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from aiodataloader import DataLoader
 
@@ -24,15 +24,50 @@ from gqlbatch.core.errors import UpstreamError
 from gqlbatch.core.wire import Fetched, Send, UpstreamCall, UpstreamResponse
 from gqlbatch.upstreams.bulk import BulkGroup, BulkRoutes, split_response
 
-__all__ = ["Loaders", "Send", "SharedInflight"]
+__all__ = ["Loaders"]
 
 _T = TypeVar("_T")
+Outcome = Fetched | UpstreamError
+"""What a read's task ends with: its answer, or a copy of its error without a traceback.
+
+Errors are returned, not raised, across the tasks: one error raised to several waiters gathers
+their frames in its traceback, and a task that held it, through those frames, would keep the
+whole batch in a reference cycle after it ends. Each waiter raises a copy of its own."""
 
 
-class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Fetched]"]):
-    """GET and HEAD calls that a bulk route could merge: identical calls share one upstream
-    call, and lookups that become ready together are merged into plural calls (this batch
-    function is DESIGN §7's).
+class _Shared:
+    """A read the batch function sends no bulk call for: the first caller that needs it sends
+    it from its own task, and identical reads of the batch (the loader's cache hands them this
+    same object) wait for that answer. A task per such read, which the batch function would
+    otherwise start, cost more than the DataLoader itself (BENCHMARKS.md)."""
+
+    __slots__ = ("_answer", "_call", "_claimed")
+
+    def __init__(self, call: UpstreamCall) -> None:
+        self._call = call
+        self._claimed = False
+        self._answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+    async def outcome(self, loaders: Loaders) -> Outcome:
+        if self._claimed:
+            # shield: a waiter giving up must not cancel the answer the sender awaits.
+            return await asyncio.shield(self._answer)
+        self._claimed = True
+        try:
+            outcome: Outcome = Fetched(await loaders.send(self._call))
+        except asyncio.CancelledError:
+            self._answer.cancel()  # the batch's deadline: its waiters are cancelled too
+            raise
+        except UpstreamError as exc:
+            outcome = _copy(exc)
+        self._answer.set_result(outcome)
+        return outcome
+
+
+class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Outcome] | _Shared"]):
+    """GET and HEAD calls: identical calls share one upstream call (the loader's cache), and
+    lookups that become ready together are merged into plural calls (this batch function is
+    DESIGN §7's).
 
     It hands back one *task* per key instead of one response. aiodataloader resolves every key
     of a dispatch only when the whole batch function returns, so returning responses would make
@@ -46,30 +81,37 @@ class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Fetched]"]):
         # Weak: the batch's Loaders own this loader, not the other way round. A strong
         # reference both ways made every finished batch a reference cycle, which only the
         # cyclic collector frees, so its responses outlived it (issue 9's 1.4 GB).
-        self._loaders = weakref.proxy(loaders)
+        self._loaders = cast(Loaders, weakref.proxy(loaders))
 
-    async def batch_load_fn(self, keys: list[UpstreamCall]) -> list[asyncio.Task[Fetched]]:
+    async def batch_load_fn(
+        self, keys: list[UpstreamCall]
+    ) -> list[asyncio.Task[Outcome] | _Shared]:
         groups, singles = self._loaders.bulk.group(keys)
         spawn = self._loaders.spawn
-        tasks = {call: spawn(self._single(call)) for call in singles}
+        tasks: dict[UpstreamCall, asyncio.Task[Outcome] | _Shared] = {
+            call: _Shared(call) for call in singles
+        }
         for group in groups:
-            shared = spawn(self._loaders.send_bulk(group))
+            shared = spawn(self._plural(group))
             for call, key in group.members:
                 tasks[call] = spawn(_member(shared, key, group))
         return [tasks[call] for call in keys]
 
-    async def _single(self, call: UpstreamCall) -> Fetched:
-        response = await self._loaders.send(call)
-        return Fetched(response)
+    async def _plural(self, group: BulkGroup) -> dict[str, UpstreamResponse] | UpstreamError:
+        try:
+            return await self._loaders.send_bulk(group)
+        except UpstreamError as exc:
+            return _copy(exc)
 
 
 async def _member(
-    shared: asyncio.Task[dict[str, UpstreamResponse]], key: str, group: BulkGroup
-) -> Fetched:
+    shared: asyncio.Task[dict[str, UpstreamResponse] | UpstreamError], key: str, group: BulkGroup
+) -> Outcome:
     responses = await shared
+    if isinstance(responses, UpstreamError):
+        return responses
     described = group.call.path + "?" + "&".join(f"{k}={v}" for k, v in group.call.query)
-    response = responses[key]
-    return Fetched(response, bulk_call=f"GET {described}")
+    return Fetched(responses[key], bulk_call=f"GET {described}")
 
 
 class Loaders:
@@ -87,7 +129,6 @@ class Loaders:
         self.bulk = BulkRoutes(bulk_routes)
         self._reads = _ReadLoader(self)
         self._seen: set[UpstreamCall] = set()
-        self._unmergeable: dict[UpstreamCall, asyncio.Future[Fetched | UpstreamError]] = {}
         self.requested = 0
         self.sent = 0
         self.deduplicated = 0
@@ -123,44 +164,11 @@ class Loaders:
         coalesced = call in self._seen
         self._seen.add(call)
         self.deduplicated += coalesced
-        if self.bulk.can_merge(call):
-            fetched = await (await self._reads.load(call))
-        else:
-            fetched = await self._read_once(call)
-        return dataclasses.replace(fetched, coalesced=True) if coalesced else fetched
-
-    async def _read_once(self, call: UpstreamCall) -> Fetched:
-        # A read no bulk route can merge gains nothing from waiting for the DataLoader's
-        # dispatch, and its per-key future, task and callbacks cost the engine measurably
-        # (BENCHMARKS.md). The first caller sends it from its own task; identical calls of this
-        # batch wait for that answer, as they would for the loader's cached one.
-        #
-        # The future holds the answer or a *copy* of the error, without a traceback, and each
-        # caller raises a copy of its own: an error raised from here has this frame in its
-        # traceback, so if the future held that same error, error, frame and future would form
-        # a cycle that keeps the whole batch alive after it ends.
-        shared = self._unmergeable.get(call)
-        if shared is None:
-            shared = self._unmergeable[call] = asyncio.get_running_loop().create_future()
-            await self._send_once(call, shared)
-        # shield: a waiter giving up must not cancel the answer the first caller awaits.
-        outcome = await asyncio.shield(shared)
+        answer = await self._reads.load(call)
+        outcome = await (answer.outcome(self) if isinstance(answer, _Shared) else answer)
         if isinstance(outcome, UpstreamError):
             raise _copy(outcome)
-        return outcome
-
-    async def _send_once(
-        self, call: UpstreamCall, shared: asyncio.Future[Fetched | UpstreamError]
-    ) -> None:
-        try:
-            response = await self.send(call)
-        except asyncio.CancelledError:
-            shared.cancel()  # the batch's deadline: every item of the batch is cancelled too
-            raise
-        except UpstreamError as exc:
-            shared.set_result(_copy(exc))
-            return
-        shared.set_result(Fetched(response))
+        return dataclasses.replace(outcome, coalesced=True) if coalesced else outcome
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         """Send one call upstream, counting every attempt it took."""
@@ -187,38 +195,3 @@ def _copy(error: UpstreamError) -> UpstreamError:
     copy = type(error)(error.message)
     copy.attempts = error.attempts
     return copy
-
-
-class SharedInflight:
-    """Lets concurrent batches share identical in-flight reads on the upstreams that allow it.
-
-    Two calls are shared only when they are equal in every part, headers (and so credentials)
-    included, so one user's response never reaches another. Nothing is cached: a call is shared
-    only while it is in flight.
-    """
-
-    def __init__(self, send: Send, upstreams: Collection[str]) -> None:
-        self._send = send
-        self._upstreams = frozenset(upstreams)
-        self._inflight: dict[UpstreamCall, asyncio.Future[UpstreamResponse]] = {}
-        self.shared = 0
-
-    @property
-    def sender(self) -> Send:
-        """What a batch sends with: this object's `send` when an upstream shares in-flight
-        reads, otherwise the client's own, without a pass-through await on every call."""
-        return self.send if self._upstreams else self._send
-
-    async def send(self, call: UpstreamCall) -> UpstreamResponse:
-        """Send *call*, or wait for the identical call another batch already has in flight."""
-        if not call.is_read or call.upstream not in self._upstreams:
-            return await self._send(call)
-        running = self._inflight.get(call)
-        if running is not None:
-            self.shared += 1
-            # shield: one batch giving up (its deadline) must not cancel the others' call.
-            return await asyncio.shield(running)
-        task = asyncio.create_task(self._send(call), name="gqlbatch:shared-call")
-        self._inflight[call] = task
-        task.add_done_callback(lambda _: self._inflight.pop(call, None))
-        return await asyncio.shield(task)
