@@ -174,3 +174,25 @@ def test_the_core_loads_no_io_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_graphql_inputs_declare_the_shapes_the_engine_checks() -> None:
+    # Both doors hand parse_batch the same plain form; the GraphQL input types must name
+    # exactly the keys it knows, or a field would be accepted by one door and refused by the
+    # other.
+    from gqlbatch.core.request import COMPENSATE_KEYS, ITEM_KEYS, OPTION_KEYS
+    from gqlbatch.doors.schema import BatchOptionsInput, CompensationInput, SubRequestInput
+
+    def names(cls: type) -> set[str]:
+        return {
+            f.graphql_name or _camel(f.python_name) for f in cls.__strawberry_definition__.fields
+        }
+
+    assert names(SubRequestInput) == set(ITEM_KEYS)
+    assert names(CompensationInput) == set(COMPENSATE_KEYS)
+    assert names(BatchOptionsInput) == set(OPTION_KEYS)
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.title() for word in rest)

@@ -20,6 +20,8 @@ from gqlbatch.core.types import JSON, REQUEST_ID_CHARS, Headers, RequestId, froz
 from gqlbatch.core.wire import IDEMPOTENCY_KEY, Method
 
 __all__ = [
+    "COMPENSATE_KEYS",
+    "ITEM_KEYS",
     "OPTION_KEYS",
     "BatchOptions",
     "BatchRequest",
@@ -111,7 +113,7 @@ _E = TypeVar("_E", bound=StrEnum)
 _Add = Callable[[ErrorCode, str, str], None]
 """Records one problem of the item being parsed: (code, message, field)."""
 
-_ITEM_KEYS = frozenset(
+ITEM_KEYS = frozenset(
     {
         "requestId",
         "method",
@@ -130,7 +132,7 @@ _ITEM_KEYS = frozenset(
 OPTION_KEYS = ("mode", "onError", "maxConcurrency", "timeoutMs", "atomic")
 """A batch's options, as both doors name them."""
 _REQUEST_ID = re.compile(REQUEST_ID_CHARS + "{1,128}")
-_COMPENSATE_KEYS = frozenset({"method", "path", "query", "headers", "body"})
+COMPENSATE_KEYS = frozenset({"method", "path", "query", "headers", "body"})
 
 
 _METHODS = {m.value: m for m in Method}  # Enum.__members__ builds a new mapping on each read
@@ -210,9 +212,9 @@ def _parse_item(
     def add(code: ErrorCode, message: str, field: str) -> None:
         problems.add(code, message, field, index, request_id)
 
-    if not _ITEM_KEYS.issuperset(raw):
-        for key in sorted(set(raw) - _ITEM_KEYS):
-            known = ", ".join(sorted(_ITEM_KEYS))
+    if not ITEM_KEYS.issuperset(raw):
+        for key in sorted(set(raw) - ITEM_KEYS):
+            known = ", ".join(sorted(ITEM_KEYS))
             add(ErrorCode.INVALID_INPUT, f"unknown field (known: {known})", key)
     method = _method(raw.get("method"), rules, add)
     path, path_query = _path(raw.get("path"), add)
@@ -262,10 +264,10 @@ def _compensate(
     def add_here(code: ErrorCode, message: str, field: str) -> None:
         add(code, message, f"compensate.{field}")
 
-    for key in sorted(set(raw) - _COMPENSATE_KEYS):
+    for key in sorted(set(raw) - COMPENSATE_KEYS):
         add_here(
             ErrorCode.INVALID_INPUT,
-            f"unknown field (known: {', '.join(sorted(_COMPENSATE_KEYS))})",
+            f"unknown field (known: {', '.join(sorted(COMPENSATE_KEYS))})",
             key,
         )
     everything = Rules(
