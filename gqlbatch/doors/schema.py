@@ -17,6 +17,7 @@ from gqlbatch.core.request import Mode, OnError
 from gqlbatch.core.result import (
     BatchOutcome,
     BatchStats,
+    ItemResult,
     RollbackState,
     State,
 )
@@ -137,8 +138,16 @@ class BatchOptionsInput:
 
 @strawberry.type(description="An HTTP header.")
 class Header:
-    name: str
-    value: str
+    # A result's headers stay the engine's (name, value) pairs, read here when a query asks
+    # for them: a Header object per header of every item cost as much as the fields most
+    # queries ask for. Strawberry hands each resolver the pair as `self`.
+    @strawberry.field
+    def name(self) -> str:
+        return cast(tuple[str, str], self)[0]
+
+    @strawberry.field
+    def value(self) -> str:
+        return cast(tuple[str, str], self)[1]
 
 
 @strawberry.type(name="ItemError", description="Why an item did not succeed.")
@@ -171,6 +180,11 @@ class RollbackType:
     message: str
 
 
+def _duration_ms(root: ItemResult) -> float:
+    # Rounded as it is read; the engine keeps the exact value.
+    return round(root.duration_ms, 3)
+
+
 @strawberry.interface(name="ItemResult", description="The outcome of one sub-request.")
 class ItemResultType:
     request_id: strawberry.ID
@@ -180,7 +194,7 @@ class ItemResultType:
     headers: list[Header]
     body_encoding: BodyEncoding
     error: ItemErrorType | None
-    duration_ms: float
+    duration_ms: float = strawberry.field(resolver=_duration_ms)
     attempts: int
     coalesced: bool = strawberry.field(
         description="True when another item's identical upstream call served this one."
@@ -208,6 +222,12 @@ class ItemResultType:
         # type.
         return _TYPE_NAMES[obj.state]
 
+    @classmethod
+    def is_type_of(cls, obj: Any, _info: Any) -> bool:
+        # Strawberry's default checks isinstance against its own classes; the values here are
+        # the engine's, whose state says which result type they are.
+        return isinstance(obj, ItemResult) and _TYPE_NAMES[obj.state] == cls.__name__
+
 
 def _selected(body: Any, select: list[str] | None, max_paths: int = 64) -> Any:
     if not select:
@@ -224,22 +244,10 @@ def _selected(body: Any, select: list[str] | None, max_paths: int = 64) -> Any:
     return project(body, paths)
 
 
-def _header_name(header: tuple[str, str], _info: Any) -> str:
-    return header[0]
-
-
-def _header_value(header: tuple[str, str], _info: Any) -> str:
-    return header[1]
-
-
 def _resolve_body(source: Any, info: Any, select: list[str] | None = None) -> Any:
     if not select:
         return source.body
     return _selected(source.body, select, info.context.settings.max_select_paths)
-
-
-def _duration_ms(source: Any, _info: Any) -> float:
-    return round(source.duration_ms, 3)
 
 
 @strawberry.type(description="The upstream answered with a status below 400.")
@@ -475,22 +483,11 @@ def _resolve_directly(schema: strawberry.Schema) -> None:
         root_type = schema._schema.get_type(root)
         assert isinstance(root_type, GraphQLObjectType)
         root_type.fields["batch"].resolve = _direct_batch(read_only=read_only)
-    # A result's headers stay (name, value) pairs until a query asks for them: a Header
-    # object for each header of each item cost as much as the fields most queries ask for.
-    header_type = schema._schema.get_type("Header")
-    assert isinstance(header_type, GraphQLObjectType)
-    header_type.fields["name"].resolve = _header_name
-    header_type.fields["value"].resolve = _header_value
     # `body` is the one result field with an argument, and Strawberry wraps such resolvers in
     # argument conversion and extension hooks, a measurable cost per item (BENCHMARKS.md).
-    # Its declaration (and so the exported schema) stays Strawberry's; only
-    # the function graphql-core calls is swapped for one that reads the argument as it is.
-    # durationMs is rounded as it is read (the engine keeps the exact value). The is_type_of
-    # check Strawberry adds to each result type would repeat, per item, what
-    # ItemResultType.resolve_type has just decided from the item's state.
+    # Its declaration (and so the exported schema) stays Strawberry's; only the function
+    # graphql-core calls is swapped for one that reads the argument as it is.
     for cls in _RESULT_CLASSES:
         result_type = schema._schema.get_type(cls.__name__)
         assert isinstance(result_type, GraphQLObjectType)
         result_type.fields["body"].resolve = _resolve_body
-        result_type.fields["durationMs"].resolve = _duration_ms
-        result_type.is_type_of = None
