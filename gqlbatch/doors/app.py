@@ -53,7 +53,7 @@ INFLIGHT: Final = web.AppKey("inflight", SharedInflight)
 OUTSTANDING: Final = web.AppKey("outstanding", OutstandingCalls)
 IDENTIFIER: Final = web.AppKey("identifier", Identifier)
 CONTEXT: Final = web.RequestKey("context", BatchContext)
-"""The request's BatchContext, made once by the `_errors` middleware for both doors."""
+"""The request's BatchContext, made once by the `_front_door` middleware for both doors."""
 _BATCH_DOORS = frozenset({"/batch", "/graphql"})
 IDEMPOTENCY: Final = web.AppKey("idempotency", MemoryIdempotencyStore)
 
@@ -102,7 +102,7 @@ class BatchView(GraphQLView[Context, None]):
         max_json_depth, no NaN, no document over max_query_bytes (refused before parsing it).
 
         Raises:
-            BatchRejected: which the `_errors` middleware answers in GraphQL's shape.
+            BatchRejected: which the `_front_door` middleware answers in GraphQL's shape.
         """
         settings = self._settings
         document = _strict_json(data, settings.max_json_depth)
@@ -202,7 +202,7 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
 
     With *landing_query*, `GET /` opens GraphiQL with that query filled in.
     """
-    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_errors])
+    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_front_door])
     app[SETTINGS] = settings
     app[OUTSTANDING] = OutstandingCalls(
         per_client=settings.max_outstanding_per_client,
@@ -317,10 +317,13 @@ def _error_response(status: int, code: ErrorCode, message: str, **extra: Any) ->
 
 
 @web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The last word on errors the doors did not answer themselves: a refused request in its
-    door's shape, a body over the size limit or too slow to arrive, and a bug, which gets
-    INTERNAL_ERROR with an id that finds its traceback in the log, never the traceback."""
+async def _front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What every request passes, before and after its door: its Content-Type checked, its
+    context made and its client admitted (before the body is read), its body read within the
+    deadline; and the last word on errors the doors did not answer themselves: a refused
+    request in its door's shape, a body over the size limit or too slow to arrive, and a bug,
+    which gets INTERNAL_ERROR with an id that finds its traceback in the log, never the
+    traceback."""
     settings = request.app[SETTINGS]
     try:
         _check_content_type(request)
