@@ -296,24 +296,15 @@ def _answer_headers(outcome: BatchOutcome) -> dict[str, str]:
 
 def _rejected(request: web.Request, exc: BatchRejected, status: int | None = None) -> web.Response:
     """A refused request, in the shape of the door it came through; nothing ran."""
-    status = status or rejection_status(exc)
-    if request.path == "/graphql":
-        error = rejection_error(exc).formatted
-        response = web.json_response(
-            {"errors": [error]}, status=status, headers={"Cache-Control": NO_STORE}
-        )
-    else:
-        response = web.json_response(
-            rejection_json(exc), status=status, headers={"Cache-Control": NO_STORE}
-        )
+    response = _door_answer(
+        request,
+        status or rejection_status(exc),
+        rejection_error(exc).formatted,
+        rejection_json(exc),
+    )
     if exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
-
-
-def _error_response(status: int, code: ErrorCode, message: str, **extra: Any) -> web.Response:
-    error = {"code": code.value, "message": message, **extra}
-    return web.json_response({"error": error}, status=status, headers={"Cache-Control": NO_STORE})
 
 
 @web.middleware
@@ -383,12 +374,17 @@ def _check_content_type(request: web.Request) -> None:
 def _in_door_shape(
     request: web.Request, status: int, code: ErrorCode, message: str, **extra: Any
 ) -> web.Response:
-    if request.path == "/graphql":
-        error = {"message": message, "extensions": {"code": code.value, **extra}}
-        return web.json_response(
-            {"errors": [error]}, status=status, headers={"Cache-Control": NO_STORE}
-        )
-    return _error_response(status, code, message, **extra)
+    graphql = {"message": message, "extensions": {"code": code.value, **extra}}
+    rest = {"error": {"code": code.value, "message": message, **extra}}
+    return _door_answer(request, status, graphql, rest)
+
+
+def _door_answer(
+    request: web.Request, status: int, graphql_error: Any, rest_body: dict[str, Any]
+) -> web.Response:
+    """An error answer in the shape of the door the request came through, never cached."""
+    body = {"errors": [graphql_error]} if request.path == "/graphql" else rest_body
+    return web.json_response(body, status=status, headers={"Cache-Control": NO_STORE})
 
 
 async def _healthz(request: web.Request) -> web.Response:
