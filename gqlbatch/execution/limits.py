@@ -53,9 +53,7 @@ class OutstandingCalls:
         Raises:
             BatchRejected: TOO_MANY_REQUESTS, with retry_after_s.
         """
-        for key, limit in self._limits(client, address).items():
-            if self.held(key) >= limit:
-                raise self._refuse(key, limit)
+        self._refuse_if_full(self._limits(client, address))
 
     @contextmanager
     def admit(self, client: str, address: str) -> Iterator[Admission]:
@@ -65,7 +63,7 @@ class OutstandingCalls:
             BatchRejected: TOO_MANY_REQUESTS when a key is at its limit; nothing is held then.
         """
         limits = self._limits(client, address)
-        self.check(client, address)
+        self._refuse_if_full(limits)
         self._take(limits)
         try:
             yield Admission(self, limits)
@@ -76,6 +74,11 @@ class OutstandingCalls:
         limits = {_TOTAL: self._total, address: self._per_address}
         limits[client] = min(self._per_client, limits.get(client, self._per_client))
         return limits
+
+    def _refuse_if_full(self, limits: Mapping[str, int]) -> None:
+        for key, limit in limits.items():
+            if self.held(key) >= limit:
+                raise self._refuse(key, limit)
 
     def _has_room(self, limits: Mapping[str, int]) -> bool:
         return all(self.held(key) < limit for key, limit in limits.items())
