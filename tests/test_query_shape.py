@@ -135,3 +135,17 @@ async def test_validation_work_is_budgeted(gateway: TestClient) -> None:
         "Validation aborted.",
         "QUERY_TOO_COMPLEX",
     )
+
+
+def test_a_document_is_walked_once_while_it_is_remembered() -> None:
+    from graphql import parse
+
+    from gqlbatch.doors.extensions import QueryLimits, ShapeChecks
+
+    checks = ShapeChecks(QueryLimits(max_aliases=1))
+    text = "{ batch(requests: []) { a: replayed b: replayed } }"
+    first = checks.problems(text, parse(text))
+    assert [e.message for e in first] == ["2 aliases found. Allowed: 1"]
+    # The same text is answered from memory: a document that would pass is not even read.
+    again = checks.problems(text, parse("{ __typename }"))
+    assert [e.message for e in again] == [e.message for e in first] and again is not first

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from graphql.validation.rules import overlapping_fields_can_be_merged
 from strawberry.extensions import (
@@ -35,6 +36,7 @@ __all__ = [
     "GuardedValidation",
     "QueryLimits",
     "ReleasingExecutionContext",
+    "ShapeChecks",
     "schema_extensions",
 ]
 
@@ -77,6 +79,9 @@ def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]
     rules: list[type[ASTValidationRule]] = [LiteralRangeRule]
     if not limits.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
+    # Read by graphql-core's rule when it starts on a document; the same for every schema.
+    overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET = VALIDATION_BUDGET
+    shapes = ShapeChecks(limits)
     return [
         MaskInternalErrors,
         lambda: AddValidationRules(rules),
@@ -84,7 +89,7 @@ def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]
         # Clients send the same few documents with different variables: caching the parsed
         # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
         lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: GuardedValidation(limits),
+        lambda: GuardedValidation(shapes),
     ]
 
 
@@ -93,6 +98,30 @@ VALIDATION_BUDGET = 20_000
 aborts validation ("Validation aborted.", QUERY_TOO_COMPLEX). Its default, 500,000, took
 about 1 s on the CI machine; a document of 40 fragments spread into 32 places and 40
 aliased items needs 14,448. Set through the module attribute graphql-core documents for it."""
+
+
+class ShapeChecks:
+    """`query_shape.document_problems` under one schema's limits, remembered per document
+    text (LRU, like the parse and validation caches): a screen sends the same document again
+    and again, and its walk need not be repeated."""
+
+    def __init__(self, limits: QueryLimits) -> None:
+        self._limits = limits
+        self._known: OrderedDict[str, list[GraphQLError]] = OrderedDict()
+
+    def problems(self, query: str | None, document: DocumentNode) -> list[GraphQLError]:
+        found = self._known.get(query) if query is not None else None
+        if found is not None:
+            self._known.move_to_end(query)  # type: ignore[arg-type]
+            return list(found)  # a copy: the request's error list is its own
+        found = document_problems(
+            document, max_depth=self._limits.max_depth, max_aliases=self._limits.max_aliases
+        )
+        if query is not None:
+            self._known[query] = found
+            if len(self._known) > CACHE_SIZE:
+                self._known.popitem(last=False)
+        return found
 
 
 class GuardedValidation(ValidationCache):
@@ -104,18 +133,14 @@ class GuardedValidation(ValidationCache):
     therefore refused before the rules run, with only their errors.
     """
 
-    def __init__(self, limits: QueryLimits) -> None:
+    def __init__(self, shapes: ShapeChecks) -> None:
         super().__init__(maxsize=CACHE_SIZE)
-        self._limits = limits
-        # Read by the rule when it starts on a document; the same value for every schema.
-        overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET = VALIDATION_BUDGET
+        self._shapes = shapes
 
     def on_validate(self) -> Iterator[None]:
         document = self.execution_context.graphql_document
         assert document is not None  # parsed before validation
-        problems = document_problems(
-            document, max_depth=self._limits.max_depth, max_aliases=self._limits.max_aliases
-        )
+        problems = self._shapes.problems(self.execution_context.query, document)
         if problems:
             self.execution_context.pre_execution_errors = problems
             yield
