@@ -270,8 +270,7 @@ async def test_item_lookup_and_body_projection(service: FakeService, graphql: Gr
         "users": {"body": [{"name": "A"}, {"name": "B"}]},
         "none": None,
     }
-    # `body` is resolved below Strawberry (schema._resolve_directly): the argument must
-    # still arrive from a variable, and a bad selector is still the client's error.
+    # The argument may arrive from a variable, and a bad selector is the client's error.
     result = await graphql(
         """query($s: [String!]) { batch(requests: [{path: "/users"}]) {
              items { body(select: $s) } } }""",

@@ -196,3 +196,37 @@ def test_the_graphql_inputs_declare_the_shapes_the_engine_checks() -> None:
 def _camel(name: str) -> str:
     first, *rest = name.split("_")
     return first + "".join(word.title() for word in rest)
+
+
+def test_no_library_internals_are_read_or_patched() -> None:
+    # The package reads only the public surface of its libraries: no `obj._private` but its
+    # own names, and no resolver, type check or input hook swapped on a schema Strawberry
+    # built. Both once bought speed (docs/perf-log.md), and broke with upgrades.
+    trees = {p.name: ast.parse(p.read_text(encoding="utf-8")) for p in PACKAGE.rglob("*.py")}
+    ours = {
+        name for tree in trees.values() for node in ast.walk(tree) for name in _defined_names(node)
+    }
+    patched = {"resolve", "is_type_of", "from_input", "resolve_type"}
+    found = []
+    for file, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and _is_foreign_private(node.attr, ours):
+                found.append(f"{file}:{node.lineno} reads .{node.attr}")
+            for target in node.targets if isinstance(node, ast.Assign) else []:
+                if isinstance(target, ast.Attribute) and target.attr in patched:
+                    found.append(f"{file}:{node.lineno} sets .{target.attr}")
+    assert not found, found
+
+
+def _is_foreign_private(name: str, ours: set[str]) -> bool:
+    return name.startswith("_") and not name.startswith("__") and name not in ours
+
+
+def _defined_names(node: ast.AST) -> list[str]:
+    """Names the package itself defines: functions, and attributes assigned on self or cls."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return [node.name]
+    if isinstance(node, ast.AnnAssign | ast.Assign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return [t.attr if isinstance(t, ast.Attribute) else getattr(t, "id", "") for t in targets]
+    return []

@@ -121,3 +121,42 @@ def _rest_view(response: dict[str, Any]) -> tuple[Any, ...]:
     status = response["status"] if has_response else None
     body = response["body"] if has_response else None
     return response["id"], response["state"], status, body, error
+
+
+def test_a_graphql_input_reaches_the_engine_in_the_rest_form() -> None:
+    # The GraphQL door hands parse_batch what the REST door sends: GraphQL names, nested
+    # inputs as mappings, a null the same as an absent field, JSON values untouched.
+    from gqlbatch.core.request import ITEM_KEYS
+    from gqlbatch.core.wire import Method
+    from gqlbatch.doors.schema import (
+        CompensationInput,
+        HeaderInput,
+        SubRequestInput,
+        plain_input,
+    )
+
+    body = [{"title": "t"}]
+    item = SubRequestInput(
+        path="/posts",
+        request_id="w",
+        method=Method.POST,
+        headers=[HeaderInput(name="X-A", value="1")],
+        body=body,
+        depends_on=["u"],
+        timeout_ms=None,
+        compensate=CompensationInput(path="/posts/{resultOf(w).id}"),
+        idempotency_key="k1",
+    )
+    plain = plain_input(item)
+    assert plain == {
+        "path": "/posts",
+        "requestId": "w",
+        "method": "POST",
+        "headers": [{"name": "X-A", "value": "1"}],
+        "body": [{"title": "t"}],
+        "dependsOn": ["u"],
+        "compensate": {"path": "/posts/{resultOf(w).id}", "method": "DELETE"},
+        "idempotencyKey": "k1",
+    }
+    assert plain["body"] is body  # not copied: a bulk import's bodies are large
+    assert set(plain) <= ITEM_KEYS

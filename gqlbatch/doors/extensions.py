@@ -25,6 +25,7 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.schema.name_converter import HasGraphQLName, NameConverter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gqlbatch.core.errors import ErrorCode, mask_internal
@@ -184,6 +185,28 @@ class ReleasingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         response = super().build_response(data)
         self.async_helpers = None  # type: ignore[assignment]
         return response
+
+
+class RememberedNames(NameConverter):
+    """Strawberry's default naming, each name worked out once.
+
+    Strawberry names every field of an input value each time it converts one: camel-casing
+    the twelve fields of each sub-request of each batch. The names never change, so each is
+    kept after its first use (one entry per declared field or argument name).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names: dict[str, str] = {}
+
+    def get_graphql_name(self, obj: HasGraphQLName) -> str:
+        if obj.graphql_name is not None:
+            return obj.graphql_name
+        assert obj.python_name
+        name = self._names.get(obj.python_name)
+        if name is None:
+            name = self._names[obj.python_name] = self.apply_naming_config(obj.python_name)
+        return name
 
 
 class GqlbatchSchema(strawberry.Schema):

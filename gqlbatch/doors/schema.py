@@ -4,12 +4,15 @@ engine's plain values. One of the two modules that import strawberry (the other 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 
 import strawberry
-from graphql import GraphQLError, GraphQLObjectType, GraphQLResolveInfo
+from graphql import GraphQLError
+from strawberry import UNSET
 from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.name_converter import NameConverter
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode
 from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
@@ -26,6 +29,7 @@ from gqlbatch.doors.extensions import (
     GqlbatchSchema,
     QueryLimits,
     ReleasingExecutionContext,
+    RememberedNames,
     schema_extensions,
 )
 from gqlbatch.execution.engine import BatchContext, run_batch
@@ -63,73 +67,95 @@ class HeaderInput:
 class CompensationInput:
     path: str
     method: Method = Method.DELETE
-    query: JSON | None = None
-    headers: list[HeaderInput] | None = None
-    body: JSON | None = None
+    query: JSON | None = UNSET
+    headers: list[HeaderInput] | None = UNSET
+    body: JSON | None = UNSET
 
 
+# The optional input fields default to UNSET, not None: the schema then publishes no `= null`
+# default, so graphql-core leaves a field the client did not send out of the value, and
+# Strawberry converts only the fields that were sent. With `= None`, every sub-request arrived
+# with all twelve fields and converting them cost more than running the item (perf-log).
 @strawberry.input(description="One REST call of a batch.")
 class SubRequestInput:
     path: str = strawberry.field(
         description="Below the upstream's base URL; starts with '/'. Placeholders allowed."
     )
     request_id: strawberry.ID | None = strawberry.field(
-        default=None, description="Unique in the batch; defaults to the item's index."
+        default=UNSET, description="Unique in the batch; defaults to the item's index."
     )
     method: Method = Method.GET
     query: JSON | None = strawberry.field(
-        default=None, description="Parameters as an object; a list value repeats the parameter."
+        default=UNSET, description="Parameters as an object; a list value repeats the parameter."
     )
-    headers: list[HeaderInput] | None = None
-    body: JSON | None = strawberry.field(default=None, description="Any JSON; sent as JSON.")
+    headers: list[HeaderInput] | None = UNSET
+    body: JSON | None = strawberry.field(default=UNSET, description="Any JSON; sent as JSON.")
     depends_on: list[strawberry.ID] | None = strawberry.field(
-        default=None, description="Items that must succeed first, beside those resultOf names."
+        default=UNSET, description="Items that must succeed first, beside those resultOf names."
     )
     upstream: str | None = strawberry.field(
-        default=None, description="A configured upstream; optional when there is only one."
+        default=UNSET, description="A configured upstream; optional when there is only one."
     )
-    timeout_ms: int | None = None
+    timeout_ms: int | None = UNSET
     compensate: CompensationInput | None = strawberry.field(
-        default=None, description="For atomic batches: how to undo this request."
+        default=UNSET, description="For atomic batches: how to undo this request."
     )
     idempotency_key: str | None = strawberry.field(
-        default=None,
+        default=UNSET,
         description="Sent as Idempotency-Key; lets a POST or PATCH be retried safely.",
     )
     for_each: JSON | None = strawberry.field(
-        default=None,
+        default=UNSET,
         description="Fan out: one call per element of a list, such as "
         "'{resultOf(posts)[*].userId}' or a literal JSON list. The other fields may use "
         "{item}, {item.field} and {index}.",
     )
 
 
-def _raw_input(_cls: type, value: Mapping[str, Any], _context: object) -> dict[str, Any]:
-    # A sub-request arrives as graphql-core coerced it: a mapping keyed by GraphQL names, which
-    # is exactly the plain form the engine's parse_batch reads (the REST door sends the same).
-    # Strawberry's own conversion into SubRequestInput instances, recursing through every JSON
-    # body, was the largest cost of a 100-item batch (BENCHMARKS.md); this hook skips it.
-    return {k: v for k, v in value.items() if v is not None}
-
-
-SubRequestInput.__strawberry_definition__.from_input = _raw_input  # type: ignore[attr-defined]
-RawSubRequest = dict[str, Any]
-"""What a resolver receives for each SubRequestInput, by the hook above."""
-
-
 @strawberry.input(description="How to run a batch.")
 class BatchOptionsInput:
-    mode: Mode | None = strawberry.field(default=None, description="PARALLEL by default.")
-    on_error: OnError | None = strawberry.field(default=None, description="CONTINUE by default.")
-    max_concurrency: int | None = None
+    mode: Mode | None = strawberry.field(default=UNSET, description="PARALLEL by default.")
+    on_error: OnError | None = strawberry.field(default=UNSET, description="CONTINUE by default.")
+    max_concurrency: int | None = UNSET
     timeout_ms: int | None = strawberry.field(
-        default=None, description="A deadline for the whole batch, in milliseconds."
+        default=UNSET, description="A deadline for the whole batch, in milliseconds."
     )
     atomic: bool = strawberry.field(
         default=False,
         description="All or nothing: one item at a time in dependency order, stop at the "
         "first failure, then run each succeeded item's compensate request, newest first.",
     )
+
+
+def _graphql_names(cls: type) -> tuple[tuple[str, str], ...]:
+    # (Python name, GraphQL name) of each field, as the schema names them: default naming.
+    names = NameConverter()
+    return tuple(
+        (field.python_name, names.from_field(field))
+        for field in cls.__strawberry_definition__.fields  # type: ignore[attr-defined]
+    )
+
+
+_INPUT_NAMES = {
+    cls: _graphql_names(cls)
+    for cls in (SubRequestInput, CompensationInput, HeaderInput, BatchOptionsInput)
+}
+
+
+def plain_input(value: Any) -> Any:
+    """An input value in the plain form the engine reads, which is what the REST door sends: an
+    input object becomes a mapping keyed by its GraphQL names, without the fields left null.
+    Scalars, enums and JSON values stay as they are (a JSON list is not copied)."""
+    names = _INPUT_NAMES.get(type(value))
+    if names is not None:
+        return {
+            graphql: plain_input(field)
+            for python, graphql in names
+            if (field := getattr(value, python)) is not None and field is not UNSET
+        }
+    if type(value) is list and value and type(value[0]) in _INPUT_NAMES:
+        return [plain_input(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,8 +239,14 @@ class ItemResultType:
         description="The upstream body. `select` keeps only the given paths, such as "
         '["id", "author.name"]; a list body is projected element by element.'
     )
-    def body(self, select: list[str] | None = None) -> JSON | None:
-        return _selected(self.body, select)
+    def body(
+        self, info: strawberry.Info[Context, None], select: list[str] | None = None
+    ) -> JSON | None:
+        # `self` is the engine's ItemResult (see `to_batch_result`), whose `body` is the data.
+        body = cast(ItemResult, self).body
+        if not select:
+            return body
+        return _selected(body, select, info.context.settings.max_select_paths)
 
     @classmethod
     def resolve_type(cls, obj: Any, _info: Any, _type: Any) -> str:
@@ -229,9 +261,7 @@ class ItemResultType:
         return isinstance(obj, ItemResult) and _TYPE_NAMES[obj.state] == cls.__name__
 
 
-def _selected(body: Any, select: list[str] | None, max_paths: int = 64) -> Any:
-    if not select:
-        return body
+def _selected(body: Any, select: list[str], max_paths: int) -> Any:
     if len(select) > max_paths:
         raise GraphQLError(
             f"body(select:) names {len(select)} paths; at most {max_paths} (max_select_paths)",
@@ -242,12 +272,6 @@ def _selected(body: Any, select: list[str] | None, max_paths: int = 64) -> Any:
     except TemplateSyntaxError as exc:
         raise GraphQLError(str(exc), extensions={"code": ErrorCode.INVALID_INPUT}) from None
     return project(body, paths)
-
-
-def _resolve_body(source: Any, info: Any, select: list[str] | None = None) -> Any:
-    if not select:
-        return source.body
-    return _selected(source.body, select, info.context.settings.max_select_paths)
 
 
 @strawberry.type(description="The upstream answered with a status below 400.")
@@ -325,35 +349,18 @@ _TYPE_NAMES: dict[State, str] = {
 async def _batch(
     ctx: Context,
     scope: str,
-    requests: list[RawSubRequest],
-    options: Mapping[str, Any] | None,
+    requests: list[SubRequestInput],
+    options: BatchOptionsInput | None,
     *,
     read_only: bool,
 ) -> BatchResult:
+    items = [plain_input(r) for r in requests]
+    present = None if options is None else _present_options(plain_input(options))
     try:
-        outcome = await run_batch(requests, options, ctx, read_only=read_only, scope=scope)
+        outcome = await run_batch(items, present, ctx, read_only=read_only, scope=scope)
     except BatchRejected as exc:
         raise rejection_error(exc) from None
     return to_batch_result(outcome)
-
-
-def _direct_batch(*, read_only: bool) -> Callable[..., Awaitable[BatchResult]]:
-    """The `batch` resolver as graphql-core calls it, with its arguments as coerced: Strawberry's
-    argument conversion visits every value of every item, and the engine wants the plain
-    values anyway. Installed by `_resolve_directly`; the Strawberry resolvers below declare the
-    fields (and behave the same if ever called)."""
-
-    async def resolve(
-        _root: object,
-        info: GraphQLResolveInfo[Context],
-        requests: list[Mapping[str, Any]],
-        options: Mapping[str, Any] | None = None,
-    ) -> BatchResult:
-        items = [_raw_input(SubRequestInput, r, None) for r in requests]
-        present = None if options is None else _present_options(options)
-        return await _batch(info.context, str(info.path.key), items, present, read_only=read_only)
-
-    return resolve
 
 
 def _present_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -371,26 +378,12 @@ def rejection_error(exc: BatchRejected) -> GraphQLError:
     return GraphQLError(str(exc), extensions=extensions)
 
 
-def _raw_options(options: BatchOptionsInput | None) -> dict[str, Any] | None:
-    if options is None:
-        return None
-    return _present_options(
-        {
-            "mode": options.mode,
-            "onError": options.on_error,
-            "maxConcurrency": options.max_concurrency,
-            "timeoutMs": options.timeout_ms,
-            "atomic": options.atomic,
-        }
-    )
-
-
 def to_batch_result(outcome: BatchOutcome) -> BatchResult:
     """The GraphQL value of a batch outcome.
 
     Its items are the engine's own `ItemResult`s: their attributes, and those of the errors,
     elements and rollbacks they hold, have the names the result types declare, so graphql-core
-    reads them as they are (see `_resolve_directly`). Building a Strawberry object for each item
+    reads them as they are (`body` has the one resolver). Building a Strawberry object for each item
     and each of its parts only to read it back was measurable (BENCHMARKS.md).
     """
     return BatchResult(
@@ -428,10 +421,7 @@ class Query:
         requests: list[SubRequestInput],
         options: BatchOptionsInput | None = None,
     ) -> BatchResult | None:
-        items = cast(list[RawSubRequest], requests)  # dicts, by SubRequestInput's from_input
-        return await _batch(
-            info.context, str(info.path.key), items, _raw_options(options), read_only=True
-        )
+        return await _batch(info.context, str(info.path.key), requests, options, read_only=True)
 
 
 @strawberry.type
@@ -449,10 +439,7 @@ class Mutation:
         requests: list[SubRequestInput],
         options: BatchOptionsInput | None = None,
     ) -> BatchResult | None:
-        items = cast(list[RawSubRequest], requests)  # dicts, by SubRequestInput's from_input
-        return await _batch(
-            info.context, str(info.path.key), items, _raw_options(options), read_only=False
-        )
+        return await _batch(info.context, str(info.path.key), requests, options, read_only=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -467,27 +454,9 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         types=list(_RESULT_CLASSES),
         extensions=schema_extensions(limits or QueryLimits()),
         execution_context_class=ReleasingExecutionContext,
+        config=StrawberryConfig(name_converter=RememberedNames()),
     )
-    _resolve_directly(schema)
     return schema
 
 
 _RESULT_CLASSES = (Succeeded, Failed, Skipped, Cancelled)
-
-
-def _resolve_directly(schema: strawberry.Schema) -> None:
-    # The hot fields resolve without Strawberry's per-call wrappers; each saved several percent
-    # of a 100-item batch's CPU, by instruction count. `batch` takes its arguments as coerced
-    # (see `_direct_batch`).
-    for root, read_only in (("Query", True), ("Mutation", False)):
-        root_type = schema._schema.get_type(root)
-        assert isinstance(root_type, GraphQLObjectType)
-        root_type.fields["batch"].resolve = _direct_batch(read_only=read_only)
-    # `body` is the one result field with an argument, and Strawberry wraps such resolvers in
-    # argument conversion and extension hooks, a measurable cost per item (BENCHMARKS.md).
-    # Its declaration (and so the exported schema) stays Strawberry's; only the function
-    # graphql-core calls is swapped for one that reads the argument as it is.
-    for cls in _RESULT_CLASSES:
-        result_type = schema._schema.get_type(cls.__name__)
-        assert isinstance(result_type, GraphQLObjectType)
-        result_type.fields["body"].resolve = _resolve_body
