@@ -282,7 +282,7 @@ async def test_a_call_rendered_past_its_size_fails_unsent(
             {"id": "small", "method": "POST", "path": "/p", "body": {"b": "{resultOf(big).blob}"}},
         ],
     )
-    out = {r["id"]: r for r in (await resp.json())["responses"]}
+    out = {r["id"]: r for r in (await resp.json())}
     assert out["copy"]["error"]["code"] == "REQUEST_TOO_LARGE"
     assert "max_rendered_call_bytes (4000)" in out["copy"]["error"]["message"]
     assert out["small"]["error"]["code"] == "REQUEST_TOO_LARGE"
@@ -298,7 +298,7 @@ async def test_expansion_is_capped_for_the_whole_batch(
     client = await make_gateway(upstream_url, max_rendered_batch_bytes=50_000)
     copies = [{"method": "POST", "path": "/p", "body": "{resultOf(big)}"} for _ in range(20)]
     resp = await client.post("/batch", json=[{"id": "big", "path": "/big"}, *copies])
-    out = (await resp.json())["responses"][1:]
+    out = (await resp.json())[1:]
     sent = [r for r in out if r["state"] == "SUCCEEDED"]
     refused = [r for r in out if r.get("error", {}).get("code") == "BATCH_TOO_LARGE"]
     assert len(sent) == 4 and len(refused) == 16  # 4 x ~10 KB fit in 50 KB
@@ -328,6 +328,6 @@ async def test_a_literal_fan_out_of_max_fanout_elements_is_counted_once(
 ) -> None:
     client = await make_gateway(upstream_url, max_fanout=50)
     resp = await client.post("/batch", json=[{"forEach": list(range(50)), "path": "/x/{item}"}])
-    (out,) = (await resp.json())["responses"]
+    (out,) = await resp.json()
     assert out["state"] == "SUCCEEDED" and len(out["elements"]) == 50
     assert len(service.calls) == 50

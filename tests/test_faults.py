@@ -187,7 +187,7 @@ async def test_an_upstream_header_outside_latin1_reaches_both_doors_and_cookies_
 ) -> None:
     name = "caf\u00e9 \u2603 \U0001f600"
     resp = await gateway.post("/batch", json=[{"path": "/utf8header"}])
-    (out,) = (await resp.json())["responses"]
+    (out,) = await resp.json()
     assert out["headers"]["X-Name"].encode("utf-8", "surrogateescape") == name.encode()
     assert "Set-Cookie" not in out["headers"]
     boundary = "b"

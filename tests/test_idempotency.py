@@ -111,7 +111,7 @@ async def test_retry_after_a_dropped_connection_posts_exactly_once(
     gate.set()
     resp = await retry
     assert resp.headers["Idempotent-Replayed"] == "true"
-    assert (await resp.json())["responses"][0]["status"] == 201
+    assert (await resp.json())[0]["status"] == 201
     assert service.lines == ["POST /orders"]
 
 

@@ -101,12 +101,13 @@ async def test_bare_array_with_post_put_and_delete(
         ],
     )
     assert status == 200
-    assert [(r["id"], r["status"]) for r in out["responses"]] == [
+    # A bare array in, a bare array of responses out, in order (DESIGN §2).
+    assert [(r["id"], r["status"]) for r in out] == [
         ("create", 201),
         ("update", 200),
         ("delete", 204),
     ]
-    assert out["responses"][2]["body"] is None
+    assert out[2]["body"] is None
     assert service.lines == ["POST /items", "PUT /items/7", "DELETE /items/7"]
     assert service.calls[1].json == {"name": "b"}
 
@@ -409,4 +410,37 @@ async def test_settings_from_urls_serve_both_doors(
     service.route("GET", "/a", json={"ok": True})
     client = await aiohttp_client(create_app(Settings.from_upstream_urls([upstream_url])))
     status, out, _ = await post_json(client, [{"path": "/a"}])
-    assert (status, out["responses"][0]["body"]) == (200, {"ok": True})
+    assert (status, out[0]["body"]) == (200, {"ok": True})
+
+
+async def test_integrator_batch_key_and_odata_path(
+    service: FakeService, gateway: TestClient
+) -> None:
+    # An integrator's import, byte for byte: {"batch": [...]} on /$batch (OData and Microsoft
+    # Graph's path), with Graph's `id` and `url` without a leading slash.
+    service.route("POST", "/items", status=201, json={"id": 9})
+    raw = (
+        b'{"batch":[{"id":"a","method":"POST","url":"items","body":{"name":"x"},'
+        b'"headers":{"Content-Type":"application/json"}},'
+        b'{"id":"b","method":"GET","url":"items/{resultOf(a).id}"}]}'
+    )
+    service.route("GET", "/items/9", json={"id": 9, "name": "x"})
+    resp = await gateway.post("/$batch", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status == 200
+    out = await resp.json()
+    assert [(r["id"], r["status"], r["body"]) for r in out["responses"]] == [
+        ("a", 201, {"id": 9}),
+        ("b", 200, {"id": 9, "name": "x"}),
+    ]
+    assert service.lines == ["POST /items", "GET /items/9"]
+
+
+async def test_odata_path_answers_like_batch(service: FakeService, gateway: TestClient) -> None:
+    service.route("GET", "/items/1", json={"id": 1})
+    raw = b'[{"id":"1","method":"GET","url":"/items/1"}]'
+    answers = []
+    for path in ("/batch", "/$batch"):
+        resp = await gateway.post(path, data=raw, headers={"Content-Type": "application/json"})
+        answers.append((resp.status, await resp.json()))
+    assert answers[0] == answers[1]
+    assert answers[0][1][0]["status"] == 200

@@ -54,7 +54,9 @@ OUTSTANDING: Final = web.AppKey("outstanding", OutstandingCalls)
 IDENTIFIER: Final = web.AppKey("identifier", Identifier)
 CONTEXT: Final = web.RequestKey("context", BatchContext)
 """The request's BatchContext, made once by the `_front_door` middleware for both doors."""
-_BATCH_DOORS = frozenset({"/batch", "/graphql"})
+REST_DOORS = ("/batch", "/$batch")
+"""The REST door's paths: ours, and OData's and Microsoft Graph's."""
+_BATCH_DOORS = frozenset({*REST_DOORS, "/graphql"})
 IDEMPOTENCY: Final = web.AppKey("idempotency", MemoryIdempotencyStore)
 
 
@@ -222,7 +224,8 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     )
     app.cleanup_ctx.append(_client_ctx)
     app.router.add_route("*", "/graphql", BatchView(settings=settings))
-    app.router.add_post("/batch", _rest_batch)
+    for path in REST_DOORS:
+        app.router.add_post(path, _rest_batch)
     app.router.add_get("/healthz", _healthz)
     if landing_query is not None:
         target = "/graphql?q=" + quote(landing_query, safe="")
@@ -260,10 +263,12 @@ async def _rest_batch(request: web.Request) -> web.StreamResponse:
 
 async def _json_batch(request: web.Request, ctx: BatchContext) -> web.Response:
     document = _strict_json(await request.read(), ctx.settings.max_json_depth)
-    items, options = items_from_json(document)
-    options = options_from_prefer(request.headers.get("Prefer"), options)
-    outcome = await run_batch(items, options, ctx)
-    return web.json_response(responses_json(outcome), headers=_answer_headers(outcome))
+    batch = items_from_json(document)
+    options = options_from_prefer(request.headers.get("Prefer"), batch.options)
+    outcome = await run_batch(batch.items, options, ctx)
+    return web.json_response(
+        responses_json(outcome, bare=batch.bare), headers=_answer_headers(outcome)
+    )
 
 
 async def _multipart_batch(request: web.Request, ctx: BatchContext) -> web.Response:

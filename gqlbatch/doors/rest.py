@@ -1,12 +1,14 @@
 """The REST door's JSON format, and how any item result reads as an HTTP response.
 
-`{"requests": [...]}` or a bare array in, `{"responses": [...]}` out, in request order. Items
+`{"requests": [...]}` or `{"batch": [...]}` in, `{"responses": [...]}` out; a bare array in,
+a bare array out; in request order. Items
 may be written as gqlbatch writes them (`requestId`, `path`) or in the Microsoft Graph style
 (`id`, `url`, `dependsOn`). Pure: `app.py` reads the request and writes the response.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
@@ -16,6 +18,7 @@ from gqlbatch.core.types import JSON, Headers
 from gqlbatch.core.wire import FRAMING_HEADERS, HOP_BY_HOP_HEADERS, BodyEncoding
 
 __all__ = [
+    "JsonBatch",
     "error_body",
     "http_status",
     "items_from_json",
@@ -48,25 +51,39 @@ _REJECTION_STATUS = {
 _DROPPED_HEADERS = FRAMING_HEADERS | HOP_BY_HOP_HEADERS | {"content-encoding"}
 
 
-def items_from_json(document: JSON) -> tuple[object, JSON]:
-    """The items and options of a JSON batch, in the plain form `run_batch` reads.
+@dataclass(frozen=True, slots=True)
+class JsonBatch:
+    """A JSON batch as the door read it: its items and options in the plain form `run_batch`
+    reads, and the shape it came in, which its answer keeps."""
+
+    items: object
+    options: JSON
+    bare: bool
+    """A bare array of requests, answered with a bare array of responses."""
+
+
+def items_from_json(document: JSON) -> JsonBatch:
+    """The items and options of a JSON batch: `{"requests": [...]}`, `{"batch": [...]}` or a
+    bare array of requests.
 
     Raises:
-        BatchRejected: the document is neither a list nor an object with `requests`.
+        BatchRejected: the document is none of these.
     """
     if isinstance(document, list):
-        return [_item(raw) for raw in document], None
-    if not isinstance(document, dict) or "requests" not in document:
+        return JsonBatch([_item(raw) for raw in document], None, bare=True)
+    key = next((k for k in _LIST_KEYS if isinstance(document, dict) and k in document), None)
+    if not isinstance(document, dict) or key is None:
         raise BatchRejected(
             [
                 Problem(
                     ErrorCode.INVALID_INPUT,
-                    'a JSON batch is {"requests": [...]} or a bare array of requests',
+                    'a JSON batch is {"requests": [...]}, {"batch": [...]} or a bare array of '
+                    "requests",
                     field="requests",
                 )
             ]
         )
-    requests = document["requests"]
+    requests = document[key]
     items = [_item(raw) for raw in requests] if isinstance(requests, list) else requests
     options = document.get("options")
     top = {k: document[k] for k in OPTION_KEYS if k in document}
@@ -75,7 +92,12 @@ def items_from_json(document: JSON) -> tuple[object, JSON]:
     elif options is None:
         options = top or None
     # Anything else is left as it is, for validation to refuse with a clear problem.
-    return items, options
+    return JsonBatch(items, options, bare=False)
+
+
+_LIST_KEYS = ("requests", "batch")
+"""The keys a JSON batch object may carry its requests under: ours and Microsoft Graph's, and
+the integrators' `batch`."""
 
 
 def _item(raw: JSON) -> JSON:
@@ -115,9 +137,14 @@ def options_from_prefer(
     return options
 
 
-def responses_json(outcome: BatchOutcome) -> dict[str, JSON]:
-    """`{"responses": [...]}`: one per item, in request order."""
-    document: dict[str, JSON] = {"responses": [_response(r) for r in outcome.results]}
+def responses_json(outcome: BatchOutcome, *, bare: bool = False) -> JSON:
+    """`{"responses": [...]}`: one per item, in request order; a bare array when *bare*, for a
+    batch that came as one (an atomic batch's `rolledBack` is then each response's `state`
+    and `rollback`)."""
+    responses: list[JSON] = [_response(r) for r in outcome.results]
+    if bare:
+        return responses
+    document: dict[str, JSON] = {"responses": responses}
     if outcome.rolled_back:
         document["rolledBack"] = True
     return document
