@@ -117,7 +117,7 @@ def flaky(failures: list[tuple[int, dict[str, str]]]) -> Any:
 QUERY = """mutation($r: [SubRequestInput!]!, $o: BatchOptionsInput) {
   batch(requests: $r, options: $o) {
     items { state status attempts body error { code } }
-    stats { upstreamCalls }
+    stats { callsRequested upstreamCalls callsSaved retries }
   }
 }"""
 
@@ -147,7 +147,14 @@ async def test_throttled_read_is_retried_inside_the_batch(
         "body": {"ok": True},
         "error": None,
     }
-    assert out["stats"]["upstreamCalls"] == 3
+    # One call, two retries: every stat a count that cannot go below zero (callsSaved was
+    # 1 - 3 = -2 when retries counted as calls).
+    assert out["stats"] == {
+        "callsRequested": 1,
+        "upstreamCalls": 1,
+        "callsSaved": 0,
+        "retries": 2,
+    }
     assert len(service.calls) == 3
 
 

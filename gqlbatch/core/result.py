@@ -106,8 +106,10 @@ class BatchStats:
         sub_requests: items in the batch.
         calls_requested: upstream calls the items asked for (a forEach item asks one per
             element; skipped and cancelled items ask none).
-        upstream_calls: calls actually sent upstream.
-        calls_saved: calls_requested minus upstream_calls.
+        upstream_calls: calls actually sent upstream, each counted once.
+        calls_saved: calls_requested minus upstream_calls; never negative.
+        retries: attempts beyond each call's first; upstream saw upstream_calls + retries
+            requests.
         saved_by_dedupe: reads answered by an identical read of the same batch.
         saved_by_bulk: lookups answered by a plural call, minus the plural calls made.
         wall_ms: time from the first item starting to the last finishing.
@@ -125,6 +127,7 @@ class BatchStats:
     wall_ms: float
     critical_path_ms: float
     response_bytes: int = 0
+    retries: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -300,7 +300,9 @@ class BatchStatsType:
     calls_requested: int = strawberry.field(
         description="Upstream calls the items asked for; a forEach item asks one per element."
     )
-    upstream_calls: int = strawberry.field(description="Calls actually sent upstream.")
+    upstream_calls: int = strawberry.field(
+        description="Calls actually sent upstream, each counted once however many attempts it took."
+    )
     calls_saved: int = strawberry.field(description="callsRequested minus upstreamCalls.")
     saved_by_dedupe: int = strawberry.field(
         description="Reads answered by an identical read of the same batch."
@@ -315,6 +317,10 @@ class BatchStatsType:
     response_bytes: int = strawberry.field(
         description="Upstream body bytes the batch read; the request may read "
         "max_batch_response_bytes in all."
+    )
+    retries: int = strawberry.field(
+        description="Attempts beyond each call's first; the upstream saw upstreamCalls + "
+        "retries requests."
     )
 
 
@@ -405,6 +411,7 @@ def _to_stats(stats: BatchStats) -> BatchStatsType:
         wall_ms=round(stats.wall_ms, 3),
         critical_path_ms=round(stats.critical_path_ms, 3),
         response_bytes=stats.response_bytes,
+        retries=stats.retries,
     )
 
 

@@ -115,6 +115,7 @@ async def run_batch(
                 "states": dict(Counter(r.state.value for r in outcome.results)),
                 "upstream_calls": 0 if outcome.replayed else outcome.stats.upstream_calls,
                 "calls_saved": outcome.stats.calls_saved,
+                "retries": 0 if outcome.replayed else outcome.stats.retries,
             },
         )
     return outcome
@@ -236,5 +237,6 @@ async def _execute(
         wall_ms=execution.wall_ms,
         critical_path_ms=execution.critical_path_ms,
         response_bytes=budget.response_bytes,
+        retries=loaders.retries,
     )
     return BatchOutcome(results, stats)

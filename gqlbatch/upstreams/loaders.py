@@ -119,7 +119,8 @@ class Loaders:
 
     Attributes:
         requested: calls items asked for.
-        sent: calls that went upstream.
+        sent: calls that went upstream, each once, however many attempts it took.
+        retries: attempts beyond each call's first (so upstream saw `sent + retries` requests).
         deduplicated: reads answered by an identical read of this batch.
         merged: lookups answered by a plural call, minus the plural calls made.
     """
@@ -131,6 +132,7 @@ class Loaders:
         self._seen: set[UpstreamCall] = set()
         self.requested = 0
         self.sent = 0
+        self.retries = 0
         self.deduplicated = 0
         self.merged = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -171,14 +173,19 @@ class Loaders:
         return dataclasses.replace(outcome, coalesced=True) if coalesced else outcome
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
-        """Send one call upstream, counting every attempt it took."""
+        """Send one call upstream, counting it and the retries it took."""
         try:
             response = await self._send(call)
         except UpstreamError as exc:
-            self.sent += exc.attempts
+            self._count(exc.attempts)
             raise
-        self.sent += response.attempts
+        self._count(response.attempts)
         return response
+
+    def _count(self, attempts: int) -> None:
+        # A call refused before it went out (its budget spent) took no attempt.
+        self.sent += min(attempts, 1)
+        self.retries += max(attempts - 1, 0)
 
     async def send_bulk(self, group: BulkGroup) -> dict[str, UpstreamResponse]:
         """Send a plural call and split its answer by key."""
