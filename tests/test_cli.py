@@ -32,6 +32,11 @@ from tests.processes import SERVING, gqlbatch_process, printed
         ),
         (["serve", "--upstream", "1bad=http://a"], "upstream name '1bad' must be a letter"),
         (["demo", "--port", "abc"], "invalid int value: 'abc'"),
+        (["demo", "--port", "99999"], "argument --port: 99999 is not a port (0 to 65535)"),
+        (["demo", "--port", "-1"], "argument --port: -1 is not a port (0 to 65535)"),
+        (["demo", "--api-port", "70000"], "argument --api-port: 70000 is not a port"),
+        (["demo", "--latency-ms", "-5"], "argument --latency-ms: -5 is not a duration"),
+        (["demo", "--latency-ms", "nan"], "argument --latency-ms: nan is not a duration"),
         (["nonsense"], "invalid choice: 'nonsense'"),
     ],
     ids=[
@@ -42,6 +47,11 @@ from tests.processes import SERVING, gqlbatch_process, printed
         "duplicate",
         "bad-name",
         "bad-port",
+        "port-too-high",
+        "port-negative",
+        "api-port-too-high",
+        "negative-latency",
+        "nan-latency",
         "bad-command",
     ],
 )
@@ -126,9 +136,47 @@ def test_environment_overrides_reach_serve(capsys: pytest.CaptureFixture[str]) -
         ["serve", "--upstream", "http://127.0.0.1:1"], environ={"GQLBATCH_LIMITS__MAX_ITEMS": "-3"}
     )
     assert code == 2
-    assert "--upstream: limits.max_items must be a positive integer, got -3" in (
-        capsys.readouterr().err
+    # The variable is named, not the flag it overrides.
+    assert capsys.readouterr().err == (
+        "gqlbatch: error: GQLBATCH_LIMITS__MAX_ITEMS: limits.max_items must be a positive "
+        "integer, got -3\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"GQLBATCH_LIMITS__NOPE": "1"}, "GQLBATCH_LIMITS__NOPE: unknown key limits.nope"),
+        ({"GQLBATCH_SERVER__PORT": "-1"}, "GQLBATCH_SERVER__PORT: server.port must be a port"),
+        ({"GQLBATCH_LIMITS": "1"}, "GQLBATCH_LIMITS: limits must be a table"),
+    ],
+)
+def test_a_bad_variable_is_named(
+    environ: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--upstream", "http://127.0.0.1:1"], environ=environ) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"gqlbatch: error: {message}"), err
+
+
+def test_a_port_out_of_range_in_the_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gqlbatch.toml"
+    config.write_text('[server]\nport = 99999\n[upstreams.a]\nbase_url = "http://127.0.0.1:1"\n')
+    assert main(["serve", "--config", str(config)], environ={}) == 2
+    assert capsys.readouterr().err == (
+        f"gqlbatch: error: {config}: server.port must be a port (0 to 65535), got 99999\n"
+    )
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"gqlbatch {metadata.version('gqlbatch')}\n"
 
 
 async def test_serve_with_a_config_file_uses_its_bulk_routes(
@@ -175,3 +223,20 @@ async def test_sigterm_stops_the_server_cleanly(sample_url: str) -> None:
     assert await asyncio.wait_for(proc.wait(), 10) == 0
     _, err = await proc.communicate()
     assert b"Traceback" not in err
+
+
+async def test_demo_puts_its_sample_api_on_the_port_asked() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port free a moment ago; the demo binds it next
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with (
+        gqlbatch_process(
+            "demo", "--api-port", str(port), printing=r"sample REST API at (http://\S+) "
+        ) as api_url,
+        aiohttp.ClientSession() as http,
+    ):
+        assert api_url == f"http://127.0.0.1:{port}"
+        async with http.get(api_url + "/users/1") as resp:
+            assert (await resp.json())["id"] == 1

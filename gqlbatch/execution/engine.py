@@ -6,7 +6,6 @@ the `BatchOutcome`; it never builds plans or loaders itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -163,7 +162,8 @@ def _log_batch(ctx: BatchContext, started: float, fields: dict[str, object]) -> 
         **fields,
         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
     }
-    batch_log.info(json.dumps(line, separators=(",", ":")))
+    # The fields are the line: a JSON log writes them as its keys, a text log as one object.
+    batch_log.info("batch", extra={"fields": line})
 
 
 async def _run(items: object, options: object, ctx: BatchContext, read_only: bool) -> BatchOutcome:

@@ -10,12 +10,11 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import logging
 import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -26,6 +25,7 @@ from gqlbatch.doors.listener import running
 from gqlbatch.doors.schema import build_schema
 from gqlbatch.ops.config_file import settings_from_mapping, settings_from_toml
 from gqlbatch.ops.demo import EXAMPLE_QUERY, sample_api
+from gqlbatch.ops.logs import LOG_FORMATS, configure_logging
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -40,10 +40,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     args.environ = os.environ if environ is None else environ
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     try:
         return int(args.run(args))
     except ConfigError as exc:
@@ -60,6 +57,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gqlbatch", description="A GraphQL batching gateway for REST APIs.")
+    parser.add_argument("--version", action="version", version=f"gqlbatch {_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="serve /graphql in front of REST upstreams")
@@ -76,13 +74,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="[NAME=]URL",
         help="a REST service to front; repeat as name=URL for several",
     )
-    _add_listen_args(serve)
+    _add_listen_args(serve, log_format="json")
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="serve in front of a built-in sample REST API")
-    _add_listen_args(demo)
+    _add_listen_args(demo, log_format="text")
     demo.add_argument(
-        "--latency-ms", type=float, default=0.0, help="delay every sample API response by this much"
+        "--latency-ms",
+        type=_milliseconds,
+        default=0.0,
+        help="delay every sample API response by this much",
+    )
+    demo.add_argument(
+        "--api-port",
+        type=_port,
+        default=0,
+        help="port for the sample REST API, on the same host (default: any free port)",
     )
     demo.add_argument(
         "--no-bulk",
@@ -97,17 +104,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_listen_args(parser: argparse.ArgumentParser) -> None:
+def _add_listen_args(parser: argparse.ArgumentParser, *, log_format: str) -> None:
     parser.add_argument(
         "--log-level",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="INFO writes one line per batch (default); WARNING only problems",
     )
+    parser.add_argument(
+        "--log-format",
+        default=log_format,
+        choices=LOG_FORMATS,
+        help=f"json: one JSON object per line; text: for a person (default {log_format})",
+    )
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument(
-        "--port", type=int, help=f"port to listen on, 0 for any (default {DEFAULT_PORT})"
+        "--port", type=_port, help=f"port to listen on, 0 for any (default {DEFAULT_PORT})"
     )
+
+
+def _port(text: str) -> int:
+    port: int = _number(text, int)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0 to 65535)")
+    return port
+
+
+def _milliseconds(text: str) -> float:
+    value: float = _number(text, float)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a duration (0 or more milliseconds)")
+    return value
+
+
+def _number(text: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+
+
+def _version() -> str:
+    try:
+        return metadata.version("gqlbatch")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -156,7 +197,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _demo_forever(args: argparse.Namespace, host: str, port: int) -> None:
-    async with running(sample_api(latency_ms=args.latency_ms)) as api_url:
+    async with _listening(sample_api(latency_ms=args.latency_ms), host, args.api_port) as api_url:
         settings = demo_settings(api_url, args.environ, bulk=not args.no_bulk)
         app = create_app(settings, landing_query=EXAMPLE_QUERY)
         async with _listening(app, host, port) as url:

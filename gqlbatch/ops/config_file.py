@@ -7,6 +7,7 @@ becomes one ConfigError naming the key and why, such as
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from typing import Any
@@ -106,18 +107,33 @@ def settings_from_mapping(
     data: dict[str, Any], env: Mapping[str, str] | None = None, *, source: str = "config"
 ) -> tuple[Settings, dict[str, Any]]:
     """The same as `settings_from_toml`, for a document already parsed (or built by the CLI)."""
+    overridden: dict[str, str] = {}
     try:
         for name, value in sorted((env or {}).items()):
             if name.startswith(ENV_PREFIX):
-                _override(data, name, value)
+                overridden[_override(data, name, value)] = name
         server = _table(data.get("server"), "server", _SERVER)
+        if not 0 <= server.get("port", 0) <= 65535:
+            raise ConfigError(f"server.port must be a port (0 to 65535), got {server['port']}")
         listen = {k: v for k, v in server.items() if k in _LISTEN}
         return _settings(data, {k: v for k, v in server.items() if k not in _LISTEN}), listen
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
+        message = str(exc)
+        if message.startswith(ENV_PREFIX):  # already names its variable
+            raise
+        raise ConfigError(f"{_blamed(message, overridden, source)}: {message}") from exc
 
 
-def _override(data: dict[str, Any], name: str, value: str) -> None:
+def _blamed(message: str, overridden: Mapping[str, str], source: str) -> str:
+    # Every message names its dotted key first (or after "unknown key"): a key an environment
+    # variable set is that variable's mistake, not the file's or the flag's.
+    for key, name in overridden.items():
+        if re.match(rf"(unknown key )?{re.escape(key)}\b", message):
+            return name
+    return source
+
+
+def _override(data: dict[str, Any], name: str, value: str) -> str:
     # GQLBATCH_LIMITS__MAX_ITEMS=50 sets limits.max_items; "__" separates the levels. The value
     # is read as a TOML value when it is one (50, true, ["a", "b"]) and as a string otherwise.
     path = name[len(ENV_PREFIX) :].lower().split("__")
@@ -130,6 +146,7 @@ def _override(data: dict[str, Any], name: str, value: str) -> None:
         node[path[-1]] = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         node[path[-1]] = value
+    return ".".join(path)
 
 
 _KIND_NAMES = {str: "string", bool: "boolean (true or false)", list: "list", int: "integer"}
