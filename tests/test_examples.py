@@ -67,3 +67,24 @@ async def test_example_runs(name: str, demo_url: str) -> None:
     assert proc.returncode == 0, err.decode()
     for expected in EXPECTED[name]:
         assert expected in text, text
+
+
+def test_the_examples_extra_installs_what_the_python_examples_import() -> None:
+    import ast
+    import tomllib
+
+    project = tomllib.loads((EXAMPLES.parent / "pyproject.toml").read_text())["project"]
+    extra = {
+        req.split("[")[0].split(">")[0] for req in project["optional-dependencies"]["examples"]
+    }
+    installed = {req.split(">")[0].split("[")[0] for req in project["dependencies"]} | extra
+    for path in EXAMPLES.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {
+            (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        }
+        third_party = {m for m in imported if m not in sys.stdlib_module_names}
+        assert third_party <= installed | {"gqlbatch"}, (path.name, third_party - installed)
