@@ -378,12 +378,17 @@ async def test_graphql_over_http_media_types(
     assert (good.status, good.content_type) == (200, media)
     bad = await gateway.post("/graphql", headers={"Accept": accept}, json={"query": "{ nope }"})
     assert (bad.status, bad.content_type) == (bad_status, media)
+    assert "data" not in await bad.json()  # validation failed: no execution, no data entry
+    unparsed = await gateway.post("/graphql", headers={"Accept": accept}, json={"query": "{"})
+    assert (unparsed.status, unparsed.content_type) == (bad_status, media)
+    assert "data" not in await unparsed.json()  # graphql-http audits D586 and 5E5B
     rejected = await gateway.post(
         "/graphql",
         headers={"Accept": accept},
         json={"query": '{ batch(requests: [{path: "x"}]) { items { status } } }'},
     )
     assert rejected.status == 200  # a rejected batch is a field error: data is present, null
+    assert (await rejected.json())["data"] == {"batch": None}
 
 
 async def test_a_websocket_upgrade_still_reaches_strawberry(gateway: TestClient) -> None:

@@ -132,10 +132,16 @@ class BatchView(GraphQLView[Context, None]):
 
     def create_response(self, response_data: Any, sub_response: web.Response) -> web.Response:
         media = sub_response.content_type
+        request_error = _is_request_error(response_data)
+        if request_error:
+            # A request that never reached execution (it did not parse or validate) has no
+            # `data` entry at all (GraphQL spec, "Response Format"; graphql-http's audits D586
+            # and 5E5B); Strawberry writes `"data": null`. A field error keeps its data.
+            response_data = {k: v for k, v in response_data.items() if k != "data"}
         response = super().create_response(response_data, sub_response)
         if media == GRAPHQL_RESPONSE:
             response.content_type = GRAPHQL_RESPONSE
-            if _is_request_error(response_data):
+            if request_error:
                 response.set_status(400)
         return response
 

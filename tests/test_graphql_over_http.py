@@ -1,0 +1,67 @@
+"""graphql-http's server audits, the GraphQL over HTTP spec's own test suite, against a real
+gateway: every audit must pass (61 of 61 with graphql-http 1.23.1).
+
+The audits are an npm package; the test installs it once, pinned, into a cache directory
+with the machine's npm (the npm registry is one the CI machine reaches), and runs them with
+node. Without node or npm it is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gqlbatch import Settings, create_app, running
+
+PACKAGES = ("graphql-http@1.23.1", "graphql@16.15.0")
+AUDIT = Path(__file__).parent / "audit" / "audit.cjs"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gqlbatch-audit"
+
+
+@pytest.fixture(scope="module")
+def audit_packages() -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed to run graphql-http's audits")
+    stamp = CACHE / ("installed-" + "-".join(PACKAGES).replace("@", "_").replace("/", "_"))
+    if not stamp.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(CACHE),
+                *PACKAGES,
+            ],
+            check=True,
+            timeout=180,
+        )
+        stamp.touch()
+    return CACHE / "node_modules"
+
+
+@pytest.mark.timeout(240)
+async def test_every_graphql_over_http_audit_passes(audit_packages: Path) -> None:
+    import asyncio
+
+    settings = Settings.from_upstream_urls(["http://127.0.0.1:9"])
+    async with running(create_app(settings)) as url:
+        proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(AUDIT),
+            url + "/graphql",
+            str(audit_packages),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    lines = out.decode().splitlines()
+    assert proc.returncode == 0 and lines, err.decode()
+    assert lines == ["61/61"], "\n".join(lines)
