@@ -43,7 +43,8 @@ query Screen($userPath: String!) {
 
 async def main() -> int:
     async with Client(transport=AIOHTTPTransport(url=URL)) as session:
-        result = await session.execute(SCREEN, variable_values={"userPath": "/users/1"})
+        SCREEN.variable_values = {"userPath": "/users/1"}
+        result = await session.execute(SCREEN)
     batch = result["batch"]
     user = batch["user"]["body"]
     print(f"user {user['id']}: {user['name']}")

@@ -17,6 +17,10 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 REST_EXAMPLES = {"rest_batch.py", "multipart_batch.sh"}
 EXPECTED = {
     "screen.py": ["user 1: Ada", "posts, first: Post 1", "3 sub-requests, 3 upstream calls"],
+    "websocket.py": [
+        "graphql-ws: 200 {'id': 1, 'name': 'Ada'",
+        "graphql-ws: 200 {'id': 3, 'name': 'Alan'",
+    ],
     "rest_batch.py": ["1 200 {'id': 3, 'name': 'Alan'", "2 201 {'userId': 3, 'title': 'Posted"],
     "multipart_batch.sh": [
         "Content-ID: <create>",

@@ -8,6 +8,7 @@ translates its wire formats (`rest.py`, `multipart.py`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Final, TypeGuard
@@ -146,7 +147,12 @@ class BatchView(GraphQLView[Context, None]):
         return response
 
     async def get_context(self, request: web.Request, response: object) -> Context:
-        return request[CONTEXT]
+        context = request[CONTEXT]
+        if isinstance(response, web.WebSocketResponse):
+            # One context serves every operation of the connection: each operation gets a
+            # budget of its own from OperationBudget, as each HTTP request does.
+            return dataclasses.replace(context, budget=None)
+        return context
 
 
 def batch_context(request: web.Request) -> BatchContext:

@@ -10,7 +10,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import strawberry
@@ -30,6 +30,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gqlbatch.core.errors import ErrorCode, mask_internal
 from gqlbatch.doors.query_shape import LiteralRangeRule, document_problems
+from gqlbatch.execution.engine import BatchContext, request_budget
 
 __all__ = [
     "CACHE_SIZE",
@@ -85,6 +86,7 @@ def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]
     shapes = ShapeChecks(limits)
     return [
         MaskInternalErrors,
+        OperationBudget,
         lambda: AddValidationRules(rules),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
         # Clients send the same few documents with different variables: caching the parsed
@@ -92,6 +94,24 @@ def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: GuardedValidation(shapes),
     ]
+
+
+class OperationBudget(SchemaExtension):
+    """Gives an operation whose context has no request budget one of its own.
+
+    Over HTTP the budget belongs to the request, made with its context. A websocket connection
+    has one context for all its operations (Strawberry asks for it once), and one budget for
+    the connection ran out after `max_items` items and refused every later operation; its
+    context has none (see BatchView.get_context), so each operation is a request here.
+    """
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if isinstance(context, BatchContext) and context.budget is None:
+            self.execution_context.context = replace(
+                context, budget=request_budget(context.settings)
+            )
+        yield
 
 
 VALIDATION_BUDGET = 20_000
@@ -210,7 +230,31 @@ class RememberedNames(NameConverter):
 
 
 class GqlbatchSchema(strawberry.Schema):
-    """Strawberry's schema, logging only what is the server's fault."""
+    """Strawberry's schema, logging only what is the server's fault, and running queries and
+    mutations over the legacy `graphql-ws` websocket protocol."""
+
+    async def subscribe(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> Any:
+        # Only Strawberry's handler of the legacy `graphql-ws` protocol calls this: that
+        # protocol (gql's default, Apollo's subscriptions-transport-ws) sends queries and
+        # mutations as "start" messages too, and `subscribe` refuses all but subscriptions,
+        # which reached clients as INTERNAL_ERROR. `stream` runs any operation: one result,
+        # then complete. graphql-transport-ws already goes through `stream`.
+        return await self.stream(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
+        )
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         # Strawberry calls this for every error, on every path, before the extensions see the

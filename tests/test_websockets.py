@@ -1,0 +1,76 @@
+"""GraphQL over websockets, with the `gql` client as applications use it, over both protocols:
+graphql-transport-ws, and the legacy graphql-ws that is gql's default."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from gql import Client, GraphQLRequest, gql
+from gql.transport.aiohttp_websockets import AIOHTTPWebsocketsTransport
+from gql.transport.exceptions import TransportQueryError
+
+from gqlbatch import Settings, create_app, running
+from tests.fakes import FakeService
+
+PROTOCOLS = ["graphql-ws", "graphql-transport-ws"]
+MUTATION = """mutation($r: [SubRequestInput!]!) {
+  batch(requests: $r) { items { requestId status body } }
+}"""
+
+
+@pytest.fixture(params=PROTOCOLS)
+async def session(
+    request: pytest.FixtureRequest, service: FakeService, upstream_url: str
+) -> AsyncIterator[Any]:
+    settings = Settings.from_upstream_urls([upstream_url], max_items=2)
+    async with running(create_app(settings)) as url:
+        transport = AIOHTTPWebsocketsTransport(
+            url=url.replace("http://", "ws://") + "/graphql", subprotocols=[request.param]
+        )
+        async with Client(transport=transport) as connected:
+            yield connected
+
+
+async def test_queries_and_mutations_run_over_either_protocol(
+    session: Any, service: FakeService
+) -> None:
+    service.route("GET", "/a", json={"id": 1})
+    service.route("POST", "/w", status=201, json={"id": 2})
+    read = await session.execute(
+        gql('{ batch(requests: [{path: "/a"}]) { items { status body } } }')
+    )
+    assert read == {"batch": {"items": [{"status": 200, "body": {"id": 1}}]}}
+    items = [{"requestId": "w", "method": "POST", "path": "/w"}]
+    wrote = await session.execute(GraphQLRequest(MUTATION, variable_values={"r": items}))
+    assert wrote == {"batch": {"items": [{"requestId": "w", "status": 201, "body": {"id": 2}}]}}
+    assert service.lines == ["GET /a", "POST /w"]
+
+
+async def test_each_operation_has_the_limits_of_one_request(
+    session: Any, service: FakeService
+) -> None:
+    # max_items is 2. One connection's operations each get a request's budget (a budget for
+    # the whole connection refused every operation after the second item)...
+    service.route("GET", "/a", json={})
+    for _ in range(4):
+        out = await session.execute(gql('{ batch(requests: [{path: "/a"}]) { items { status } } }'))
+        assert out == {"batch": {"items": [{"status": 200}]}}
+    # ...and the aliases of one operation share it, as over HTTP.
+    three = "{ " + " ".join(
+        f'b{i}: batch(requests: [{{path: "/a"}}]) {{ replayed }}' for i in range(3)
+    )
+    with pytest.raises(TransportQueryError) as refused:
+        await session.execute(gql(three + " }"))
+    assert refused.value.errors is not None
+    assert refused.value.errors[0]["extensions"]["code"] == "BATCH_TOO_LARGE"
+    assert refused.value.data == {"b0": {"replayed": False}, "b1": {"replayed": False}, "b2": None}
+
+
+async def test_query_limits_hold_over_websockets(session: Any) -> None:
+    aliases = "{ " + " ".join(f"a{i}: __typename" for i in range(60)) + " }"
+    with pytest.raises(TransportQueryError) as refused:
+        await session.execute(gql(aliases))
+    assert refused.value.errors is not None
+    assert refused.value.errors[0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
