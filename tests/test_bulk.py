@@ -6,7 +6,7 @@ import pytest
 
 from gqlbatch.core.config import BulkRoute
 from gqlbatch.core.errors import UpstreamBadResponse
-from gqlbatch.core.wire import BodyEncoding, UpstreamCall, UpstreamResponse
+from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
 from gqlbatch.upstreams.bulk import BulkRoutes, split_response
 
 USERS = BulkRoute(match="/users/{id}")
@@ -88,16 +88,14 @@ def response(body: object, status: int = 200) -> UpstreamResponse:
     )
 
 
-def test_one_to_one_split_with_a_missing_key_as_404() -> None:
+def test_one_to_one_split_leaves_a_missing_key_to_be_fetched_alone() -> None:
     (group,), _ = ROUTES.group([get("/users/1"), get("/users/2"), get("/users/3")])
     parts = split_response(group, response([{"id": 2, "n": "b"}, {"id": 1, "n": "a"}]))
-    assert parts["1"].body == {"id": 1, "n": "a"} and parts["2"].body == {"id": 2, "n": "b"}
-    assert parts["1"].headers == (("Content-Type", "application/json"), ("X-Total", "2"))
-    assert (parts["3"].status, parts["3"].body, parts["3"].body_encoding) == (
-        404,
-        None,
-        BodyEncoding.EMPTY,
-    )
+    one, two = parts["1"], parts["2"]
+    assert one is not None and two is not None
+    assert one.body == {"id": 1, "n": "a"} and two.body == {"id": 2, "n": "b"}
+    assert one.headers == (("Content-Type", "application/json"), ("X-Total", "2"))
+    assert parts["3"] is None  # only the upstream knows its answer: the loader asks it alone
 
 
 def test_one_to_many_groups_rows_and_an_absent_key_gets_an_empty_list() -> None:

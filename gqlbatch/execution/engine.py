@@ -231,7 +231,9 @@ async def _execute(
         sub_requests=len(plan.items),
         calls_requested=loaders.requested,
         upstream_calls=loaders.sent,
-        calls_saved=loaders.requested - loaders.sent,
+        # A plural call that lacked some keys is followed by those lookups alone, so a batch
+        # can send more calls than it asked for; nothing was saved then, and the count stays 0.
+        calls_saved=max(loaders.requested - loaders.sent, 0),
         saved_by_dedupe=loaders.deduplicated,
         saved_by_bulk=loaders.merged,
         wall_ms=execution.wall_ms,

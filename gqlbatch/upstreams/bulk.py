@@ -22,8 +22,6 @@ __all__ = ["BulkGroup", "BulkRoutes", "split_response"]
 _BODY_HEADERS = frozenset(
     {"content-length", "content-encoding", "transfer-encoding", "etag", "content-md5", "digest"}
 )
-# A key the plural call did not return: what the single lookup would have answered.
-_MISSING_ROW = UpstreamResponse(404, (), None, BodyEncoding.EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +100,12 @@ class BulkRoutes:
         return None
 
 
-def split_response(group: BulkGroup, response: UpstreamResponse) -> dict[str, UpstreamResponse]:
-    """One response per key of *group*, as if each key had been fetched alone.
+def split_response(
+    group: BulkGroup, response: UpstreamResponse
+) -> dict[str, UpstreamResponse | None]:
+    """One response per key of *group*, as if each key had been fetched alone; None for a key
+    the plural answer has no row for, whose own answer only the upstream knows (a 404 and its
+    body, or a row the plural route filters out): the caller fetches it alone.
 
     A plural call that failed (status 400 or more) gives every key that same response.
 
@@ -129,7 +131,7 @@ def split_response(group: BulkGroup, response: UpstreamResponse) -> dict[str, Up
     for row in rows:
         by_key.setdefault(_key(row, field), row)
     return {
-        key: _ok(response.status, headers, by_key[key]) if key in by_key else _MISSING_ROW
+        key: _ok(response.status, headers, by_key[key]) if key in by_key else None
         for key in group.keys
     }
 

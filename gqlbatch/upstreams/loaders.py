@@ -94,10 +94,10 @@ class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Outcome] | _Shared"]):
         for group in groups:
             shared = spawn(self._plural(group))
             for call, key in group.members:
-                tasks[call] = spawn(_member(shared, key, group))
+                tasks[call] = spawn(_member(shared, call, key, group, self._loaders))
         return [tasks[call] for call in keys]
 
-    async def _plural(self, group: BulkGroup) -> dict[str, UpstreamResponse] | UpstreamError:
+    async def _plural(self, group: BulkGroup) -> dict[str, UpstreamResponse | None] | UpstreamError:
         try:
             return await self._loaders.send_bulk(group)
         except UpstreamError as exc:
@@ -105,13 +105,25 @@ class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Outcome] | _Shared"]):
 
 
 async def _member(
-    shared: asyncio.Task[dict[str, UpstreamResponse] | UpstreamError], key: str, group: BulkGroup
+    shared: asyncio.Task[dict[str, UpstreamResponse | None] | UpstreamError],
+    call: UpstreamCall,
+    key: str,
+    group: BulkGroup,
+    loaders: Loaders,
 ) -> Outcome:
     responses = await shared
     if isinstance(responses, UpstreamError):
         return responses
+    response = responses[key]
+    if response is None:
+        # The plural answer has no row for this key: the lookup is sent as written, so the
+        # item carries the upstream's own answer (its 404, headers and body), not one made up.
+        try:
+            return Fetched(await loaders.send(call))
+        except UpstreamError as exc:
+            return _copy(exc)
     described = group.call.path + "?" + "&".join(f"{k}={v}" for k, v in group.call.query)
-    return Fetched(responses[key], bulk_call=f"GET {described}")
+    return Fetched(response, bulk_call=f"GET {described}")
 
 
 class Loaders:
@@ -187,13 +199,16 @@ class Loaders:
         self.sent += min(attempts, 1)
         self.retries += max(attempts - 1, 0)
 
-    async def send_bulk(self, group: BulkGroup) -> dict[str, UpstreamResponse]:
-        """Send a plural call and split its answer by key."""
-        self.merged += len(group.keys) - 1
+    async def send_bulk(self, group: BulkGroup) -> dict[str, UpstreamResponse | None]:
+        """Send a plural call and split its answer by key (None: a key it has no row for,
+        which the caller fetches alone)."""
         response = await self.send(group.call)
+        parts = split_response(group, response)
+        # Saved: the lookups the plural call answered, beyond the one call it cost.
+        self.merged += max(sum(part is not None for part in parts.values()) - 1, 0)
         return {
-            key: part.with_attempts(response.attempts)
-            for key, part in split_response(group, response).items()
+            key: None if part is None else part.with_attempts(response.attempts)
+            for key, part in parts.items()
         }
 
 
