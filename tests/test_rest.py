@@ -444,3 +444,104 @@ async def test_odata_path_answers_like_batch(service: FakeService, gateway: Test
         answers.append((resp.status, await resp.json()))
     assert answers[0] == answers[1]
     assert answers[0][1][0]["status"] == 200
+
+
+# --------------------------------------------------------------------------------------------
+# The Aspose SDK's dialect, byte for byte: its ApiClient writes each request as a form-data part
+# "METHOD target \r\n" (no HTTP version, a target relative to the API base, a space before the
+# CRLF), then its headers (RequestId, DependsOn), a blank line and the body; urllib3's
+# encode_multipart_formdata frames the parts, and the batch is a PUT.
+
+ASPOSE_BOUNDARY = "a7f3c9e1d2b84f6e9c0a1b2c3d4e5f60"
+
+
+def _aspose_batch(*messages: bytes) -> bytes:
+    out = b""
+    for n, message in enumerate(messages):
+        out += (
+            (
+                f"--{ASPOSE_BOUNDARY}\r\n"
+                f'Content-Disposition: form-data; name="{n}"\r\n'
+                "Content-Type: application/http; msgtype=request\r\n\r\n"
+            ).encode()
+            + message
+            + b"\r\n"
+        )
+    return out + f"--{ASPOSE_BOUNDARY}--\r\n".encode()
+
+
+def _aspose_read(content_type: str, body: bytes, ids: list[str]) -> dict[str, tuple[int, Any]]:
+    """The SDK's reading of the answer: one part per request; in each, the status is the first
+    word of the first line, the headers follow, and RequestId names the request it answers."""
+    parts = _parse_multipart(content_type, body)
+    assert len(parts) == len(ids)  # else: "Response parts and requests count mismatch."
+    results = {}
+    for _, payload in parts:
+        head, body_bytes = payload.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        code = int(lines[0].split(b" ", 1)[0].decode("UTF-8"))
+        headers = dict(line.decode().split(":", 1) for line in lines[1:])
+        headers = {k.strip(): v.strip() for k, v in headers.items()}
+        results[headers["RequestId"]] = (code, json.loads(body_bytes) if body_bytes else None)
+    assert sorted(results) == sorted(ids)
+    return results
+
+
+async def test_aspose_sdk_batch_as_it_sends_it(service: FakeService, gateway: TestClient) -> None:
+    service.route("POST", "/posts", status=201, json={"id": 7, "title": "t"})
+    service.route("GET", "/posts/7", json={"id": 7, "title": "t"})
+    service.route("PUT", "/archive", json={"ok": True})
+    body = _aspose_batch(
+        b'POST posts \r\nRequestId: 4d1c\r\nContent-Type: application/json\r\n\r\n{"title": "t"}',
+        b"GET posts/resultOf(4d1c).id \r\nRequestId: 9e2a\r\nDependsOn: 4d1c\r\n\r\n",
+        b'PUT archive \r\nRequestId: 3b7f\r\nDependsOn: 9e2a\r\n\r\n"resultOf(9e2a)',
+    )
+    resp = await gateway.put(
+        "/batch",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={ASPOSE_BOUNDARY}"},
+    )
+    assert resp.status == 200 and resp.content_type == "multipart/form-data"
+    answers = _aspose_read(
+        resp.headers["Content-Type"], await resp.read(), ["4d1c", "9e2a", "3b7f"]
+    )
+    assert answers == {
+        "4d1c": (201, {"id": 7, "title": "t"}),
+        "9e2a": (200, {"id": 7, "title": "t"}),
+        "3b7f": (200, {"ok": True}),
+    }
+    # In dependency order, the bare references substituted (in the path, and as the whole
+    # body), and the two naming headers kept from the upstream.
+    assert service.lines == ["POST /posts", "GET /posts/7", "PUT /archive"]
+    assert json.loads(service.calls[2].body) == {"id": 7, "title": "t"}
+    for call in service.calls:
+        assert "RequestId" not in call.headers and "DependsOn" not in call.headers
+
+
+async def test_aspose_relative_targets_cannot_leave_the_upstream(
+    service: FakeService, gateway: TestClient
+) -> None:
+    body = _aspose_batch(b"GET ../admin \r\nRequestId: a\r\n\r\n")
+    resp = await gateway.put(
+        "/batch",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={ASPOSE_BOUNDARY}"},
+    )
+    assert resp.status == 400
+    assert {p["code"] for p in (await resp.json())["error"]["problems"]} == {"FORBIDDEN_TARGET"}
+    assert service.calls == []
+
+
+async def test_put_is_for_multipart_batches(gateway: TestClient) -> None:
+    resp = await gateway.put("/batch", json=[{"path": "/a"}])
+    assert resp.status == 405
+    assert (await resp.json())["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_mixed_parts_echo_their_request_id(sample_gateway: TestClient) -> None:
+    body = _multipart([("GET /users/1", {"RequestId": "u1"}, "")])
+    resp = await sample_gateway.post(
+        "/batch", data=body, headers={"Content-Type": "multipart/mixed; boundary=b"}
+    )
+    ((headers, _),) = _parse_multipart(resp.headers["Content-Type"], await resp.read())
+    assert headers["RequestId"] == "u1"

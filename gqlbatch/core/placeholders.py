@@ -28,6 +28,7 @@ __all__ = [
     "Selector",
     "Template",
     "TemplateSyntaxError",
+    "brace_bare_references",
     "compile_json",
     "evaluate",
     "json_references",
@@ -202,6 +203,30 @@ def _parse_bare(text: str) -> Ref | None:
     except TemplateSyntaxError:
         return None
     return Ref(ref.kind, ref.target, ref.selectors, text=text) if end == len(text) else None
+
+
+_BARE_IN_TEXT = re.compile(r"(?<![{A-Za-z0-9_$])resultOf\(")
+
+
+def brace_bare_references(text: str) -> str:
+    """*text* with each bare `resultOf(ID)` plus selectors inside it written as a placeholder:
+    `posts/resultOf(create).id` becomes `posts/{resultOf(create).id}`.
+
+    The Aspose SDK writes references without braces in a request's path; this reads them as
+    the grammar's placeholders. A `resultOf(` that does not parse is left as it is.
+    """
+    out: list[str] = []
+    pos = 0
+    for found in _BARE_IN_TEXT.finditer(text):
+        if found.start() < pos:
+            continue
+        try:
+            _, end = _parse_ref(text, found.start())
+        except TemplateSyntaxError:
+            continue
+        out.append(text[pos : found.start()] + "{" + text[found.start() : end] + "}")
+        pos = end
+    return "".join(out) + text[pos:]
 
 
 def _copy_escaped(text: str, pos: int, literal: list[str]) -> int:

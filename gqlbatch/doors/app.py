@@ -238,6 +238,7 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     app.router.add_route("*", "/graphql", BatchView(settings=settings))
     for path in REST_DOORS:
         app.router.add_post(path, _rest_batch)
+        app.router.add_put(path, _rest_batch)  # the Aspose SDK PUTs its multipart batches
     app.router.add_get("/healthz", _healthz)
     if landing_query is not None:
         target = "/graphql?q=" + quote(landing_query, safe="")
@@ -259,15 +260,24 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _rest_batch(request: web.Request) -> web.StreamResponse:
-    """POST /batch: a JSON or multipart batch in, the same format out (DESIGN §2)."""
+    """POST /batch (or /$batch): a JSON or multipart batch in, the same format out; PUT for a
+    multipart batch, as the Aspose SDK sends it (DESIGN §2)."""
     ctx = request[CONTEXT]
-    if request.content_type == "application/json":
-        return await _json_batch(request, ctx)
     if request.content_type in MULTIPART_TYPES:
         return await _multipart_batch(request, ctx)
+    if request.method == "PUT":
+        return _in_door_shape(
+            request,
+            405,
+            ErrorCode.METHOD_NOT_ALLOWED,
+            f"PUT {request.path} takes a multipart batch (as the Aspose SDK sends it); "
+            "POST a JSON batch",
+        )
+    if request.content_type == "application/json":
+        return await _json_batch(request, ctx)
     message = (
-        "POST /batch takes application/json, multipart/mixed or multipart/batching, "
-        f"not {request.content_type!r}"
+        f"POST {request.path} takes application/json, multipart/mixed, multipart/batching or "
+        f"multipart/form-data, not {request.content_type!r}"
     )
     problem = Problem(ErrorCode.INVALID_INPUT, message, field="Content-Type")
     return _rejected(request, BatchRejected([problem]), status=415)

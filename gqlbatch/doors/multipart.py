@@ -1,9 +1,16 @@
-"""The REST door's multipart format: `multipart/mixed` or `multipart/batching` bodies whose
-parts are `application/http` requests, answered in kind, part for part, in order.
+"""The REST door's multipart format: `multipart/mixed`, `multipart/batching` or
+`multipart/form-data` bodies whose parts are `application/http` requests, answered in kind,
+part for part, in order.
 
 MIME is read and written by aiohttp's multipart reader and writer, and each part's HTTP/1.1
-message by h11. Parts name themselves by `RequestId` or `Content-ID` and may list `DependsOn`
-(Aspose); the response echoes each part's `Content-ID`.
+message by h11. Parts name themselves by `RequestId` or `Content-ID` and may list `DependsOn`,
+on the MIME part or inside its HTTP message (as the Aspose SDK writes them, which are then not
+forwarded); the response echoes each part's `Content-ID` and `RequestId`.
+
+`multipart/form-data` is the Aspose SDK's dialect: request lines without an HTTP version and
+with a target relative to the API's base (`GET posts/7`), references written without braces
+(`resultOf(create).id`), and an answer whose parts the SDK reads as `200 OK` status lines
+(no HTTP version) with the `RequestId` header inside the message.
 """
 
 from __future__ import annotations
@@ -20,6 +27,11 @@ import aiohttp
 import h11
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.placeholders import (
+    TemplateSyntaxError,
+    brace_bare_references,
+    parse_template,
+)
 from gqlbatch.core.result import BatchOutcome, ItemResult
 from gqlbatch.core.strict_json import DEFAULT_MAX_DEPTH, JSONRefused, loads
 from gqlbatch.core.types import JSON
@@ -27,6 +39,7 @@ from gqlbatch.core.wire import FRAMING_HEADERS, BodyEncoding
 from gqlbatch.doors.rest import error_body, http_status, response_headers
 
 __all__ = [
+    "FORM_DATA",
     "MULTIPART_TYPES",
     "Part",
     "parse_part",
@@ -35,7 +48,10 @@ __all__ = [
     "write_responses",
 ]
 
-MULTIPART_TYPES = frozenset({"multipart/mixed", "multipart/batching"})
+FORM_DATA = "multipart/form-data"
+MULTIPART_TYPES = frozenset({"multipart/mixed", "multipart/batching", FORM_DATA})
+_ID_HEADERS = frozenset({"requestid", "dependson"})
+"""Headers that name a part and its dependencies; read by the door, never sent upstream."""
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _FRAMING = frozenset(name.encode() for name in FRAMING_HEADERS)
 
@@ -145,10 +161,12 @@ def parse_part(
         raise _nested(index)
     if content_type != "application/http":
         raise _bad_part(index, f"Content-Type must be application/http, got {content_type!r}")
-    method, target, headers, body = _http_request(part.payload, index)
-    item: dict[str, JSON] = {"method": method, "path": _path(target, host)}
-    item["requestId"] = _part_id(part.headers) or str(index)
-    depends = part.headers.get("DependsOn")
+    method, target, message_headers, body = _http_request(part.payload, index)
+    inner = {n.lower(): v for n, v in message_headers if n.lower() in _ID_HEADERS}
+    headers = [(n, v) for n, v in message_headers if n.lower() not in _ID_HEADERS]
+    item: dict[str, JSON] = {"method": method, "path": brace_bare_references(_path(target, host))}
+    item["requestId"] = _part_id(part.headers) or inner.get("requestid") or str(index)
+    depends = part.headers.get("DependsOn") or inner.get("dependson")
     if depends:
         item["dependsOn"] = [d.strip() for d in depends.split(",") if d.strip()]
     if headers:
@@ -201,9 +219,11 @@ def _http_request(payload: bytes, index: int) -> tuple[str, str, list[tuple[str,
 
 def _path(target: str, host: str | None) -> str:
     # An absolute target is accepted only when it names this gateway itself (as OData clients
-    # write them); any other host stays absolute, and validation refuses it.
+    # write them); any other host stays absolute, and validation refuses it. A relative one
+    # (`posts/7`, as the Aspose SDK writes them) is below the upstream's base: rooted here, it
+    # meets the same checks as any path, so `../x` still cannot leave the upstream.
     if "://" not in target:
-        return target
+        return target if target.startswith(("/", "\\")) else "/" + target
     parts = urlsplit(target)
     if host and parts.netloc.lower() == host.lower():
         return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -221,34 +241,53 @@ def _body(body: bytes, headers: Sequence[tuple[str, str]], index: int, max_json_
             return loads(text, max_depth=max_json_depth)
         except JSONRefused as exc:
             raise _bad_part(index, f"the body is declared JSON but is not ({exc})") from None
-    return text
+    # The Aspose SDK writes a reference to an earlier result as the whole body, bare and
+    # sometimes after a stray quote (`"resultOf(create)`): the whole value of that result.
+    bare = text.strip().strip('"')
+    return bare if _is_bare_reference(bare) else text
+
+
+def _is_bare_reference(text: str) -> bool:
+    try:
+        return text.startswith("resultOf(") and bool(parse_template(text).refs)
+    except TemplateSyntaxError:
+        return False
 
 
 def write_responses(
     outcome: BatchOutcome, parts: Sequence[Part], subtype: str
 ) -> aiohttp.MultipartWriter:
     """The multipart response: one `application/http` part per item, in order, with its
-    request part's Content-ID echoed."""
+    request part's Content-ID and RequestId echoed; in the form-data dialect, each part named
+    by its item and its message in the shape the Aspose SDK reads."""
     writer = aiohttp.MultipartWriter(subtype)
+    form_data = subtype == FORM_DATA.split("/")[1]
     for result, part in zip(outcome.results, parts, strict=True):
         headers = {"Content-Type": "application/http; msgtype=response"}
-        content_id = part.headers.get("Content-ID")
-        if content_id:
-            headers["Content-ID"] = content_id
-        writer.append(_http_response(result), headers)
+        for name in ("Content-ID", "RequestId"):
+            if name in part.headers:
+                headers[name] = part.headers[name]
+        if form_data:
+            headers["Content-Disposition"] = f'form-data; name="{result.request_id}"'
+        writer.append(_http_response(result, aspose=form_data), headers)
     return writer
 
 
-def _http_response(result: ItemResult) -> bytes:
+def _http_response(result: ItemResult, *, aspose: bool = False) -> bytes:
     status = http_status(result)
     body, content_type = _response_body(result)
     headers = response_headers(result.headers)
-    headers = {n: v for n, v in headers.items() if n.lower() != "content-type"}
+    headers = {n: v for n, v in headers.items() if n.lower() not in ("content-type", "requestid")}
     if content_type:
         headers["Content-Type"] = content_type
     headers["Content-Length"] = str(len(body))
     reason = _reason(status)
-    head = [f"HTTP/1.1 {status} {reason}".rstrip()] + [f"{n}: {v}" for n, v in headers.items()]
+    # The Aspose SDK reads the status as the first word of the message's first line, and the
+    # request it answers by the RequestId header inside the message.
+    status_line = f"{status} {reason}" if aspose else f"HTTP/1.1 {status} {reason}"
+    if aspose:
+        headers = {"RequestId": result.request_id, **headers}
+    head = [status_line.rstrip()] + [f"{n}: {v}" for n, v in headers.items()]
     # Upstream header values arrive decoded as UTF-8 with surrogateescape (aiohttp's way with
     # bytes that are not UTF-8); encoding them back the same way sends the upstream's own
     # bytes, where latin-1 would fail on any character past U+00FF.
