@@ -36,6 +36,9 @@ def test_example_config_parses_with_every_section() -> None:
     assert [r.many for r in blog.bulk] == [False, True, True]
     assert (settings.retries.max_attempts, settings.idempotency_max_records) == (3, 10_000)
     assert settings.max_outstanding_total == 2000
+    assert settings.door_options == {
+        "json": {"mode": "PARALLEL", "onError": "CONTINUE", "atomic": False}
+    }
 
 
 def test_environment_overrides_the_file() -> None:
@@ -62,7 +65,11 @@ def test_environment_overrides_the_file() -> None:
     [
         ("[upstreams.a\n", {}, "g.toml: not valid TOML"),
         ("", {}, "g.toml: [upstreams] needs at least one table"),
-        ("[limitz]\n" + MINIMAL, {}, "g.toml: unknown key limitz (known: graphiql, headers,"),
+        (
+            "[limitz]\n" + MINIMAL,
+            {},
+            "g.toml: unknown key limitz (known: doors, graphiql, headers,",
+        ),
         (
             "[limits]\nmax_items = -1\n" + MINIMAL,
             {},
@@ -76,7 +83,7 @@ def test_environment_overrides_the_file() -> None:
         (
             MINIMAL,
             {"GQLBATCH_LIMITS__MAX_FANOUT": "lots"},
-            "g.toml: limits.max_fanout must be an integer, got 'lots'",
+            "GQLBATCH_LIMITS__MAX_FANOUT: limits.max_fanout must be an integer, got 'lots'",
         ),
         ("[upstreams.a]\ntimeout_ms = 5\n", {}, "g.toml: upstreams.a.base_url is required"),
         (
@@ -112,6 +119,13 @@ def test_environment_overrides_the_file() -> None:
         ),
         ("[headers]\nforward = [1]\n" + MINIMAL, {}, "headers.forward must be a list of header"),
         ("[server]\nport = 'x'\n" + MINIMAL, {}, "server.port must be an integer"),
+        (
+            "[doors.json]\nmode = 'FAST'\n" + MINIMAL,
+            {},
+            "doors.json.mode must be one of PARALLEL, SEQUENTIAL, got 'FAST'",
+        ),
+        ("[doors.rest]\natomic = true\n" + MINIMAL, {}, "unknown key doors.rest (known: graphql"),
+        ("[doors.json]\natomic = 'yes'\n" + MINIMAL, {}, "doors.json.atomic must be a boolean"),
     ],
     ids=[
         "toml",
@@ -130,6 +144,9 @@ def test_environment_overrides_the_file() -> None:
         "bulk-no-match",
         "forward-type",
         "port",
+        "door-mode",
+        "unknown-door",
+        "door-atomic",
     ],
 )
 def test_each_mistake_names_the_key_and_why(text: str, env: dict[str, str], message: str) -> None:

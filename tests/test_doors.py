@@ -160,3 +160,39 @@ def test_a_graphql_input_reaches_the_engine_in_the_rest_form() -> None:
     }
     assert plain["body"] is body  # not copied: a bulk import's bodies are large
     assert set(plain) <= ITEM_KEYS
+
+
+async def test_each_door_applies_its_configured_options_and_the_client_wins(
+    make_gateway: Any, upstream_url: str, service: Any
+) -> None:
+    # "Partial or total atomicity by configuration": [doors.json] stops at the first failure,
+    # [doors.graphql] makes batches atomic; a client that sets an option keeps its own.
+    from tests.conftest import graphql_caller
+
+    service.route("GET", "/bad", status=500, json={})
+    service.route("GET", "/ok", json={})
+    service.route("POST", "/orders", status=201, json={"id": 5})
+    service.route("DELETE", "/orders/5", status=204, body=b"")
+    doors = {"json": {"mode": "SEQUENTIAL", "onError": "STOP"}, "graphql": {"atomic": True}}
+    client = await make_gateway(upstream_url, door_options=doors)
+
+    items = [{"path": "/bad"}, {"path": "/ok"}]
+    resp = await client.post("/batch", json={"requests": items})
+    assert [r["state"] for r in (await resp.json())["responses"]] == ["FAILED", "CANCELLED"]
+    resp = await client.post("/batch", json={"requests": items, "onError": "CONTINUE"})
+    assert [r["state"] for r in (await resp.json())["responses"]] == ["FAILED", "SUCCEEDED"]
+
+    graphql = graphql_caller(client)
+    query = """mutation($o: BatchOptionsInput) { batch(requests: [
+        {requestId: "o", method: POST, path: "/orders",
+         compensate: {path: "/orders/{resultOf(o).id}"}},
+        {requestId: "x", path: "/bad"}
+      ], options: $o) { rolledBack } }"""
+    assert (await graphql(query))["data"]["batch"]["rolledBack"] is True
+    assert service.lines[-3:] == ["POST /orders", "GET /bad", "DELETE /orders/5"]
+    # An explicit atomic: false is the client's choice, not the door's.
+    result = await graphql(
+        query.replace('compensate: {path: "/orders/{resultOf(o).id}"}', ""),
+        {"o": {"atomic": False}},
+    )
+    assert result["data"]["batch"]["rolledBack"] is False

@@ -226,6 +226,9 @@ class Settings:
         body_timeout_s: the time a request has to send its whole body; then it gets 408.
         max_connections: client connections served at once; more are closed on arrival.
         introspection: answer `__schema` and `__type` queries; switch off for production.
+        door_options: batch options each door applies when its client does not set them,
+            by door (`graphql`, `json`, `multipart`), in the plain form (`mode`, `onError`,
+            `atomic`); the client's own options win.
     """
 
     upstreams: Mapping[str, UpstreamSettings]
@@ -260,6 +263,7 @@ class Settings:
     body_timeout_s: int = 30
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     introspection: bool = True
+    door_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.upstreams:

@@ -31,6 +31,7 @@ __all__ = [
     "Rules",
     "SubRequest",
     "parse_batch",
+    "with_defaults",
 ]
 
 
@@ -136,6 +137,18 @@ COMPENSATE_KEYS = frozenset({"method", "path", "query", "headers", "body"})
 
 
 _METHODS = {m.value: m for m in Method}  # Enum.__members__ builds a new mapping on each read
+
+
+def with_defaults(defaults: Mapping[str, object], options: object) -> object:
+    """A batch's options with a door's *defaults* for the ones it does not set; options that
+    are not an object are returned as they are, for validation to refuse."""
+    if not defaults:
+        return options
+    if options is None:
+        return dict(defaults)
+    if _is_mapping(options):
+        return {**defaults, **{k: v for k, v in options.items() if v is not None}}
+    return options
 
 
 def _is_mapping(value: object) -> TypeGuard[Mapping[str, JSON]]:

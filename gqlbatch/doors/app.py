@@ -24,6 +24,7 @@ from gqlbatch.core.call import forwarded_headers
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem, mask_internal
 from gqlbatch.core.identity import Identifier
+from gqlbatch.core.request import with_defaults
 from gqlbatch.core.result import BatchOutcome
 from gqlbatch.core.types import Headers
 from gqlbatch.doors.extensions import QueryLimits
@@ -286,7 +287,8 @@ async def _rest_batch(request: web.Request) -> web.StreamResponse:
 async def _json_batch(request: web.Request, ctx: BatchContext) -> web.Response:
     document = _strict_json(await request.read(), ctx.settings.max_json_depth)
     batch = items_from_json(document)
-    options = options_from_prefer(request.headers.get("Prefer"), batch.options)
+    preferred = options_from_prefer(request.headers.get("Prefer"), batch.options)
+    options = with_defaults(ctx.settings.door_options.get("json", {}), preferred)
     outcome = await run_batch(batch.items, options, ctx)
     return web.json_response(
         responses_json(outcome, bare=batch.bare), headers=_answer_headers(outcome)
@@ -306,7 +308,8 @@ async def _multipart_batch(request: web.Request, ctx: BatchContext) -> web.Respo
     async with asyncio.timeout(settings.body_timeout_s):
         parts = await read_parts(reader, settings.max_request_bytes, settings.max_items)
     items = parse_parts(parts, request.host, settings.max_json_depth)
-    options = options_from_prefer(request.headers.get("Prefer"), None)
+    preferred = options_from_prefer(request.headers.get("Prefer"), None)
+    options = with_defaults(settings.door_options.get("multipart", {}), preferred)
     outcome = await run_batch(items, options, ctx)
     subtype = request.content_type.split("/")[1]
     return web.Response(

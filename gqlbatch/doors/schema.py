@@ -4,7 +4,6 @@ engine's plain values. One of the two modules that import strawberry (the other 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, cast
 
 import strawberry
@@ -16,7 +15,7 @@ from strawberry.schema.name_converter import NameConverter
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode
 from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
-from gqlbatch.core.request import Mode, OnError
+from gqlbatch.core.request import Mode, OnError, with_defaults
 from gqlbatch.core.result import (
     BatchOutcome,
     BatchStats,
@@ -120,10 +119,11 @@ class BatchOptionsInput:
     timeout_ms: int | None = strawberry.field(
         default=UNSET, description="A deadline for the whole batch, in milliseconds."
     )
-    atomic: bool = strawberry.field(
-        default=False,
+    atomic: bool | None = strawberry.field(
+        default=UNSET,
         description="All or nothing: one item at a time in dependency order, stop at the "
-        "first failure, then run each succeeded item's compensate request, newest first.",
+        "first failure, then run each succeeded item's compensate request, newest first. "
+        "False by default, unless the server's configuration says otherwise.",
     )
 
 
@@ -361,18 +361,13 @@ async def _batch(
     read_only: bool,
 ) -> BatchResult:
     items = [plain_input(r) for r in requests]
-    present = None if options is None else _present_options(plain_input(options))
+    present = None if options is None else plain_input(options)
+    present = with_defaults(ctx.settings.door_options.get("graphql", {}), present)
     try:
         outcome = await run_batch(items, present, ctx, read_only=read_only, scope=scope)
     except BatchRejected as exc:
         raise rejection_error(exc) from None
     return to_batch_result(outcome)
-
-
-def _present_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    # The options the client set, as the engine reads them: unset ones, and `atomic: false`,
-    # are left out.
-    return {k: v for k, v in options.items() if v is not None and v is not False}
 
 
 def rejection_error(exc: BatchRejected) -> GraphQLError:

@@ -14,6 +14,7 @@ from typing import Any
 
 from gqlbatch.core.config import BulkRoute, RetrySettings, Settings, UpstreamSettings
 from gqlbatch.core.errors import ConfigError
+from gqlbatch.core.request import Mode, OnError
 
 __all__ = ["ENV_PREFIX", "settings_from_mapping", "settings_from_toml"]
 
@@ -28,6 +29,7 @@ _SECTIONS = {
     "introspection",
     "retries",
     "idempotency",
+    "doors",
 }
 _RETRIES = {
     "max_attempts": int,
@@ -35,6 +37,9 @@ _RETRIES = {
     "max_backoff_ms": int,
     "max_retry_after_ms": int,
 }
+_DOORS = {"graphql", "json", "multipart"}
+_DOOR_OPTIONS = {"mode": str, "on_error": str, "atomic": bool}
+_CHOICES = {"mode": Mode, "on_error": OnError}
 _IDEMPOTENCY = {"ttl_s": int, "max_records": int, "max_bytes": int, "max_record_bytes": int}
 _SERVER = {
     "host": str,
@@ -149,7 +154,13 @@ def _override(data: dict[str, Any], name: str, value: str) -> str:
     return ".".join(path)
 
 
-_KIND_NAMES = {str: "string", bool: "boolean (true or false)", list: "list", int: "integer"}
+_KIND_NAMES = {
+    str: "string",
+    bool: "boolean (true or false)",
+    list: "list",
+    int: "integer",
+    dict: "table",
+}
 
 
 def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
@@ -175,8 +186,25 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
     for key in _IDEMPOTENCY:
         if key in idempotency:
             options[f"idempotency_{key}"] = idempotency[key]
+    doors = _table(data.get("doors"), "doors", dict.fromkeys(_DOORS, dict))
+    options["door_options"] = {name: _door(name, table) for name, table in doors.items()}
     built = {name: _upstream(name, table) for name, table in upstreams.items()}
     return Settings(upstreams=built, **options)
+
+
+def _door(name: str, table: dict[str, Any]) -> dict[str, object]:
+    # [doors.json] mode = "SEQUENTIAL" -> the plain option {"mode": "SEQUENTIAL"} that the
+    # door gives batches whose clients do not set it.
+    where = f"doors.{name}"
+    values = _table(table, where, _DOOR_OPTIONS)
+    for key, enum in _CHOICES.items():
+        if key in values and values[key] not in {e.value for e in enum}:
+            known = ", ".join(e.value for e in enum)
+            raise ConfigError(f"{where}.{key} must be one of {known}, got {values[key]!r}")
+    return {_OPTION_NAMES[key]: value for key, value in values.items()}
+
+
+_OPTION_NAMES = {"mode": "mode", "on_error": "onError", "atomic": "atomic"}
 
 
 def _upstream(name: str, table: object) -> UpstreamSettings:
