@@ -3,6 +3,7 @@ plainly what could not be undone."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from gqlbatch import BatchRejected, Settings, prepare
 from gqlbatch.ops.demo import calls, sample_api
 from tests.conftest import graphql_caller
+from tests.fakes import FakeService
 
 QUERY = """mutation($r: [SubRequestInput!]!, $o: BatchOptionsInput) {
   batch(requests: $r, options: $o) {
@@ -183,3 +185,78 @@ def test_a_compensation_may_read_its_own_item() -> None:
     assert plan.items[0].compensation is not None
     assert plan.items[0].depends_on == ()
     assert plan.options.mode.value == "SEQUENTIAL"
+
+
+async def test_an_atomicity_group_is_all_or_nothing_and_the_rest_is_not(
+    service: FakeService, gateway: TestClient
+) -> None:
+    # An OData JSON batch, as its clients write it: atomicityGroup on the items of a change
+    # set, dependsOn naming the group. The group's second write fails: its first is undone,
+    # an item outside the group is unaffected, and the item after the group is skipped.
+    gate = asyncio.Event()
+    service.route("POST", "/orders", status=201, json={"id": 5})
+    service.route("POST", "/lines", status=400, json={"error": "no stock"})
+    service.route("DELETE", "/orders/5", status=204, body=b"")
+    service.route("GET", "/elsewhere", json={"ok": True}, gate=gate)
+    service.route("GET", "/after", json={})
+    raw = b"""{"requests": [
+      {"id": "1", "atomicityGroup": "g1", "method": "POST", "url": "orders", "body": {"n": 1},
+       "compensate": {"method": "DELETE", "path": "/orders/{resultOf(1).id}"}},
+      {"id": "2", "atomicityGroup": "g1", "method": "POST", "url": "lines", "body": {"sku": "A"}},
+      {"id": "3", "method": "GET", "url": "elsewhere"},
+      {"id": "4", "dependsOn": ["g1"], "method": "GET", "url": "after"}
+    ]}"""
+    post = asyncio.create_task(
+        gateway.post("/$batch", data=raw, headers={"Content-Type": "application/json"})
+    )
+    await service.received(3)  # the whole group ran while /elsewhere was held
+    assert [line for line in service.lines if line.startswith("POST")] == [
+        "POST /orders",
+        "POST /lines",
+    ]
+    gate.set()
+    resp = await post
+    out = {r["id"]: r for r in (await resp.json())["responses"]}
+    assert {k: r["state"] for k, r in out.items()} == {
+        "1": "SUCCEEDED",
+        "2": "FAILED",
+        "3": "SUCCEEDED",
+        "4": "SKIPPED",
+    }
+    assert out["1"]["rollback"]["state"] == "ROLLED_BACK"
+    assert "rollback" not in out["3"]
+    assert sorted(service.lines) == sorted(
+        ["POST /orders", "POST /lines", "GET /elsewhere", "DELETE /orders/5"]
+    )
+
+
+async def test_a_group_that_succeeds_is_not_undone_and_compensate_needs_a_unit(
+    service: FakeService, gateway: TestClient
+) -> None:
+    service.route("POST", "/a", status=201, json={"id": 1})
+    service.route("POST", "/b", status=201, json={"id": 2})
+    group = [
+        {
+            "id": "a",
+            "atomicityGroup": "g",
+            "method": "POST",
+            "path": "/a",
+            "compensate": {"method": "DELETE", "path": "/a/1"},
+        },
+        {"id": "b", "atomicityGroup": "g", "method": "POST", "path": "/b"},
+    ]
+    resp = await gateway.post("/batch", json={"requests": group})
+    body = await resp.json()
+    assert [r["state"] for r in body["responses"]] == ["SUCCEEDED", "SUCCEEDED"]
+    assert "rolledBack" not in body and service.lines == ["POST /a", "POST /b"]
+    # compensate outside any group or atomic batch would never run: refused, as before.
+    loose = [{"id": "x", "method": "POST", "path": "/a", "compensate": {"path": "/a/1"}}]
+    refused = await gateway.post("/batch", json={"requests": loose})
+    assert refused.status == 400
+    # A group name is not also a requestId, and an item cannot wait on its own group.
+    clash = [
+        {"id": "g", "path": "/a"},
+        {"id": "m", "atomicityGroup": "g", "path": "/b", "dependsOn": ["g"]},
+    ]
+    problems = (await (await gateway.post("/batch", json=clash)).json())["error"]["problems"]
+    assert {p["field"] for p in problems} >= {"atomicityGroup"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 
@@ -67,6 +67,8 @@ class Plan:
     items: tuple[PlannedItem, ...]
     order: tuple[int, ...]
     options: BatchOptions
+    groups: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    """Each atomicity group's items, by index, in the order they run (the client's)."""
 
 
 def build_plan(parsed: Parsed, *, max_fanout: int = 1000) -> Plan:
@@ -77,20 +79,61 @@ def build_plan(parsed: Parsed, *, max_fanout: int = 1000) -> Plan:
     """
     problems = list(parsed.problems)
     known = frozenset(parsed.request_ids)
+    groups = _groups(parsed.batch.items)
     items = [
-        _with_compensation(_plan_item(item, known, problems), known, problems)
+        _with_compensation(_plan_item(item, known, problems, groups), known, problems)
         for item in parsed.batch.items
     ]
+    items = _with_group_edges(items, groups)
     order, cycle = _order(items)
     problems.extend(cycle)
     problems.extend(_fanout_problems(items, max_fanout))
     if problems:
         raise BatchRejected(problems)
-    return Plan(tuple(items), order, parsed.batch.options)
+    by_id = {item.request_id: item.index for item in items}
+    members = {g: tuple(by_id[rid] for rid in rids) for g, rids in groups.items()}
+    return Plan(tuple(items), order, parsed.batch.options, members)
+
+
+def _groups(items: Sequence[SubRequest]) -> dict[str, tuple[RequestId, ...]]:
+    groups: dict[str, list[RequestId]] = {}
+    for item in items:
+        if item.atomicity_group is not None:
+            groups.setdefault(item.atomicity_group, []).append(item.request_id)
+    return {name: tuple(members) for name, members in groups.items()}
+
+
+def _with_group_edges(
+    items: list[PlannedItem], groups: Mapping[str, tuple[RequestId, ...]]
+) -> list[PlannedItem]:
+    """An atomicity group runs one item at a time, in the client's order, so that the first
+    failure stops it: each member depends on the one before. An item outside the group that
+    depends on a member runs after the whole group, which may still be undone."""
+    if not groups:
+        return items
+    group_of = {rid: name for name, members in groups.items() for rid in members}
+    planned = []
+    for item in items:
+        edges = dict.fromkeys(item.depends_on)
+        own = item.request.atomicity_group
+        if own is not None:
+            members = groups[own]
+            position = members.index(item.request_id)
+            if position:
+                edges.setdefault(members[position - 1])
+        for dep in item.depends_on:
+            group = group_of.get(dep)
+            if group is not None and group != own:
+                edges.setdefault(groups[group][-1])
+        planned.append(dataclasses.replace(item, depends_on=tuple(edges)))
+    return planned
 
 
 def _plan_item(
-    item: SubRequest, known: frozenset[RequestId], problems: list[Problem]
+    item: SubRequest,
+    known: frozenset[RequestId],
+    problems: list[Problem],
+    groups: Mapping[str, tuple[RequestId, ...]] | None = None,
 ) -> PlannedItem:
     errors: list[tuple[str, str]] = []
     path = _template(item.path, "path", errors)
@@ -108,7 +151,7 @@ def _plan_item(
         refs.append(("forEach", for_each))
     elif isinstance(for_each, list):
         refs += [("forEach", r) for r in json_references(for_each)]
-    depends_on = _edges(item, refs, known, problems)
+    depends_on = _edges(item, refs, known, problems, groups or {})
     return PlannedItem(
         request=item,
         path=path,
@@ -142,12 +185,22 @@ def _edges(
     refs: list[tuple[str, Ref]],
     known: frozenset[RequestId],
     problems: list[Problem],
+    groups: Mapping[str, tuple[RequestId, ...]],
 ) -> tuple[RequestId, ...]:
-    """Explicit dependsOn plus every id a placeholder reads; each must be in the batch."""
-    edges = dict.fromkeys(item.depends_on)
+    """Explicit dependsOn plus every id a placeholder reads; each must be in the batch. A
+    dependsOn that names an atomicity group (OData) depends on each of its items."""
+    edges: dict[RequestId, None] = {}
     for dep in item.depends_on:
-        if dep not in known:
-            message = f"dependsOn '{dep}', which is not a requestId in this batch"
+        members = groups.get(dep)
+        if members is not None and dep == item.atomicity_group:
+            message = f"dependsOn names '{dep}', this item's own atomicityGroup"
+            problems.append(_problem(item, ErrorCode.INVALID_INPUT, message, "dependsOn"))
+        elif members is not None:
+            edges.update(dict.fromkeys(members))
+        else:
+            edges.setdefault(dep)
+        if dep not in known and members is None:
+            message = f"dependsOn '{dep}', which is not a requestId or atomicityGroup in this batch"
             problems.append(
                 _problem(
                     item,

@@ -68,6 +68,8 @@ class SubRequest:
     idempotency_key: str | None = None
     compensate: SubRequest | None = None
     """For atomic batches: the request that undoes this one (DESIGN §5)."""
+    atomicity_group: str | None = None
+    """OData's atomicity group: the items of a group are all or nothing, the others not."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +130,7 @@ ITEM_KEYS = frozenset(
         "forEach",
         "idempotencyKey",
         "compensate",
+        "atomicityGroup",
     }
 )
 OPTION_KEYS = ("mode", "onError", "maxConcurrency", "timeoutMs", "atomic")
@@ -185,16 +188,34 @@ def parse_batch(items: object, options: object, rules: Rules) -> Parsed:
     batch_options = _parse_options(options, problems)
     if not batch_options.atomic:
         for item in parsed:
-            if item is not None and item.compensate is not None:
+            if item is not None and item.compensate is not None and not item.atomicity_group:
                 problems.add(
                     ErrorCode.INVALID_INPUT,
-                    "compensate is only used by atomic batches: set atomic: true",
+                    "compensate is only used by atomic batches and atomicity groups: set "
+                    "atomic: true, or put the item in an atomicityGroup",
                     "compensate",
                     item.index,
                     item.request_id,
                 )
+    _check_group_names(parsed, frozenset(ids), problems)
     batch = BatchRequest(tuple(p for p in parsed if p is not None), batch_options)
     return Parsed(batch, problems.found, tuple(ids))
+
+
+def _check_group_names(
+    items: Sequence[SubRequest | None], ids: frozenset[RequestId], problems: _Problems
+) -> None:
+    # dependsOn may name a group as well as an item (OData), so the two share one namespace.
+    for item in items:
+        if item is not None and item.atomicity_group in ids:
+            problems.add(
+                ErrorCode.INVALID_INPUT,
+                f"atomicityGroup {item.atomicity_group!r} is also a requestId; dependsOn names "
+                "either, so they must differ",
+                "atomicityGroup",
+                item.index,
+                item.request_id,
+            )
 
 
 class _Problems:
@@ -238,6 +259,7 @@ def _parse_item(
     timeout_ms = _positive_int(raw.get("timeoutMs"), "timeoutMs", add)
     for_each = _for_each(raw.get("forEach"), add)
     idempotency_key = _idempotency_key(raw.get("idempotencyKey"), add)
+    atomicity_group = _atomicity_group(raw.get("atomicityGroup"), add)
     compensate = _compensate(raw.get("compensate"), request_id, upstream, rules, add)
     if len(problems.found) > before or method is None or path is None or upstream is None:
         return None
@@ -256,6 +278,7 @@ def _parse_item(
         for_each=for_each,
         idempotency_key=idempotency_key,
         compensate=compensate,
+        atomicity_group=atomicity_group,
     )
 
 
@@ -445,6 +468,20 @@ def _for_each(value: JSON, add: _Add) -> str | list[JSON] | None:
         "forEach",
     )
     return None
+
+
+def _atomicity_group(value: JSON, add: _Add) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+        add(
+            ErrorCode.INVALID_INPUT,
+            "atomicityGroup must be a name written as a requestId is: 1 to 128 characters "
+            "without spaces, quotes, commas or brackets",
+            "atomicityGroup",
+        )
+        return None
+    return value
 
 
 def _idempotency_key(value: JSON, add: _Add) -> str | None:

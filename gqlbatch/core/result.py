@@ -141,7 +141,8 @@ class BatchOutcome:
 
     @property
     def rolled_back(self) -> bool:
-        """True when an atomic batch failed and its succeeded items were compensated."""
+        """True when an atomic batch or atomicity group failed and its succeeded items were
+        compensated."""
         return any(r.rollback is not None for r in self.results)
 
     def by_id(self, request_id: RequestId) -> ItemResult | None:

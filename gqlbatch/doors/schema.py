@@ -97,11 +97,18 @@ class SubRequestInput:
     )
     timeout_ms: int | None = UNSET
     compensate: CompensationInput | None = strawberry.field(
-        default=UNSET, description="For atomic batches: how to undo this request."
+        default=UNSET,
+        description="For atomic batches and atomicity groups: how to undo this request.",
     )
     idempotency_key: str | None = strawberry.field(
         default=UNSET,
         description="Sent as Idempotency-Key; lets a POST or PATCH be retried safely.",
+    )
+    atomicity_group: str | None = strawberry.field(
+        default=UNSET,
+        description="OData's atomicity group: the items of a group run one at a time in list "
+        "order, stop at the group's first failure, and then have their compensate requests "
+        "run, newest first; other items are unaffected. dependsOn may name a group.",
     )
     for_each: JSON | None = strawberry.field(
         default=UNSET,
@@ -329,7 +336,8 @@ class BatchResult:
     items: list[ItemResultType]
     stats: BatchStatsType
     rolled_back: bool = strawberry.field(
-        description="True when an atomic batch failed and its succeeded items were compensated."
+        description="True when an atomic batch or an atomicity group failed and its succeeded "
+        "items were compensated."
     )
     replayed: bool = strawberry.field(
         description="True when this is the stored result of an earlier request with the same "

@@ -1,4 +1,5 @@
-"""Atomic batches (DESIGN §5): when one fails, undo the items that succeeded, newest first.
+"""Atomic batches (DESIGN §5) and atomicity groups: when an item fails, undo the items of its
+batch (or its group) that succeeded, newest first.
 
 REST APIs have no transactions across requests, so "atomic" here means: validate everything,
 run one item at a time in dependency order, stop at the first failure, then run the
@@ -25,15 +26,19 @@ __all__ = ["roll_back"]
 async def roll_back(
     plan: Plan, results: tuple[ItemResult, ...], fetch: Fetch, forwarded: Mapping[str, Headers]
 ) -> tuple[ItemResult, ...]:
-    """*results*, with every succeeded item compensated when any item did not succeed."""
-    if all(r.state is State.SUCCEEDED for r in results):
-        return results
+    """*results*, with the succeeded items of each all-or-nothing unit that did not wholly
+    succeed compensated, newest first: the whole batch when it is atomic, else each of its
+    atomicity groups."""
+    units = [plan.order] if plan.options.atomic else list(plan.groups.values())
     by_id = {r.request_id: r for r in results}
     updated = list(results)
-    for index in reversed(plan.order):  # the order they ran in, newest first
-        if results[index].state is State.SUCCEEDED:
-            rollback = await _undo(plan.items[index], by_id, fetch, forwarded)
-            updated[index] = dataclasses.replace(results[index], rollback=rollback)
+    for members in units:  # each in the order its items ran
+        if all(results[i].state is State.SUCCEEDED for i in members):
+            continue
+        for index in reversed(members):
+            if results[index].state is State.SUCCEEDED:
+                rollback = await _undo(plan.items[index], by_id, fetch, forwarded)
+                updated[index] = dataclasses.replace(results[index], rollback=rollback)
     return tuple(updated)
 
 

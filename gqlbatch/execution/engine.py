@@ -222,7 +222,7 @@ async def _execute(
             budget=budget,
         )
         results = execution.results
-        if plan.options.atomic:
+        if plan.options.atomic or plan.groups:
             results = await roll_back(plan, results, loaders.fetch, ctx.forwarded)
     finally:
         await loaders.close()
