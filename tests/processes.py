@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import re
 import sys
@@ -31,20 +32,34 @@ async def gqlbatch_server(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    # The server logs a line per batch to stderr. Drained as it comes: a pipe nobody reads
+    # fills at 64 KiB, and then the server's next log write blocks its event loop.
+    log: collections.deque[bytes] = collections.deque(maxlen=50)
+    drain = asyncio.create_task(_drain(proc, log))
     try:
-        yield await asyncio.wait_for(printed(proc, printing), 20), proc
+        yield await asyncio.wait_for(printed(proc, printing, log), 20), proc
     finally:
         if proc.returncode is None:
             proc.terminate()
         await proc.wait()
+        await drain
 
 
-async def printed(proc: asyncio.subprocess.Process, pattern: str) -> str:
-    assert proc.stdout is not None and proc.stderr is not None
+async def _drain(proc: asyncio.subprocess.Process, log: collections.deque[bytes]) -> None:
+    assert proc.stderr is not None
+    while line := await proc.stderr.readline():
+        log.append(line)
+
+
+async def printed(
+    proc: asyncio.subprocess.Process, pattern: str, log: collections.deque[bytes]
+) -> str:
+    assert proc.stdout is not None
     while True:
         line = (await proc.stdout.readline()).decode()
         if not line:
-            raise AssertionError(f"exited before printing its URL: {await proc.stderr.read()!r}")
+            await proc.wait()
+            raise AssertionError(f"exited before printing its URL: {b''.join(log)!r}")
         found = re.search(pattern, line)
         if found:
             return found[1]

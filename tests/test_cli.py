@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import sys
 from pathlib import Path
@@ -216,7 +217,7 @@ async def test_sigterm_stops_the_server_cleanly(sample_url: str) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    url = await asyncio.wait_for(printed(proc, SERVING), 20)
+    url = await asyncio.wait_for(printed(proc, SERVING, collections.deque()), 20)
     async with aiohttp.ClientSession() as http, http.get(url + "/healthz") as resp:
         assert resp.status == 200
     proc.terminate()
