@@ -98,17 +98,18 @@ class Report:
 @contextlib.contextmanager
 def process(*argv: str) -> Iterator[tuple[str, int]]:
     """Start a child that prints its URL first; yield (url, pid); stop it on the way out."""
-    proc = subprocess.Popen(
+    # As a context manager, Popen closes the pipe it opened once the child has exited.
+    with subprocess.Popen(
         [sys.executable, *argv], stdout=subprocess.PIPE, text=True, cwd=HERE.parent
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        url = next(w for w in line.split() if w.startswith("http://")).removesuffix("/graphql")
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            url = next(w for w in line.split() if w.startswith("http://"))
+            yield url.removesuffix("/graphql"), proc.pid
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def config(slow: str, fast: str, *, max_fanout: int = 1000, per_client: int = 200) -> str:
