@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -19,9 +20,9 @@ async def gqlbatch_process(*args: str, printing: str) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def gqlbatch_server(
-    *args: str, printing: str
+    *args: str, printing: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    """The same, yielding the process too."""
+    """The same, yielding the process too; *env* adds to the environment."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -31,6 +32,7 @@ async def gqlbatch_server(
         "0",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     # The server logs a line per batch to stderr. Drained as it comes: a pipe nobody reads
     # fills at 64 KiB, and then the server's next log write blocks its event loop.

@@ -41,6 +41,13 @@ def test_example_config_parses_with_every_section() -> None:
     }
 
 
+def test_the_store_url_comes_from_the_file_or_the_environment() -> None:
+    assert settings_from_toml(MINIMAL)[0].store_url is None
+    file = settings_from_toml("[store]\nurl = 'redis://r:6379/0'\n" + MINIMAL)[0]
+    env = settings_from_toml(MINIMAL, {"GQLBATCH_STORE__URL": "redis://e:6379/1"})[0]
+    assert (file.store_url, env.store_url) == ("redis://r:6379/0", "redis://e:6379/1")
+
+
 def test_environment_overrides_the_file() -> None:
     settings, server = settings_from_toml(
         MINIMAL,
@@ -126,6 +133,11 @@ def test_environment_overrides_the_file() -> None:
         ),
         ("[doors.rest]\natomic = true\n" + MINIMAL, {}, "unknown key doors.rest (known: graphql"),
         ("[doors.json]\natomic = 'yes'\n" + MINIMAL, {}, "doors.json.atomic must be a boolean"),
+        (
+            "[store]\nurl = 'http://x'\n" + MINIMAL,
+            {},
+            "store.url 'http://x' must start with redis://",
+        ),
     ],
     ids=[
         "toml",
@@ -147,6 +159,7 @@ def test_environment_overrides_the_file() -> None:
         "door-mode",
         "unknown-door",
         "door-atomic",
+        "store-scheme",
     ],
 )
 def test_each_mistake_names_the_key_and_why(text: str, env: dict[str, str], message: str) -> None:

@@ -182,6 +182,9 @@ class UpstreamSettings:
         )
 
 
+_STORE_SCHEMES = frozenset({"redis", "rediss", "unix"})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     """Everything a gqlbatch server needs; build it once, then pass it down.
@@ -226,6 +229,9 @@ class Settings:
         body_timeout_s: the time a request has to send its whole body; then it gets 408.
         max_connections: client connections served at once; more are closed on arrival.
         introspection: answer `__schema` and `__type` queries; switch off for production.
+        store_url: a Redis URL (`redis://host:6379/0`) for the state several processes
+            share: outstanding-call places and idempotency records. None keeps them in this
+            process's memory.
         door_options: batch options each door applies when its client does not set them,
             by door (`graphql`, `json`, `multipart`), in the plain form (`mode`, `onError`,
             `atomic`); the client's own options win.
@@ -264,6 +270,7 @@ class Settings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     introspection: bool = True
     door_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    store_url: str | None = None
 
     def __post_init__(self) -> None:
         if not self.upstreams:
@@ -272,6 +279,10 @@ class Settings:
             if key != upstream.name:
                 raise ConfigError(f"upstream key {key!r} differs from its name {upstream.name!r}")
         object.__setattr__(self, "upstreams", MappingProxyType(dict(self.upstreams)))
+        if self.store_url is not None and urlsplit(self.store_url).scheme not in _STORE_SCHEMES:
+            raise ConfigError(
+                f"store.url {self.store_url!r} must start with redis://, rediss:// or unix://"
+            )
         _check_positive("limits", self, _LIMIT_FIELDS)
         for proxy in self.trusted_proxies:
             try:

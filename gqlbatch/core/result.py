@@ -5,8 +5,10 @@ Pure. An item's failure is data here, never an exception.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from gqlbatch.core.errors import ErrorCode
 from gqlbatch.core.types import JSON, Headers, RequestId, frozen_for_type_checkers
@@ -21,6 +23,8 @@ __all__ = [
     "Rollback",
     "RollbackState",
     "State",
+    "outcome_from_json",
+    "outcome_to_json",
 ]
 
 
@@ -148,3 +152,66 @@ class BatchOutcome:
     def by_id(self, request_id: RequestId) -> ItemResult | None:
         """The result of the item with this requestId, if there is one."""
         return next((r for r in self.results if r.request_id == request_id), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# A stored outcome: what a shared store keeps of an idempotent batch, as JSON.
+
+
+def outcome_to_json(outcome: BatchOutcome) -> dict[str, JSON]:
+    """*outcome* as a JSON value that `outcome_from_json` reads back equal."""
+    return {
+        "results": [_item_to_json(r) for r in outcome.results],
+        "stats": dataclasses.asdict(outcome.stats),
+    }
+
+
+def outcome_from_json(data: dict[str, Any]) -> BatchOutcome:
+    """The outcome `outcome_to_json` wrote."""
+    return BatchOutcome(
+        tuple(_item_from_json(r) for r in data["results"]), BatchStats(**data["stats"])
+    )
+
+
+def _item_to_json(result: ItemResult) -> dict[str, JSON]:
+    out: dict[str, JSON] = {f.name: getattr(result, f.name) for f in dataclasses.fields(ItemResult)}
+    out["headers"] = [list(pair) for pair in result.headers]
+    out["error"] = None if result.error is None else result.error.to_json()
+    out["elements"] = (
+        None
+        if result.elements is None
+        else [
+            {**_fields(e), "error": None if e.error is None else e.error.to_json()}
+            for e in result.elements
+        ]
+    )
+    out["rollback"] = None if result.rollback is None else _fields(result.rollback)
+    return out
+
+
+def _item_from_json(data: dict[str, Any]) -> ItemResult:
+    elements = data["elements"]
+    rollback = data["rollback"]
+    return ItemResult(
+        **{
+            **data,
+            "state": State(data["state"]),
+            "headers": tuple((name, value) for name, value in data["headers"]),
+            "body_encoding": BodyEncoding(data["body_encoding"]),
+            "error": _error(data["error"]),
+            "elements": None
+            if elements is None
+            else tuple(ElementResult(**{**e, "error": _error(e["error"])}) for e in elements),
+            "rollback": None
+            if rollback is None
+            else Rollback(**{**rollback, "state": RollbackState(rollback["state"])}),
+        }
+    )
+
+
+def _fields(value: Any) -> dict[str, JSON]:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
+
+def _error(data: dict[str, str] | None) -> ErrorInfo | None:
+    return None if data is None else ErrorInfo(ErrorCode(data["code"]), data["message"])

@@ -22,7 +22,7 @@ from strawberry.aiohttp.views import GraphQLView
 from gqlbatch.core import strict_json
 from gqlbatch.core.call import forwarded_headers
 from gqlbatch.core.config import Settings
-from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem, mask_internal
+from gqlbatch.core.errors import BatchRejected, ConfigError, ErrorCode, Problem, mask_internal
 from gqlbatch.core.identity import Identifier
 from gqlbatch.core.request import with_defaults
 from gqlbatch.core.result import BatchOutcome
@@ -38,8 +38,8 @@ from gqlbatch.doors.rest import (
 )
 from gqlbatch.doors.schema import Context, build_schema, rejection_error
 from gqlbatch.execution.engine import BatchContext, admit_early, request_budget, run_batch
-from gqlbatch.execution.idempotency import MemoryIdempotencyStore
-from gqlbatch.execution.limits import OutstandingCalls
+from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
+from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
 
@@ -59,7 +59,7 @@ CONTEXT: Final = web.RequestKey("context", BatchContext)
 REST_DOORS = ("/batch", "/$batch")
 """The REST door's paths: ours, and OData's and Microsoft Graph's."""
 _BATCH_DOORS = frozenset({*REST_DOORS, "/graphql"})
-IDEMPOTENCY: Final = web.AppKey("idempotency", MemoryIdempotencyStore)
+IDEMPOTENCY: Final = web.AppKey("idempotency", IdempotencyStore)
 
 
 class BatchView(GraphQLView[Context, None]):
@@ -219,22 +219,18 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     """
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_front_door])
     app[SETTINGS] = settings
+    places, app[IDEMPOTENCY] = _shared_state(app, settings)
     app[OUTSTANDING] = OutstandingCalls(
         per_client=settings.max_outstanding_per_client,
         per_address=settings.max_outstanding_per_address,
         total=settings.max_outstanding_total,
         retry_after_s=settings.retry_after_s,
+        places=places,
     )
     forwarded = {*settings.forward_headers}
     for upstream in settings.upstreams.values():
         forwarded.update(upstream.forward_headers or ())
     app[IDENTIFIER] = Identifier(forwarded, settings.trusted_proxies)
-    app[IDEMPOTENCY] = MemoryIdempotencyStore(
-        settings.idempotency_ttl_s,
-        settings.idempotency_max_records,
-        max_bytes=settings.idempotency_max_bytes,
-        max_record_bytes=settings.idempotency_max_record_bytes,
-    )
     app.cleanup_ctx.append(_client_ctx)
     app.router.add_route("*", "/graphql", BatchView(settings=settings))
     for path in REST_DOORS:
@@ -245,6 +241,42 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
         target = "/graphql?q=" + quote(landing_query, safe="")
         app.router.add_get("/", _redirect_to(target))
     return app
+
+
+def _shared_state(app: web.Application, settings: Settings) -> tuple[Places, IdempotencyStore]:
+    """Where outstanding calls and idempotency records live: this process's memory, or the
+    Redis store at `store_url`, which every process configured with it shares."""
+    if settings.store_url is None:
+        return MemoryPlaces(), MemoryIdempotencyStore(
+            settings.idempotency_ttl_s,
+            settings.idempotency_max_records,
+            max_bytes=settings.idempotency_max_bytes,
+            max_record_bytes=settings.idempotency_max_record_bytes,
+        )
+    try:
+        from gqlbatch.execution import redis_store  # redis-py is the [redis] extra
+    except ImportError as exc:
+        raise ConfigError(
+            f"store.url needs redis-py ({exc.name} is not installed): pip install 'gqlbatch[redis]'"
+        ) from None
+    redis = redis_store.connect(settings.store_url)
+    # A lease outlives any call of a batch (its deadline, then a compensation's timeout).
+    lease_ms = settings.batch_timeout_ms + _LEASE_MARGIN_MS
+
+    async def close(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await redis.aclose()
+
+    app.cleanup_ctx.append(close)
+    return redis_store.RedisPlaces(redis, lease_ms=lease_ms), redis_store.RedisIdempotencyStore(
+        redis,
+        ttl_s=settings.idempotency_ttl_s,
+        running_lease_ms=lease_ms,
+        max_record_bytes=settings.idempotency_max_record_bytes,
+    )
+
+
+_LEASE_MARGIN_MS = 60_000
 
 
 async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -352,7 +384,7 @@ async def _front_door(request: web.Request, handler: Handler) -> web.StreamRespo
             # One context per request, for either door; a client already at its limit is
             # refused here, before its body is read: refusing must cost less than admitting.
             request[CONTEXT] = ctx = batch_context(request)
-            admit_early(ctx)
+            await admit_early(ctx)
         if request.can_read_body and request.content_type not in MULTIPART_TYPES:
             # Read here, within the body deadline; the doors then read it from aiohttp's cache.
             # A multipart door reads its parts as they come, under the same deadline.

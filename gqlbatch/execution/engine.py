@@ -120,7 +120,7 @@ async def run_batch(
     return outcome
 
 
-def admit_early(ctx: BatchContext) -> None:
+async def admit_early(ctx: BatchContext) -> None:
     """Refuse a client that is already at its limit before its body is even read, so that
     refusing under overload costs less than admitting. Logged like any refused batch.
 
@@ -130,7 +130,7 @@ def admit_early(ctx: BatchContext) -> None:
     if ctx.outstanding is None:
         return
     try:
-        ctx.outstanding.check(ctx.client, ctx.address)
+        await ctx.outstanding.check(ctx.client, ctx.address)
     except BatchRejected as exc:
         _log_rejected(ctx, time.perf_counter(), exc)
         raise
@@ -174,7 +174,7 @@ async def _run(items: object, options: object, ctx: BatchContext, read_only: boo
     budget = BatchBudget(_take_budget(plan, ctx))
     if outstanding is None:
         return await _execute(plan, ctx, budget, None)
-    with outstanding.admit(ctx.client, ctx.address) as admission:
+    async with outstanding.admit(ctx.client, ctx.address) as admission:
         return await _execute(plan, ctx, budget, admission)
 
 

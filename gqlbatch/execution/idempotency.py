@@ -22,7 +22,14 @@ from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.result import BatchOutcome
 from gqlbatch.core.wire import IDEMPOTENCY_KEY
 
-__all__ = ["IdempotencyStore", "MemoryIdempotencyStore", "check_key", "fingerprint"]
+__all__ = [
+    "IdempotencyStore",
+    "MemoryIdempotencyStore",
+    "check_key",
+    "fingerprint",
+    "outcome_bytes",
+    "reused",
+]
 
 Run = Callable[[], Coroutine[Any, Any, BatchOutcome]]
 
@@ -130,12 +137,12 @@ class MemoryIdempotencyStore:
 
     async def _replay(self, record: _Record, fingerprint: str) -> BatchOutcome:
         if record.fingerprint != fingerprint:
-            raise _reused(
+            raise reused(
                 "this Idempotency-Key was already used for a different batch; "
                 "use a new key for a new batch"
             )
         if record.task is None:
-            raise _reused(
+            raise reused(
                 "this Idempotency-Key's batch already ran, and its result was too large to "
                 "keep (idempotency_max_record_bytes); its writes are not sent again. Use a "
                 "new key for a new batch"
@@ -162,7 +169,7 @@ class MemoryIdempotencyStore:
             return
         if task.cancelled() or task.exception() is not None:
             return
-        size = _outcome_bytes(task.result())
+        size = outcome_bytes(task.result())
         if size > self._max_record_bytes:
             record.task = None  # the key stays; the outcome is let go
             return
@@ -192,11 +199,13 @@ class MemoryIdempotencyStore:
         return len(self._records)
 
 
-def _outcome_bytes(outcome: BatchOutcome) -> int:
+def outcome_bytes(outcome: BatchOutcome) -> int:
+    """What keeping *outcome* costs: its upstream bytes and a fixed overhead per item."""
     return outcome.stats.response_bytes + _RESULT_OVERHEAD_BYTES * len(outcome.results)
 
 
-def _reused(message: str) -> BatchRejected:
+def reused(message: str) -> BatchRejected:
+    """The refusal of a key that may not run its batch: IDEMPOTENCY_KEY_REUSED."""
     return BatchRejected(
         [Problem(ErrorCode.IDEMPOTENCY_KEY_REUSED, message, field="Idempotency-Key")]
     )

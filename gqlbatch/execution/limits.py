@@ -1,7 +1,8 @@
 """Admission: how many upstream calls a client may have outstanding (in flight) at once,
 across all of its batches (DESIGN §9), counted per credential, per address and in all.
 
-In memory, for one process. What is counted is what is really outstanding: each admitted
+In memory for one process, or in a store several share (`Places`). What is counted is what
+is really outstanding: each admitted
 batch holds one call from the moment it is admitted (its first call always has a place, so an
 admitted batch can never be starved), and each further call it has in flight at once holds one
 more, taken as the call is sent and given back when it ends. A batch is refused whole, before
@@ -16,78 +17,57 @@ screens from one address through while a flood is still refused at the door.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 
-__all__ = ["Admission", "OutstandingCalls"]
+__all__ = ["Admission", "MemoryPlaces", "OutstandingCalls", "Places"]
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
 _TOTAL = "*"
 
 
-class OutstandingCalls:
-    """Counts the calls held per key (a credential, an address) and in all."""
+class Places(Protocol):
+    """Where the places are counted: this process's memory, or a store that several
+    processes share (`redis_store.RedisPlaces`). Each key has a limit; a place is taken in all
+    the keys of a batch at once, or in none."""
 
-    def __init__(
-        self, *, per_client: int, per_address: int, total: int, retry_after_s: int
-    ) -> None:
-        self._per_client = per_client
-        self._per_address = per_address
-        self._total = total
-        self._retry_after_s = retry_after_s
+    async def take(self, limits: Mapping[str, int]) -> object | None:
+        """One place in every key of *limits*, all or none: a token to give back, or None
+        when a key is at its limit."""
+        ...
+
+    async def give(self, limits: Mapping[str, int], token: object) -> None:
+        """Give back the places *token* took."""
+        ...
+
+    async def held(self, key: str) -> int:
+        """Places *key* holds now."""
+        ...
+
+    async def wait(self) -> None:
+        """Return when a place may have been given back (or soon, for a shared store)."""
+        ...
+
+
+class MemoryPlaces:
+    """Places in this process's memory; a waiter wakes when any place is given back."""
+
+    def __init__(self) -> None:
         self._held: dict[str, int] = {}
         self._waiters: list[asyncio.Future[None]] = []
 
-    def held(self, key: str = _TOTAL) -> int:
-        """Calls held now by *key*, or by everyone without one."""
-        return self._held.get(key, 0)
-
-    def check(self, client: str, address: str) -> None:
-        """Refuse at once, before a batch is even read, when a key is at its limit: under
-        overload, refusing must cost less than admitting.
-
-        Raises:
-            BatchRejected: TOO_MANY_REQUESTS, with retry_after_s.
-        """
-        self._refuse_if_full(self._limits(client, address))
-
-    @contextmanager
-    def admit(self, client: str, address: str) -> Iterator[Admission]:
-        """Admit one batch for the duration of the block; it holds its first call's place.
-
-        Raises:
-            BatchRejected: TOO_MANY_REQUESTS when a key is at its limit; nothing is held then.
-        """
-        limits = self._limits(client, address)
-        self._refuse_if_full(limits)
-        self._take(limits)
-        try:
-            yield Admission(self, limits)
-        finally:
-            self._give(limits)
-
-    def _limits(self, client: str, address: str) -> dict[str, int]:
-        limits = {_TOTAL: self._total, address: self._per_address}
-        limits[client] = min(self._per_client, limits.get(client, self._per_client))
-        return limits
-
-    def _refuse_if_full(self, limits: Mapping[str, int]) -> None:
-        for key, limit in limits.items():
-            if self.held(key) >= limit:
-                raise self._refuse(key, limit)
-
-    def _has_room(self, limits: Mapping[str, int]) -> bool:
-        return all(self.held(key) < limit for key, limit in limits.items())
-
-    def _take(self, limits: Mapping[str, int]) -> None:
+    async def take(self, limits: Mapping[str, int]) -> object | None:
+        if any(self._held.get(key, 0) >= limit for key, limit in limits.items()):
+            return None
         for key in limits:
-            self._held[key] = self.held(key) + 1
+            self._held[key] = self._held.get(key, 0) + 1
+        return True
 
-    def _give(self, limits: Mapping[str, int]) -> None:
+    async def give(self, limits: Mapping[str, int], token: object) -> None:
         for key in limits:
             left = self._held[key] - 1
             if left:
@@ -99,15 +79,75 @@ class OutstandingCalls:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def _wait(self) -> None:
+    async def held(self, key: str) -> int:
+        return self._held.get(key, 0)
+
+    async def wait(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await waiter
 
-    def _refuse(self, key: str, limit: int) -> BatchRejected:
+
+class OutstandingCalls:
+    """The limits per key (a credential, an address) and in all, over some `Places`."""
+
+    def __init__(
+        self,
+        *,
+        per_client: int,
+        per_address: int,
+        total: int,
+        retry_after_s: int,
+        places: Places | None = None,
+    ) -> None:
+        self._per_client = per_client
+        self._per_address = per_address
+        self._total = total
+        self._retry_after_s = retry_after_s
+        self.places: Places = places or MemoryPlaces()
+
+    async def held(self, key: str = _TOTAL) -> int:
+        """Calls held now by *key*, or by everyone without one."""
+        return await self.places.held(key)
+
+    async def check(self, client: str, address: str) -> None:
+        """Refuse at once, before a batch is even read, when a key is at its limit: under
+        overload, refusing must cost less than admitting.
+
+        Raises:
+            BatchRejected: TOO_MANY_REQUESTS, with retry_after_s.
+        """
+        for key, limit in self._limits(client, address).items():
+            held = await self.places.held(key)
+            if held >= limit:
+                raise self._refuse(key, held, limit)
+
+    @asynccontextmanager
+    async def admit(self, client: str, address: str) -> AsyncIterator[Admission]:
+        """Admit one batch for the duration of the block; it holds its first call's place.
+
+        Raises:
+            BatchRejected: TOO_MANY_REQUESTS when a key is at its limit; nothing is held then.
+        """
+        limits = self._limits(client, address)
+        token = await self.places.take(limits)
+        if token is None:
+            await self.check(client, address)  # names the key that is full
+            raise self._refuse(_TOTAL, self._total, self._total)  # it emptied meanwhile
+        try:
+            yield Admission(self.places, limits, token)
+        finally:
+            await self.places.give(limits, token)
+
+    def _limits(self, client: str, address: str) -> dict[str, int]:
+        limits = {_TOTAL: self._total, address: self._per_address}
+        limits[client] = min(self._per_client, limits.get(client, self._per_client))
+        return limits
+
+    def _refuse(self, key: str, held: int, limit: int) -> BatchRejected:
         who = self._kind(key)
         message = (
-            f"{who} already has {self.held(key)} upstream calls outstanding; the limit is "
+            f"{who} already has {held} upstream calls outstanding; the limit is "
             f"{limit}. Nothing was run: send it again after {self._retry_after_s} s"
         )
         return BatchRejected(
@@ -124,10 +164,13 @@ class OutstandingCalls:
 class Admission:
     """One admitted batch: the places its calls hold while they are in flight."""
 
-    def __init__(self, calls: OutstandingCalls, limits: Mapping[str, int]) -> None:
-        self._calls = calls
+    def __init__(self, places: Places, limits: Mapping[str, int], token: object) -> None:
+        self._places = places
         self._limits = limits
         self._live = 0
+        self._extra: list[object] = []
+        """Tokens of the places held beyond the batch's own: one per live call past the first.
+        Places are interchangeable, so any call's end gives back any of them."""
 
     def guard(self, send: Callable[[_A], Awaitable[_R]]) -> Callable[[_A], Coroutine[Any, Any, _R]]:
         """*send*, holding a place for each call while it is in flight."""
@@ -137,24 +180,27 @@ class Admission:
             try:
                 return await send(call)
             finally:
-                self._release()
+                await self._release()
 
         return guarded
 
     async def _acquire(self) -> None:
+        # A call uses the place admission took whenever no other call of the batch is in
+        # flight; each further one takes a place of its own, waiting while a key is full.
         while True:
             if self._live == 0:
-                self._live = 1  # the place admission took for this batch
+                self._live = 1
                 return
-            if self._calls._has_room(self._limits):
-                self._calls._take(self._limits)
+            token = await self._places.take(self._limits)
+            if token is not None:
+                self._extra.append(token)
                 self._live += 1
                 return
-            await self._calls._wait()
+            await self._places.wait()
 
-    def _release(self) -> None:
+    async def _release(self) -> None:
         self._live -= 1
-        if self._live >= 1:
-            self._calls._give(self._limits)  # a place beyond the batch's own
+        if self._extra:
+            await self._places.give(self._limits, self._extra.pop())
         else:
-            self._calls._give({})  # the batch's own place is free again: wake its waiters
+            await self._places.give({}, None)  # the batch's own place is free: wake its waiters

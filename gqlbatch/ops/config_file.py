@@ -30,6 +30,7 @@ _SECTIONS = {
     "retries",
     "idempotency",
     "doors",
+    "store",
 }
 _RETRIES = {
     "max_attempts": int,
@@ -186,6 +187,9 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
     for key in _IDEMPOTENCY:
         if key in idempotency:
             options[f"idempotency_{key}"] = idempotency[key]
+    store = _table(data.get("store"), "store", {"url": str})
+    if "url" in store:
+        options["store_url"] = store["url"]
     doors = _table(data.get("doors"), "doors", dict.fromkeys(_DOORS, dict))
     options["door_options"] = {name: _door(name, table) for name, table in doors.items()}
     built = {name: _upstream(name, table) for name, table in upstreams.items()}

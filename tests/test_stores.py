@@ -1,0 +1,293 @@
+"""The state several processes share: outstanding-call places and idempotency records.
+
+One contract suite, run against both implementations: this process's memory, and Redis (a real
+redis-server on a free port, flushed before each test). Then two real `gqlbatch serve`
+processes share one Redis: a key replayed on the other process sends nothing again, and a
+client's limit holds across both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.result import (
+    BatchOutcome,
+    BatchStats,
+    ElementResult,
+    ErrorInfo,
+    ItemResult,
+    Rollback,
+    RollbackState,
+    State,
+    outcome_from_json,
+    outcome_to_json,
+)
+from gqlbatch.core.wire import BodyEncoding
+from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
+from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
+from tests.fakes import FakeService
+from tests.processes import SERVING, gqlbatch_server
+from tests.redis_server import redis_server
+
+BACKENDS = ["memory", "redis"]
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    if shutil.which("redis-server") is None:
+        pytest.skip(
+            "redis-server is not installed; .ci/run installs it (apt-get install redis-server)"
+        )
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """None for the memory backend; for Redis, a client of an emptied database."""
+    if request.param == "memory":
+        yield None
+        return
+    from gqlbatch.execution.redis_store import connect
+
+    client = connect(request.getfixturevalue("redis_url"))
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def places(redis: Any) -> Places:
+    if redis is None:
+        return MemoryPlaces()
+    from gqlbatch.execution.redis_store import RedisPlaces
+
+    return RedisPlaces(redis, lease_ms=60_000)
+
+
+@pytest.fixture
+def store(redis: Any) -> IdempotencyStore:
+    if redis is None:
+        return MemoryIdempotencyStore(60)
+    from gqlbatch.execution.redis_store import RedisIdempotencyStore
+
+    return RedisIdempotencyStore(
+        redis, ttl_s=60, running_lease_ms=60_000, max_record_bytes=1_000_000
+    )
+
+
+def limits(places: Places, per_client: int = 10, per_address: int = 100, total: int = 100) -> Any:
+    return OutstandingCalls(
+        per_client=per_client,
+        per_address=per_address,
+        total=total,
+        retry_after_s=3,
+        places=places,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Places
+
+
+async def test_total_outstanding_limit_refuses_any_client(places: Places) -> None:
+    calls = limits(places, total=2)
+    async with calls.admit("cred:a", "addr:1"), calls.admit("cred:b", "addr:2"):
+        with pytest.raises(BatchRejected) as info:
+            async with calls.admit("cred:c", "addr:3"):
+                pass
+        assert info.value.retry_after_s == 3
+        assert "the server already has 2 upstream calls outstanding" in str(info.value)
+        held = (await calls.held("cred:a"), await calls.held("addr:2"), await calls.held())
+        assert held == (1, 1, 2)
+    assert await calls.held() == 0
+
+
+async def test_fresh_credentials_do_not_dodge_the_address_limit(places: Places) -> None:
+    calls = limits(places, per_client=10, per_address=2)
+    await calls.check("cred:a", "addr:1")
+    async with calls.admit("cred:a", "addr:1"), calls.admit("cred:b", "addr:1"):
+        with pytest.raises(BatchRejected, match="this client's address already has 2"):
+            await calls.check("cred:fresh", "addr:1")  # refused before its batch is read
+        await calls.check("cred:c", "addr:2")
+
+
+async def test_calls_past_the_limit_wait_and_a_new_batch_is_refused(places: Places) -> None:
+    calls = limits(places, per_client=2)
+    gate = asyncio.Event()
+    started: list[int] = []
+    two_started = asyncio.Event()
+
+    async def send(n: int) -> int:
+        started.append(n)
+        if len(started) == 2:
+            two_started.set()
+        await gate.wait()
+        return n
+
+    async with calls.admit("cred:a", "addr:1") as admission:
+        guarded = admission.guard(send)
+        tasks = [asyncio.create_task(guarded(n)) for n in range(3)]
+        await two_started.wait()
+        for _ in range(5):  # the third call has had every chance to start, and has not
+            await asyncio.sleep(0)
+        assert (sorted(started), await calls.held("cred:a")) == ([0, 1], 2)
+        with pytest.raises(BatchRejected, match="this client already has 2"):
+            await calls.check("cred:a", "addr:1")
+        gate.set()
+        assert sorted(await asyncio.gather(*tasks)) == [0, 1, 2]
+        assert await calls.held("cred:a") == 1  # the batch's own place, until it ends
+    assert await calls.held() == 0
+
+
+async def test_redis_places_end_with_their_lease(redis_url: str) -> None:
+    # A process that dies holding places keeps them only until their lease ends.
+    from gqlbatch.execution.redis_store import RedisPlaces, connect
+
+    redis = connect(redis_url)
+    leased = RedisPlaces(redis, lease_ms=50)
+    assert await leased.take({"cred:a": 1}) is not None
+    assert await leased.take({"cred:a": 1}) is None
+    while await leased.held("cred:a"):  # bounded by the 50 ms lease; Redis's clock decides
+        await leased.wait()
+    assert await leased.take({"cred:a": 1}) is not None
+    await redis.aclose()
+
+
+# --------------------------------------------------------------------------------------------
+# Idempotency records
+
+
+def _outcome(marker: str) -> BatchOutcome:
+    item = ItemResult(
+        request_id="a",
+        index=0,
+        state=State.SUCCEEDED,
+        status=201,
+        headers=(("Location", "/x/1"),),
+        body={"marker": marker},
+        body_encoding=BodyEncoding.JSON,
+    )
+    stats = BatchStats(
+        sub_requests=1,
+        calls_requested=1,
+        upstream_calls=1,
+        calls_saved=0,
+        saved_by_dedupe=0,
+        saved_by_bulk=0,
+        wall_ms=1.0,
+        critical_path_ms=1.0,
+    )
+    return BatchOutcome((item,), stats)
+
+
+async def test_a_key_runs_its_batch_once(store: IdempotencyStore) -> None:
+    runs = 0
+    release = asyncio.Event()
+
+    async def run() -> BatchOutcome:
+        nonlocal runs
+        runs += 1
+        await release.wait()
+        return _outcome("first")
+
+    first = asyncio.create_task(store.run_once("alice|k1", "fp", run))
+    second = asyncio.create_task(store.run_once("alice|k1", "fp", run))  # waits for the first
+    await asyncio.sleep(0)
+    release.set()
+    one, two = await asyncio.gather(first, second)
+    assert runs == 1
+    assert (one.replayed, two.replayed) == (False, True)
+    assert two.results == one.results
+    with pytest.raises(BatchRejected) as info:
+        await store.run_once("alice|k1", "another fingerprint", run)
+    assert info.value.code is ErrorCode.IDEMPOTENCY_KEY_REUSED
+
+
+async def test_a_refused_batch_is_not_recorded(store: IdempotencyStore) -> None:
+    async def refused() -> BatchOutcome:
+        raise BatchRejected([Problem(ErrorCode.INVALID_INPUT, "refused")])
+
+    async def ran() -> BatchOutcome:
+        return _outcome("second try")
+
+    with pytest.raises(BatchRejected):
+        await store.run_once("alice|k2", "fp", refused)
+    outcome = await store.run_once("alice|k2", "fp", ran)
+    assert (outcome.replayed, outcome.results[0].body) == (False, {"marker": "second try"})
+
+
+def test_a_stored_outcome_reads_back_equal() -> None:
+    outcome = _outcome("x")
+    item = outcome.results[0]
+    rich = BatchOutcome(
+        (
+            ItemResult(
+                **{
+                    **{f: getattr(item, f) for f in ("request_id", "index", "status")},
+                    "state": State.FAILED,
+                    "error": ErrorInfo(ErrorCode.UPSTREAM_STATUS, "answered 500"),
+                    "elements": (ElementResult(index=0, status=404, error=None, coalesced=True),),
+                    "rollback": Rollback(
+                        RollbackState.ROLLED_BACK, "DELETE /x/1 answered 204", 204
+                    ),
+                    "headers": (("A", "1"), ("A", "2")),
+                    "body": [None, {"k": [1.5, "v"]}],
+                    "body_encoding": BodyEncoding.JSON,
+                }
+            ),
+        ),
+        outcome.stats,
+    )
+    import json
+
+    assert outcome_from_json(json.loads(json.dumps(outcome_to_json(rich)))) == rich
+
+
+# --------------------------------------------------------------------------------------------
+# Two processes, one Redis
+
+
+@pytest.mark.timeout(60)
+async def test_two_processes_share_keys_and_limits(
+    redis_url: str, service: FakeService, upstream_url: str
+) -> None:
+    gate = asyncio.Event()
+    service.route("POST", "/orders", status=201, json={"id": 1})
+    for n in (0, 1, 9):
+        service.route("GET", f"/slow/{n}", json={}, gate=gate)
+    env = {"GQLBATCH_STORE__URL": redis_url, "GQLBATCH_LIMITS__MAX_OUTSTANDING_PER_CLIENT": "2"}
+    alice = {"Authorization": "Bearer alice"}
+    order = [{"id": "o", "method": "POST", "path": "/orders", "body": {"sku": "A"}}]
+    async with (
+        gqlbatch_server("serve", "--upstream", upstream_url, printing=SERVING, env=env) as (a, _),
+        gqlbatch_server("serve", "--upstream", upstream_url, printing=SERVING, env=env) as (b, _),
+        aiohttp.ClientSession() as http,
+    ):
+        key = {**alice, "Idempotency-Key": "order-1"}
+        async with http.post(a + "/batch", json=order, headers=key) as first:
+            assert (first.status, (await first.json())[0]["status"]) == (200, 201)
+        async with http.post(b + "/batch", json=order, headers=key) as again:
+            assert again.headers["Idempotent-Replayed"] == "true"
+            assert (await again.json())[0]["body"] == {"id": 1}
+        assert service.lines == ["POST /orders"]  # sent once, whichever process was asked
+
+        # Alice's limit is 2 calls in flight, over both processes: two held on one...
+        slow = [{"path": f"/slow/{n}"} for n in range(2)]
+        held = asyncio.create_task(http.post(a + "/batch", json=slow, headers=alice))
+        await service.received(3)
+        # ...and the other refuses her next batch whole, before sending anything.
+        async with http.post(b + "/batch", json=[{"path": "/slow/9"}], headers=alice) as refused:
+            assert refused.status == 429
+            assert (await refused.json())["error"]["code"] == "TOO_MANY_REQUESTS"
+        gate.set()
+        async with await held as done:
+            assert done.status == 200
+    assert len(service.calls) == 3
