@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+import shutil
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import hypothesis
@@ -11,8 +12,20 @@ from aiohttp.test_utils import TestClient, TestServer
 from gqlbatch import Settings, create_app
 from gqlbatch.ops.demo import sample_api
 from tests.fakes import FakeService
+from tests.redis_server import redis_server
 
 GraphQL = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server for the session, on a free loopback port."""
+    if shutil.which("redis-server") is None:
+        pytest.skip(
+            "redis-server is not installed; .ci/run installs it (apt-get install redis-server)"
+        )
+    with redis_server() as url:
+        yield url
 
 
 @pytest.fixture

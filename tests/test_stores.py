@@ -9,8 +9,7 @@ client's limit holds across both.
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -34,19 +33,8 @@ from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencySt
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from tests.fakes import FakeService
 from tests.processes import SERVING, gqlbatch_server
-from tests.redis_server import redis_server
 
 BACKENDS = ["memory", "redis"]
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        pytest.skip(
-            "redis-server is not installed; .ci/run installs it (apt-get install redis-server)"
-        )
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture(params=BACKENDS)

@@ -23,7 +23,7 @@ from gqlbatch.core.config import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIO
 from gqlbatch.core.errors import ErrorCode
 from gqlbatch.doors.app import SETTINGS
 
-__all__ = ["running"]
+__all__ = ["app_runner", "running"]
 
 _LINGER_S = 2.0
 
@@ -47,9 +47,7 @@ async def running(
     # lingering_time: after an early answer (413, 408), aiohttp reads and drops the rest of the
     # body so that the client sees the answer rather than a reset; 10 s by default, which let
     # a dripping client hold its connection 10 s past its 408.
-    runner = web.AppRunner(
-        app, access_log=None, keepalive_timeout=header_timeout_s, lingering_time=_LINGER_S
-    )
+    runner = app_runner(app, header_timeout_s)
     listening: asyncio.Server | None = None
     try:
         await runner.setup()
@@ -64,6 +62,13 @@ async def running(
             listening.close()
         await runner.cleanup()
         sock.close()
+
+
+def app_runner(app: web.Application, header_timeout_s: int) -> web.AppRunner:
+    """The runner of *app*: its keep-alive bounded by the header timeout, and no access log."""
+    return web.AppRunner(
+        app, access_log=None, keepalive_timeout=header_timeout_s, lingering_time=_LINGER_S
+    )
 
 
 def _capped(server: web.Server, limit: int) -> Callable[[], asyncio.BaseProtocol]:

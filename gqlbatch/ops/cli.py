@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import signal
 import sys
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 __all__ = ["main"]
+
+log = logging.getLogger("gqlbatch.cli")
 
 DEFAULT_SCHEMA_PATH = Path("schema/schema.graphql")
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
@@ -75,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a REST service to front; repeat as name=URL for several",
     )
     _add_listen_args(serve, log_format="json")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="processes under gunicorn (default 1: this process); with [store] url they "
+        "share limits and idempotency keys",
+    )
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="serve in front of a built-in sample REST API")
@@ -155,7 +165,37 @@ def _serve(args: argparse.Namespace) -> int:
     settings, server = _settings(args)
     host = args.host or server.get("host", DEFAULT_HOST)
     port = args.port if args.port is not None else server.get("port", DEFAULT_PORT)
-    return _run_until_interrupted(_serve_forever(settings, host, port))
+    if args.workers == 1:
+        return _run_until_interrupted(_serve_forever(settings, host, port))
+    from gqlbatch.ops.workers import serve_workers  # gunicorn only when asked for
+
+    if settings.store_url is None:
+        log.warning(
+            "%d workers without [store] url: each keeps its own outstanding-call limits and "
+            "idempotency keys (docs/deploying.md)",
+            args.workers,
+        )
+    serve_workers(
+        settings,
+        host,
+        port,
+        args.workers,
+        ready=lambda url: _announce(url, settings, f" ({args.workers} workers)"),
+        on_worker_start=_tune_collector,
+    )
+    return 0
+
+
+def _workers(text: str) -> int:
+    workers: int = _number(text, int)
+    if not 1 <= workers <= 64:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of workers (1 to 64)")
+    return workers
+
+
+def _announce(url: str, settings: Settings, suffix: str = "") -> None:
+    upstreams = ", ".join(f"{u.name}={u.base_url}" for u in settings.upstreams.values())
+    print(f"gqlbatch serving {url}/graphql in front of {upstreams}{suffix}", flush=True)
 
 
 def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any]]:
@@ -172,8 +212,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any]]:
 
 async def _serve_forever(settings: Settings, host: str, port: int) -> None:
     async with _listening(create_app(settings), host, port) as url:
-        upstreams = ", ".join(f"{u.name}={u.base_url}" for u in settings.upstreams.values())
-        print(f"gqlbatch serving {url}/graphql in front of {upstreams}", flush=True)
+        _announce(url, settings)
         _tune_collector()
         await asyncio.Event().wait()
 
