@@ -159,6 +159,8 @@ class UpstreamSettings:
         share_inflight: let concurrent batches share one in-flight GET or HEAD when the calls
             are identical, credentials included. Off by default.
         bulk: routes whose lookups are merged into plural calls.
+        probe_path: a path `/readyz` GETs to tell whether this upstream answers (any status
+            below 500); None leaves it unprobed.
     """
 
     name: str
@@ -169,6 +171,7 @@ class UpstreamSettings:
     forward_headers: tuple[str, ...] | None = None
     share_inflight: bool = False
     bulk: tuple[BulkRoute, ...] = ()
+    probe_path: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, TypeGuard
 from urllib.parse import quote
 
@@ -22,11 +22,19 @@ from strawberry.aiohttp.views import GraphQLView
 from gqlbatch.core import strict_json
 from gqlbatch.core.call import forwarded_headers
 from gqlbatch.core.config import Settings
-from gqlbatch.core.errors import BatchRejected, ConfigError, ErrorCode, Problem, mask_internal
+from gqlbatch.core.errors import (
+    BatchRejected,
+    ConfigError,
+    ErrorCode,
+    Problem,
+    UpstreamError,
+    mask_internal,
+)
 from gqlbatch.core.identity import Identifier
 from gqlbatch.core.request import with_defaults
 from gqlbatch.core.result import BatchOutcome
 from gqlbatch.core.types import Headers
+from gqlbatch.core.wire import UpstreamCall
 from gqlbatch.doors.extensions import QueryLimits
 from gqlbatch.doors.multipart import MULTIPART_TYPES, parse_parts, read_parts, write_responses
 from gqlbatch.doors.rest import (
@@ -37,6 +45,7 @@ from gqlbatch.doors.rest import (
     responses_json,
 )
 from gqlbatch.doors.schema import Context, build_schema, rejection_error
+from gqlbatch.execution import metrics
 from gqlbatch.execution.engine import BatchContext, admit_early, request_budget, run_batch
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
@@ -44,6 +53,17 @@ from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
 
 __all__ = ["CLIENT", "SETTINGS", "create_app"]
+
+
+@dataclasses.dataclass
+class Readiness:
+    """What `/readyz` reports besides the upstreams."""
+
+    draining: bool = False
+    """Set when the server begins to stop: a load balancer should send it nothing new."""
+    store: Callable[[], Awaitable[object]] | None = None
+    """Pings the shared store, when there is one."""
+
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 _HTTP_CODES = {405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.REQUEST_TOO_LARGE}
@@ -60,6 +80,7 @@ REST_DOORS = ("/batch", "/$batch")
 """The REST door's paths: ours, and OData's and Microsoft Graph's."""
 _BATCH_DOORS = frozenset({*REST_DOORS, "/graphql"})
 IDEMPOTENCY: Final = web.AppKey("idempotency", IdempotencyStore)
+READINESS: Final = web.AppKey("readiness", Readiness)
 
 
 class BatchView(GraphQLView[Context, None]):
@@ -219,6 +240,8 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     """
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_front_door])
     app[SETTINGS] = settings
+    app[READINESS] = Readiness()
+    app.on_shutdown.append(_draining)
     places, app[IDEMPOTENCY] = _shared_state(app, settings)
     app[OUTSTANDING] = OutstandingCalls(
         per_client=settings.max_outstanding_per_client,
@@ -237,6 +260,8 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
         app.router.add_post(path, _rest_batch)
         app.router.add_put(path, _rest_batch)  # the Aspose SDK PUTs its multipart batches
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/readyz", _readyz)
     if landing_query is not None:
         target = "/graphql?q=" + quote(landing_query, safe="")
         app.router.add_get("/", _redirect_to(target))
@@ -268,6 +293,7 @@ def _shared_state(app: web.Application, settings: Settings) -> tuple[Places, Ide
         await redis.aclose()
 
     app.cleanup_ctx.append(close)
+    app[READINESS].store = redis.ping
     return redis_store.RedisPlaces(redis, lease_ms=lease_ms), redis_store.RedisIdempotencyStore(
         redis,
         ttl_s=settings.idempotency_ttl_s,
@@ -286,7 +312,8 @@ async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
     client = UpstreamClient(settings)
     app[CLIENT] = client
     app[INFLIGHT] = SharedInflight(
-        client.send, [u.name for u in settings.upstreams.values() if u.share_inflight]
+        metrics.observed(client.send),
+        [u.name for u in settings.upstreams.values() if u.share_inflight],
     )
     yield
     await client.close()
@@ -451,6 +478,61 @@ def _door_answer(
 
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def _draining(app: web.Application) -> None:
+    app[READINESS].draining = True
+
+
+_PROBE_TIMEOUT_MS = 2_000
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    """200 when this process should get traffic: not draining, its store answers, and each
+    upstream with a `probe_path` answers it below 500; else 503, saying which failed."""
+    readiness, settings = request.app[READINESS], request.app[SETTINGS]
+    probed = [u for u in settings.upstreams.values() if u.probe_path]
+    checks = await asyncio.gather(
+        _check_store(readiness),
+        *(_probe(request.app[CLIENT], u.name, u.probe_path) for u in probed),
+    )
+    upstreams: dict[str, str] = dict.fromkeys(settings.upstreams, "not probed")
+    upstreams.update(zip((u.name for u in probed), checks[1:], strict=True))
+    ready = not readiness.draining and all(c == "ok" for c in checks)
+    body = {
+        "status": "ready" if ready else "not ready",
+        "draining": readiness.draining,
+        "store": checks[0],
+        "upstreams": upstreams,
+    }
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _check_store(readiness: Readiness) -> str:
+    if readiness.store is None:
+        return "ok"  # in memory
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT_MS / 1000):
+            await readiness.store()
+    except Exception as exc:  # any failure to answer is "not ready", said in its own words
+        return f"failing: {type(exc).__name__}: {exc}"
+    return "ok"
+
+
+async def _probe(client: UpstreamClient, upstream: str, path: str | None) -> str:
+    call = UpstreamCall(upstream, "GET", path or "/", timeout_ms=_PROBE_TIMEOUT_MS)
+    try:
+        response = await client.send(call)
+    except UpstreamError as exc:
+        return f"failing: {exc.code.value}: {exc.message}"
+    return "ok" if response.status < 500 else f"failing: GET {path} answered {response.status}"
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus's text format; every worker's values under `serve --workers`."""
+    response = web.Response(body=metrics.exposition())
+    response.headers["Content-Type"] = metrics.CONTENT_TYPE
+    return response
 
 
 def _redirect_to(target: str) -> Handler:

@@ -20,6 +20,7 @@ from gqlbatch.core.request import Rules, parse_batch
 from gqlbatch.core.result import BatchOutcome, BatchStats
 from gqlbatch.core.types import Headers
 from gqlbatch.core.wire import READ_METHODS, Method, Send
+from gqlbatch.execution import metrics
 from gqlbatch.execution.atomic import roll_back
 from gqlbatch.execution.executor import execute
 from gqlbatch.execution.idempotency import IdempotencyStore, check_key, fingerprint
@@ -103,7 +104,9 @@ async def run_batch(
             )
     except BatchRejected as exc:
         _log_rejected(ctx, started, exc)
+        metrics.record_refusal(exc, time.perf_counter() - started)
         raise
+    metrics.record_batch(outcome, time.perf_counter() - started)
     if batch_log.isEnabledFor(logging.INFO):
         _log_batch(
             ctx,

@@ -1,19 +1,23 @@
 """The `gqlbatch` command: `serve`, `demo` and `export-schema`.
 
 The only module that reads the process's arguments, environment and files. A bad flag or
-setting exits with status 2 and one line on stderr.
+setting exits with status 2 and one line on stderr. The application is imported inside the
+commands, not at the top: `serve --workers` must set up metrics before it is imported.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from importlib import metadata, resources
 from pathlib import Path
@@ -21,11 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from gqlbatch.core.config import Settings, upstream_flags
 from gqlbatch.core.errors import ConfigError
-from gqlbatch.doors.app import create_app
-from gqlbatch.doors.listener import running
-from gqlbatch.doors.schema import build_schema
 from gqlbatch.ops.config_file import settings_from_mapping, settings_from_toml
-from gqlbatch.ops.demo import EXAMPLE_QUERY, sample_api
 from gqlbatch.ops.logs import LOG_FORMATS, configure_logging
 
 if TYPE_CHECKING:
@@ -167,6 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else server.get("port", DEFAULT_PORT)
     if args.workers == 1:
         return _run_until_interrupted(_serve_forever(settings, host, port))
+    _share_metrics_between_workers()
     from gqlbatch.ops.workers import serve_workers  # gunicorn only when asked for
 
     if settings.store_url is None:
@@ -184,6 +185,16 @@ def _serve(args: argparse.Namespace) -> int:
         on_worker_start=_tune_collector,
     )
     return 0
+
+
+def _share_metrics_between_workers() -> None:
+    """prometheus-client adds up the workers' metrics from files in one directory, named by
+    PROMETHEUS_MULTIPROC_DIR before it is first imported: the application, and so the metrics,
+    are only imported past this point (hence the imports inside this module's functions)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        directory = tempfile.mkdtemp(prefix="gqlbatch-metrics-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
 
 
 def _workers(text: str) -> int:
@@ -211,6 +222,8 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any]]:
 
 
 async def _serve_forever(settings: Settings, host: str, port: int) -> None:
+    from gqlbatch.doors.app import create_app
+
     async with _listening(create_app(settings), host, port) as url:
         _announce(url, settings)
         _tune_collector()
@@ -236,6 +249,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _demo_forever(args: argparse.Namespace, host: str, port: int) -> None:
+    from gqlbatch.doors.app import create_app
+    from gqlbatch.ops.demo import EXAMPLE_QUERY, sample_api
+
     async with _listening(sample_api(latency_ms=args.latency_ms), host, args.api_port) as api_url:
         settings = demo_settings(api_url, args.environ, bulk=not args.no_bulk)
         app = create_app(settings, landing_query=EXAMPLE_QUERY)
@@ -263,6 +279,8 @@ def demo_settings(api_url: str, environ: Mapping[str, str], *, bulk: bool = True
 
 @contextlib.asynccontextmanager
 async def _listening(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    from gqlbatch.doors.listener import running
+
     server = running(app, host, port)
     try:
         url = await server.__aenter__()
@@ -289,6 +307,8 @@ async def _until_terminated(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def _export_schema(args: argparse.Namespace) -> int:
+    from gqlbatch.doors.schema import build_schema
+
     sdl = build_schema().as_str() + "\n"
     if args.output is None:
         sys.stdout.write(sdl)

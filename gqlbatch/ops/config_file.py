@@ -80,6 +80,7 @@ _UPSTREAM = {
     "forward_headers": list,
     "share_inflight": bool,
     "bulk": list,
+    "probe_path": str,
 }
 _BULK = {
     "match": str,

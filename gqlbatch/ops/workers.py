@@ -18,6 +18,7 @@ from gunicorn.app.base import BaseApplication
 from gqlbatch.core.config import Settings
 from gqlbatch.doors.app import create_app
 from gqlbatch.doors.listener import app_runner
+from gqlbatch.execution import metrics
 
 __all__ = ["serve_workers"]
 
@@ -55,6 +56,7 @@ def serve_workers(
         "accesslog": None,
         "logconfig_dict": _our_logging(),
         "when_ready": lambda arbiter: ready(_url(arbiter)),
+        "child_exit": lambda _arbiter, worker: metrics.worker_exited(worker.pid),
     }
     _Gunicorn(application, options).run()
 

@@ -1,0 +1,111 @@
+"""Operations: `/metrics` (Prometheus, one process and several workers) and `/readyz`."""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gqlbatch import Settings, create_app
+from gqlbatch.core.config import UpstreamSettings
+from tests.fakes import FakeService
+from tests.processes import SERVING, gqlbatch_server
+
+
+def samples(text: str) -> dict[str, float]:
+    """`name{labels} value` lines of a Prometheus text exposition, by `name{labels}`."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+def delta(before: dict[str, float], after: dict[str, float], key: str) -> float:
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+async def test_metrics_count_batches_items_calls_and_refusals(
+    gateway: Any, service: FakeService
+) -> None:
+    service.route("GET", "/ok", json={})
+    service.route("GET", "/bad", status=500, json={})
+    before = samples(await (await gateway.get("/metrics")).text())
+    resp = await gateway.post("/batch", json=[{"path": "/ok"}, {"path": "/ok"}, {"path": "/bad"}])
+    assert resp.status == 200
+    refused = await gateway.post("/batch", json=[{"path": "//evil"}])
+    assert refused.status == 400
+    metrics = await gateway.get("/metrics")
+    assert metrics.content_type == "text/plain"
+    after = samples(await metrics.text())
+    assert delta(before, after, 'gqlbatch_batches_total{outcome="ran"}') == 1
+    assert delta(before, after, 'gqlbatch_batches_total{outcome="refused"}') == 1
+    assert delta(before, after, 'gqlbatch_refusals_total{code="FORBIDDEN_TARGET"}') == 1
+    assert delta(before, after, 'gqlbatch_items_total{state="SUCCEEDED"}') == 2
+    assert delta(before, after, 'gqlbatch_items_total{state="FAILED"}') == 1
+    assert delta(before, after, 'gqlbatch_calls_saved_total{by="dedupe"}') == 1
+    calls = 'gqlbatch_upstream_calls_total{status="%s",upstream="default"}'
+    assert delta(before, after, calls % "200") == 1
+    assert delta(before, after, calls % "500") >= 1  # retried as the policy allows
+    assert delta(before, after, "gqlbatch_batch_seconds_count") == 2
+
+
+@pytest.mark.timeout(60)
+async def test_metrics_add_up_every_worker(service: FakeService, upstream_url: str) -> None:
+    service.route("GET", "/ok", json={})
+    args = ("serve", "--upstream", upstream_url, "--workers", "2")
+    async with gqlbatch_server(*args, printing=SERVING) as (url, _):
+        for _ in range(10):  # on new connections, so that both workers take some
+            async with (
+                aiohttp.ClientSession() as fresh,
+                fresh.post(url + "/batch", json=[{"path": "/ok"}]) as resp,
+            ):
+                assert resp.status == 200
+        # Whichever worker answers, it reports both workers' counts.
+        for _ in range(4):
+            async with aiohttp.ClientSession() as fresh, fresh.get(url + "/metrics") as resp:
+                found = samples(await resp.text())
+            assert found['gqlbatch_batches_total{outcome="ran"}'] == 10
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_readyz_reports_each_upstream_the_store_and_draining(
+    aiohttp_client: Any, service: FakeService, upstream_url: str, redis_url: str
+) -> None:
+    service.route("GET", "/health", json={})
+    service.route("GET", "/sick", status=503, json={})
+    upstreams = {
+        "good": UpstreamSettings(name="good", base_url=upstream_url, probe_path="/health"),
+        "sick": UpstreamSettings(name="sick", base_url=upstream_url, probe_path="/sick"),
+        "quiet": UpstreamSettings(name="quiet", base_url=upstream_url),
+    }
+    client = await aiohttp_client(create_app(Settings(upstreams=upstreams, store_url=redis_url)))
+    resp = await client.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 503
+    assert body["store"] == "ok"
+    assert body["upstreams"]["good"] == "ok"
+    assert body["upstreams"]["quiet"] == "not probed"
+    assert body["upstreams"]["sick"] == "failing: GET /sick answered 503"
+
+    del upstreams["sick"]
+    healthy = await aiohttp_client(create_app(Settings(upstreams=upstreams, store_url=redis_url)))
+    assert (await healthy.get("/readyz")).status == 200
+    await healthy.server.app.shutdown()  # what SIGTERM starts: the server is draining
+    drained = await healthy.get("/readyz")
+    assert (drained.status, (await drained.json())["draining"]) == (503, True)
+
+    gone = f"redis://127.0.0.1:{_closed_port()}/0"
+    lost = await aiohttp_client(create_app(Settings(upstreams=upstreams, store_url=gone)))
+    resp = await lost.get("/readyz")
+    assert resp.status == 503
+    assert re.match(r"failing: \w*ConnectionError", (await resp.json())["store"])
