@@ -17,6 +17,12 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 REST_EXAMPLES = {"rest_batch.py", "multipart_batch.sh"}
 EXPECTED = {
     "screen.py": ["user 1: Ada", "posts, first: Post 1", "3 sub-requests, 3 upstream calls"],
+    "stream.py": [
+        "item user: 200",
+        "item posts: 200",
+        "item comments: 200",
+        "done: 3 sub-requests",
+    ],
     "websocket.py": [
         "graphql-ws: 200 {'id': 1, 'name': 'Ada'",
         "graphql-ws: 200 {'id': 3, 'name': 'Alan'",

@@ -32,7 +32,7 @@ from gqlbatch.core.errors import (
 )
 from gqlbatch.core.identity import Identifier
 from gqlbatch.core.request import with_defaults
-from gqlbatch.core.result import BatchOutcome
+from gqlbatch.core.result import BatchOutcome, ItemResult
 from gqlbatch.core.types import Headers
 from gqlbatch.core.wire import UpstreamCall
 from gqlbatch.doors.extensions import QueryLimits
@@ -43,10 +43,17 @@ from gqlbatch.doors.rest import (
     rejection_json,
     rejection_status,
     responses_json,
+    stream_line,
 )
 from gqlbatch.doors.schema import Context, build_schema, rejection_error
 from gqlbatch.execution import metrics
-from gqlbatch.execution.engine import BatchContext, admit_early, request_budget, run_batch
+from gqlbatch.execution.engine import (
+    BatchContext,
+    admit_early,
+    request_budget,
+    run_batch,
+    stream_batch,
+)
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from gqlbatch.upstreams.client import UpstreamClient
@@ -343,11 +350,13 @@ async def _rest_batch(request: web.Request) -> web.StreamResponse:
     return _rejected(request, BatchRejected([problem]), status=415)
 
 
-async def _json_batch(request: web.Request, ctx: BatchContext) -> web.Response:
+async def _json_batch(request: web.Request, ctx: BatchContext) -> web.StreamResponse:
     document = _strict_json(await request.read(), ctx.settings.max_json_depth)
     batch = items_from_json(document)
     preferred = options_from_prefer(request.headers.get("Prefer"), batch.options)
     options = with_defaults(ctx.settings.door_options.get("json", {}), preferred)
+    if _accepts(request, NDJSON):
+        return await _streamed(request, stream_batch(batch.items, options, ctx))
     outcome = await run_batch(batch.items, options, ctx)
     return web.json_response(
         responses_json(outcome, bare=batch.bare), headers=_answer_headers(outcome)
@@ -374,6 +383,31 @@ async def _multipart_batch(request: web.Request, ctx: BatchContext) -> web.Respo
     return web.Response(
         body=write_responses(outcome, parts, subtype), headers=_answer_headers(outcome)
     )
+
+
+NDJSON = "application/x-ndjson"
+
+
+def _accepts(request: web.Request, media: str) -> bool:
+    return any(
+        part.split(";")[0].strip().lower() == media
+        for part in request.headers.get("Accept", "").split(",")
+    )
+
+
+async def _streamed(
+    request: web.Request, events: AsyncIterator[ItemResult | BatchOutcome]
+) -> web.StreamResponse:
+    """One JSON line per item as it finishes, then the stats. A refused batch is refused as
+    usual: nothing is written before the first item is known."""
+    first = await anext(events)  # BatchRejected here reaches _front_door, nothing sent yet
+    response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": NO_STORE})
+    await response.prepare(request)
+    await response.write(stream_line(first))
+    async for event in events:
+        await response.write(stream_line(event))
+    await response.write_eof()
+    return response
 
 
 def _answer_headers(outcome: BatchOutcome) -> dict[str, str]:

@@ -1,13 +1,16 @@
 """The REST door's JSON format, and how any item result reads as an HTTP response.
 
 `{"requests": [...]}` or `{"batch": [...]}` in, `{"responses": [...]}` out; a bare array in,
-a bare array out; in request order. Items
+a bare array out; in request order. Or, for `Accept: application/x-ndjson`, one line per item
+as it finishes, then the stats. Items
 may be written as gqlbatch writes them (`requestId`, `path`) or in the Microsoft Graph style
 (`id`, `url`, `dependsOn`). Pure: `app.py` reads the request and writes the response.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,7 @@ __all__ = [
     "rejection_status",
     "response_headers",
     "responses_json",
+    "stream_line",
 ]
 
 # The status of an item that got no upstream response, by why it did not.
@@ -148,6 +152,27 @@ def responses_json(outcome: BatchOutcome, *, bare: bool = False) -> JSON:
     if outcome.rolled_back:
         document["rolledBack"] = True
     return document
+
+
+def stream_line(event: ItemResult | BatchOutcome) -> bytes:
+    """One line of an `application/x-ndjson` answer: an item's response (with its `index`,
+    as lines come in the order items finish), or, last, `{"done", "rolledBack", "replayed",
+    "stats"}`."""
+    if isinstance(event, BatchOutcome):
+        line: dict[str, JSON] = {
+            "done": True,
+            "rolledBack": event.rolled_back,
+            "replayed": event.replayed,
+            "stats": {_camel(k): v for k, v in dataclasses.asdict(event.stats).items()},
+        }
+    else:
+        line = {"index": event.index, **_response(event)}
+    return json.dumps(line, separators=(",", ":")).encode() + b"\n"
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.title() for word in rest)
 
 
 def _response(result: ItemResult) -> dict[str, JSON]:

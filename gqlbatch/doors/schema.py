@@ -4,7 +4,8 @@ engine's plain values. One of the two modules that import strawberry (the other 
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import AsyncGenerator
+from typing import Annotated, Any, cast
 
 import strawberry
 from graphql import GraphQLError
@@ -31,7 +32,7 @@ from gqlbatch.doors.extensions import (
     RememberedNames,
     schema_extensions,
 )
-from gqlbatch.execution.engine import BatchContext, run_batch
+from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
 
 __all__ = ["Context", "build_schema"]
 
@@ -452,6 +453,61 @@ class Mutation:
         return await _batch(info.context, str(info.path.key), requests, options, read_only=False)
 
 
+@strawberry.type(description="The end of a streamed batch: what it cost, and how it ended.")
+class BatchDone:
+    stats: BatchStatsType
+    rolled_back: bool = strawberry.field(
+        description="True when an atomic batch or an atomicity group failed and its succeeded "
+        "items were compensated."
+    )
+    replayed: bool = strawberry.field(
+        description="True when this is the stored result of an earlier request with the same "
+        "Idempotency-Key header."
+    )
+
+
+BatchEvent = Annotated[
+    Succeeded | Failed | Skipped | Cancelled | BatchDone,
+    strawberry.union(
+        "BatchEvent",
+        description="One event of a streamed batch: an item's result, then the batch's end.",
+    ),
+]
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Run a batch of REST sub-requests and stream it: each item's result the "
+        "moment it is final (an atomic batch's or group's when the batch ends), then a "
+        "BatchDone. A refused batch ends the stream with its error."
+    )
+    async def batch(
+        self,
+        info: strawberry.Info[Context, None],
+        requests: list[SubRequestInput],
+        options: BatchOptionsInput | None = None,
+    ) -> AsyncGenerator[BatchEvent, None]:
+        items = [plain_input(r) for r in requests]
+        present = None if options is None else plain_input(options)
+        ctx = info.context
+        present = with_defaults(ctx.settings.door_options.get("graphql", {}), present)
+        events = stream_batch(items, present, ctx, scope=str(info.path.key))
+        try:
+            async for event in events:
+                yield cast(BatchEvent, _event(event))
+        except BatchRejected as exc:
+            raise rejection_error(exc) from None
+
+
+def _event(event: ItemResult | BatchOutcome) -> object:
+    if isinstance(event, BatchOutcome):
+        return BatchDone(
+            stats=_to_stats(event.stats), rolled_back=event.rolled_back, replayed=event.replayed
+        )
+    return event  # the engine's ItemResult: each result type's is_type_of knows it
+
+
 # --------------------------------------------------------------------------------------------
 # Schema
 
@@ -461,6 +517,7 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
     schema = GqlbatchSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=list(_RESULT_CLASSES),
         extensions=schema_extensions(limits or QueryLimits()),
         execution_context_class=ReleasingExecutionContext,

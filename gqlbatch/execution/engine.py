@@ -6,10 +6,11 @@ the `BatchOutcome`; it never builds plans or loaders itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from gqlbatch.core.budget import BatchBudget, RequestBudget, current_budget
@@ -17,7 +18,7 @@ from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.plan import Plan, build_plan, static_calls
 from gqlbatch.core.request import Rules, parse_batch
-from gqlbatch.core.result import BatchOutcome, BatchStats
+from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
 from gqlbatch.core.types import Headers
 from gqlbatch.core.wire import READ_METHODS, Method, Send
 from gqlbatch.execution import metrics
@@ -28,9 +29,19 @@ from gqlbatch.execution.limits import Admission, OutstandingCalls
 from gqlbatch.upstreams.loaders import Loaders
 from gqlbatch.upstreams.retries import Retrying
 
-__all__ = ["BatchContext", "admit_early", "prepare", "request_budget", "run_batch"]
+__all__ = [
+    "BatchContext",
+    "OnResult",
+    "admit_early",
+    "prepare",
+    "request_budget",
+    "run_batch",
+    "stream_batch",
+]
 
 batch_log = logging.getLogger("gqlbatch.batch")
+OnResult = Callable[[ItemResult], None]
+"""Told an item's result the moment it is final."""
 
 
 def prepare(items: object, options: object, settings: Settings, *, read_only: bool = False) -> Plan:
@@ -81,11 +92,15 @@ async def run_batch(
     *,
     read_only: bool = False,
     scope: str = "",
+    on_result: OnResult | None = None,
 ) -> BatchOutcome:
     """Validate, admit, plan and execute a batch; one result per item, in the client's order.
 
     With an Idempotency-Key, a repeat of the same batch is answered from the store. *scope*
     tells apart several batches of one request that share its key (GraphQL aliases).
+    *on_result* is told each item's result the moment it is final, for a door that streams
+    them; an item whose result is only final at the end (a deadline, a rollback, a replay) is
+    not told, and the outcome has every result.
 
     Raises:
         BatchRejected: the batch is invalid, the client is over its outstanding-call limit, or
@@ -94,13 +109,13 @@ async def run_batch(
     started = time.perf_counter()
     try:
         if ctx.idempotency is None or ctx.idempotency_key is None:
-            outcome = await _run(items, options, ctx, read_only)
+            outcome = await _run(items, options, ctx, read_only, on_result)
         else:
             key = f"{ctx.client}|{scope}|{check_key(ctx.idempotency_key)}"
             outcome = await ctx.idempotency.run_once(
                 key,
                 fingerprint(items, options, read_only),
-                lambda: _run(items, options, ctx, read_only),
+                lambda: _run(items, options, ctx, read_only, on_result),
             )
     except BatchRejected as exc:
         _log_rejected(ctx, started, exc)
@@ -121,6 +136,50 @@ async def run_batch(
             },
         )
     return outcome
+
+
+async def stream_batch(
+    items: object,
+    options: object,
+    ctx: BatchContext,
+    *,
+    read_only: bool = False,
+    scope: str = "",
+) -> AsyncIterator[ItemResult | BatchOutcome]:
+    """`run_batch`, told as it goes: each item's result the moment it is final, then the
+    results that were only final at the end, then the outcome.
+
+    Raises:
+        BatchRejected: on the first step, before anything is yielded (nothing ran).
+    """
+    arrived: asyncio.Queue[ItemResult | None] = asyncio.Queue()
+    task = asyncio.create_task(
+        run_batch(
+            items, options, ctx, read_only=read_only, scope=scope, on_result=arrived.put_nowait
+        ),
+        name="gqlbatch:streamed-batch",
+    )
+    task.add_done_callback(lambda _: arrived.put_nowait(None))
+    told: set[int] = set()
+    try:
+        while (result := await arrived.get()) is not None:
+            told.add(result.index)
+            yield result
+    finally:
+        if not task.done():
+            # The reader left (a closed connection): the batch still finishes, as it does when
+            # a client drops a plain request, and its result is dropped with it.
+            task.add_done_callback(_retrieved)
+    outcome = task.result()  # raises what the batch raised: a refusal comes before any result
+    for result in outcome.results:
+        if result.index not in told:
+            yield result
+    yield outcome
+
+
+def _retrieved(task: asyncio.Task[BatchOutcome]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def admit_early(ctx: BatchContext) -> None:
@@ -169,16 +228,22 @@ def _log_batch(ctx: BatchContext, started: float, fields: dict[str, object]) -> 
     batch_log.info("batch", extra={"fields": line})
 
 
-async def _run(items: object, options: object, ctx: BatchContext, read_only: bool) -> BatchOutcome:
+async def _run(
+    items: object,
+    options: object,
+    ctx: BatchContext,
+    read_only: bool,
+    on_result: OnResult | None = None,
+) -> BatchOutcome:
     # A client at its limit was refused before its body was read (admit_early), and `admit`
     # checks again below, once the batch is known to be valid.
     outstanding = ctx.outstanding
     plan = prepare(items, options, ctx.settings, read_only=read_only)
     budget = BatchBudget(_take_budget(plan, ctx))
     if outstanding is None:
-        return await _execute(plan, ctx, budget, None)
+        return await _execute(plan, ctx, budget, None, on_result)
     async with outstanding.admit(ctx.client, ctx.address) as admission:
-        return await _execute(plan, ctx, budget, admission)
+        return await _execute(plan, ctx, budget, admission, on_result)
 
 
 def _take_budget(plan: Plan, ctx: BatchContext) -> RequestBudget:
@@ -196,7 +261,11 @@ def _take_budget(plan: Plan, ctx: BatchContext) -> RequestBudget:
 
 
 async def _execute(
-    plan: Plan, ctx: BatchContext, budget: BatchBudget, admission: Admission | None
+    plan: Plan,
+    ctx: BatchContext,
+    budget: BatchBudget,
+    admission: Admission | None,
+    on_result: OnResult | None = None,
 ) -> BatchOutcome:
     settings = ctx.settings
     deadline_ms = min(
@@ -223,6 +292,8 @@ async def _execute(
             ),
             deadline_ms=deadline_ms,
             budget=budget,
+            # A result an atomic batch or group may still undo is not final until the end.
+            on_result=None if plan.options.atomic or plan.groups else on_result,
         )
         results = execution.results
         if plan.options.atomic or plan.groups:

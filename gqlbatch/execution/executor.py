@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gqlbatch.core.budget import BatchBudget, RequestBudget
@@ -49,15 +49,18 @@ async def execute(
     max_concurrency: int,
     deadline_ms: int,
     budget: BatchBudget | None = None,
+    on_result: Callable[[ItemResult], None] | None = None,
 ) -> Execution:
     """Run every item of *plan* through *fetch* and return one result per item.
 
     Items still running when *deadline_ms* passes are CANCELLED with TIMEOUT; finished items
     keep their results. *budget* bounds the calls a forEach may add and the bytes every call
     may send; the engine has already charged it for the calls known before running.
+    *on_result* is told each item's result as it settles (not those the deadline cancels).
     """
     budget = budget or BatchBudget(_UNLIMITED)
     run = _Run(plan, fetch, forwarded or {}, asyncio.Semaphore(max_concurrency), budget)
+    run.on_result = on_result
     started = time.perf_counter()
     # Named "gqlbatch:…" so that tests can prove none outlives its batch.
     tasks = [
@@ -106,6 +109,7 @@ class _Run:
         }
         self._stopped_by: RequestId | None = None
         self._budget = budget
+        self.on_result: Callable[[ItemResult], None] | None = None
 
     async def settle(self, item: PlannedItem) -> None:
         """Run *item* and publish its result to the items that wait for it."""
@@ -126,6 +130,8 @@ class _Run:
         self._results[item.request_id] = result
         if future is not None:
             future.set_result(result)
+        if self.on_result is not None:
+            self.on_result(result)
 
     def collect_bugs(self, done: set[asyncio.Task[None]]) -> list[BaseException]:
         """The exceptions of finished tasks, each marked as retrieved so asyncio does not log
