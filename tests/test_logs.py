@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,30 @@ def test_text_lines_are_for_a_person(capsys: pytest.CaptureFixture[str]) -> None
     logging.getLogger("gqlbatch.batch").info("batch", extra={"fields": {"items": 3}})
     (line,) = capsys.readouterr().err.splitlines()
     assert line.endswith(' INFO gqlbatch.batch batch {"items":3}')
+
+
+@pytest.mark.usefixtures("restored_logging")
+async def test_every_line_of_a_request_names_it(
+    capsys: pytest.CaptureFixture[str],
+    gateway: Any,
+    service: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not only the batch line, which names its request itself: the internal error logged
+    # while the request is served names it too, and a line outside any request does not.
+    import gqlbatch.doors.app as app_module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(app_module, "responses_json", broken)
+    service.route("GET", "/a", json={})
+    configure_logging("INFO", "json")
+    logging.getLogger("tests.outside").info("outside any request")
+    resp = await gateway.post("/batch", json=[{"path": "/a"}], headers={"X-Request-Id": "req-42"})
+    assert resp.status == 500
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    outside = next(line for line in lines if line["logger"] == "tests.outside")
+    assert "request_id" not in outside
+    error = next(line for line in lines if line["logger"] == "gqlbatch.errors")
+    assert error["request_id"] == "req-42" and "RuntimeError: bug" in error["exception"]

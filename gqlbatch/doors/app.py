@@ -32,6 +32,7 @@ from gqlbatch.core.errors import (
 )
 from gqlbatch.core.identity import Identifier
 from gqlbatch.core.request import with_defaults
+from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.result import BatchOutcome, ItemResult
 from gqlbatch.core.types import Headers
 from gqlbatch.core.wire import UpstreamCall
@@ -445,6 +446,7 @@ async def _front_door(request: web.Request, handler: Handler) -> web.StreamRespo
             # One context per request, for either door; a client already at its limit is
             # refused here, before its body is read: refusing must cost less than admitting.
             request[CONTEXT] = ctx = batch_context(request)
+            current_request_id.set(ctx.request_id)  # for every log line of this request
             await admit_early(ctx)
         if request.can_read_body and request.content_type not in MULTIPART_TYPES:
             # Read here, within the body deadline; the doors then read it from aiohttp's cache.
