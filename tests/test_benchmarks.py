@@ -88,3 +88,10 @@ async def test_admission_benchmark_prints_its_table() -> None:
 async def test_validation_benchmark_prints_its_table() -> None:
     rows = await run_benchmark("validation.py", "--random", "3")
     assert "32 conflicting fragments" in rows
+
+
+async def test_scaling_benchmark_prints_its_table(redis_url: str) -> None:
+    # redis_url: skipped, like the store's tests, where redis-server is not installed.
+    rows = await run_benchmark("scaling.py", "--runs", "1", "--seconds", "0.5")
+    assert float(rows["screens per second, 16 clients, 2 workers sharing Redis"][0]) > 0
+    assert rows["one-item batch p50, state in Redis"][0].endswith(" ms")
