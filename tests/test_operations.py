@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from typing import Any
@@ -52,6 +53,7 @@ async def test_metrics_count_batches_items_calls_and_refusals(
     assert delta(before, after, calls % "200") == 1
     assert delta(before, after, calls % "500") >= 1  # retried as the policy allows
     assert delta(before, after, "gqlbatch_batch_seconds_count") == 2
+    assert after["gqlbatch_upstream_in_flight"] == 0  # every call has ended
 
 
 @pytest.mark.timeout(60)
@@ -109,3 +111,16 @@ async def test_readyz_reports_each_upstream_the_store_and_draining(
     resp = await lost.get("/readyz")
     assert resp.status == 503
     assert re.match(r"failing: \w*ConnectionError", (await resp.json())["store"])
+
+
+async def test_the_in_flight_gauge_counts_calls_out_now(gateway: Any, service: FakeService) -> None:
+    gate = asyncio.Event()
+    service.route("GET", "/held", json={}, gate=gate)
+    batch = asyncio.create_task(gateway.post("/batch", json=[{"path": "/held"}]))
+    await service.received()
+    during = samples(await (await gateway.get("/metrics")).text())
+    assert during["gqlbatch_upstream_in_flight"] == 1
+    gate.set()
+    assert (await batch).status == 200
+    after = samples(await (await gateway.get("/metrics")).text())
+    assert after["gqlbatch_upstream_in_flight"] == 0

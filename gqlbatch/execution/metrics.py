@@ -16,6 +16,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -52,6 +53,11 @@ REFUSALS = Counter("gqlbatch_refusals", "Batches refused whole, by error code.",
 BATCH_SECONDS = Histogram(
     "gqlbatch_batch_seconds", "Time to run a batch, refused ones included.", buckets=_LATENCY_S
 )
+IN_FLIGHT = Gauge(
+    "gqlbatch_upstream_in_flight",
+    "Upstream calls in flight now; an autoscaler's measure of load beside CPU.",
+    multiprocess_mode="livesum",
+)
 UPSTREAM_SECONDS = Histogram(
     "gqlbatch_upstream_seconds",
     "Time of one upstream attempt, by upstream.",
@@ -61,11 +67,13 @@ UPSTREAM_SECONDS = Histogram(
 
 
 def observed(send: Send) -> Send:
-    """*send*, counting each attempt by upstream and status and timing it."""
+    """*send*, counting each attempt by upstream and status, timing it, and counting the
+    attempts in flight."""
 
     async def observe(call: UpstreamCall) -> UpstreamResponse:
         started = time.perf_counter()
         status = "error"
+        IN_FLIGHT.inc()
         try:
             response = await send(call)
             status = str(response.status)
@@ -74,6 +82,7 @@ def observed(send: Send) -> Send:
             status = str(getattr(exc, "code", "error"))
             raise
         finally:
+            IN_FLIGHT.dec()
             UPSTREAM_CALLS.labels(call.upstream, status).inc()
             UPSTREAM_SECONDS.labels(call.upstream).observe(time.perf_counter() - started)
 
