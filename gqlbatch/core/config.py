@@ -235,6 +235,8 @@ class Settings:
         store_url: a Redis URL (`redis://host:6379/0`) for the state several processes
             share: outstanding-call places and idempotency records. None keeps them in this
             process's memory.
+        jobs_ttl_s: how long a finished async batch (a job) and its results are kept.
+        jobs_max: jobs kept at once; past it a new one is refused with TOO_MANY_REQUESTS.
         door_options: batch options each door applies when its client does not set them,
             by door (`graphql`, `json`, `multipart`), in the plain form (`mode`, `onError`,
             `atomic`); the client's own options win.
@@ -274,6 +276,8 @@ class Settings:
     introspection: bool = True
     door_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     store_url: str | None = None
+    jobs_ttl_s: int = 86_400
+    jobs_max: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.upstreams:
@@ -287,6 +291,10 @@ class Settings:
                 f"store.url {self.store_url!r} must start with redis://, rediss:// or unix://"
             )
         _check_positive("limits", self, _LIMIT_FIELDS)
+        for key in ("ttl_s", "max"):
+            value = getattr(self, f"jobs_{key}")
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"jobs.{key} must be a positive integer, got {value!r}")
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)

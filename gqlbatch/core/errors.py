@@ -69,6 +69,7 @@ class ErrorCode(StrEnum):
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
     # Per item: a value in that item's slot; its siblings carry on.
     UPSTREAM_STATUS = "UPSTREAM_STATUS"
     UPSTREAM_UNREACHABLE = "UPSTREAM_UNREACHABLE"
@@ -99,6 +100,7 @@ REJECTION_CODES = frozenset(
         ErrorCode.REQUEST_TOO_LARGE,
         ErrorCode.QUERY_TOO_COMPLEX,
         ErrorCode.REQUEST_TIMEOUT,
+        ErrorCode.JOB_NOT_FOUND,
     }
 )
 

@@ -40,9 +40,11 @@ from gqlbatch.doors.extensions import QueryLimits
 from gqlbatch.doors.multipart import MULTIPART_TYPES, parse_parts, read_parts, write_responses
 from gqlbatch.doors.rest import (
     items_from_json,
+    job_json,
     options_from_prefer,
     rejection_json,
     rejection_status,
+    respond_async,
     responses_json,
     stream_line,
 )
@@ -56,6 +58,7 @@ from gqlbatch.execution.engine import (
     stream_batch,
 )
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
+from gqlbatch.execution.jobs import Jobs
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
@@ -88,6 +91,7 @@ REST_DOORS = ("/batch", "/$batch")
 """The REST door's paths: ours, and OData's and Microsoft Graph's."""
 _BATCH_DOORS = frozenset({*REST_DOORS, "/graphql"})
 IDEMPOTENCY: Final = web.AppKey("idempotency", IdempotencyStore)
+JOBS: Final = web.AppKey("jobs", Jobs)
 READINESS: Final = web.AppKey("readiness", Readiness)
 
 
@@ -204,6 +208,7 @@ def batch_context(request: web.Request) -> BatchContext:
         idempotency=request.app[IDEMPOTENCY],
         idempotency_key=request.headers.get("Idempotency-Key"),
         request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex,
+        jobs=request.app[JOBS],
     )
 
 
@@ -251,6 +256,8 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     app[READINESS] = Readiness()
     app.on_shutdown.append(_draining)
     places, app[IDEMPOTENCY] = _shared_state(app, settings)
+    app[JOBS] = jobs = Jobs(ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max)
+    app.on_cleanup.append(lambda _app: jobs.close())
     app[OUTSTANDING] = OutstandingCalls(
         per_client=settings.max_outstanding_per_client,
         per_address=settings.max_outstanding_per_address,
@@ -267,6 +274,8 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     for path in REST_DOORS:
         app.router.add_post(path, _rest_batch)
         app.router.add_put(path, _rest_batch)  # the Aspose SDK PUTs its multipart batches
+        app.router.add_get(path + "/jobs/{id}", _read_job)
+        app.router.add_delete(path + "/jobs/{id}", _cancel_job)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/readyz", _readyz)
@@ -356,6 +365,11 @@ async def _json_batch(request: web.Request, ctx: BatchContext) -> web.StreamResp
     batch = items_from_json(document)
     preferred = options_from_prefer(request.headers.get("Prefer"), batch.options)
     options = with_defaults(ctx.settings.door_options.get("json", {}), preferred)
+    if respond_async(request.headers.get("Prefer")):
+        job = request.app[JOBS].submit(batch.items, options, ctx)
+        location = f"{request.path}/jobs/{job.id}"
+        headers = {"Location": location, "Retry-After": "1", "Cache-Control": NO_STORE}
+        return web.json_response(job_json(job), status=202, headers=headers)
     if _accepts(request, NDJSON):
         return await _streamed(request, stream_batch(batch.items, options, ctx))
     outcome = await run_batch(batch.items, options, ctx)
@@ -384,6 +398,22 @@ async def _multipart_batch(request: web.Request, ctx: BatchContext) -> web.Respo
     return web.Response(
         body=write_responses(outcome, parts, subtype), headers=_answer_headers(outcome)
     )
+
+
+async def _read_job(request: web.Request) -> web.Response:
+    """GET /batch/jobs/{id}: the job's state and the results so far, to its submitter."""
+    job = request.app[JOBS].get(request.match_info["id"], _client(request))
+    return web.json_response(job_json(job), headers={"Cache-Control": NO_STORE})
+
+
+async def _cancel_job(request: web.Request) -> web.Response:
+    """DELETE /batch/jobs/{id}: stop the job; what finished stays readable."""
+    job = request.app[JOBS].cancel(request.match_info["id"], _client(request))
+    return web.json_response(job_json(job), headers={"Cache-Control": NO_STORE})
+
+
+def _client(request: web.Request) -> str:
+    return request.app[IDENTIFIER].identify(request.headers.items(), request.remote).client
 
 
 NDJSON = "application/x-ndjson"

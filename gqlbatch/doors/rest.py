@@ -19,15 +19,18 @@ from gqlbatch.core.request import OPTION_KEYS
 from gqlbatch.core.result import BatchOutcome, ItemResult, State
 from gqlbatch.core.types import JSON, Headers
 from gqlbatch.core.wire import FRAMING_HEADERS, HOP_BY_HOP_HEADERS, BodyEncoding
+from gqlbatch.execution.jobs import Job
 
 __all__ = [
     "JsonBatch",
     "error_body",
     "http_status",
     "items_from_json",
+    "job_json",
     "options_from_prefer",
     "rejection_json",
     "rejection_status",
+    "respond_async",
     "response_headers",
     "responses_json",
     "stream_line",
@@ -50,6 +53,7 @@ _REJECTION_STATUS = {
     ErrorCode.REQUEST_TOO_LARGE: 413,
     ErrorCode.TOO_MANY_REQUESTS: 429,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
+    ErrorCode.JOB_NOT_FOUND: 404,
 }
 # Headers that describe the upstream's connection or encoding, not the item's response.
 _DROPPED_HEADERS = FRAMING_HEADERS | HOP_BY_HOP_HEADERS | {"content-encoding"}
@@ -154,6 +158,34 @@ def responses_json(outcome: BatchOutcome, *, bare: bool = False) -> JSON:
     return document
 
 
+def respond_async(prefer: str | None) -> bool:
+    """Whether `Prefer` asks for the batch to be run as a job (`respond-async`, RFC 7240)."""
+    return any(
+        token.split("=")[0].strip().lower() == "respond-async"
+        for token in (prefer or "").split(",")
+    )
+
+
+def job_json(job: Job) -> dict[str, JSON]:
+    """A job as `GET /batch/jobs/{id}` answers it: its state, progress, and the responses so
+    far in the client's order; `stats` once it succeeded, `error` if it failed."""
+    out: dict[str, JSON] = {
+        "id": job.id,
+        "state": job.state.value,
+        "progress": {"done": job.done, "total": job.total},
+        "responses": [_response(r) for r in job.items()],
+    }
+    if job.outcome is not None:
+        out["stats"] = _stats_json(job.outcome)
+    if job.error is not None:
+        out["error"] = job.error
+    return out
+
+
+def _stats_json(outcome: BatchOutcome) -> dict[str, JSON]:
+    return {_camel(k): v for k, v in dataclasses.asdict(outcome.stats).items()}
+
+
 def stream_line(event: ItemResult | BatchOutcome) -> bytes:
     """One line of an `application/x-ndjson` answer: an item's response (with its `index`,
     as lines come in the order items finish), or, last, `{"done", "rolledBack", "replayed",
@@ -163,7 +195,7 @@ def stream_line(event: ItemResult | BatchOutcome) -> bytes:
             "done": True,
             "rolledBack": event.rolled_back,
             "replayed": event.replayed,
-            "stats": {_camel(k): v for k, v in dataclasses.asdict(event.stats).items()},
+            "stats": _stats_json(event),
         }
     else:
         line = {"index": event.index, **_response(event)}

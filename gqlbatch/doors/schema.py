@@ -33,6 +33,7 @@ from gqlbatch.doors.extensions import (
     schema_extensions,
 )
 from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
+from gqlbatch.execution.jobs import Job, Jobs, JobState
 
 __all__ = ["Context", "build_schema"]
 
@@ -434,6 +435,16 @@ class Query:
     ) -> BatchResult | None:
         return await _batch(info.context, str(info.path.key), requests, options, read_only=True)
 
+    @strawberry.field(
+        description="An async batch, with its results so far; null when there is none for "
+        "these credentials (unknown, expired, or another client's)."
+    )
+    def batch_job(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> BatchJob | None:
+        try:
+            return _to_job(_jobs(info.context).get(str(id), info.context.client))
+        except BatchRejected:
+            return None  # the same answer whether it never existed or is someone else's
+
 
 @strawberry.type
 class Mutation:
@@ -451,6 +462,65 @@ class Mutation:
         options: BatchOptionsInput | None = None,
     ) -> BatchResult | None:
         return await _batch(info.context, str(info.path.key), requests, options, read_only=False)
+
+    @strawberry.field(
+        description="Accept a batch at once and run it in the background: the job, to read "
+        "with Query.batchJob. Refused at once, as batch is, when it is invalid."
+    )
+    def submit_batch(
+        self,
+        info: strawberry.Info[Context, None],
+        requests: list[SubRequestInput],
+        options: BatchOptionsInput | None = None,
+    ) -> BatchJob | None:
+        ctx = info.context
+        items = [plain_input(r) for r in requests]
+        present = None if options is None else plain_input(options)
+        present = with_defaults(ctx.settings.door_options.get("graphql", {}), present)
+        try:
+            return _to_job(_jobs(ctx).submit(items, present, ctx))
+        except BatchRejected as exc:
+            raise rejection_error(exc) from None
+
+
+strawberry.enum(JobState, description="Where an async batch is.")
+
+
+@strawberry.type(description="How far an async batch has got.")
+class JobProgress:
+    done: int = strawberry.field(description="Items with their result.")
+    total: int
+
+
+@strawberry.type(
+    description="An async batch: submitted with submitBatch, read with batchJob while it runs "
+    "and for jobs.ttl_s after. Only the credentials that submitted it can read it."
+)
+class BatchJob:
+    id: strawberry.ID
+    state: JobState
+    progress: JobProgress
+    items: list[ItemResultType] = strawberry.field(
+        description="The results so far, in the order the items were sent."
+    )
+    stats: BatchStatsType | None = strawberry.field(description="Once the job succeeded.")
+    error: str | None = strawberry.field(description="Why the job failed, when it did.")
+
+
+def _to_job(job: Job) -> BatchJob:
+    return BatchJob(
+        id=strawberry.ID(job.id),
+        state=job.state,
+        progress=JobProgress(done=job.done, total=job.total),
+        items=cast(list[ItemResultType], job.items()),
+        stats=None if job.outcome is None else _to_stats(job.outcome.stats),
+        error=job.error,
+    )
+
+
+def _jobs(ctx: Context) -> Jobs:
+    assert ctx.jobs is not None, "the HTTP app gives every request its server's jobs"
+    return ctx.jobs
 
 
 @strawberry.type(description="The end of a streamed batch: what it cost, and how it ended.")

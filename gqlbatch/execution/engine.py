@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gqlbatch.core.budget import BatchBudget, RequestBudget, current_budget
 from gqlbatch.core.config import Settings
@@ -28,6 +29,9 @@ from gqlbatch.execution.idempotency import IdempotencyStore, check_key, fingerpr
 from gqlbatch.execution.limits import Admission, OutstandingCalls
 from gqlbatch.upstreams.loaders import Loaders
 from gqlbatch.upstreams.retries import Retrying
+
+if TYPE_CHECKING:  # jobs run batches through this module: for the annotation only
+    from gqlbatch.execution.jobs import Jobs
 
 __all__ = [
     "BatchContext",
@@ -80,6 +84,8 @@ class BatchContext:
     outstanding: OutstandingCalls | None = None
     idempotency: IdempotencyStore | None = None
     idempotency_key: str | None = None
+    jobs: Jobs | None = None
+    """Where this server's async batches are submitted, read and cancelled."""
     """The request's Idempotency-Key header, if it sent one."""
     request_id: str = ""
     """The request's X-Request-Id, or one made up for it; it names the batch's log line."""

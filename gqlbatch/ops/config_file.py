@@ -31,6 +31,7 @@ _SECTIONS = {
     "idempotency",
     "doors",
     "store",
+    "jobs",
 }
 _RETRIES = {
     "max_attempts": int,
@@ -188,6 +189,9 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
     for key in _IDEMPOTENCY:
         if key in idempotency:
             options[f"idempotency_{key}"] = idempotency[key]
+    jobs = _table(data.get("jobs"), "jobs", {"ttl_s": int, "max": int})
+    for key in jobs:
+        options[f"jobs_{key}"] = jobs[key]
     store = _table(data.get("store"), "store", {"url": str})
     if "url" in store:
         options["store_url"] = store["url"]

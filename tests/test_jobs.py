@@ -1,0 +1,145 @@
+"""Async batches: accepted at once, read while they run and after, cancelled, kept for a while,
+and only ever shown to the client that submitted them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from gqlbatch.core.errors import BatchRejected, ErrorCode
+from gqlbatch.doors.app import JOBS
+from gqlbatch.execution.jobs import Jobs, JobState
+from tests.conftest import graphql_caller
+from tests.fakes import FakeService
+
+ALICE = {"Authorization": "Bearer alice"}
+ASYNC = {**ALICE, "Prefer": "respond-async"}
+ITEMS = [{"id": "fast", "path": "/fast"}, {"id": "slow", "path": "/slow"}]
+
+
+async def until(condition: Any) -> None:
+    """Yield to the loop until *condition()* holds; bounded by the test's timeout."""
+    while not condition():
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def gate(service: FakeService) -> asyncio.Event:
+    gate = asyncio.Event()
+    service.route("GET", "/fast", json={"n": 1})
+    service.route("GET", "/slow", json={"n": 2}, gate=gate)
+    return gate
+
+
+async def test_respond_async_answers_202_then_the_results_so_far(
+    gateway: TestClient, service: FakeService, gate: asyncio.Event
+) -> None:
+    resp = await gateway.post("/batch", json={"requests": ITEMS}, headers=ASYNC)
+    assert resp.status == 202
+    assert resp.headers["Retry-After"] == "1"
+    location = resp.headers["Location"]
+    job = await resp.json()
+    assert location == f"/batch/jobs/{job['id']}" and job["state"] == "RUNNING"
+    await service.received(2)  # both calls are out; the slow one is held
+    await until(lambda: len(gateway.server.app[JOBS]._jobs[job["id"]].results) == 1)
+    running = await (await gateway.get(location, headers=ALICE)).json()
+    assert (running["state"], running["progress"]) == ("RUNNING", {"done": 1, "total": 2})
+    assert [r["id"] for r in running["responses"]] == ["fast"]
+    gate.set()
+    await until(lambda: gateway.server.app[JOBS]._jobs[job["id"]].state is JobState.SUCCEEDED)
+    done = await (await gateway.get(location, headers=ALICE)).json()
+    assert done["state"] == "SUCCEEDED"
+    assert [(r["id"], r["body"]) for r in done["responses"]] == [
+        ("fast", {"n": 1}),
+        ("slow", {"n": 2}),
+    ]
+    assert done["stats"]["upstreamCalls"] == 2
+    # Another client's credentials find nothing there, as with an unknown id.
+    other = await gateway.get(location, headers={"Authorization": "Bearer mallory"})
+    assert (other.status, (await other.json())["error"]["code"]) == (404, "JOB_NOT_FOUND")
+    assert (await gateway.get("/batch/jobs/nope", headers=ALICE)).status == 404
+
+
+async def test_a_job_is_cancelled_and_keeps_what_finished(
+    gateway: TestClient, service: FakeService, gate: asyncio.Event
+) -> None:
+    resp = await gateway.post("/$batch", json=ITEMS, headers=ASYNC)
+    location = resp.headers["Location"]
+    assert location.startswith("/$batch/jobs/")
+    await service.received(2)
+    job_id = (await resp.json())["id"]
+    await until(lambda: len(gateway.server.app[JOBS]._jobs[job_id].results) == 1)
+    cancelled = await (await gateway.delete(location, headers=ALICE)).json()
+    assert cancelled["state"] == "CANCELLED"
+    assert [r["id"] for r in cancelled["responses"]] == ["fast"]
+    gate.set()
+    again = await (await gateway.get(location, headers=ALICE)).json()
+    assert again["state"] == "CANCELLED"
+
+
+async def test_an_invalid_async_batch_is_refused_at_once(
+    gateway: TestClient, service: FakeService
+) -> None:
+    resp = await gateway.post("/batch", json=[{"path": "//evil"}], headers=ASYNC)
+    assert resp.status == 400 and "Location" not in resp.headers
+    assert service.calls == []
+
+
+async def test_submit_batch_and_batch_job_over_graphql(
+    gateway: TestClient, service: FakeService, gate: asyncio.Event
+) -> None:
+    graphql = graphql_caller(gateway)
+    submitted = await graphql(
+        """mutation { submitBatch(requests: [{requestId: "fast", path: "/fast"},
+                                             {requestId: "slow", path: "/slow"}]) {
+             id state progress { done total } } }""",
+        headers=ALICE,
+    )
+    job = submitted["data"]["submitBatch"]
+    assert (job["state"], job["progress"]) == ("RUNNING", {"done": 0, "total": 2})
+    read = """query($id: ID!) { batchJob(id: $id) {
+        state progress { done } items { requestId status } stats { upstreamCalls } } }"""
+    await service.received(2)
+    gate.set()
+    await until(lambda: gateway.server.app[JOBS]._jobs[job["id"]].state is JobState.SUCCEEDED)
+    done = (await graphql(read, {"id": job["id"]}, headers=ALICE))["data"]["batchJob"]
+    assert done == {
+        "state": "SUCCEEDED",
+        "progress": {"done": 2},
+        "items": [{"requestId": "fast", "status": 200}, {"requestId": "slow", "status": 200}],
+        "stats": {"upstreamCalls": 2},
+    }
+    mallory = await graphql(read, {"id": job["id"]}, headers={"Authorization": "Bearer m"})
+    assert mallory["data"]["batchJob"] is None
+
+
+def test_finished_jobs_expire_and_the_count_is_bounded() -> None:
+    now = [0.0]
+    jobs = Jobs(ttl_s=10, max_jobs=1, clock=lambda: now[0])
+
+    async def scenario() -> None:
+        from gqlbatch import Settings
+        from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
+        from gqlbatch.execution.engine import BatchContext
+
+        async def send(_call: UpstreamCall) -> UpstreamResponse:
+            return UpstreamResponse(200, (), {"ok": True})
+
+        ctx = BatchContext(Settings.from_upstream_urls(["http://127.0.0.1:9"]), send)
+        job = jobs.submit([{"path": "/a"}], None, ctx)
+        with pytest.raises(BatchRejected) as full:
+            jobs.submit([{"path": "/a"}], None, ctx)
+        assert full.value.code is ErrorCode.TOO_MANY_REQUESTS
+        assert job.task is not None
+        await job.task
+        assert jobs.get(job.id, ctx.client).state is JobState.SUCCEEDED
+        now[0] = 11.0  # past jobs.ttl_s after it finished
+        with pytest.raises(BatchRejected) as gone:
+            jobs.get(job.id, ctx.client)
+        assert gone.value.code is ErrorCode.JOB_NOT_FOUND
+        assert len(jobs) == 0
+
+    asyncio.run(scenario())
