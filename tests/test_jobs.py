@@ -143,3 +143,41 @@ def test_finished_jobs_expire_and_the_count_is_bounded() -> None:
         assert len(jobs) == 0
 
     asyncio.run(scenario())
+
+
+async def test_a_subscription_follows_a_job_to_its_end(
+    upstream_url: str, service: FakeService, gate: asyncio.Event
+) -> None:
+    from gql import Client, GraphQLRequest
+    from gql.transport.aiohttp_websockets import AIOHTTPWebsocketsTransport
+
+    from gqlbatch import Settings, create_app, running
+
+    follow = """subscription($id: ID!) { batchJob(id: $id) {
+        __typename
+        ... on ItemResult { requestId }
+        ... on BatchJob { state progress { done total } } } }"""
+    async with running(create_app(Settings.from_upstream_urls([upstream_url]))) as url:
+        import aiohttp
+
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url + "/batch", json=ITEMS, headers=ASYNC) as resp,
+        ):
+            job_id = (await resp.json())["id"]
+        transport = AIOHTTPWebsocketsTransport(
+            url=url.replace("http://", "ws://") + "/graphql", headers=ALICE
+        )
+        events = []
+        async with Client(transport=transport) as session:
+            request = GraphQLRequest(follow, variable_values={"id": job_id})
+            async for event in session.subscribe(request):
+                events.append(event["batchJob"])
+                if len(events) == 1:
+                    assert not gate.is_set()  # the fast item, while the slow one is held
+                    gate.set()
+    assert events == [
+        {"__typename": "Succeeded", "requestId": "fast"},
+        {"__typename": "Succeeded", "requestId": "slow"},
+        {"__typename": "BatchJob", "state": "SUCCEEDED", "progress": {"done": 2, "total": 2}},
+    ]

@@ -545,6 +545,15 @@ BatchEvent = Annotated[
 ]
 
 
+JobEvent = Annotated[
+    Succeeded | Failed | Skipped | Cancelled | BatchJob,
+    strawberry.union(
+        "JobEvent",
+        description="One event of a followed job: an item's result, then the job once ended.",
+    ),
+]
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -568,6 +577,30 @@ class Subscription:
                 yield cast(BatchEvent, _event(event))
         except BatchRejected as exc:
             raise rejection_error(exc) from None
+
+    @strawberry.subscription(
+        description="Follow an async batch: each item's result as it settles (those already "
+        "settled first), then the job itself once it has ended. Ends at once with "
+        "JOB_NOT_FOUND when there is no such job for these credentials."
+    )
+    async def batch_job(
+        self, info: strawberry.Info[Context, None], id: strawberry.ID
+    ) -> AsyncGenerator[JobEvent, None]:
+        try:
+            job = _jobs(info.context).get(str(id), info.context.client)
+        except BatchRejected as exc:
+            raise rejection_error(exc) from None
+        told: set[int] = set()
+        while True:
+            ended = job.state is not JobState.RUNNING
+            for result in job.items():
+                if result.index not in told:
+                    told.add(result.index)
+                    yield cast(JobEvent, result)
+            if ended:
+                yield cast(JobEvent, _to_job(job))
+                return
+            await job.changed()
 
 
 def _event(event: ItemResult | BatchOutcome) -> object:

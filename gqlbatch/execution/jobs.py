@@ -53,6 +53,24 @@ class Job:
     error: str | None = None
     finished_at: float | None = None
     task: asyncio.Task[None] | None = None
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list, repr=False)
+
+    def record(self, result: ItemResult) -> None:
+        """Keep *result*, and tell the readers waiting for news."""
+        self.results[result.index] = result
+        self._wake()
+
+    async def changed(self) -> None:
+        """Return at the next result, or when the job ends."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     @property
     def done(self) -> int:
@@ -144,9 +162,7 @@ class Jobs:
 
     async def _run(self, job: Job, items: object, options: object, ctx: BatchContext) -> None:
         try:
-            outcome = await run_batch(
-                items, options, ctx, on_result=lambda r: job.results.__setitem__(r.index, r)
-            )
+            outcome = await run_batch(items, options, ctx, on_result=job.record)
         except BatchRejected as exc:  # a limit met when it ran (outstanding calls)
             job.error = str(exc)
             self._finish(job, JobState.FAILED)
@@ -164,6 +180,7 @@ class Jobs:
             job.state = state
             job.finished_at = self._clock()
             job.task = None
+            job._wake()
 
     def _expire(self) -> None:
         now = self._clock()
