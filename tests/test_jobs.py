@@ -10,8 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode
-from gqlbatch.doors.app import JOBS
-from gqlbatch.execution.jobs import Jobs, JobState
+from gqlbatch.execution.jobs import Jobs, JobState, MemoryJobStore
 from tests.conftest import graphql_caller
 from tests.fakes import FakeService
 
@@ -20,10 +19,13 @@ ASYNC = {**ALICE, "Prefer": "respond-async"}
 ITEMS = [{"id": "fast", "path": "/fast"}, {"id": "slow", "path": "/slow"}]
 
 
-async def until(condition: Any) -> None:
-    """Yield to the loop until *condition()* holds; bounded by the test's timeout."""
-    while not condition():
-        await asyncio.sleep(0)
+async def read_until(client: TestClient, location: str, done: int, state: str) -> Any:
+    """GET the job until it has *done* results and *state*: each read is a request through
+    the gateway, and the wait is bounded by the test's timeout, not by a timer."""
+    while True:
+        job = await (await client.get(location, headers=ALICE)).json()
+        if job["progress"]["done"] == done and job["state"] == state:
+            return job
 
 
 @pytest.fixture
@@ -44,14 +46,11 @@ async def test_respond_async_answers_202_then_the_results_so_far(
     job = await resp.json()
     assert location == f"/batch/jobs/{job['id']}" and job["state"] == "RUNNING"
     await service.received(2)  # both calls are out; the slow one is held
-    await until(lambda: len(gateway.server.app[JOBS]._jobs[job["id"]].results) == 1)
-    running = await (await gateway.get(location, headers=ALICE)).json()
-    assert (running["state"], running["progress"]) == ("RUNNING", {"done": 1, "total": 2})
+    running = await read_until(gateway, location, 1, "RUNNING")
+    assert running["progress"] == {"done": 1, "total": 2}
     assert [r["id"] for r in running["responses"]] == ["fast"]
     gate.set()
-    await until(lambda: gateway.server.app[JOBS]._jobs[job["id"]].state is JobState.SUCCEEDED)
-    done = await (await gateway.get(location, headers=ALICE)).json()
-    assert done["state"] == "SUCCEEDED"
+    done = await read_until(gateway, location, 2, "SUCCEEDED")
     assert [(r["id"], r["body"]) for r in done["responses"]] == [
         ("fast", {"n": 1}),
         ("slow", {"n": 2}),
@@ -70,8 +69,7 @@ async def test_a_job_is_cancelled_and_keeps_what_finished(
     location = resp.headers["Location"]
     assert location.startswith("/$batch/jobs/")
     await service.received(2)
-    job_id = (await resp.json())["id"]
-    await until(lambda: len(gateway.server.app[JOBS]._jobs[job_id].results) == 1)
+    await read_until(gateway, location, 1, "RUNNING")
     cancelled = await (await gateway.delete(location, headers=ALICE)).json()
     assert cancelled["state"] == "CANCELLED"
     assert [r["id"] for r in cancelled["responses"]] == ["fast"]
@@ -104,7 +102,7 @@ async def test_submit_batch_and_batch_job_over_graphql(
         state progress { done } items { requestId status } stats { upstreamCalls } } }"""
     await service.received(2)
     gate.set()
-    await until(lambda: gateway.server.app[JOBS]._jobs[job["id"]].state is JobState.SUCCEEDED)
+    await read_until(gateway, f"/batch/jobs/{job['id']}", 2, "SUCCEEDED")
     done = (await graphql(read, {"id": job["id"]}, headers=ALICE))["data"]["batchJob"]
     assert done == {
         "state": "SUCCEEDED",
@@ -118,7 +116,8 @@ async def test_submit_batch_and_batch_job_over_graphql(
 
 def test_finished_jobs_expire_and_the_count_is_bounded() -> None:
     now = [0.0]
-    jobs = Jobs(ttl_s=10, max_jobs=1, clock=lambda: now[0])
+    store = MemoryJobStore(ttl_s=10, max_jobs=1, clock=lambda: now[0])
+    jobs = Jobs(store, ttl_s=10, max_jobs=1)
 
     async def scenario() -> None:
         from gqlbatch import Settings
@@ -129,18 +128,17 @@ def test_finished_jobs_expire_and_the_count_is_bounded() -> None:
             return UpstreamResponse(200, (), {"ok": True})
 
         ctx = BatchContext(Settings.from_upstream_urls(["http://127.0.0.1:9"]), send)
-        job = jobs.submit([{"path": "/a"}], None, ctx)
+        job = await jobs.submit([{"path": "/a"}], None, ctx)
         with pytest.raises(BatchRejected) as full:
-            jobs.submit([{"path": "/a"}], None, ctx)
+            await jobs.submit([{"path": "/a"}], None, ctx)
         assert full.value.code is ErrorCode.TOO_MANY_REQUESTS
-        assert job.task is not None
-        await job.task
-        assert jobs.get(job.id, ctx.client).state is JobState.SUCCEEDED
+        events = [e async for e in jobs.follow(job.id, ctx.client)]
+        assert events[-1].state is JobState.SUCCEEDED  # type: ignore[union-attr]
         now[0] = 11.0  # past jobs.ttl_s after it finished
         with pytest.raises(BatchRejected) as gone:
-            jobs.get(job.id, ctx.client)
+            await jobs.get(job.id, ctx.client)
         assert gone.value.code is ErrorCode.JOB_NOT_FOUND
-        assert len(jobs) == 0
+        assert len(store) == 0
 
     asyncio.run(scenario())
 

@@ -30,6 +30,7 @@ from gqlbatch.core.result import (
 )
 from gqlbatch.core.wire import BodyEncoding
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
+from gqlbatch.execution.jobs import Job, JobState, JobStore, MemoryJobStore
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from tests.fakes import FakeService
 from tests.processes import SERVING, gqlbatch_server
@@ -58,6 +59,15 @@ def places(redis: Any) -> Places:
     from gqlbatch.execution.redis_store import RedisPlaces
 
     return RedisPlaces(redis, lease_ms=60_000)
+
+
+@pytest.fixture
+def jobs_store(redis: Any) -> JobStore:
+    if redis is None:
+        return MemoryJobStore(ttl_s=60, max_jobs=2)
+    from gqlbatch.execution.redis_store import RedisJobStore
+
+    return RedisJobStore(redis, ttl_s=60, max_jobs=2)
 
 
 @pytest.fixture
@@ -240,6 +250,30 @@ def test_a_stored_outcome_reads_back_equal() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Jobs
+
+
+async def test_a_job_store_keeps_results_ends_once_and_is_bounded(jobs_store: JobStore) -> None:
+    job = Job("j1", "cred:a", 2)
+    assert await jobs_store.add(job)
+    assert await jobs_store.add(Job("j2", "cred:a", 1))
+    assert not await jobs_store.add(Job("j3", "cred:a", 1))  # max_jobs is 2
+    await jobs_store.record("j1", _outcome("one").results[0])
+    read = await jobs_store.get("j1")
+    assert read is not None
+    assert (read.client, read.total, read.state, read.done) == ("cred:a", 2, JobState.RUNNING, 1)
+    assert await jobs_store.finish("j1", JobState.SUCCEEDED, _outcome("final"), None)
+    assert not await jobs_store.finish("j1", JobState.CANCELLED, None, None)  # ended once
+    ended = await jobs_store.get("j1")
+    assert ended is not None and ended.state is JobState.SUCCEEDED
+    assert ended.outcome is not None and ended.items()[0].body == {"marker": "final"}
+    assert await jobs_store.finish("j2", JobState.FAILED, None, "a limit")
+    failed = await jobs_store.get("j2")
+    assert failed is not None and failed.error == "a limit"
+    assert await jobs_store.get("unknown") is None
+
+
+# --------------------------------------------------------------------------------------------
 # Two processes, one Redis
 
 
@@ -249,6 +283,7 @@ async def test_two_processes_share_keys_and_limits(
 ) -> None:
     gate = asyncio.Event()
     service.route("POST", "/orders", status=201, json={"id": 1})
+    service.route("GET", "/orders/x", json={"id": "x"})
     for n in (0, 1, 9):
         service.route("GET", f"/slow/{n}", json={}, gate=gate)
     env = {"GQLBATCH_STORE__URL": redis_url, "GQLBATCH_LIMITS__MAX_OUTSTANDING_PER_CLIENT": "2"}
@@ -278,4 +313,22 @@ async def test_two_processes_share_keys_and_limits(
         gate.set()
         async with await held as done:
             assert done.status == 200
-    assert len(service.calls) == 3
+
+        # A job submitted through one process is read, and cancelled, through the other.
+        slow = [{"id": "fast", "path": "/orders/x"}, {"id": "slow", "path": "/slow/1"}]
+        gate.clear()
+        async with http.post(
+            a + "/batch", json=slow, headers={**alice, "Prefer": "respond-async"}
+        ) as accepted:
+            location = accepted.headers["Location"]
+        while True:  # each read goes through process b
+            async with http.get(b + location, headers=alice) as read:
+                job = await read.json()
+            if job["progress"]["done"] == 1:
+                break
+        assert job["state"] == "RUNNING" and job["responses"][0]["id"] == "fast"
+        async with http.delete(b + location, headers=alice) as cancelled:
+            assert (await cancelled.json())["state"] == "CANCELLED"
+        async with http.get(a + location, headers=alice) as read:
+            assert (await read.json())["state"] == "CANCELLED"
+        gate.set()

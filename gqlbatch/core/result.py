@@ -23,6 +23,8 @@ __all__ = [
     "Rollback",
     "RollbackState",
     "State",
+    "item_from_json",
+    "item_to_json",
     "outcome_from_json",
     "outcome_to_json",
 ]
@@ -161,7 +163,7 @@ class BatchOutcome:
 def outcome_to_json(outcome: BatchOutcome) -> dict[str, JSON]:
     """*outcome* as a JSON value that `outcome_from_json` reads back equal."""
     return {
-        "results": [_item_to_json(r) for r in outcome.results],
+        "results": [item_to_json(r) for r in outcome.results],
         "stats": dataclasses.asdict(outcome.stats),
     }
 
@@ -169,11 +171,12 @@ def outcome_to_json(outcome: BatchOutcome) -> dict[str, JSON]:
 def outcome_from_json(data: dict[str, Any]) -> BatchOutcome:
     """The outcome `outcome_to_json` wrote."""
     return BatchOutcome(
-        tuple(_item_from_json(r) for r in data["results"]), BatchStats(**data["stats"])
+        tuple(item_from_json(r) for r in data["results"]), BatchStats(**data["stats"])
     )
 
 
-def _item_to_json(result: ItemResult) -> dict[str, JSON]:
+def item_to_json(result: ItemResult) -> dict[str, JSON]:
+    """One item's result as a JSON value that `item_from_json` reads back equal."""
     out: dict[str, JSON] = {f.name: getattr(result, f.name) for f in dataclasses.fields(ItemResult)}
     out["headers"] = [list(pair) for pair in result.headers]
     out["error"] = None if result.error is None else result.error.to_json()
@@ -189,7 +192,8 @@ def _item_to_json(result: ItemResult) -> dict[str, JSON]:
     return out
 
 
-def _item_from_json(data: dict[str, Any]) -> ItemResult:
+def item_from_json(data: dict[str, Any]) -> ItemResult:
+    """The result `item_to_json` wrote."""
     elements = data["elements"]
     rollback = data["rollback"]
     return ItemResult(

@@ -58,7 +58,7 @@ from gqlbatch.execution.engine import (
     stream_batch,
 )
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
-from gqlbatch.execution.jobs import Jobs
+from gqlbatch.execution.jobs import Jobs, JobStore, MemoryJobStore
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
@@ -255,8 +255,8 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     app[SETTINGS] = settings
     app[READINESS] = Readiness()
     app.on_shutdown.append(_draining)
-    places, app[IDEMPOTENCY] = _shared_state(app, settings)
-    app[JOBS] = jobs = Jobs(ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max)
+    places, app[IDEMPOTENCY], job_store = _shared_state(app, settings)
+    app[JOBS] = jobs = Jobs(job_store, ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max)
     app.on_cleanup.append(lambda _app: jobs.close())
     app[OUTSTANDING] = OutstandingCalls(
         per_client=settings.max_outstanding_per_client,
@@ -285,15 +285,21 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     return app
 
 
-def _shared_state(app: web.Application, settings: Settings) -> tuple[Places, IdempotencyStore]:
-    """Where outstanding calls and idempotency records live: this process's memory, or the
-    Redis store at `store_url`, which every process configured with it shares."""
+def _shared_state(
+    app: web.Application, settings: Settings
+) -> tuple[Places, IdempotencyStore, JobStore]:
+    """Where outstanding calls, idempotency records and jobs live: this process's memory, or
+    the Redis store at `store_url`, which every process configured with it shares."""
     if settings.store_url is None:
-        return MemoryPlaces(), MemoryIdempotencyStore(
-            settings.idempotency_ttl_s,
-            settings.idempotency_max_records,
-            max_bytes=settings.idempotency_max_bytes,
-            max_record_bytes=settings.idempotency_max_record_bytes,
+        return (
+            MemoryPlaces(),
+            MemoryIdempotencyStore(
+                settings.idempotency_ttl_s,
+                settings.idempotency_max_records,
+                max_bytes=settings.idempotency_max_bytes,
+                max_record_bytes=settings.idempotency_max_record_bytes,
+            ),
+            MemoryJobStore(ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
         )
     try:
         from gqlbatch.execution import redis_store  # redis-py is the [redis] extra
@@ -311,11 +317,15 @@ def _shared_state(app: web.Application, settings: Settings) -> tuple[Places, Ide
 
     app.cleanup_ctx.append(close)
     app[READINESS].store = redis.ping
-    return redis_store.RedisPlaces(redis, lease_ms=lease_ms), redis_store.RedisIdempotencyStore(
-        redis,
-        ttl_s=settings.idempotency_ttl_s,
-        running_lease_ms=lease_ms,
-        max_record_bytes=settings.idempotency_max_record_bytes,
+    return (
+        redis_store.RedisPlaces(redis, lease_ms=lease_ms),
+        redis_store.RedisIdempotencyStore(
+            redis,
+            ttl_s=settings.idempotency_ttl_s,
+            running_lease_ms=lease_ms,
+            max_record_bytes=settings.idempotency_max_record_bytes,
+        ),
+        redis_store.RedisJobStore(redis, ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
     )
 
 
@@ -366,7 +376,7 @@ async def _json_batch(request: web.Request, ctx: BatchContext) -> web.StreamResp
     preferred = options_from_prefer(request.headers.get("Prefer"), batch.options)
     options = with_defaults(ctx.settings.door_options.get("json", {}), preferred)
     if respond_async(request.headers.get("Prefer")):
-        job = request.app[JOBS].submit(batch.items, options, ctx)
+        job = await request.app[JOBS].submit(batch.items, options, ctx)
         location = f"{request.path}/jobs/{job.id}"
         headers = {"Location": location, "Retry-After": "1", "Cache-Control": NO_STORE}
         return web.json_response(job_json(job), status=202, headers=headers)
@@ -402,13 +412,13 @@ async def _multipart_batch(request: web.Request, ctx: BatchContext) -> web.Respo
 
 async def _read_job(request: web.Request) -> web.Response:
     """GET /batch/jobs/{id}: the job's state and the results so far, to its submitter."""
-    job = request.app[JOBS].get(request.match_info["id"], _client(request))
+    job = await request.app[JOBS].get(request.match_info["id"], _client(request))
     return web.json_response(job_json(job), headers={"Cache-Control": NO_STORE})
 
 
 async def _cancel_job(request: web.Request) -> web.Response:
     """DELETE /batch/jobs/{id}: stop the job; what finished stays readable."""
-    job = request.app[JOBS].cancel(request.match_info["id"], _client(request))
+    job = await request.app[JOBS].cancel(request.match_info["id"], _client(request))
     return web.json_response(job_json(job), headers={"Cache-Control": NO_STORE})
 
 

@@ -439,9 +439,11 @@ class Query:
         description="An async batch, with its results so far; null when there is none for "
         "these credentials (unknown, expired, or another client's)."
     )
-    def batch_job(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> BatchJob | None:
+    async def batch_job(
+        self, info: strawberry.Info[Context, None], id: strawberry.ID
+    ) -> BatchJob | None:
         try:
-            return _to_job(_jobs(info.context).get(str(id), info.context.client))
+            return _to_job(await _jobs(info.context).get(str(id), info.context.client))
         except BatchRejected:
             return None  # the same answer whether it never existed or is someone else's
 
@@ -467,7 +469,7 @@ class Mutation:
         description="Accept a batch at once and run it in the background: the job, to read "
         "with Query.batchJob. Refused at once, as batch is, when it is invalid."
     )
-    def submit_batch(
+    async def submit_batch(
         self,
         info: strawberry.Info[Context, None],
         requests: list[SubRequestInput],
@@ -478,7 +480,7 @@ class Mutation:
         present = None if options is None else plain_input(options)
         present = with_defaults(ctx.settings.door_options.get("graphql", {}), present)
         try:
-            return _to_job(_jobs(ctx).submit(items, present, ctx))
+            return _to_job(await _jobs(ctx).submit(items, present, ctx))
         except BatchRejected as exc:
             raise rejection_error(exc) from None
 
@@ -586,21 +588,12 @@ class Subscription:
     async def batch_job(
         self, info: strawberry.Info[Context, None], id: strawberry.ID
     ) -> AsyncGenerator[JobEvent, None]:
+        events = _jobs(info.context).follow(str(id), info.context.client)
         try:
-            job = _jobs(info.context).get(str(id), info.context.client)
+            async for event in events:
+                yield cast(JobEvent, _to_job(event) if isinstance(event, Job) else event)
         except BatchRejected as exc:
             raise rejection_error(exc) from None
-        told: set[int] = set()
-        while True:
-            ended = job.state is not JobState.RUNNING
-            for result in job.items():
-                if result.index not in told:
-                    told.add(result.index)
-                    yield cast(JobEvent, result)
-            if ended:
-                yield cast(JobEvent, _to_job(job))
-                return
-            await job.changed()
 
 
 def _event(event: ItemResult | BatchOutcome) -> object:

@@ -2,13 +2,13 @@
 and after, cancelled on request (DESIGN §2 `submitBatch`, `Prefer: respond-async`).
 
 A job is validated when it is submitted, so an invalid batch is refused then, as any batch is;
-from then on its items' results are recorded as each one settles. Only the client that
-submitted a job (its credentials' digest) can read or cancel it; to anyone else it does not
-exist. A finished job is kept for `jobs_ttl_s`; at most `jobs_max` are kept at once.
+from then on its items' results are recorded in a `JobStore` as each one settles. Only the
+client that submitted a job (its credentials' digest) can read or cancel it; to anyone else it
+does not exist. A finished job is kept for `jobs_ttl_s`; at most `jobs_max` are kept at once.
 
-This process's memory holds the jobs and runs them. Jobs that outlive the process that
-accepted them (a Redis-backed queue, resumed by another worker) are designed in
-docs/decisions.md and not built yet.
+The store is this process's memory, or Redis (`[store] url`), where any process reads a job
+and cancels it. The job runs in the process that accepted it; one that outlives its process
+(a Redis-backed queue, resumed by another worker) is designed in docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem, mask_internal
 from gqlbatch.core.result import BatchOutcome, ItemResult
 from gqlbatch.execution.engine import BatchContext, prepare, request_budget, run_batch
 
-__all__ = ["Job", "JobState", "Jobs"]
+__all__ = ["Job", "JobState", "JobStore", "Jobs", "MemoryJobStore"]
 
 
 class JobState(StrEnum):
@@ -41,7 +42,7 @@ class JobState(StrEnum):
 
 @dataclass
 class Job:
-    """One async batch and what it has so far."""
+    """What is known of a job: its state and the results so far."""
 
     id: str
     client: str
@@ -51,26 +52,6 @@ class Job:
     """The results settled so far, by item index."""
     outcome: BatchOutcome | None = None
     error: str | None = None
-    finished_at: float | None = None
-    task: asyncio.Task[None] | None = None
-    _waiters: list[asyncio.Future[None]] = field(default_factory=list, repr=False)
-
-    def record(self, result: ItemResult) -> None:
-        """Keep *result*, and tell the readers waiting for news."""
-        self.results[result.index] = result
-        self._wake()
-
-    async def changed(self) -> None:
-        """Return at the next result, or when the job ends."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        await waiter
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     @property
     def done(self) -> int:
@@ -82,8 +63,34 @@ class Job:
         return [self.results[i] for i in sorted(self.results)]
 
 
-class Jobs:
-    """The jobs of this process: submitted, run as tasks, read, cancelled, expired."""
+class JobStore(Protocol):
+    """Where jobs are kept: this process's memory, or one that processes share."""
+
+    async def add(self, job: Job) -> bool:
+        """Keep a new job; False when the store already keeps its most."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job as it is now, or None when it is unknown or expired."""
+        ...
+
+    async def record(self, job_id: str, result: ItemResult) -> None:
+        """Keep one item's settled result."""
+        ...
+
+    async def finish(
+        self, job_id: str, state: JobState, outcome: BatchOutcome | None, error: str | None
+    ) -> bool:
+        """End a running job (and start its expiry); False when it had already ended."""
+        ...
+
+    async def changed(self, job_id: str) -> None:
+        """Return when the job may have news (a result, its end)."""
+        ...
+
+
+class MemoryJobStore:
+    """Jobs in this process's memory; finished ones go `ttl_s` after they end."""
 
     def __init__(
         self, *, ttl_s: int, max_jobs: int, clock: Callable[[], float] = time.monotonic
@@ -92,16 +99,80 @@ class Jobs:
         self._max_jobs = max_jobs
         self._clock = clock
         self._jobs: dict[str, Job] = {}
+        self._ended: dict[str, float] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
-    def submit(self, items: object, options: object, ctx: BatchContext) -> Job:
+    async def add(self, job: Job) -> bool:
+        self._expire()
+        if len(self._jobs) >= self._max_jobs:
+            return False
+        self._jobs[job.id] = job
+        return True
+
+    async def get(self, job_id: str) -> Job | None:
+        self._expire()
+        return self._jobs.get(job_id)
+
+    async def record(self, job_id: str, result: ItemResult) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.results[result.index] = result
+            self._wake(job_id)
+
+    async def finish(
+        self, job_id: str, state: JobState, outcome: BatchOutcome | None, error: str | None
+    ) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None or job.state is not JobState.RUNNING:
+            return False
+        job.state, job.outcome, job.error = state, outcome, error
+        if outcome is not None:
+            job.results = {r.index: r for r in outcome.results}
+        self._ended[job_id] = self._clock()
+        self._wake(job_id)
+        return True
+
+    async def changed(self, job_id: str) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(waiter)
+        await waiter
+
+    def _wake(self, job_id: str) -> None:
+        for waiter in self._waiters.pop(job_id, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for job_id in [j for j, ended in self._ended.items() if now - ended > self._ttl_s]:
+            del self._jobs[job_id], self._ended[job_id]
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+
+_CANCEL_POLL_S = 0.5
+"""How often a running job looks whether another process cancelled it."""
+
+
+class Jobs:
+    """Submitting, reading, following and cancelling jobs; running those submitted here."""
+
+    def __init__(self, store: JobStore, *, ttl_s: int, max_jobs: int) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._max_jobs = max_jobs
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    async def submit(self, items: object, options: object, ctx: BatchContext) -> Job:
         """Validate the batch and start it; the job, at once.
 
         Raises:
             BatchRejected: the batch is invalid (nothing ran), or too many jobs are kept.
         """
-        self._expire()
         plan = prepare(items, options, ctx.settings)  # refused now, not in the background
-        if len(self._jobs) >= self._max_jobs:
+        job = Job(uuid.uuid4().hex, ctx.client, len(plan.items))
+        if not await self._store.add(job):
             raise BatchRejected(
                 [
                     Problem(
@@ -112,21 +183,20 @@ class Jobs:
                 ],
                 retry_after_s=ctx.settings.retry_after_s,
             )
-        job = Job(uuid.uuid4().hex, ctx.client, len(plan.items))
         # The job has a request budget of its own: the request that submitted it is over.
         ctx = dataclasses.replace(ctx, budget=request_budget(ctx.settings))
-        job.task = asyncio.create_task(self._run(job, items, options, ctx), name="gqlbatch:job")
-        self._jobs[job.id] = job
+        task = asyncio.create_task(self._run(job.id, items, options, ctx), name="gqlbatch:job")
+        self._running[job.id] = task
+        task.add_done_callback(lambda _: self._running.pop(job.id, None))
         return job
 
-    def get(self, job_id: str, client: str) -> Job:
+    async def get(self, job_id: str, client: str) -> Job:
         """The job *job_id*, if *client* submitted it.
 
         Raises:
             BatchRejected: JOB_NOT_FOUND, for an unknown, expired or someone else's job.
         """
-        self._expire()
-        job = self._jobs.get(job_id)
+        job = await self._store.get(job_id)
         if job is None or job.client != client:
             raise BatchRejected(
                 [
@@ -140,56 +210,79 @@ class Jobs:
             )
         return job
 
-    def cancel(self, job_id: str, client: str) -> Job:
+    async def cancel(self, job_id: str, client: str) -> Job:
         """Stop *job_id*: items not finished never report; finished ones keep their results.
+        Whichever process runs it stops it (this one at once, another within a second).
 
         Raises:
             BatchRejected: JOB_NOT_FOUND, as `get`.
         """
-        job = self.get(job_id, client)
-        if job.state is JobState.RUNNING and job.task is not None:
-            job.task.cancel()
-            self._finish(job, JobState.CANCELLED)
-        return job
+        await self.get(job_id, client)
+        await self._store.finish(job_id, JobState.CANCELLED, None, None)
+        task = self._running.get(job_id)
+        if task is not None:
+            task.cancel()
+        return await self.get(job_id, client)
+
+    async def follow(self, job_id: str, client: str) -> AsyncIterator[ItemResult | Job]:
+        """Each item's result as it settles (those already settled first), then the job
+        once it has ended.
+
+        Raises:
+            BatchRejected: JOB_NOT_FOUND, as `get`, before anything is yielded.
+        """
+        told: set[int] = set()
+        while True:
+            job = await self.get(job_id, client)
+            for result in job.items():
+                if result.index not in told:
+                    told.add(result.index)
+                    yield result
+            if job.state is not JobState.RUNNING:
+                yield job
+                return
+            await self._store.changed(job_id)
 
     async def close(self) -> None:
-        """Cancel the jobs still running: the process is stopping."""
-        running = [j.task for j in self._jobs.values() if j.task and not j.task.done()]
+        """Cancel the jobs still running here: the process is stopping."""
+        running = list(self._running.values())
         for task in running:
             task.cancel()
         if running:
             await asyncio.wait(running)
 
-    async def _run(self, job: Job, items: object, options: object, ctx: BatchContext) -> None:
+    async def _run(self, job_id: str, items: object, options: object, ctx: BatchContext) -> None:
+        recorded: set[asyncio.Task[None]] = set()
+
+        def record(result: ItemResult) -> None:
+            task = asyncio.create_task(self._store.record(job_id, result))
+            recorded.add(task)
+            task.add_done_callback(recorded.discard)
+
+        watch = asyncio.create_task(self._watch(job_id, asyncio.current_task()))
         try:
-            outcome = await run_batch(items, options, ctx, on_result=job.record)
+            outcome = await run_batch(items, options, ctx, on_result=record)
         except BatchRejected as exc:  # a limit met when it ran (outstanding calls)
-            job.error = str(exc)
-            self._finish(job, JobState.FAILED)
+            await self._store.finish(job_id, JobState.FAILED, None, str(exc))
             return
+        except asyncio.CancelledError:
+            raise  # cancelled: the store already says so
         except Exception as exc:  # a bug: its id in the job, its traceback in the log
-            job.error = mask_internal(exc, f"in job {job.id}").message
-            self._finish(job, JobState.FAILED)
+            message = mask_internal(exc, f"in job {job_id}").message
+            await self._store.finish(job_id, JobState.FAILED, None, message)
             return
-        job.results = {r.index: r for r in outcome.results}
-        job.outcome = outcome
-        self._finish(job, JobState.SUCCEEDED)
+        finally:
+            watch.cancel()
+            if recorded:
+                await asyncio.wait(recorded)
+        await self._store.finish(job_id, JobState.SUCCEEDED, outcome, None)
 
-    def _finish(self, job: Job, state: JobState) -> None:
-        if job.state is JobState.RUNNING:
-            job.state = state
-            job.finished_at = self._clock()
-            job.task = None
-            job._wake()
-
-    def _expire(self) -> None:
-        now = self._clock()
-        for job_id in [
-            j.id
-            for j in self._jobs.values()
-            if j.finished_at is not None and now - j.finished_at > self._ttl_s
-        ]:
-            del self._jobs[job_id]
-
-    def __len__(self) -> int:
-        return len(self._jobs)
+    async def _watch(self, job_id: str, runner: asyncio.Task[object] | None) -> None:
+        # Another process may cancel this job in the shared store: stop when it has.
+        while True:
+            await asyncio.sleep(_CANCEL_POLL_S)
+            job = await self._store.get(job_id)
+            if job is None or job.state is not JobState.RUNNING:
+                if runner is not None:
+                    runner.cancel()
+                return

@@ -1,6 +1,6 @@
-"""The shared store: outstanding-call places and idempotency records in Redis, so that several
-gqlbatch processes (workers, hosts) hold one set of limits and one set of keys. The only module
-that imports redis-py; `[store] url` (or `GQLBATCH_STORE__URL`) turns it on.
+"""The shared store: outstanding-call places, idempotency records and jobs in Redis, so that
+several gqlbatch processes (workers, hosts) hold one set of limits, keys and jobs. The only
+module that imports redis-py; `[store] url` (or `GQLBATCH_STORE__URL`) turns it on.
 
 Places are leases: each taken place is a member of a sorted set per key, scored by when its
 lease ends, taken in all of a batch's keys at once by one Lua script (atomic in Redis). A
@@ -13,6 +13,9 @@ runs (with a lease, for the same reason), then the outcome as JSON for `idempote
 repeat on any process waits for a running record by polling it, and replays a finished one;
 a record that went while it waited (its batch was refused, or the process running it died and
 its lease ended) is claimed again, as a first send would be.
+
+A job is a hash (its submitter, size, state, each item's result as it settles, and its outcome)
+and an entry in a sorted set of jobs scored by expiry, which bounds how many are kept.
 """
 
 from __future__ import annotations
@@ -21,15 +24,23 @@ import asyncio
 import json
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from gqlbatch.core.errors import BatchRejected
-from gqlbatch.core.result import BatchOutcome, outcome_from_json, outcome_to_json
+from gqlbatch.core.result import (
+    BatchOutcome,
+    ItemResult,
+    item_from_json,
+    item_to_json,
+    outcome_from_json,
+    outcome_to_json,
+)
 from gqlbatch.execution.idempotency import Run, outcome_bytes, reused
+from gqlbatch.execution.jobs import Job, JobState
 
-__all__ = ["RedisIdempotencyStore", "RedisPlaces", "connect"]
+__all__ = ["RedisIdempotencyStore", "RedisJobStore", "RedisPlaces", "connect"]
 
 _PREFIX = "gqlbatch:"
 
@@ -164,3 +175,92 @@ def _replayed(record: dict[str, Any]) -> BatchOutcome:
         )
     outcome = outcome_from_json(record["outcome"])
     return BatchOutcome(outcome.results, outcome.stats, replayed=True)
+
+
+# KEYS: the job's hash, the index of jobs. ARGV: state, outcome JSON ("" for none), error ("" for
+# none), ttl_s, job id. Ends a RUNNING job; returns 1 when it did, 0 when it had ended.
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'outcome', ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+local now = redis.call('TIME')
+redis.call('ZADD', KEYS[2], tonumber(now[1]) + tonumber(ARGV[4]), ARGV[5])
+return 1
+"""
+
+# KEYS: the index of jobs, the new job's hash. ARGV: max, meta JSON, running expiry (s), id.
+# Drops the index's expired entries, then adds the job unless the store keeps its most.
+_ADD = """
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[2], 'meta', ARGV[2], 'state', 'RUNNING')
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
+return 1
+"""
+
+_RUNNING_S = 7 * 86_400
+"""How long a job's record lasts while it runs: past it, a job whose process died is gone."""
+
+
+class RedisJobStore:
+    """`jobs.JobStore` in Redis: any process reads a job, follows it, and cancels it."""
+
+    def __init__(self, redis: Redis, *, ttl_s: int, max_jobs: int) -> None:
+        self._redis = redis
+        self._ttl_s = ttl_s
+        self._max_jobs = max_jobs
+        self._add = redis.register_script(_ADD)
+        self._finish = redis.register_script(_FINISH)
+
+    async def add(self, job: Job) -> bool:
+        meta = json.dumps({"client": job.client, "total": job.total})
+        added = await self._add(
+            keys=[_PREFIX + "jobs", _job_key(job.id)],
+            args=[self._max_jobs, meta, _RUNNING_S, job.id],
+        )
+        return int(added) == 1
+
+    async def get(self, job_id: str) -> Job | None:
+        # Decoded (decode_responses): every name and value is a str.
+        fields = cast(dict[str, str], await self._redis.hgetall(_job_key(job_id)))
+        if "meta" not in fields:
+            return None
+        meta = json.loads(fields["meta"])
+        job = Job(job_id, meta["client"], meta["total"], JobState(fields["state"]))
+        job.results = {
+            int(name[2:]): item_from_json(json.loads(value))
+            for name, value in fields.items()
+            if name.startswith("r:")
+        }
+        if "outcome" in fields:
+            job.outcome = outcome_from_json(json.loads(fields["outcome"]))
+            job.results = {r.index: r for r in job.outcome.results}
+        job.error = fields.get("error")
+        return job
+
+    async def record(self, job_id: str, result: ItemResult) -> None:
+        await self._redis.hset(
+            _job_key(job_id), f"r:{result.index}", json.dumps(item_to_json(result))
+        )
+
+    async def finish(
+        self, job_id: str, state: JobState, outcome: BatchOutcome | None, error: str | None
+    ) -> bool:
+        data = "" if outcome is None else json.dumps(outcome_to_json(outcome))
+        ended = await self._finish(
+            keys=[_job_key(job_id), _PREFIX + "jobs"],
+            args=[state.value, data, error or "", self._ttl_s, job_id],
+        )
+        return int(ended) == 1
+
+    async def changed(self, job_id: str) -> None:
+        # Another process records the results: look again soon.
+        await asyncio.sleep(_POLL_S[1])
+
+
+def _job_key(job_id: str) -> str:
+    return _PREFIX + "job:" + job_id
