@@ -362,6 +362,16 @@ _TYPE_NAMES: dict[State, str] = {
 }
 
 
+def _engine_input(
+    ctx: Context, requests: list[SubRequestInput], options: BatchOptionsInput | None
+) -> tuple[list[Any], object]:
+    """The batch in the plain form the engine reads, with the GraphQL door's default options
+    (`[doors.graphql]`) for those the client did not set."""
+    present = None if options is None else plain_input(options)
+    defaults = ctx.settings.door_options.get("graphql", {})
+    return [plain_input(r) for r in requests], with_defaults(defaults, present)
+
+
 async def _batch(
     ctx: Context,
     scope: str,
@@ -370,9 +380,7 @@ async def _batch(
     *,
     read_only: bool,
 ) -> BatchResult:
-    items = [plain_input(r) for r in requests]
-    present = None if options is None else plain_input(options)
-    present = with_defaults(ctx.settings.door_options.get("graphql", {}), present)
+    items, present = _engine_input(ctx, requests, options)
     try:
         outcome = await run_batch(items, present, ctx, read_only=read_only, scope=scope)
     except BatchRejected as exc:
@@ -476,9 +484,7 @@ class Mutation:
         options: BatchOptionsInput | None = None,
     ) -> BatchJob | None:
         ctx = info.context
-        items = [plain_input(r) for r in requests]
-        present = None if options is None else plain_input(options)
-        present = with_defaults(ctx.settings.door_options.get("graphql", {}), present)
+        items, present = _engine_input(ctx, requests, options)
         try:
             return _to_job(await _jobs(ctx).submit(items, present, ctx))
         except BatchRejected as exc:
@@ -569,11 +575,8 @@ class Subscription:
         requests: list[SubRequestInput],
         options: BatchOptionsInput | None = None,
     ) -> AsyncGenerator[BatchEvent, None]:
-        items = [plain_input(r) for r in requests]
-        present = None if options is None else plain_input(options)
-        ctx = info.context
-        present = with_defaults(ctx.settings.door_options.get("graphql", {}), present)
-        events = stream_batch(items, present, ctx, scope=str(info.path.key))
+        items, present = _engine_input(info.context, requests, options)
+        events = stream_batch(items, present, info.context, scope=str(info.path.key))
         try:
             async for event in events:
                 yield cast(BatchEvent, _event(event))
