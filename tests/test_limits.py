@@ -121,12 +121,12 @@ async def test_rest_internal_error_is_masked_and_logged(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import gqlbatch.doors.app as app_module
+    import gqlbatch.doors.rest as rest_module
 
     def broken(outcome: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(app_module, "responses_json", broken)
+    monkeypatch.setattr(rest_module, "responses_json", broken)
     service.route("GET", "/a", json={})
     with caplog.at_level(logging.ERROR, logger="gqlbatch.errors"):
         resp = await gateway.post("/batch", json=[{"path": "/a"}])
@@ -151,7 +151,7 @@ async def test_client_mistakes_are_not_server_errors(
 async def test_concurrent_batches_release_what_they_hold(
     make_gateway: Any, upstream_url: str, service: FakeService
 ) -> None:
-    from gqlbatch.doors.app import OUTSTANDING
+    from gqlbatch.doors.http import OUTSTANDING
 
     service.route("GET", "/a", json={})
     client = await make_gateway(upstream_url, max_outstanding_per_client=50)

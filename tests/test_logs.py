@@ -67,12 +67,12 @@ async def test_every_line_of_a_request_names_it(
 ) -> None:
     # Not only the batch line, which names its request itself: the internal error logged
     # while the request is served names it too, and a line outside any request does not.
-    import gqlbatch.doors.app as app_module
+    import gqlbatch.doors.rest as rest_module
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(app_module, "responses_json", broken)
+    monkeypatch.setattr(rest_module, "responses_json", broken)
     service.route("GET", "/a", json={})
     configure_logging("INFO", "json")
     logging.getLogger("tests.outside").info("outside any request")

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gqlbatch.core.config import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
 from gqlbatch.core.errors import ErrorCode
-from gqlbatch.doors.app import SETTINGS
+from gqlbatch.doors.http import SETTINGS
 
 __all__ = ["app_runner", "running"]
 

@@ -15,6 +15,7 @@ with a target relative to the API's base (`GET posts/7`), references written wit
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import h11
+from aiohttp import web
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.placeholders import (
@@ -32,16 +34,26 @@ from gqlbatch.core.placeholders import (
     brace_bare_references,
     parse_template,
 )
+from gqlbatch.core.request import with_defaults
 from gqlbatch.core.result import BatchOutcome, ItemResult
 from gqlbatch.core.strict_json import DEFAULT_MAX_DEPTH, JSONRefused, loads
 from gqlbatch.core.types import JSON
 from gqlbatch.core.wire import FRAMING_HEADERS, BodyEncoding
-from gqlbatch.doors.rest import error_body, http_status, response_headers
+from gqlbatch.doors.http import invalid
+from gqlbatch.doors.rest import (
+    answer_headers,
+    error_body,
+    http_status,
+    options_from_prefer,
+    response_headers,
+)
+from gqlbatch.execution.engine import BatchContext, run_batch
 
 __all__ = [
     "FORM_DATA",
     "MULTIPART_TYPES",
     "Part",
+    "multipart_batch",
     "parse_part",
     "parse_parts",
     "read_parts",
@@ -330,3 +342,25 @@ def _nested(index: int) -> BatchRejected:
 
 def _bad_part(index: int, message: str) -> BatchRejected:
     return BatchRejected([Problem(ErrorCode.INVALID_INPUT, message, index=index, field="part")])
+
+
+async def multipart_batch(request: web.Request, ctx: BatchContext) -> web.Response:
+    if "boundary=" not in request.headers.get("Content-Type", "").lower():
+        raise BatchRejected(
+            [Problem(ErrorCode.INVALID_INPUT, "a multipart batch needs a boundary parameter")]
+        )
+    settings = ctx.settings
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:  # aiohttp's word for a boundary RFC 2046 does not allow
+        raise invalid(f"the multipart boundary is not valid: {exc}") from None
+    async with asyncio.timeout(settings.body_timeout_s):
+        parts = await read_parts(reader, settings.max_request_bytes, settings.max_items)
+    items = parse_parts(parts, request.host, settings.max_json_depth)
+    preferred = options_from_prefer(request.headers.get("Prefer"), None)
+    options = with_defaults(settings.door_options.get("multipart", {}), preferred)
+    outcome = await run_batch(items, options, ctx)
+    subtype = request.content_type.split("/")[1]
+    return web.Response(
+        body=write_responses(outcome, parts, subtype), headers=answer_headers(outcome)
+    )

@@ -2,32 +2,42 @@
 
 `{"requests": [...]}` or `{"batch": [...]}` in, `{"responses": [...]}` out; a bare array in,
 a bare array out; in request order. Or, for `Accept: application/x-ndjson`, one line per item
-as it finishes, then the stats. Items
-may be written as gqlbatch writes them (`requestId`, `path`) or in the Microsoft Graph style
-(`id`, `url`, `dependsOn`). Pure: `app.py` reads the request and writes the response.
+as it finishes, then the stats; or, for `Prefer: respond-async`, a job (202 and its
+`Location`). Items may be written as gqlbatch writes them (`requestId`, `path`) or in the
+Microsoft Graph style (`id`, `url`, `dependsOn`). The codec is pure; the handlers at the end
+read the request and write the response.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
-from gqlbatch.core.request import OPTION_KEYS
+from gqlbatch.core.request import OPTION_KEYS, with_defaults
 from gqlbatch.core.result import BatchOutcome, ItemResult, State
 from gqlbatch.core.types import JSON, Headers
 from gqlbatch.core.wire import FRAMING_HEADERS, HOP_BY_HOP_HEADERS, BodyEncoding
+from gqlbatch.doors.http import IDENTIFIER, JOBS, NO_STORE, read_json
+from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
 from gqlbatch.execution.jobs import Job
 
 __all__ = [
     "JsonBatch",
+    "answer_headers",
+    "cancel_job",
     "error_body",
     "http_status",
     "items_from_json",
     "job_json",
+    "json_batch",
     "options_from_prefer",
+    "read_job",
     "rejection_json",
     "rejection_status",
     "respond_async",
@@ -278,3 +288,73 @@ def rejection_json(exc: BatchRejected) -> dict[str, Any]:
     if exc.retry_after_s is not None:
         error["retryAfter"] = exc.retry_after_s
     return {"error": error}
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers: JSON batches, streamed or run as jobs
+
+
+async def json_batch(request: web.Request, ctx: BatchContext) -> web.StreamResponse:
+    document = read_json(await request.read(), ctx.settings.max_json_depth)
+    batch = items_from_json(document)
+    preferred = options_from_prefer(request.headers.get("Prefer"), batch.options)
+    options = with_defaults(ctx.settings.door_options.get("json", {}), preferred)
+    if respond_async(request.headers.get("Prefer")):
+        job = await request.app[JOBS].submit(batch.items, options, ctx)
+        location = f"{request.path}/jobs/{job.id}"
+        headers = {"Location": location, "Retry-After": "1", "Cache-Control": NO_STORE}
+        return web.json_response(job_json(job), status=202, headers=headers)
+    if _accepts(request, NDJSON):
+        return await _streamed(request, stream_batch(batch.items, options, ctx))
+    outcome = await run_batch(batch.items, options, ctx)
+    return web.json_response(
+        responses_json(outcome, bare=batch.bare), headers=answer_headers(outcome)
+    )
+
+
+async def read_job(request: web.Request) -> web.Response:
+    """GET /batch/jobs/{id}: the job's state and the results so far, to its submitter."""
+    job = await request.app[JOBS].get(request.match_info["id"], _client(request))
+    return web.json_response(job_json(job), headers={"Cache-Control": NO_STORE})
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    """DELETE /batch/jobs/{id}: stop the job; what finished stays readable."""
+    job = await request.app[JOBS].cancel(request.match_info["id"], _client(request))
+    return web.json_response(job_json(job), headers={"Cache-Control": NO_STORE})
+
+
+def _client(request: web.Request) -> str:
+    return request.app[IDENTIFIER].identify(request.headers.items(), request.remote).client
+
+
+NDJSON = "application/x-ndjson"
+
+
+def _accepts(request: web.Request, media: str) -> bool:
+    return any(
+        part.split(";")[0].strip().lower() == media
+        for part in request.headers.get("Accept", "").split(",")
+    )
+
+
+async def _streamed(
+    request: web.Request, events: AsyncIterator[ItemResult | BatchOutcome]
+) -> web.StreamResponse:
+    """One JSON line per item as it finishes, then the stats. A refused batch is refused as
+    usual: nothing is written before the first item is known."""
+    first = await anext(events)  # BatchRejected here reaches _front_door, nothing sent yet
+    response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": NO_STORE})
+    await response.prepare(request)
+    await response.write(stream_line(first))
+    async for event in events:
+        await response.write(stream_line(event))
+    await response.write_eof()
+    return response
+
+
+def answer_headers(outcome: BatchOutcome) -> dict[str, str]:
+    headers = {"Cache-Control": NO_STORE}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return headers

@@ -4,17 +4,22 @@ engine's plain values. One of the two modules that import strawberry (the other 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeGuard, cast
 
 import strawberry
+from aiohttp import web
+from cross_web import HTTPException
 from graphql import GraphQLError
 from strawberry import UNSET
+from strawberry.aiohttp.views import GraphQLView
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 
-from gqlbatch.core.errors import BatchRejected, ErrorCode
+from gqlbatch.core.config import Settings
+from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.core.request import Mode, OnError, with_defaults
 from gqlbatch.core.result import (
@@ -32,10 +37,17 @@ from gqlbatch.doors.extensions import (
     RememberedNames,
     schema_extensions,
 )
+from gqlbatch.doors.http import CONTEXT, NO_STORE, in_door_shape, invalid, read_json
 from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
 from gqlbatch.execution.jobs import Job, Jobs, JobState
 
-__all__ = ["Context", "build_schema"]
+__all__ = [
+    "BatchView",
+    "Context",
+    "build_schema",
+    "plain_input",
+    "rejection_error",
+]
 
 # Our enums, used as-is: strawberry.enum registers each (under the name given, or its class
 # name) and returns the same class, so the annotations below name the engine's enums.
@@ -626,3 +638,122 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
 
 
 _RESULT_CLASSES = (Succeeded, Failed, Skipped, Cancelled)
+
+
+# --------------------------------------------------------------------------------------------
+# The HTTP view
+
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+_HTTP_CODES = {405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.REQUEST_TOO_LARGE}
+
+
+class BatchView(GraphQLView[Context, None]):
+    """Strawberry's aiohttp view with a fresh gqlbatch `Context` per request."""
+
+    def __init__(self, *, settings: Settings) -> None:
+        limits = QueryLimits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_query_aliases,
+            max_tokens=settings.max_query_tokens,
+            introspection=settings.introspection,
+        )
+        super().__init__(
+            schema=build_schema(limits), graphql_ide="graphiql" if settings.graphiql else None
+        )
+        self._settings = settings
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        # Strawberry answers a request it cannot take (no query, a bad `variables`, PUT) with
+        # its reason as plain text; here it is a GraphQL error with a code, as every other
+        # refusal is.
+        try:
+            return await self.run(request=request)
+        except HTTPException as exc:
+            code = _HTTP_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
+            return in_door_shape(request, exc.status_code, code, exc.reason)
+
+    def is_websocket_request(self, request: web.Request) -> TypeGuard[web.Request]:
+        # Strawberry builds a WebSocketResponse for every request to find out, a measurable
+        # share of a small batch's CPU (BENCHMARKS.md); only a request that asks to upgrade
+        # can be one.
+        return "Upgrade" in request.headers and super().is_websocket_request(request)
+
+    async def get_sub_response(self, request: web.Request) -> web.Response:
+        # GraphQL over HTTP: a client that prefers application/graphql-response+json gets it,
+        # with 400 for request errors (no data at all); application/json stays 200 throughout.
+        response = web.Response(headers={"Cache-Control": NO_STORE})
+        if _prefers_graphql_response(request.headers.get("Accept", "")):
+            response.content_type = GRAPHQL_RESPONSE
+        return response
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A request body, or GET's `variables`, read strictly: a JSON object, no deeper than
+        max_json_depth, no NaN, no document over max_query_bytes (refused before parsing it).
+
+        Raises:
+            BatchRejected: which the `_front_door` middleware answers in GraphQL's shape.
+        """
+        settings = self._settings
+        document = read_json(data, settings.max_json_depth)
+        if not isinstance(document, dict):
+            kind = "null" if document is None else type(document).__name__
+            raise invalid(
+                f'a GraphQL request is a JSON object such as {{"query": "..."}}, not {kind}'
+            )
+        query = document.get("query")
+        if (
+            isinstance(query, str)
+            and len(query.encode(errors="replace")) > settings.max_query_bytes
+        ):
+            raise BatchRejected(
+                [
+                    Problem(
+                        ErrorCode.REQUEST_TOO_LARGE,
+                        f"the GraphQL document is over the {settings.max_query_bytes}-byte "
+                        "limit (max_query_bytes); pass large values as variables",
+                        field="query",
+                    )
+                ]
+            )
+        return document
+
+    def create_response(self, response_data: Any, sub_response: web.Response) -> web.Response:
+        media = sub_response.content_type
+        request_error = _is_request_error(response_data)
+        if request_error:
+            # A request that never reached execution (it did not parse or validate) has no
+            # `data` entry at all (GraphQL spec, "Response Format"; graphql-http's audits D586
+            # and 5E5B); Strawberry writes `"data": null`. A field error keeps its data.
+            response_data = {k: v for k, v in response_data.items() if k != "data"}
+        response = super().create_response(response_data, sub_response)
+        if media == GRAPHQL_RESPONSE:
+            response.content_type = GRAPHQL_RESPONSE
+            if request_error:
+                response.set_status(400)
+        return response
+
+    async def get_context(self, request: web.Request, response: object) -> Context:
+        context = request[CONTEXT]
+        if isinstance(response, web.WebSocketResponse):
+            # One context serves every operation of the connection: each operation gets a
+            # budget of its own from OperationBudget, as each HTTP request does.
+            return dataclasses.replace(context, budget=None)
+        return context
+
+
+def _prefers_graphql_response(accept: str) -> bool:
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in (GRAPHQL_RESPONSE, "application/json"):
+            return media == GRAPHQL_RESPONSE
+    return False
+
+
+def _is_request_error(data: Any) -> bool:
+    # Parse and validation errors carry no path; a field error (a rejected batch) has one.
+    if not isinstance(data, dict) or data.get("data") is not None:
+        return False
+    return all(not e.get("path") for e in data.get("errors") or [])

@@ -1,0 +1,126 @@
+"""What the HTTP doors share: the application's keys, each request's `BatchContext`, strict
+JSON bodies, and error answers in the shape of the door a request came through.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final
+
+from aiohttp import web
+
+from gqlbatch.core import strict_json
+from gqlbatch.core.call import forwarded_headers
+from gqlbatch.core.config import Settings
+from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.identity import Identifier
+from gqlbatch.core.types import Headers
+from gqlbatch.execution.engine import BatchContext, request_budget
+from gqlbatch.execution.idempotency import IdempotencyStore
+from gqlbatch.execution.jobs import Jobs
+from gqlbatch.execution.limits import OutstandingCalls
+from gqlbatch.upstreams.client import UpstreamClient
+from gqlbatch.upstreams.inflight import SharedInflight
+
+__all__ = [
+    "CLIENT",
+    "CONTEXT",
+    "IDEMPOTENCY",
+    "IDENTIFIER",
+    "INFLIGHT",
+    "JOBS",
+    "NO_STORE",
+    "OUTSTANDING",
+    "SETTINGS",
+    "batch_context",
+    "door_answer",
+    "in_door_shape",
+    "invalid",
+    "read_json",
+]
+
+NO_STORE = "private, no-store"
+"""Every answer's Cache-Control until HTTP caching is designed: results carry user data."""
+
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+
+
+CLIENT: Final = web.AppKey("client", UpstreamClient)
+
+
+INFLIGHT: Final = web.AppKey("inflight", SharedInflight)
+
+
+OUTSTANDING: Final = web.AppKey("outstanding", OutstandingCalls)
+
+
+IDENTIFIER: Final = web.AppKey("identifier", Identifier)
+
+
+CONTEXT: Final = web.RequestKey("context", BatchContext)
+"""The request's BatchContext, made once by the `_front_door` middleware for both doors."""
+
+
+IDEMPOTENCY: Final = web.AppKey("idempotency", IdempotencyStore)
+
+
+JOBS: Final = web.AppKey("jobs", Jobs)
+
+
+def batch_context(request: web.Request) -> BatchContext:
+    """The engine's context for one incoming request, whichever door it came through.
+
+    Raises:
+        BatchRejected: a credential header was sent twice.
+    """
+    settings = request.app[SETTINGS]
+    identity = request.app[IDENTIFIER].identify(request.headers.items(), request.remote)
+    return BatchContext(
+        settings=settings,
+        send=request.app[INFLIGHT].sender,
+        forwarded=_forwarded(request, settings),
+        client=identity.client,
+        address=identity.address,
+        budget=request_budget(settings),
+        outstanding=request.app[OUTSTANDING],
+        idempotency=request.app[IDEMPOTENCY],
+        idempotency_key=request.headers.get("Idempotency-Key"),
+        request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex,
+        jobs=request.app[JOBS],
+    )
+
+
+def _forwarded(request: web.Request, settings: Settings) -> dict[str, Headers]:
+    incoming = list(request.headers.items())
+    return {
+        name: forwarded_headers(incoming, upstream.forward_headers or settings.forward_headers)
+        for name, upstream in settings.upstreams.items()
+    }
+
+
+def read_json(data: str | bytes, max_depth: int) -> object:
+    try:
+        return strict_json.loads(data, max_depth=max_depth)
+    except strict_json.JSONRefused as exc:
+        raise invalid(f"the body is not JSON gqlbatch accepts: {exc}") from None
+
+
+def invalid(message: str) -> BatchRejected:
+    return BatchRejected([Problem(ErrorCode.INVALID_INPUT, message)])
+
+
+def in_door_shape(
+    request: web.Request, status: int, code: ErrorCode, message: str, **extra: Any
+) -> web.Response:
+    graphql = {"message": message, "extensions": {"code": code.value, **extra}}
+    rest = {"error": {"code": code.value, "message": message, **extra}}
+    return door_answer(request, status, graphql, rest)
+
+
+def door_answer(
+    request: web.Request, status: int, graphql_error: Any, rest_body: dict[str, Any]
+) -> web.Response:
+    """An error answer in the shape of the door the request came through, never cached."""
+    body = {"errors": [graphql_error]} if request.path == "/graphql" else rest_body
+    return web.json_response(body, status=status, headers={"Cache-Control": NO_STORE})
