@@ -9,8 +9,9 @@ import pytest
 
 from gqlbatch import ErrorCode, Settings, State, prepare
 from gqlbatch.core.errors import UpstreamTimeout
+from gqlbatch.core.result import ItemResult
 from gqlbatch.core.wire import Fetched, UpstreamCall, UpstreamResponse
-from gqlbatch.execution.executor import Execution, execute
+from gqlbatch.execution.executor import Execution, Resumable, execute
 
 SETTINGS = Settings.from_upstream_urls(["http://up.test"])
 
@@ -295,3 +296,67 @@ async def test_critical_path_is_the_longest_chain_of_durations() -> None:
     )
     a, b, c = (r.duration_ms for r in out.results)
     assert out.critical_path_ms == pytest.approx(max(a + b, c))
+
+
+async def test_a_resumable_run_keeps_settled_items_and_marks_each_write_before_sending() -> None:
+    fetch = FakeFetch()
+    plan = prepare(
+        [
+            {"requestId": "a", "path": "/a"},
+            {"requestId": "w", "method": "POST", "path": "/w/{resultOf(a).n}"},
+            {"requestId": "r", "path": "/r", "dependsOn": ["w"]},
+            {"requestId": "each", "method": "DELETE", "path": "/d/{item}", "forEach": [1, 2]},
+        ],
+        None,
+        SETTINGS,
+    )
+    kept = ItemResult(request_id="a", index=0, state=State.SUCCEEDED, status=200, body={"n": 7})
+    marked: list[tuple[int, list[str]]] = []
+
+    async def before_write(index: int) -> None:
+        marked.append((index, fetch.paths))  # what had been sent when the mark was made
+
+    told: list[str] = []
+    execution = await execute(
+        plan,
+        fetch,
+        max_concurrency=10,
+        deadline_ms=5000,
+        on_result=lambda r: told.append(r.request_id),
+        resumable=Resumable({0: kept}, before_write),
+    )
+    assert execution.results[0] is kept and "a" not in told  # not run again, not told again
+    assert "/a" not in fetch.paths and "/w/7" in fetch.paths  # its result still feeds w
+    # Each write is marked before it is sent (each element of a forEach too); reads are not.
+    assert sorted(index for index, _ in marked) == [1, 3, 3]
+    first_sent = {index: sent for index, sent in reversed(marked)}
+    assert "/w/7" not in first_sent[1]
+    assert not [p for p in first_sent[3] if p.startswith("/d/")]
+    assert sorted(told) == ["each", "r", "w"]
+
+
+async def test_a_cancelled_execution_leaves_no_item_running() -> None:
+    # A job's run is cancelled when its process stops. Its items must stop with it: an item
+    # left running would settle later with what the stop did to its call, and report it.
+    gate = asyncio.Event()
+    fetch = FakeFetch(w={"gate": gate})
+    told: list[str] = []
+    plan = prepare([{"requestId": "w", "method": "POST", "path": "/w"}], None, SETTINGS)
+    running = asyncio.create_task(
+        execute(
+            plan,
+            fetch,
+            max_concurrency=1,
+            deadline_ms=5000,
+            on_result=lambda r: told.append(r.request_id),
+        )
+    )
+    while not fetch.in_flight:
+        await asyncio.sleep(0)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert fetch.in_flight == 0  # the call was cancelled, not left waiting
+    gate.set()
+    await asyncio.sleep(0)
+    assert told == []

@@ -79,6 +79,7 @@ class ErrorCode(StrEnum):
     FAILED_DEPENDENCY = "FAILED_DEPENDENCY"
     TIMEOUT = "TIMEOUT"
     CANCELLED = "CANCELLED"
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
     # Not about the batch: an internal error, masked for the client.
     INTERNAL_ERROR = "INTERNAL_ERROR"
 

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from gqlbatch.core.types import Headers
 from gqlbatch.core.wire import READ_METHODS, Method, Send
 from gqlbatch.execution import metrics
 from gqlbatch.execution.atomic import roll_back
-from gqlbatch.execution.executor import execute
+from gqlbatch.execution.executor import Resumable, execute
 from gqlbatch.execution.idempotency import IdempotencyStore, check_key, fingerprint
 from gqlbatch.execution.limits import Admission, OutstandingCalls
 from gqlbatch.upstreams.loaders import Loaders
@@ -99,6 +99,7 @@ async def run_batch(
     read_only: bool = False,
     scope: str = "",
     on_result: OnResult | None = None,
+    resumable: Resumable | None = None,
 ) -> BatchOutcome:
     """Validate, admit, plan and execute a batch; one result per item, in the client's order.
 
@@ -106,7 +107,7 @@ async def run_batch(
     tells apart several batches of one request that share its key (GraphQL aliases).
     *on_result* is told each item's result the moment it is final, for a door that streams
     them; an item whose result is only final at the end (a deadline, a rollback, a replay) is
-    not told, and the outcome has every result.
+    not told, and the outcome has every result. A job passes *resumable* (`executor.Resumable`).
 
     Raises:
         BatchRejected: the batch is invalid, the client is over its outstanding-call limit, or
@@ -115,13 +116,16 @@ async def run_batch(
     started = time.perf_counter()
     try:
         if ctx.idempotency is None or ctx.idempotency_key is None:
-            outcome = await _run(items, options, ctx, read_only, on_result)
+            running = _run(items, options, ctx, read_only, on_result, resumable)
+            # A job's run stops when cancelled (another process resumes it); any other batch
+            # runs to its end (docs/security.md "Client disconnect"), as run_once does too.
+            outcome = await (running if resumable is not None else _to_the_end(running))
         else:
             key = f"{ctx.client}|{scope}|{check_key(ctx.idempotency_key)}"
             outcome = await ctx.idempotency.run_once(
                 key,
                 fingerprint(items, options, read_only),
-                lambda: _run(items, options, ctx, read_only, on_result),
+                lambda: _run(items, options, ctx, read_only, on_result, resumable),
             )
     except BatchRejected as exc:
         _log_rejected(ctx, started, exc)
@@ -183,6 +187,14 @@ async def stream_batch(
     yield outcome
 
 
+async def _to_the_end(running: Coroutine[object, object, BatchOutcome]) -> BatchOutcome:
+    """*running*, in a task of its own that its caller's cancellation (a client that went
+    away) does not stop: its writes are never cut half-way; its result is then dropped."""
+    task = asyncio.create_task(running, name="gqlbatch:batch")
+    task.add_done_callback(_retrieved)
+    return await asyncio.shield(task)
+
+
 def _retrieved(task: asyncio.Task[BatchOutcome]) -> None:
     if not task.cancelled():
         task.exception()
@@ -240,6 +252,7 @@ async def _run(
     ctx: BatchContext,
     read_only: bool,
     on_result: OnResult | None = None,
+    resumable: Resumable | None = None,
 ) -> BatchOutcome:
     # A client at its limit was refused before its body was read (admit_early), and `admit`
     # checks again below, once the batch is known to be valid.
@@ -247,9 +260,9 @@ async def _run(
     plan = prepare(items, options, ctx.settings, read_only=read_only)
     budget = BatchBudget(_take_budget(plan, ctx))
     if outstanding is None:
-        return await _execute(plan, ctx, budget, None, on_result)
+        return await _execute(plan, ctx, budget, None, on_result, resumable)
     async with outstanding.admit(ctx.client, ctx.address) as admission:
-        return await _execute(plan, ctx, budget, admission, on_result)
+        return await _execute(plan, ctx, budget, admission, on_result, resumable)
 
 
 def _take_budget(plan: Plan, ctx: BatchContext) -> RequestBudget:
@@ -272,6 +285,7 @@ async def _execute(
     budget: BatchBudget,
     admission: Admission | None,
     on_result: OnResult | None = None,
+    resumable: Resumable | None = None,
 ) -> BatchOutcome:
     settings = ctx.settings
     deadline_ms = min(
@@ -300,6 +314,7 @@ async def _execute(
             budget=budget,
             # A result an atomic batch or group may still undo is not final until the end.
             on_result=None if plan.options.atomic or plan.groups else on_result,
+            resumable=resumable,
         )
         results = execution.results
         if plan.options.atomic or plan.groups:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from gqlbatch.core.budget import BatchBudget, RequestBudget
@@ -27,9 +27,9 @@ from gqlbatch.core.plan import Plan, PlannedItem
 from gqlbatch.core.request import Mode, OnError
 from gqlbatch.core.result import ElementResult, ErrorInfo, ItemResult, State
 from gqlbatch.core.types import JSON, Headers, RequestId
-from gqlbatch.core.wire import BodyEncoding, Fetch, Fetched, UpstreamCall
+from gqlbatch.core.wire import SAFE_METHODS, BodyEncoding, Fetch, Fetched, UpstreamCall
 
-__all__ = ["Execution", "Fetch", "execute"]
+__all__ = ["Execution", "Fetch", "Resumable", "execute"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,17 @@ class Execution:
     critical_path_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class Resumable:
+    """A job's run, made so that another process can take it over when this one stops."""
+
+    settled: Mapping[int, ItemResult]
+    """The results an earlier run left, by item index: those items are not run again."""
+    before_write: Callable[[int], Awaitable[None]]
+    """Told an item's index before that item sends a write, and awaited: a write sent when
+    the process stops is then known as such, and never sent blindly again."""
+
+
 async def execute(
     plan: Plan,
     fetch: Fetch,
@@ -50,6 +61,7 @@ async def execute(
     deadline_ms: int,
     budget: BatchBudget | None = None,
     on_result: Callable[[ItemResult], None] | None = None,
+    resumable: Resumable | None = None,
 ) -> Execution:
     """Run every item of *plan* through *fetch* and return one result per item.
 
@@ -57,19 +69,30 @@ async def execute(
     keep their results. *budget* bounds the calls a forEach may add and the bytes every call
     may send; the engine has already charged it for the calls known before running.
     *on_result* is told each item's result as it settles (not those the deadline cancels).
+    A job passes *resumable*: its settled items keep their results, untold.
     """
     budget = budget or BatchBudget(_UNLIMITED)
     run = _Run(plan, fetch, forwarded or {}, asyncio.Semaphore(max_concurrency), budget)
     run.on_result = on_result
+    run.resumable = resumable
     started = time.perf_counter()
     # Named "gqlbatch:…" so that tests can prove none outlives its batch.
     tasks = [
         asyncio.create_task(run.settle(item), name=f"gqlbatch:item:{item.request_id}")
         for item in plan.items
     ]
-    done, pending = await asyncio.wait(
-        tasks, timeout=deadline_ms / 1000, return_when=asyncio.FIRST_EXCEPTION
-    )
+    try:
+        done, pending = await asyncio.wait(
+            tasks, timeout=deadline_ms / 1000, return_when=asyncio.FIRST_EXCEPTION
+        )
+    except asyncio.CancelledError:
+        # asyncio.wait does not cancel what it waits for. Items left running would settle
+        # later with whatever the stop did to their calls (a closed pool: "unreachable"),
+        # after their batch was over: a job resumed elsewhere must find them unsettled.
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        raise
     for task in pending:
         task.cancel()
     if pending:
@@ -110,12 +133,14 @@ class _Run:
         self._stopped_by: RequestId | None = None
         self._budget = budget
         self.on_result: Callable[[ItemResult], None] | None = None
+        self.resumable: Resumable | None = None
 
     async def settle(self, item: PlannedItem) -> None:
         """Run *item* and publish its result to the items that wait for it."""
         future = self._done.get(item.request_id)
+        known = None if self.resumable is None else self.resumable.settled.get(item.index)
         try:
-            result = await self._run(item)
+            result = await self._run(item) if known is None else known
         except asyncio.CancelledError:
             if future is not None:
                 future.cancel()  # the deadline: dependents must not wait forever
@@ -130,7 +155,7 @@ class _Run:
         self._results[item.request_id] = result
         if future is not None:
             future.set_result(result)
-        if self.on_result is not None:
+        if self.on_result is not None and known is None:
             self.on_result(result)
 
     def collect_bugs(self, done: set[asyncio.Task[None]]) -> list[BaseException]:
@@ -175,11 +200,16 @@ class _Run:
         try:
             call = to_call(item, Scope(deps) if deps else _NO_RESULTS, self._forwarded)
             self._budget.charge_rendered(call.size)
-            async with self._limit:
-                fetched = await self._fetch(call)
+            fetched = await self._send(item, call)
         except ItemError as exc:
             return _failed(item, exc, _since(started))
         return _from_response(item, call, fetched, _since(started))
+
+    async def _send(self, item: PlannedItem, call: UpstreamCall) -> Fetched:
+        async with self._limit:
+            if self.resumable is not None and call.method not in SAFE_METHODS:
+                await self.resumable.before_write(item.index)
+            return await self._fetch(call)
 
     async def _fan_out(self, item: PlannedItem, deps: dict[RequestId, ItemResult]) -> ItemResult:
         # DESIGN §6 forEach: one call per element, all through the same fetch, so element
@@ -210,8 +240,7 @@ class _Run:
         try:
             call = to_call(item, Scope(deps, item=value, index=index), self._forwarded)
             self._budget.charge_rendered(call.size)
-            async with self._limit:
-                fetched = await self._fetch(call)
+            fetched = await self._send(item, call)
         except ItemError as exc:
             return ElementResult(index=index, error=ErrorInfo(exc.code, exc.message)), None
         response = fetched.response
