@@ -4,13 +4,18 @@ and only ever shown to the client that submitted them."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gqlbatch import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode
-from gqlbatch.execution.jobs import Jobs, JobState, MemoryJobStore
+from gqlbatch.core.result import ItemResult, State
+from gqlbatch.execution.engine import BatchContext
+from gqlbatch.execution.jobs import Job, Jobs, JobSpec, JobState, MemoryJobStore
+from gqlbatch.upstreams.client import UpstreamClient
 from tests.conftest import graphql_caller
 from tests.fakes import FakeService
 
@@ -179,3 +184,107 @@ async def test_a_subscription_follows_a_job_to_its_end(
         {"__typename": "Succeeded", "requestId": "slow"},
         {"__typename": "BatchJob", "state": "SUCCEEDED", "progress": {"done": 2, "total": 2}},
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Resuming: a job that another process ran, in part, before it stopped
+
+
+@pytest.fixture
+async def upstream(upstream_url: str) -> AsyncIterator[BatchContext]:
+    """The context a worker gives a job: the pooled client in front of the fake service."""
+    settings = Settings.from_upstream_urls([upstream_url])
+    client = UpstreamClient(settings)
+    yield BatchContext(settings, client.send)
+    await client.close()
+
+
+def a_job(items: list[dict[str, Any]]) -> Job:
+    spec = JobSpec(items, None, {}, "addr:test", "req-1")
+    return Job("job-1", "anonymous", len(items), spec=spec)
+
+
+async def test_a_resumed_job_runs_only_what_its_dead_run_left(
+    service: FakeService, upstream: BatchContext
+) -> None:
+    for path in ("/a", "/b"):
+        service.route("GET", path, json={"n": path})
+    for path in ("/w", "/k"):
+        service.route("POST", path, status=201, json={"n": path})
+    store = MemoryJobStore(ttl_s=60, max_jobs=10)
+    job = a_job(
+        [
+            {"requestId": "a", "path": "/a"},
+            {"requestId": "w", "method": "POST", "path": "/w"},
+            {"requestId": "k", "method": "POST", "path": "/k", "idempotencyKey": "k-1"},
+            {"requestId": "b", "path": "/b", "dependsOn": ["w"]},
+        ]
+    )
+    await store.add(job)
+    # The dead run: `a` settled; w and k were sent, and never answered.
+    await store.record(job.id, ItemResult(request_id="a", index=0, state=State.SUCCEEDED))
+    await store.mark_started(job.id, 1)
+    await store.mark_started(job.id, 2)
+
+    await Jobs(store, ttl_s=60, max_jobs=10).run(job.id, lambda _: upstream)
+
+    done = await store.get(job.id)
+    assert done is not None and done.state is JobState.SUCCEEDED
+    states = {r.request_id: (r.state, r.error and r.error.code) for r in done.items()}
+    assert states == {
+        "a": (State.SUCCEEDED, None),  # kept, not run again
+        "w": (State.FAILED, ErrorCode.OUTCOME_UNKNOWN),  # not sent blindly
+        "k": (State.SUCCEEDED, None),  # sent again, with its key
+        "b": (State.SKIPPED, ErrorCode.FAILED_DEPENDENCY),
+    }
+    assert service.lines == ["POST /k"]
+    assert service.calls[0].headers["Idempotency-Key"] == "k-1"
+
+
+async def test_a_job_delivered_twice_runs_once(
+    service: FakeService, upstream: BatchContext
+) -> None:
+    gate = asyncio.Event()
+    service.route("POST", "/w", status=201, json={}, gate=gate)
+    store = RefusalsSeen(ttl_s=60, max_jobs=10)
+    job = a_job([{"requestId": "w", "method": "POST", "path": "/w"}])
+    await store.add(job)
+    jobs = Jobs(store, ttl_s=60, max_jobs=10)
+    first = asyncio.create_task(jobs.run(job.id, lambda _: upstream))
+    await service.received(1)  # the first run holds the lease, and the write is out
+    second = asyncio.create_task(jobs.run(job.id, lambda _: upstream))
+    await store.refused.wait()  # the second delivery found the lease taken
+    gate.set()
+    await asyncio.gather(first, second)
+    assert service.lines == ["POST /w"]  # the second found the job finished
+    finished = await store.get(job.id)
+    assert finished is not None and finished.state is JobState.SUCCEEDED
+
+
+class RefusalsSeen(MemoryJobStore):
+    """The memory store, telling when a runner was refused the lease."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.refused = asyncio.Event()
+
+    async def take(self, job_id: str, runner: str, lease_ms: int) -> int | None:
+        run = await super().take(job_id, runner, lease_ms)
+        if run is None:
+            self.refused.set()
+        return run
+
+
+async def test_a_job_that_keeps_killing_its_workers_fails(upstream: BatchContext) -> None:
+    now = [0.0]
+    store = MemoryJobStore(ttl_s=60, max_jobs=10, clock=lambda: now[0])
+    job = a_job([{"requestId": "a", "path": "/a"}])
+    await store.add(job)
+    for dead in ("r1", "r2"):  # two runs whose processes died: their leases lapse
+        assert await store.take(job.id, dead, lease_ms=1000) is not None
+        now[0] += 2
+    jobs = Jobs(store, ttl_s=60, max_jobs=10, attempts=2)
+    await jobs.run(job.id, lambda _: upstream)
+    failed = await store.get(job.id)
+    assert failed is not None and failed.state is JobState.FAILED
+    assert failed.error is not None and "stopped 2 times" in failed.error

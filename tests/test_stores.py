@@ -30,7 +30,7 @@ from gqlbatch.core.result import (
 )
 from gqlbatch.core.wire import BodyEncoding
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
-from gqlbatch.execution.jobs import Job, JobState, JobStore, MemoryJobStore
+from gqlbatch.execution.jobs import Job, JobSpec, JobState, JobStore, MemoryJobStore
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from tests.fakes import FakeService
 from tests.processes import SERVING, gqlbatch_server
@@ -271,6 +271,38 @@ async def test_a_job_store_keeps_results_ends_once_and_is_bounded(jobs_store: Jo
     failed = await jobs_store.get("j2")
     assert failed is not None and failed.error == "a limit"
     assert await jobs_store.get("unknown") is None
+
+
+async def test_a_job_store_keeps_what_a_resumed_run_needs(jobs_store: JobStore) -> None:
+    spec = JobSpec(
+        [{"requestId": "w", "method": "POST", "path": "/w"}],
+        {"mode": "PARALLEL"},
+        {"default": (("Authorization", "Bearer a"),)},
+        "addr:10.0.0.1",
+        "req-7",
+    )
+    assert await jobs_store.add(Job("j1", "cred:a", 1, spec=spec))
+    await jobs_store.mark_started("j1", 0)
+    read = await jobs_store.get("j1")
+    assert read is not None and (read.spec, read.started) == (spec, {0})
+    # One runner at a time: a second waits until the first releases the lease, or it lapses.
+    assert await jobs_store.take("j1", "r1", lease_ms=60_000) == 1
+    assert await jobs_store.take("j1", "r2", lease_ms=60_000) is None
+    assert await jobs_store.renew("j1", "r1", lease_ms=60_000)
+    assert not await jobs_store.renew("j1", "r2", lease_ms=60_000)
+    await jobs_store.release("j1", "r2")  # not its lease: nothing happens
+    assert await jobs_store.take("j1", "r2", lease_ms=60_000) is None
+    await jobs_store.release("j1", "r1")
+    assert await jobs_store.take("j1", "r2", lease_ms=60_000) == 2  # the job's second run
+    assert not await jobs_store.renew("j1", "r1", lease_ms=60_000)
+    # Once it ends, the spec goes: its headers may carry credentials.
+    assert await jobs_store.finish("j1", JobState.SUCCEEDED, _outcome("x"), None)
+    ended = await jobs_store.get("j1")
+    assert ended is not None and ended.spec is None
+    # Nothing is kept for a job the store no longer has.
+    assert await jobs_store.take("gone", "r1", lease_ms=60_000) is None
+    await jobs_store.mark_started("gone", 0)
+    assert await jobs_store.get("gone") is None
 
 
 # --------------------------------------------------------------------------------------------

@@ -237,6 +237,14 @@ class Settings:
             process's memory.
         jobs_ttl_s: how long a finished async batch (a job) and its results are kept.
         jobs_max: jobs kept at once; past it a new one is refused with TOO_MANY_REQUESTS.
+        jobs_heartbeat_s: with the shared store, a running job's process tells the queue it is
+            alive every third of this; a job not heard of for this long is taken over by
+            another worker, which resumes it.
+        jobs_attempts: how many times a job is started, counting the takeovers when the
+            process running it stopped; past it the job fails (a batch that kills its worker
+            does not go round the cluster forever).
+        jobs_in_process: with the shared store, `serve` runs queued jobs too; False leaves
+            them to `gqlbatch worker` processes.
         door_options: batch options each door applies when its client does not set them,
             by door (`graphql`, `json`, `multipart`), in the plain form (`mode`, `onError`,
             `atomic`); the client's own options win.
@@ -278,6 +286,9 @@ class Settings:
     store_url: str | None = None
     jobs_ttl_s: int = 86_400
     jobs_max: int = 10_000
+    jobs_heartbeat_s: int = 10
+    jobs_attempts: int = 3
+    jobs_in_process: bool = True
 
     def __post_init__(self) -> None:
         if not self.upstreams:
@@ -291,7 +302,7 @@ class Settings:
                 f"store.url {self.store_url!r} must start with redis://, rediss:// or unix://"
             )
         _check_positive("limits", self, _LIMIT_FIELDS)
-        for key in ("ttl_s", "max"):
+        for key in ("ttl_s", "max", "heartbeat_s", "attempts"):
             value = getattr(self, f"jobs_{key}")
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"jobs.{key} must be a positive integer, got {value!r}")

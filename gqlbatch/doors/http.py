@@ -17,7 +17,7 @@ from gqlbatch.core.identity import Identifier
 from gqlbatch.core.types import Headers
 from gqlbatch.execution.engine import BatchContext, request_budget
 from gqlbatch.execution.idempotency import IdempotencyStore
-from gqlbatch.execution.jobs import Jobs
+from gqlbatch.execution.jobs import Job, Jobs
 from gqlbatch.execution.limits import OutstandingCalls
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
@@ -36,6 +36,7 @@ __all__ = [
     "door_answer",
     "in_door_shape",
     "invalid",
+    "job_context",
     "read_json",
 ]
 
@@ -88,6 +89,24 @@ def batch_context(request: web.Request) -> BatchContext:
         idempotency_key=request.headers.get("Idempotency-Key"),
         request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex,
         jobs=request.app[JOBS],
+    )
+
+
+def job_context(app: web.Application, job: Job) -> BatchContext:
+    """The engine's context for a queued job this process runs: the one its request had,
+    from what the job kept of it, with a budget of its own."""
+    assert job.spec is not None, "a job is run only while it keeps its spec"
+    settings = app[SETTINGS]
+    return BatchContext(
+        settings=settings,
+        send=app[INFLIGHT].sender,
+        forwarded=job.spec.forwarded,
+        client=job.client,
+        address=job.spec.address,
+        budget=request_budget(settings),
+        outstanding=app[OUTSTANDING],
+        request_id=job.spec.request_id,
+        jobs=app[JOBS],
     )
 
 

@@ -14,8 +14,9 @@ repeat on any process waits for a running record by polling it, and replays a fi
 a record that went while it waited (its batch was refused, or the process running it died and
 its lease ended) is claimed again, as a first send would be.
 
-A job is a hash (its submitter, size, state, each item's result as it settles, and its outcome)
-and an entry in a sorted set of jobs scored by expiry, which bounds how many are kept.
+A job is a hash (its submitter, size, state, spec while it runs, each item's result as it
+settles, a mark for each write started, and its outcome) and an entry in a sorted set of jobs
+scored by expiry, which bounds how many are kept.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from gqlbatch.core.result import (
     outcome_to_json,
 )
 from gqlbatch.execution.idempotency import Run, outcome_bytes, reused
-from gqlbatch.execution.jobs import Job, JobState
+from gqlbatch.execution.jobs import Job, JobSpec, JobState
 
-__all__ = ["RedisIdempotencyStore", "RedisJobStore", "RedisPlaces", "connect"]
+__all__ = ["RedisIdempotencyStore", "RedisJobStore", "RedisPlaces", "connect", "connect_blocking"]
 
 _PREFIX = "gqlbatch:"
 
@@ -76,6 +77,12 @@ _POLL_S = (0.002, 0.05)
 def connect(url: str) -> Redis:
     """A client for *url* (`redis://host:port/db`); connections open on first use."""
     return Redis.from_url(url, decode_responses=True)
+
+
+def connect_blocking(url: str) -> Redis:
+    """A client for the job queue: bytes replies, as saq reads them, and no socket timeout,
+    because its blocking reads end on the server (`job_queue` says why)."""
+    return Redis.from_url(url, socket_timeout=None)
 
 
 class RedisPlaces:
@@ -184,21 +191,47 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1])
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'outcome', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
+redis.call('HDEL', KEYS[1], 'spec')
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 local now = redis.call('TIME')
 redis.call('ZADD', KEYS[2], tonumber(now[1]) + tonumber(ARGV[4]), ARGV[5])
 return 1
 """
 
-# KEYS: the index of jobs, the new job's hash. ARGV: max, meta JSON, running expiry (s), id.
-# Drops the index's expired entries, then adds the job unless the store keeps its most.
+# KEYS: the index of jobs, the new job's hash. ARGV: max, meta JSON, running expiry (s), id,
+# spec JSON. Drops the index's expired entries, then adds the job unless the store keeps its
+# most.
 _ADD = """
 local now = tonumber(redis.call('TIME')[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[2], 'meta', ARGV[2], 'state', 'RUNNING')
+redis.call('HSET', KEYS[2], 'meta', ARGV[2], 'state', 'RUNNING', 'spec', ARGV[5])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
+return 1
+"""
+
+# KEYS: a job's hash. ARGV: field, value. Only while the job is kept: a write to an expired
+# job's hash would make a new one that never expires.
+_SET_FIELD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+"""
+
+# KEYS: a job's hash, its runner key. ARGV: runner, lease_ms. Gives the job's lease to the runner
+# unless another holds it; returns the run's number, 0 when another holds it, -1 when the job is
+# gone.
+_TAKE_JOB = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
+return redis.call('HINCRBY', KEYS[1], 'runs', 1)
+"""
+
+# KEYS: a job's runner key. ARGV: runner, lease_ms (0 to release). 1 when the runner held it.
+_RENEW_JOB = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 """
 
@@ -215,12 +248,16 @@ class RedisJobStore:
         self._max_jobs = max_jobs
         self._add = redis.register_script(_ADD)
         self._finish = redis.register_script(_FINISH)
+        self._set_field = redis.register_script(_SET_FIELD)
+        self._take_job = redis.register_script(_TAKE_JOB)
+        self._renew_job = redis.register_script(_RENEW_JOB)
 
     async def add(self, job: Job) -> bool:
         meta = json.dumps({"client": job.client, "total": job.total})
+        spec = json.dumps(None if job.spec is None else job.spec.to_json())
         added = await self._add(
             keys=[_PREFIX + "jobs", _job_key(job.id)],
-            args=[self._max_jobs, meta, _RUNNING_S, job.id],
+            args=[self._max_jobs, meta, _RUNNING_S, job.id, spec],
         )
         return int(added) == 1
 
@@ -231,6 +268,9 @@ class RedisJobStore:
             return None
         meta = json.loads(fields["meta"])
         job = Job(job_id, meta["client"], meta["total"], JobState(fields["state"]))
+        spec = json.loads(fields.get("spec", "null"))
+        job.spec = None if spec is None else JobSpec.from_json(spec)
+        job.started = {int(name[2:]) for name in fields if name.startswith("s:")}
         job.results = {
             int(name[2:]): item_from_json(json.loads(value))
             for name, value in fields.items()
@@ -243,9 +283,23 @@ class RedisJobStore:
         return job
 
     async def record(self, job_id: str, result: ItemResult) -> None:
-        await self._redis.hset(
-            _job_key(job_id), f"r:{result.index}", json.dumps(item_to_json(result))
-        )
+        value = json.dumps(item_to_json(result))
+        await self._set_field(keys=[_job_key(job_id)], args=[f"r:{result.index}", value])
+
+    async def mark_started(self, job_id: str, index: int) -> None:
+        await self._set_field(keys=[_job_key(job_id)], args=[f"s:{index}", "1"])
+
+    async def take(self, job_id: str, runner: str, lease_ms: int) -> int | None:
+        keys = [_job_key(job_id), _job_key(job_id) + ":runner"]
+        run = int(await self._take_job(keys=keys, args=[runner, lease_ms]))
+        return run if run > 0 else None
+
+    async def renew(self, job_id: str, runner: str, lease_ms: int) -> bool:
+        keys = [_job_key(job_id) + ":runner"]
+        return int(await self._renew_job(keys=keys, args=[runner, lease_ms])) == 1
+
+    async def release(self, job_id: str, runner: str) -> None:
+        await self._renew_job(keys=[_job_key(job_id) + ":runner"], args=[runner, 0])
 
     async def finish(
         self, job_id: str, state: JobState, outcome: BatchOutcome | None, error: str | None

@@ -41,6 +41,7 @@ _RETRIES = {
 }
 _DOORS = {"graphql", "json", "multipart"}
 _DOOR_OPTIONS = {"mode": str, "on_error": str, "atomic": bool}
+_JOBS = {"ttl_s": int, "max": int, "heartbeat_s": int, "attempts": int, "in_process": bool}
 _CHOICES = {"mode": Mode, "on_error": OnError}
 _IDEMPOTENCY = {"ttl_s": int, "max_records": int, "max_bytes": int, "max_record_bytes": int}
 _SERVER = {
@@ -189,7 +190,7 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
     for key in _IDEMPOTENCY:
         if key in idempotency:
             options[f"idempotency_{key}"] = idempotency[key]
-    jobs = _table(data.get("jobs"), "jobs", {"ttl_s": int, "max": int})
+    jobs = _table(data.get("jobs"), "jobs", _JOBS)
     for key in jobs:
         options[f"jobs_{key}"] = jobs[key]
     store = _table(data.get("store"), "store", {"url": str})
