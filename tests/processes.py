@@ -20,16 +20,16 @@ async def gqlbatch_process(*args: str, printing: str) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def gqlbatch_server(
-    *args: str, printing: str, env: dict[str, str] | None = None
+    *args: str, printing: str, env: dict[str, str] | None = None, listens: bool = True
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    """The same, yielding the process too; *env* adds to the environment."""
+    """The same, yielding the process too; *env* adds to the environment. A process that
+    *listens* nowhere (`gqlbatch worker`) gets no `--port 0`."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "gqlbatch",
         *args,
-        "--port",
-        "0",
+        *(("--port", "0") if listens else ()),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
@@ -68,3 +68,4 @@ async def printed(
 
 
 SERVING = r"gqlbatch serving (http://\S+)/graphql"
+WORKING = r"gqlbatch worker running jobs from (\S+)"

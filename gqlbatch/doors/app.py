@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
 from aiohttp import web
@@ -40,6 +40,7 @@ from gqlbatch.doors.http import (
     door_answer,
     in_door_shape,
     invalid,
+    job_context,
 )
 from gqlbatch.doors.multipart import MULTIPART_TYPES, multipart_batch
 from gqlbatch.doors.rest import (
@@ -59,6 +60,9 @@ from gqlbatch.execution.jobs import Jobs, JobStore, MemoryJobStore
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
+
+if TYPE_CHECKING:  # saq is imported only when the shared store is configured
+    from gqlbatch.execution.job_queue import SaqQueue
 
 __all__ = ["CLIENT", "SETTINGS", "create_app"]
 
@@ -88,8 +92,15 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     app[SETTINGS] = settings
     app[READINESS] = Readiness()
     app.on_shutdown.append(_draining)
-    places, app[IDEMPOTENCY], job_store = _shared_state(app, settings)
-    app[JOBS] = jobs = Jobs(job_store, ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max)
+    places, app[IDEMPOTENCY], job_store, queue = _shared_state(app, settings)
+    app[JOBS] = jobs = Jobs(
+        job_store,
+        ttl_s=settings.jobs_ttl_s,
+        max_jobs=settings.jobs_max,
+        attempts=settings.jobs_attempts,
+        lease_s=settings.jobs_heartbeat_s,
+        queue=queue,
+    )
     app.on_cleanup.append(lambda _app: jobs.close())
     app[OUTSTANDING] = OutstandingCalls(
         per_client=settings.max_outstanding_per_client,
@@ -103,6 +114,8 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
         forwarded.update(upstream.forward_headers or ())
     app[IDENTIFIER] = Identifier(forwarded, settings.trusted_proxies)
     app.cleanup_ctx.append(_client_ctx)
+    if queue is not None and settings.jobs_in_process:
+        app.cleanup_ctx.append(_job_worker(queue))  # stopped first: cleanups run in reverse
     app.router.add_route("*", "/graphql", BatchView(settings=settings))
     for path in REST_DOORS:
         app.router.add_post(path, _rest_batch)
@@ -120,9 +133,10 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
 
 def _shared_state(
     app: web.Application, settings: Settings
-) -> tuple[Places, IdempotencyStore, JobStore]:
-    """Where outstanding calls, idempotency records and jobs live: this process's memory, or
-    the Redis store at `store_url`, which every process configured with it shares."""
+) -> tuple[Places, IdempotencyStore, JobStore, SaqQueue | None]:
+    """Where outstanding calls, idempotency records and jobs live, and where jobs wait: this
+    process's memory (jobs run where they were accepted), or the Redis store at `store_url`,
+    which every process configured with it shares (jobs wait on a queue for any worker)."""
     if settings.store_url is None:
         return (
             MemoryPlaces(),
@@ -133,9 +147,10 @@ def _shared_state(
                 max_record_bytes=settings.idempotency_max_record_bytes,
             ),
             MemoryJobStore(ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
+            None,
         )
-    try:
-        from gqlbatch.execution import redis_store  # redis-py is the [redis] extra
+    try:  # redis-py and saq are the [redis] extra
+        from gqlbatch.execution import job_queue, redis_store
     except ImportError as exc:
         raise ConfigError(
             f"store.url needs redis-py ({exc.name} is not installed): pip install 'gqlbatch[redis]'"
@@ -143,9 +158,15 @@ def _shared_state(
     redis = redis_store.connect(settings.store_url)
     # A lease outlives any call of a batch (its deadline, then a compensation's timeout).
     lease_ms = settings.batch_timeout_ms + _LEASE_MARGIN_MS
+    queue = job_queue.SaqQueue(
+        redis_store.connect_blocking(settings.store_url),
+        heartbeat_s=settings.jobs_heartbeat_s,
+        timeout_s=lease_ms // 1000,
+    )
 
     async def close(_app: web.Application) -> AsyncIterator[None]:
         yield
+        await queue.close()
         await redis.aclose()
 
     app.cleanup_ctx.append(close)
@@ -159,7 +180,25 @@ def _shared_state(
             max_record_bytes=settings.idempotency_max_record_bytes,
         ),
         redis_store.RedisJobStore(redis, ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
+        queue,
     )
+
+
+def _job_worker(queue: SaqQueue) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Run queued jobs in this process while it serves (`gqlbatch worker`: only that)."""
+
+    async def worker(app: web.Application) -> AsyncIterator[None]:
+        jobs = app[JOBS]
+
+        async def run(job_id: str) -> None:
+            await jobs.run(job_id, lambda job: job_context(app, job))
+
+        task = asyncio.create_task(queue.work(run), name="gqlbatch:job-worker")
+        yield
+        task.cancel()
+        await asyncio.wait([task])
+
+    return worker
 
 
 _LEASE_MARGIN_MS = 60_000

@@ -23,7 +23,7 @@ from gqlbatch.core.config import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIO
 from gqlbatch.core.errors import ErrorCode
 from gqlbatch.doors.http import SETTINGS
 
-__all__ = ["app_runner", "running"]
+__all__ = ["app_runner", "running", "started"]
 
 _LINGER_S = 2.0
 
@@ -62,6 +62,18 @@ async def running(
             listening.close()
         await runner.cleanup()
         sock.close()
+
+
+@asynccontextmanager
+async def started(app: web.Application) -> AsyncIterator[None]:
+    """*app* started without listening anywhere: its start-up and clean-up run around the
+    block (`gqlbatch worker`: the upstream client, the store and the job worker, no HTTP)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 def app_runner(app: web.Application, header_timeout_s: int) -> web.AppRunner:

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 from gqlbatch.core.config import Settings, upstream_flags
 from gqlbatch.core.errors import ConfigError
@@ -64,20 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="serve /graphql in front of REST upstreams")
-    source = serve.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="a gqlbatch.toml; GQLBATCH_* environment variables override it",
-    )
-    source.add_argument(
-        "--upstream",
-        action="append",
-        metavar="[NAME=]URL",
-        help="a REST service to front; repeat as name=URL for several",
-    )
-    _add_listen_args(serve, log_format="json")
+    _add_source_args(serve)
+    _add_log_args(serve, log_format="json")
+    _add_listen_args(serve)
     serve.add_argument(
         "--workers",
         type=_workers,
@@ -87,8 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
 
+    worker = commands.add_parser(
+        "worker", help="run async batches (jobs) from the shared store's queue; no HTTP"
+    )
+    _add_source_args(worker)
+    _add_log_args(worker, log_format="json")
+    worker.set_defaults(run=_worker)
+
     demo = commands.add_parser("demo", help="serve in front of a built-in sample REST API")
-    _add_listen_args(demo, log_format="text")
+    _add_log_args(demo, log_format="text")
+    _add_listen_args(demo)
     demo.add_argument(
         "--latency-ms",
         type=_milliseconds,
@@ -114,7 +113,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_listen_args(parser: argparse.ArgumentParser, *, log_format: str) -> None:
+def _add_source_args(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a gqlbatch.toml; GQLBATCH_* environment variables override it",
+    )
+    source.add_argument(
+        "--upstream",
+        action="append",
+        metavar="[NAME=]URL",
+        help="a REST service to front; repeat as name=URL for several",
+    )
+
+
+def _add_log_args(parser: argparse.ArgumentParser, *, log_format: str) -> None:
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -127,6 +142,9 @@ def _add_listen_args(parser: argparse.ArgumentParser, *, log_format: str) -> Non
         choices=LOG_FORMATS,
         help=f"json: one JSON object per line; text: for a person (default {log_format})",
     )
+
+
+def _add_listen_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
     parser.add_argument(
         "--port", type=_port, help=f"port to listen on, 0 for any (default {DEFAULT_PORT})"
@@ -195,6 +213,34 @@ def _share_metrics_between_workers() -> None:
         directory = tempfile.mkdtemp(prefix="gqlbatch-metrics-")
         atexit.register(shutil.rmtree, directory, ignore_errors=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings, _ = _settings(args)
+    if settings.store_url is None:
+        raise ConfigError(
+            "gqlbatch worker takes jobs from the shared store's queue: set [store] url or "
+            "GQLBATCH_STORE__URL (without it, serve runs each job in the process that took it)"
+        )
+    settings = dataclasses.replace(settings, jobs_in_process=True)
+    return _run_until_interrupted(_work_forever(settings))
+
+
+async def _work_forever(settings: Settings) -> None:
+    from gqlbatch.doors.app import create_app
+    from gqlbatch.doors.listener import started
+
+    async with started(create_app(settings)):
+        print(f"gqlbatch worker running jobs from {_redacted(settings.store_url)}", flush=True)
+        _tune_collector()
+        await asyncio.Event().wait()
+
+
+def _redacted(url: str | None) -> str:
+    """*url* without its user and password, for a line that goes to logs."""
+    parts = urlsplit(url or "")
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _workers(text: str) -> int:
