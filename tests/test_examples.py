@@ -14,7 +14,7 @@ from gqlbatch import Settings, create_app, running
 from gqlbatch.ops.demo import sample_api
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-REST_EXAMPLES = {"rest_batch.py", "multipart_batch.sh"}
+REST_EXAMPLES = {"rest_batch.py", "multipart_batch.sh", "job.py"}
 EXPECTED = {
     "screen.py": ["user 1: Ada", "posts, first: Post 1", "3 sub-requests, 3 upstream calls"],
     "stream.py": [
@@ -27,6 +27,7 @@ EXPECTED = {
         "graphql-ws: 200 {'id': 1, 'name': 'Ada'",
         "graphql-ws: 200 {'id': 3, 'name': 'Alan'",
     ],
+    "job.py": ["accepted: 202 RUNNING", "job: SUCCEEDED 5/5", "post-5 201 Imported 5"],
     "rest_batch.py": ["1 200 {'id': 3, 'name': 'Alan'", "2 201 {'userId': 3, 'title': 'Posted"],
     "multipart_batch.sh": [
         "Content-ID: <create>",
