@@ -75,7 +75,7 @@ def test_environment_overrides_the_file() -> None:
         (
             "[limitz]\n" + MINIMAL,
             {},
-            "g.toml: unknown key limitz (known: doors, graphiql, headers,",
+            "g.toml: unknown key limitz (known: cors, doors, graphiql, headers,",
         ),
         (
             "[limits]\nmax_items = -1\n" + MINIMAL,

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_UPSTREAM",
     "BulkRoute",
+    "CorsSettings",
     "RetrySettings",
     "Settings",
     "UpstreamSettings",
@@ -185,6 +186,55 @@ class UpstreamSettings:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CorsSettings:
+    """Which browser pages on other origins may call the gateway (DESIGN §10a).
+
+    Attributes:
+        origins: the origins allowed, each `scheme://host[:port]` exactly as a browser sends
+            it; `"*"` allows any origin. Empty (the default) allows none: only pages served by
+            the gateway itself, and clients that are not browsers.
+        allow_credentials: let the page send cookies and HTTP authentication with its calls
+            (`credentials: "include"`). Never with `"*"`: any site could act as its users.
+        max_age_s: how long a browser may keep a preflight's answer.
+    """
+
+    origins: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age_s: int = 600
+
+    def __post_init__(self) -> None:
+        for origin in self.origins:
+            if origin != "*" and _origin(origin) != origin:
+                raise ConfigError(
+                    f"cors.origins: {origin!r} is not an origin; write it as a browser sends "
+                    "it, scheme://host[:port] with no path, such as 'https://app.example.com'"
+                )
+        if self.allow_credentials and "*" in self.origins:
+            raise ConfigError(
+                "cors.origins = ['*'] with cors.allow_credentials = true would let any site "
+                "call the gateway as its users; list the origins instead"
+            )
+        _check_positive("cors", self, ("max_age_s",))
+
+    def allows(self, origin: str) -> bool:
+        return "*" in self.origins or origin in self.origins
+
+
+def _origin(text: str) -> str | None:
+    """*text* as the origin a browser would send, or None when it is not one."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        return None
+    if parts.path or parts.query or parts.fragment or text.endswith(("?", "#")):
+        return None
+    return f"{parts.scheme}://{parts.hostname}" + ("" if port is None else f":{port}")
+
+
 _STORE_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
@@ -245,6 +295,7 @@ class Settings:
             does not go round the cluster forever).
         jobs_in_process: with the shared store, `serve` runs queued jobs too; False leaves
             them to `gqlbatch worker` processes.
+        cors: which pages on other origins may call the gateway from a browser.
         door_options: batch options each door applies when its client does not set them,
             by door (`graphql`, `json`, `multipart`), in the plain form (`mode`, `onError`,
             `atomic`); the client's own options win.
@@ -283,6 +334,7 @@ class Settings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     introspection: bool = True
     door_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    cors: CorsSettings = field(default_factory=CorsSettings)
     store_url: str | None = None
     jobs_ttl_s: int = 86_400
     jobs_max: int = 10_000

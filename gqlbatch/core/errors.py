@@ -70,6 +70,7 @@ class ErrorCode(StrEnum):
     QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    FORBIDDEN_ORIGIN = "FORBIDDEN_ORIGIN"
     # Per item: a value in that item's slot; its siblings carry on.
     UPSTREAM_STATUS = "UPSTREAM_STATUS"
     UPSTREAM_UNREACHABLE = "UPSTREAM_UNREACHABLE"
@@ -102,6 +103,7 @@ REJECTION_CODES = frozenset(
         ErrorCode.QUERY_TOO_COMPLEX,
         ErrorCode.REQUEST_TIMEOUT,
         ErrorCode.JOB_NOT_FOUND,
+        ErrorCode.FORBIDDEN_ORIGIN,
     }
 )
 

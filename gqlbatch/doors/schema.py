@@ -661,7 +661,11 @@ class BatchView(GraphQLView[Context, None]):
             introspection=settings.introspection,
         )
         super().__init__(
-            schema=build_schema(limits), graphql_ide="graphiql" if settings.graphiql else None
+            schema=build_schema(limits),
+            graphql_ide="graphiql" if settings.graphiql else None,
+            # A websocket is not covered by CORS: Strawberry refuses one whose Origin is
+            # neither the gateway's own nor listed (cross-site websocket hijacking).
+            allowed_origins=settings.cors.origins,
         )
         self._settings = settings
 
@@ -674,6 +678,15 @@ class BatchView(GraphQLView[Context, None]):
         except HTTPException as exc:
             code = _HTTP_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
             return in_door_shape(request, exc.status_code, code, exc.reason)
+
+    async def reject_websocket(self, request: web.Request) -> web.Response:
+        return in_door_shape(
+            request,
+            403,
+            ErrorCode.FORBIDDEN_ORIGIN,
+            f"a websocket from {request.headers.get('Origin')!r} is refused: only the "
+            "gateway's own origin and those of [cors] origins may open one",
+        )
 
     def is_websocket_request(self, request: web.Request) -> TypeGuard[web.Request]:
         # Strawberry builds a WebSocketResponse for every request to find out, a measurable

@@ -12,7 +12,13 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from gqlbatch.core.config import BulkRoute, RetrySettings, Settings, UpstreamSettings
+from gqlbatch.core.config import (
+    BulkRoute,
+    CorsSettings,
+    RetrySettings,
+    Settings,
+    UpstreamSettings,
+)
 from gqlbatch.core.errors import ConfigError
 from gqlbatch.core.request import Mode, OnError
 
@@ -32,6 +38,7 @@ _SECTIONS = {
     "doors",
     "store",
     "jobs",
+    "cors",
 }
 _RETRIES = {
     "max_attempts": int,
@@ -41,6 +48,7 @@ _RETRIES = {
 }
 _DOORS = {"graphql", "json", "multipart"}
 _DOOR_OPTIONS = {"mode": str, "on_error": str, "atomic": bool}
+_CORS = {"origins": list, "allow_credentials": bool, "max_age_s": int}
 _JOBS = {"ttl_s": int, "max": int, "heartbeat_s": int, "attempts": int, "in_process": bool}
 _CHOICES = {"mode": Mode, "on_error": OnError}
 _IDEMPOTENCY = {"ttl_s": int, "max_records": int, "max_bytes": int, "max_record_bytes": int}
@@ -193,6 +201,11 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
     jobs = _table(data.get("jobs"), "jobs", _JOBS)
     for key in jobs:
         options[f"jobs_{key}"] = jobs[key]
+    cors = _table(data.get("cors"), "cors", _CORS)
+    if "origins" in cors:
+        cors["origins"] = tuple(_strings(cors["origins"], "cors.origins", "origins"))
+    if cors:
+        options["cors"] = CorsSettings(**cors)
     store = _table(data.get("store"), "store", {"url": str})
     if "url" in store:
         options["store_url"] = store["url"]

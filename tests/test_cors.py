@@ -1,0 +1,125 @@
+"""CORS for pages on other origins, and the websocket's Origin check (DESIGN §10a). The real
+browser, preflight and all, is in tests/test_browser.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gqlbatch.core.config import CorsSettings
+from gqlbatch.core.errors import ConfigError
+from gqlbatch.ops.config_file import settings_from_toml
+from tests.fakes import FakeService
+
+APP = "http://app.example"
+EVIL = "http://evil.example"
+
+
+def preflight(origin: str, headers: str = "authorization, content-type") -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": headers,
+    }
+
+
+@pytest.fixture
+async def cors_gateway(make_gateway: Any, upstream_url: str) -> Any:
+    return await make_gateway(
+        upstream_url,
+        cors=CorsSettings(origins=(APP,), allow_credentials=True, max_age_s=60),
+        forward_headers=("Authorization", "X-Tenant"),
+    )
+
+
+async def test_a_listed_origin_gets_its_preflight_answered(
+    cors_gateway: Any, service: FakeService
+) -> None:
+    for path in ("/graphql", "/batch", "/$batch"):
+        resp = await cors_gateway.options(path, headers=preflight(APP))
+        assert resp.status == 204, path
+        assert resp.headers["Access-Control-Allow-Origin"] == APP
+        assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+        assert resp.headers["Access-Control-Max-Age"] == "60"
+        assert "POST" in resp.headers["Access-Control-Allow-Methods"]
+        allowed = {h.strip() for h in resp.headers["Access-Control-Allow-Headers"].split(",")}
+        # What the page may send includes every forwarded header, and Apollo's own.
+        assert {"authorization", "x-tenant", "content-type", "idempotency-key"} <= allowed
+        assert "apollo-require-preflight" in allowed
+        assert "Origin" in resp.headers["Vary"]
+    assert service.lines == []  # a preflight is answered by the gateway alone
+
+
+async def test_an_unlisted_origin_gets_no_cors_headers(cors_gateway: Any) -> None:
+    refused = await cors_gateway.options("/graphql", headers=preflight(EVIL))
+    assert refused.status == 403
+    assert "Access-Control-Allow-Origin" not in refused.headers
+    # Its real request still runs (a browser will not let the page read it; a script
+    # that is not a browser was never stopped by CORS), but carries no permission.
+    resp = await cors_gateway.post("/batch", json=[], headers={"Origin": EVIL})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_every_answer_to_a_listed_origin_carries_the_headers(
+    cors_gateway: Any, service: FakeService
+) -> None:
+    service.route("GET", "/a", json={"id": 1})
+    ok = await cors_gateway.post("/batch", json=[{"path": "/a"}], headers={"Origin": APP})
+    refused = await cors_gateway.post("/batch", json=[{"path": "//evil"}], headers={"Origin": APP})
+    streamed = await cors_gateway.post(
+        "/batch",
+        json=[{"path": "/a"}],
+        headers={"Origin": APP, "Accept": "application/x-ndjson"},
+    )
+    for resp in (ok, refused, streamed):
+        assert resp.headers["Access-Control-Allow-Origin"] == APP
+        assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+        assert "X-Request-Id" in resp.headers["Access-Control-Expose-Headers"]
+        assert "Origin" in resp.headers["Vary"]
+    assert (ok.status, refused.status, streamed.status) == (200, 400, 200)
+
+
+async def test_without_origins_there_is_no_cors(gateway: Any) -> None:
+    resp = await gateway.options("/graphql", headers=preflight(APP))
+    assert resp.status == 405
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_a_wildcard_answers_any_origin_with_a_star(
+    make_gateway: Any, upstream_url: str
+) -> None:
+    gateway = await make_gateway(upstream_url, cors=CorsSettings(origins=("*",)))
+    resp = await gateway.options("/graphql", headers=preflight(EVIL))
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in resp.headers
+
+
+def test_cors_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="any site"):
+        CorsSettings(origins=("*",), allow_credentials=True)
+    for origin in ("app.example", "http://app.example/", "http://app.example/x", "ftp://a"):
+        with pytest.raises(ConfigError, match="is not an origin"):
+            CorsSettings(origins=(origin,))
+    settings, _ = settings_from_toml(
+        '[cors]\norigins = ["https://app.example:8443"]\nallow_credentials = true\n'
+        '[upstreams.a]\nbase_url = "http://127.0.0.1:1"\n'
+    )
+    assert settings.cors == CorsSettings(
+        origins=("https://app.example:8443",), allow_credentials=True
+    )
+
+
+async def test_a_websocket_from_a_foreign_page_is_refused(cors_gateway: Any) -> None:
+    url = cors_gateway.make_url("/graphql")
+    protocols = ("graphql-transport-ws",)
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url, protocols=protocols, headers={"Origin": EVIL})
+        assert refused.value.status == 403
+        own = f"http://{url.host}:{url.port}"
+        for headers in ({"Origin": APP}, {"Origin": own}, {}):  # listed, own, not a browser
+            async with http.ws_connect(url, protocols=protocols, headers=headers) as ws:
+                await ws.send_json({"type": "connection_init"})
+                assert (await ws.receive_json())["type"] == "connection_ack"
