@@ -52,6 +52,7 @@ _LIMIT_FIELDS = (
     "idempotency_max_record_bytes",
     "max_json_depth",
     "max_query_bytes",
+    "max_operations",
     "max_rendered_call_bytes",
     "max_rendered_batch_bytes",
     "max_batch_response_bytes",
@@ -267,6 +268,8 @@ class Settings:
             a resend is told to use a new key, and never runs the writes again.
         max_json_depth: how deeply a JSON body (a client's or an upstream's) may nest.
         max_query_bytes: the largest GraphQL document; refused before it is parsed.
+        max_operations: GraphQL operations one POST may carry as an array (operation
+            batching); past it BATCH_TOO_LARGE. Their batches share one request's limits.
         max_rendered_call_bytes: the largest one call may be once its placeholders are
             substituted (path, query, headers and body); past it the item fails, unsent.
         max_rendered_batch_bytes: the same, for all the calls of a batch together.
@@ -323,6 +326,7 @@ class Settings:
     idempotency_max_record_bytes: int = 4 * 1024 * 1024
     max_json_depth: int = 128
     max_query_bytes: int = 64 * 1024
+    max_operations: int = 10
     max_rendered_call_bytes: int = 10 * 1024 * 1024
     max_rendered_batch_bytes: int = 32 * 1024 * 1024
     max_batch_response_bytes: int = 64 * 1024 * 1024

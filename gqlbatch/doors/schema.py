@@ -623,8 +623,9 @@ def _event(event: ItemResult | BatchOutcome) -> object:
 # Schema
 
 
-def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
-    """The gqlbatch GraphQL schema, with *limits* on query depth, aliases and tokens."""
+def build_schema(limits: QueryLimits | None = None, max_operations: int = 10) -> strawberry.Schema:
+    """The gqlbatch GraphQL schema, with *limits* on query depth, aliases and tokens, and up
+    to *max_operations* operations per HTTP request (an array of them in one POST)."""
     schema = GqlbatchSchema(
         query=Query,
         mutation=Mutation,
@@ -632,7 +633,10 @@ def build_schema(limits: QueryLimits | None = None) -> strawberry.Schema:
         types=list(_RESULT_CLASSES),
         extensions=schema_extensions(limits or QueryLimits()),
         execution_context_class=ReleasingExecutionContext,
-        config=StrawberryConfig(name_converter=RememberedNames()),
+        config=StrawberryConfig(
+            name_converter=RememberedNames(),
+            batching_config={"max_operations": max_operations},
+        ),
     )
     return schema
 
@@ -661,7 +665,7 @@ class BatchView(GraphQLView[Context, None]):
             introspection=settings.introspection,
         )
         super().__init__(
-            schema=build_schema(limits),
+            schema=build_schema(limits, settings.max_operations),
             graphql_ide="graphiql" if settings.graphiql else None,
             # A websocket is not covered by CORS: Strawberry refuses one whose Origin is
             # neither the gateway's own nor listed (cross-site websocket hijacking).
@@ -703,44 +707,38 @@ class BatchView(GraphQLView[Context, None]):
         return response
 
     def decode_json(self, data: str | bytes) -> object:
-        """A request body, or GET's `variables`, read strictly: a JSON object, no deeper than
-        max_json_depth, no NaN, no document over max_query_bytes (refused before parsing it).
+        """A request body, or GET's `variables`, read strictly: a JSON object, or an array of
+        them (operation batching: Apollo's BatchHttpLink, graphql-request's batchRequests), no
+        deeper than max_json_depth, no NaN, no document over max_query_bytes (refused before
+        parsing it), and no more operations than max_operations.
 
         Raises:
             BatchRejected: which the `_front_door` middleware answers in GraphQL's shape.
         """
         settings = self._settings
         document = read_json(data, settings.max_json_depth)
-        if not isinstance(document, dict):
-            kind = "null" if document is None else type(document).__name__
-            raise invalid(
-                f'a GraphQL request is a JSON object such as {{"query": "..."}}, not {kind}'
-            )
-        query = document.get("query")
-        if (
-            isinstance(query, str)
-            and len(query.encode(errors="replace")) > settings.max_query_bytes
-        ):
+        operations = document if isinstance(document, list) else [document]
+        if isinstance(document, list) and len(document) > settings.max_operations:
             raise BatchRejected(
                 [
                     Problem(
-                        ErrorCode.REQUEST_TOO_LARGE,
-                        f"the GraphQL document is over the {settings.max_query_bytes}-byte "
-                        "limit (max_query_bytes); pass large values as variables",
-                        field="query",
+                        ErrorCode.BATCH_TOO_LARGE,
+                        f"{len(document)} operations in one request, over the limit of "
+                        f"{settings.max_operations} (max_operations)",
                     )
                 ]
             )
+        for operation in operations:
+            _check_operation(operation, settings.max_query_bytes)
         return document
 
     def create_response(self, response_data: Any, sub_response: web.Response) -> web.Response:
         media = sub_response.content_type
+        if isinstance(response_data, list):  # a batch of operations: each is its own answer
+            response_data = [_without_null_data(answer) for answer in response_data]
+            return super().create_response(response_data, sub_response)
         request_error = _is_request_error(response_data)
-        if request_error:
-            # A request that never reached execution (it did not parse or validate) has no
-            # `data` entry at all (GraphQL spec, "Response Format"; graphql-http's audits D586
-            # and 5E5B); Strawberry writes `"data": null`. A field error keeps its data.
-            response_data = {k: v for k, v in response_data.items() if k != "data"}
+        response_data = _without_null_data(response_data)
         response = super().create_response(response_data, sub_response)
         if media == GRAPHQL_RESPONSE:
             response.content_type = GRAPHQL_RESPONSE
@@ -757,12 +755,41 @@ class BatchView(GraphQLView[Context, None]):
         return context
 
 
+def _check_operation(operation: object, max_query_bytes: int) -> None:
+    """Raises:
+    BatchRejected: INVALID_INPUT for a non-object, REQUEST_TOO_LARGE for a long document."""
+    if not isinstance(operation, dict):
+        kind = "null" if operation is None else type(operation).__name__
+        raise invalid(f'a GraphQL request is a JSON object such as {{"query": "..."}}, not {kind}')
+    query = operation.get("query")
+    if isinstance(query, str) and len(query.encode(errors="replace")) > max_query_bytes:
+        raise BatchRejected(
+            [
+                Problem(
+                    ErrorCode.REQUEST_TOO_LARGE,
+                    f"the GraphQL document is over the {max_query_bytes}-byte limit "
+                    "(max_query_bytes); pass large values as variables",
+                    field="query",
+                )
+            ]
+        )
+
+
 def _prefers_graphql_response(accept: str) -> bool:
     for part in accept.split(","):
         media = part.split(";")[0].strip().lower()
         if media in (GRAPHQL_RESPONSE, "application/json"):
             return media == GRAPHQL_RESPONSE
     return False
+
+
+def _without_null_data(answer: Any) -> Any:
+    # A request that never reached execution (it did not parse or validate) has no `data`
+    # entry at all (GraphQL spec, "Response Format"; graphql-http's audits D586 and 5E5B);
+    # Strawberry writes `"data": null`. A field error keeps its data.
+    if _is_request_error(answer):
+        return {k: v for k, v in answer.items() if k != "data"}
+    return answer
 
 
 def _is_request_error(data: Any) -> bool:

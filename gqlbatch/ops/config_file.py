@@ -77,6 +77,7 @@ _LIMITS = {
     "retry_after_s": int,
     "max_json_depth": int,
     "max_query_bytes": int,
+    "max_operations": int,
     "max_rendered_call_bytes": int,
     "max_rendered_batch_bytes": int,
     "max_batch_response_bytes": int,

@@ -1,0 +1,77 @@
+"""Operation batching: an array of GraphQL operations in one POST, as Apollo's BatchHttpLink,
+graphql-request's `batchRequests` and gql's `execute_batch` send it (DESIGN §10a)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.fakes import FakeService
+
+SCREEN = """query Screen($r: [SubRequestInput!]!) {
+  batch(requests: $r) { items { requestId status } }
+}"""
+
+# The bytes Apollo Client's BatchHttpLink posts: one JSON array, each operation with its
+# operationName, variables, extensions and query, and Apollo's Accept header.
+APOLLO_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/graphql-response+json,application/json;q=0.9",
+}
+
+
+def operation(name: str, paths: list[str]) -> dict[str, Any]:
+    requests = [{"requestId": f"{name}-{n}", "path": path} for n, path in enumerate(paths)]
+    return {
+        "operationName": "Screen",
+        "variables": {"r": requests},
+        "extensions": {"clientLibrary": {"name": "@apollo/client", "version": "4.0.0"}},
+        "query": SCREEN,
+    }
+
+
+async def test_an_array_of_operations_gets_an_array_of_answers(
+    gateway: Any, service: FakeService
+) -> None:
+    service.route("GET", "/a", json={"id": "a"})
+    service.route("GET", "/b", json={"id": "b"})
+    body = json.dumps([operation("left", ["/a"]), operation("right", ["/a", "/b"])])
+    resp = await gateway.post("/graphql", data=body, headers=APOLLO_HEADERS)
+    assert resp.status == 200
+    answers = await resp.json()
+    assert [[i["requestId"] for i in a["data"]["batch"]["items"]] for a in answers] == [
+        ["left-0"],
+        ["right-0", "right-1"],
+    ]
+    assert all(i["status"] == 200 for a in answers for i in a["data"]["batch"]["items"])
+
+
+async def test_the_operations_of_one_request_share_its_limits(
+    make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    service.route("GET", "/a", json={})
+    gateway = await make_gateway(upstream_url, max_items=3)
+    body = [operation("one", ["/a", "/a"]), operation("two", ["/a", "/a"])]
+    answers = await (await gateway.post("/graphql", json=body)).json()
+    codes = [(a.get("errors") or [{}])[0].get("extensions", {}).get("code") for a in answers]
+    # Four items against a limit of three for the request: one operation is refused whole.
+    assert sorted(codes, key=str) == ["BATCH_TOO_LARGE", None]
+
+
+async def test_too_many_operations_are_refused_before_any_runs(
+    make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    gateway = await make_gateway(upstream_url, max_operations=2)
+    body = [operation(f"op{n}", ["/a"]) for n in range(3)]
+    resp = await gateway.post("/graphql", json=body)
+    assert resp.status == 413
+    error = (await resp.json())["errors"][0]
+    assert error["extensions"]["code"] == "BATCH_TOO_LARGE"
+    assert "max_operations" in error["message"]
+    assert service.lines == []
+
+
+async def test_an_array_must_hold_operations(gateway: Any) -> None:
+    resp = await gateway.post("/graphql", json=[operation("ok", ["/a"]), 7])
+    assert resp.status == 400
+    assert (await resp.json())["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
