@@ -299,6 +299,13 @@ class Settings:
         jobs_in_process: with the shared store, `serve` runs queued jobs too; False leaves
             them to `gqlbatch worker` processes.
         cors: which pages on other origins may call the gateway from a browser.
+        persisted_queries: answer Apollo's automatic persisted queries (a document registered
+            once, then sent by its SHA-256 alone).
+        persisted_queries_max_bytes: the documents kept in this process's memory, in bytes;
+            the least recently used go first. (In the shared store, `persisted_queries_ttl_s`
+            bounds them.)
+        persisted_queries_ttl_s: how long the shared store keeps a registered document.
+        trusted_documents: an Apollo persisted-query manifest: only its documents may run.
         door_options: batch options each door applies when its client does not set them,
             by door (`graphql`, `json`, `multipart`), in the plain form (`mode`, `onError`,
             `atomic`); the client's own options win.
@@ -339,6 +346,10 @@ class Settings:
     introspection: bool = True
     door_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     cors: CorsSettings = field(default_factory=CorsSettings)
+    persisted_queries: bool = True
+    persisted_queries_max_bytes: int = 16 * 1024 * 1024
+    persisted_queries_ttl_s: int = 7 * 86_400
+    trusted_documents: str | None = None
     store_url: str | None = None
     jobs_ttl_s: int = 86_400
     jobs_max: int = 10_000
@@ -362,6 +373,12 @@ class Settings:
             value = getattr(self, f"jobs_{key}")
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"jobs.{key} must be a positive integer, got {value!r}")
+        for key in ("max_bytes", "ttl_s"):
+            value = getattr(self, f"persisted_queries_{key}")
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(
+                    f"persisted_queries.{key} must be a positive integer, got {value!r}"
+                )
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)

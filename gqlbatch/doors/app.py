@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
@@ -59,6 +60,12 @@ from gqlbatch.execution.engine import (
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from gqlbatch.execution.jobs import Jobs, JobStore, MemoryJobStore
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
+from gqlbatch.execution.persisted import (
+    MemoryPersistedQueries,
+    PersistedQueries,
+    PersistedQueryStore,
+    trusted_documents,
+)
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
 
@@ -94,9 +101,11 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     install_cors(app, settings)
     app[READINESS] = Readiness()
     app.on_shutdown.append(_draining)
-    places, app[IDEMPOTENCY], job_store, queue = _shared_state(app, settings)
+    shared = _shared_state(app, settings)
+    app[IDEMPOTENCY] = shared.idempotency
+    queue = shared.queue
     app[JOBS] = jobs = Jobs(
-        job_store,
+        shared.jobs,
         ttl_s=settings.jobs_ttl_s,
         max_jobs=settings.jobs_max,
         attempts=settings.jobs_attempts,
@@ -109,7 +118,7 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
         per_address=settings.max_outstanding_per_address,
         total=settings.max_outstanding_total,
         retry_after_s=settings.retry_after_s,
-        places=places,
+        places=shared.places,
     )
     forwarded = {*settings.forward_headers}
     for upstream in settings.upstreams.values():
@@ -118,7 +127,10 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     app.cleanup_ctx.append(_client_ctx)
     if queue is not None and settings.jobs_in_process:
         app.cleanup_ctx.append(_job_worker(queue))  # stopped first: cleanups run in reverse
-    app.router.add_route("*", "/graphql", BatchView(settings=settings))
+    persisted = PersistedQueries(
+        shared.persisted if settings.persisted_queries else None, _trusted(settings)
+    )
+    app.router.add_route("*", "/graphql", BatchView(settings=settings, persisted=persisted))
     for path in REST_DOORS:
         app.router.add_post(path, _rest_batch)
         app.router.add_put(path, _rest_batch)  # the Aspose SDK PUTs its multipart batches
@@ -133,14 +145,25 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     return app
 
 
-def _shared_state(
-    app: web.Application, settings: Settings
-) -> tuple[Places, IdempotencyStore, JobStore, SaqQueue | None]:
-    """Where outstanding calls, idempotency records and jobs live, and where jobs wait: this
-    process's memory (jobs run where they were accepted), or the Redis store at `store_url`,
-    which every process configured with it shares (jobs wait on a queue for any worker)."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class SharedState:
+    """What the requests of every process configured with the same store share."""
+
+    places: Places
+    idempotency: IdempotencyStore
+    jobs: JobStore
+    persisted: PersistedQueryStore
+    queue: SaqQueue | None
+    """Where jobs wait for any worker; None runs each job where it was accepted."""
+
+
+def _shared_state(app: web.Application, settings: Settings) -> SharedState:
+    """Where outstanding calls, idempotency records, jobs and persisted queries live, and where
+    jobs wait: this process's memory (jobs run where they were accepted), or the Redis store
+    at `store_url`, which every process configured with it shares (jobs wait on a queue for
+    any worker)."""
     if settings.store_url is None:
-        return (
+        return SharedState(
             MemoryPlaces(),
             MemoryIdempotencyStore(
                 settings.idempotency_ttl_s,
@@ -149,6 +172,7 @@ def _shared_state(
                 max_record_bytes=settings.idempotency_max_record_bytes,
             ),
             MemoryJobStore(ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
+            MemoryPersistedQueries(settings.persisted_queries_max_bytes),
             None,
         )
     try:  # redis-py and saq are the [redis] extra
@@ -173,7 +197,7 @@ def _shared_state(
 
     app.cleanup_ctx.append(close)
     app[READINESS].store = redis.ping
-    return (
+    return SharedState(
         redis_store.RedisPlaces(redis, lease_ms=lease_ms),
         redis_store.RedisIdempotencyStore(
             redis,
@@ -182,8 +206,25 @@ def _shared_state(
             max_record_bytes=settings.idempotency_max_record_bytes,
         ),
         redis_store.RedisJobStore(redis, ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
+        redis_store.RedisPersistedQueries(redis, ttl_s=settings.persisted_queries_ttl_s),
         queue,
     )
+
+
+def _trusted(settings: Settings) -> dict[str, str] | None:
+    """The trusted documents' manifest, read once at start-up.
+
+    Raises:
+        ConfigError: the file cannot be read, or is not a manifest.
+    """
+    if settings.trusted_documents is None:
+        return None
+    path = settings.trusted_documents
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"persisted_queries.trusted_documents: {exc}") from None
+    return trusted_documents(text, f"persisted_queries.trusted_documents {path}")
 
 
 def _job_worker(queue: SaqQueue) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -10,13 +10,15 @@ from typing import Annotated, Any, TypeGuard, cast
 
 import strawberry
 from aiohttp import web
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from strawberry import UNSET
 from strawberry.aiohttp.views import GraphQLView
+from strawberry.http import GraphQLRequestData
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
+from strawberry.types import ExecutionResult
 
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
@@ -40,6 +42,7 @@ from gqlbatch.doors.extensions import (
 from gqlbatch.doors.http import CONTEXT, NO_STORE, in_door_shape, invalid, read_json
 from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
 from gqlbatch.execution.jobs import Job, Jobs, JobState
+from gqlbatch.execution.persisted import PersistedQueries, PersistedQueryRefused
 
 __all__ = [
     "BatchView",
@@ -657,7 +660,7 @@ _HTTP_CODES = {405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.REQUEST_TOO_LAR
 class BatchView(GraphQLView[Context, None]):
     """Strawberry's aiohttp view with a fresh gqlbatch `Context` per request."""
 
-    def __init__(self, *, settings: Settings) -> None:
+    def __init__(self, *, settings: Settings, persisted: PersistedQueries | None = None) -> None:
         limits = QueryLimits(
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_query_aliases,
@@ -672,6 +675,7 @@ class BatchView(GraphQLView[Context, None]):
             allowed_origins=settings.cors.origins,
         )
         self._settings = settings
+        self._persisted = persisted or PersistedQueries(None)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         # Strawberry answers a request it cannot take (no query, a bad `variables`, PUT) with
@@ -682,6 +686,40 @@ class BatchView(GraphQLView[Context, None]):
         except HTTPException as exc:
             code = _HTTP_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
             return in_door_shape(request, exc.status_code, code, exc.reason)
+
+    async def execute_single(
+        self,
+        request: web.Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: web.Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        # Persisted queries: the document a hash names, over GET or POST, per operation of
+        # an operation batch; a refusal is that operation's answer, as Apollo's link reads it.
+        try:
+            document = await self._persisted.document(request_data.query, request_data.extensions)
+        except PersistedQueryRefused as exc:
+            error = GraphQLError(exc.message, extensions={"code": exc.code.value})
+            return ExecutionResult(data=None, errors=[error])
+        if document is not request_data.query:
+            request_data = dataclasses.replace(request_data, query=document)
+        return await super().execute_single(
+            request=request,
+            request_adapter=request_adapter,
+            sub_response=sub_response,
+            context=context,
+            root_value=root_value,
+            request_data=request_data,
+        )
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET with a persisted-query hash has no `query` either; it wants its data, even
+        # from a plain fetch(), whose Accept is */*.
+        return "extensions" not in request.query_params and super().should_render_graphql_ide(
+            request
+        )
 
     async def reject_websocket(self, request: web.Request) -> web.Response:
         return in_door_shape(

@@ -41,7 +41,14 @@ from gqlbatch.core.result import (
 from gqlbatch.execution.idempotency import Run, outcome_bytes, reused
 from gqlbatch.execution.jobs import Job, JobSpec, JobState
 
-__all__ = ["RedisIdempotencyStore", "RedisJobStore", "RedisPlaces", "connect", "connect_blocking"]
+__all__ = [
+    "RedisIdempotencyStore",
+    "RedisJobStore",
+    "RedisPersistedQueries",
+    "RedisPlaces",
+    "connect",
+    "connect_blocking",
+]
 
 _PREFIX = "gqlbatch:"
 
@@ -237,6 +244,23 @@ return 1
 
 _RUNNING_S = 7 * 86_400
 """How long a job's record lasts while it runs: past it, a job whose process died is gone."""
+
+
+class RedisPersistedQueries:
+    """`persisted.PersistedQueryStore` in Redis: a document registered through one process
+    runs by its hash on any other. Each is kept *ttl_s* from its registration; a client that
+    sends a hash after that registers it again, as Apollo's link does on any miss."""
+
+    def __init__(self, redis: Redis, *, ttl_s: int) -> None:
+        self._redis = redis
+        self._ttl_s = ttl_s
+
+    async def get(self, sha256: str) -> str | None:
+        document = await self._redis.get(_PREFIX + "pq:" + sha256)
+        return None if document is None else str(document)  # decode_responses: a str
+
+    async def put(self, sha256: str, document: str) -> None:
+        await self._redis.set(_PREFIX + "pq:" + sha256, document, ex=self._ttl_s, nx=True)
 
 
 class RedisJobStore:

@@ -39,6 +39,7 @@ _SECTIONS = {
     "store",
     "jobs",
     "cors",
+    "persisted_queries",
 }
 _RETRIES = {
     "max_attempts": int,
@@ -48,6 +49,7 @@ _RETRIES = {
 }
 _DOORS = {"graphql", "json", "multipart"}
 _DOOR_OPTIONS = {"mode": str, "on_error": str, "atomic": bool}
+_PERSISTED = {"enabled": bool, "max_bytes": int, "ttl_s": int, "trusted_documents": str}
 _CORS = {"origins": list, "allow_credentials": bool, "max_age_s": int}
 _JOBS = {"ttl_s": int, "max": int, "heartbeat_s": int, "attempts": int, "in_process": bool}
 _CHOICES = {"mode": Mode, "on_error": OnError}
@@ -207,6 +209,13 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
         cors["origins"] = tuple(_strings(cors["origins"], "cors.origins", "origins"))
     if cors:
         options["cors"] = CorsSettings(**cors)
+    persisted = _table(data.get("persisted_queries"), "persisted_queries", _PERSISTED)
+    if "enabled" in persisted:
+        options["persisted_queries"] = persisted.pop("enabled")
+    if "trusted_documents" in persisted:
+        options["trusted_documents"] = persisted.pop("trusted_documents")
+    for key, value in persisted.items():
+        options[f"persisted_queries_{key}"] = value
     store = _table(data.get("store"), "store", {"url": str})
     if "url" in store:
         options["store_url"] = store["url"]

@@ -1,0 +1,191 @@
+"""Persisted queries: Apollo's automatic persisted queries (APQ), and trusted documents.
+
+APQ (Apollo's protocol, `extensions.persistedQuery = {version: 1, sha256Hash}`):
+- a hash alone that is not stored gets PERSISTED_QUERY_NOT_FOUND, and Apollo's link sends it
+  again with its document;
+- a hash with its document registers the document, once its SHA-256 is checked;
+- a hash alone that is stored runs its document, over GET too, which keeps the URL of a large
+  screen short.
+
+Trusted documents (`[persisted_queries] trusted_documents`, an Apollo persisted-query
+manifest): only the documents of the manifest run, by hash or in full; nothing registers.
+
+The documents live in a `PersistedQueryStore`: memory (bounded, least recently used goes
+first), or the shared Redis store (`redis_store.RedisPersistedQueries`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Protocol
+
+from gqlbatch.core.errors import ConfigError, ErrorCode, GqlbatchError
+
+__all__ = [
+    "MemoryPersistedQueries",
+    "PersistedQueries",
+    "PersistedQueryRefused",
+    "PersistedQueryStore",
+    "trusted_documents",
+]
+
+_HASH = re.compile(r"^[0-9a-fA-F]{64}$")
+NOT_FOUND = "PersistedQueryNotFound"
+"""The message Apollo's link looks for, beside the code."""
+NOT_SUPPORTED = "PersistedQueryNotSupported"
+
+
+class PersistedQueryRefused(GqlbatchError):
+    """An operation whose document cannot be found, registered or run; nothing ran."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class PersistedQueryStore(Protocol):
+    """Where registered documents are kept, by their SHA-256 in lower-case hex."""
+
+    async def get(self, sha256: str) -> str | None: ...
+
+    async def put(self, sha256: str, document: str) -> None: ...
+
+
+class MemoryPersistedQueries:
+    """This process's documents, at most *max_bytes* of them: the least recently used go
+    first, so that registering documents without end cannot grow the process."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._documents: OrderedDict[str, str] = OrderedDict()
+
+    async def get(self, sha256: str) -> str | None:
+        document = self._documents.get(sha256)
+        if document is not None:
+            self._documents.move_to_end(sha256)
+        return document
+
+    async def put(self, sha256: str, document: str) -> None:
+        size = len(document.encode())
+        if sha256 in self._documents or size > self._max_bytes:
+            return
+        self._documents[sha256] = document
+        self._bytes += size
+        while self._bytes > self._max_bytes:
+            _, oldest = self._documents.popitem(last=False)
+            self._bytes -= len(oldest.encode())
+
+
+class PersistedQueries:
+    """Turns an operation's `query` and `extensions` into the document to run.
+
+    With *trusted* (hash to document), only those documents run. Otherwise, with *store*,
+    APQ registers and finds documents; without it, a hash is answered with
+    PERSISTED_QUERY_NOT_SUPPORTED, which makes Apollo's link stop sending hashes.
+    """
+
+    def __init__(
+        self, store: PersistedQueryStore | None, trusted: Mapping[str, str] | None = None
+    ) -> None:
+        self._store = store
+        self._trusted = trusted
+
+    async def document(self, query: str | None, extensions: object) -> str | None:
+        """The document to run: *query*, or the one its persisted-query hash names.
+
+        Raises:
+            PersistedQueryRefused: PERSISTED_QUERY_NOT_FOUND, _NOT_SUPPORTED or _NOT_IN_LIST,
+                or INVALID_INPUT for a malformed extension or a hash that is not the query's.
+        """
+        sha256 = _requested_hash(extensions)
+        if self._trusted is not None:
+            return self._trusted_document(query, sha256)
+        if sha256 is None:
+            return query
+        if self._store is None:
+            raise PersistedQueryRefused(ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED, NOT_SUPPORTED)
+        if query is None:
+            stored = await self._store.get(sha256)
+            if stored is None:
+                raise PersistedQueryRefused(ErrorCode.PERSISTED_QUERY_NOT_FOUND, NOT_FOUND)
+            return stored
+        _check_hash(query, sha256)
+        await self._store.put(sha256, query)
+        return query
+
+    def _trusted_document(self, query: str | None, sha256: str | None) -> str | None:
+        assert self._trusted is not None
+        if query is None and sha256 is None:
+            return None  # no document at all: the view says so
+        if query is not None:
+            if sha256 is not None:
+                _check_hash(query, sha256)
+            sha256 = _sha256(query)
+        assert sha256 is not None
+        document = self._trusted.get(sha256)
+        if document is None:
+            raise PersistedQueryRefused(
+                ErrorCode.PERSISTED_QUERY_NOT_IN_LIST,
+                "only the trusted documents of the manifest run here, and this one is not "
+                "among them ([persisted_queries] trusted_documents)",
+            )
+        return document
+
+
+def trusted_documents(text: str, source: str) -> dict[str, str]:
+    """The documents of an Apollo persisted-query manifest (`generate-persisted-query-
+    manifest`), by hash; each hash is checked against its body.
+
+    Raises:
+        ConfigError: naming *source* and what is wrong with it.
+    """
+    try:
+        manifest = json.loads(text)
+        operations = manifest["operations"]
+        documents = {op["id"].lower(): op["body"] for op in operations}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"{source}: not an Apollo persisted-query manifest "
+            '({"format": "apollo-persisted-query-manifest", "operations": [{"id", "body"}]}): '
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    for sha256, body in documents.items():
+        if not isinstance(body, str) or _sha256(body) != sha256:
+            raise ConfigError(f"{source}: operation {sha256} is not the SHA-256 of its body")
+    return documents
+
+
+def _requested_hash(extensions: object) -> str | None:
+    if not isinstance(extensions, dict) or "persistedQuery" not in extensions:
+        return None
+    persisted = extensions["persistedQuery"]
+    sha256 = persisted.get("sha256Hash") if isinstance(persisted, dict) else None
+    if (
+        not isinstance(persisted, dict)
+        or persisted.get("version") != 1
+        or not isinstance(sha256, str)
+        or not _HASH.match(sha256)
+    ):
+        raise PersistedQueryRefused(
+            ErrorCode.INVALID_INPUT,
+            'extensions.persistedQuery must be {"version": 1, "sha256Hash": "<64 hex digits>"}',
+        )
+    return sha256.lower()
+
+
+def _check_hash(query: str, sha256: str) -> None:
+    if _sha256(query) != sha256:
+        raise PersistedQueryRefused(
+            ErrorCode.INVALID_INPUT,
+            "extensions.persistedQuery.sha256Hash is not the SHA-256 of the query sent with it",
+        )
+
+
+def _sha256(document: str) -> str:
+    return hashlib.sha256(document.encode()).hexdigest()
