@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 
-__all__ = ["NOT_CREDENTIALS", "Identifier", "Identity"]
+__all__ = ["NOT_CREDENTIALS", "Identifier", "Identity", "has_credentials"]
 
 NOT_CREDENTIALS = frozenset(
     {
@@ -32,6 +32,7 @@ NOT_CREDENTIALS = frozenset(
 )
 """Forwarded headers that say nothing about who is asking; every other one is a credential."""
 
+_CREDENTIALS = "cred:"
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -42,6 +43,11 @@ class Identity:
 
     client: str
     address: str
+
+
+def has_credentials(client: str) -> bool:
+    """Whether an identity's *client* was made from credentials (not from an address)."""
+    return client.startswith(_CREDENTIALS)
 
 
 class Identifier:
@@ -81,7 +87,7 @@ class Identifier:
         if not sent:
             return Identity(address, address)
         canonical = "\0".join(f"{n}\0{v}" for n, v in sorted(sent.items()))
-        return Identity("cred:" + hashlib.sha256(canonical.encode()).hexdigest()[:24], address)
+        return Identity(_CREDENTIALS + hashlib.sha256(canonical.encode()).hexdigest()[:24], address)
 
     def _address(self, peer: str | None, forwarded_for: list[str]) -> str:
         # X-Forwarded-For is believed only as far as trusted proxies wrote it: from the right,

@@ -28,6 +28,7 @@ from gqlbatch.core.errors import (
 from gqlbatch.core.identity import Identifier
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.wire import UpstreamCall
+from gqlbatch.doors.caching import install_compression
 from gqlbatch.doors.cors import install_cors
 from gqlbatch.doors.http import (
     CLIENT,
@@ -98,7 +99,8 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     """
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_front_door])
     app[SETTINGS] = settings
-    install_cors(app, settings)
+    install_compression(app)
+    install_cors(app, settings)  # outermost: a preflight is answered before anything else
     app[READINESS] = Readiness()
     app.on_shutdown.append(_draining)
     shared = _shared_state(app, settings)

@@ -20,6 +20,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from gqlbatch.core.config import CorsSettings, Settings
+from gqlbatch.core.http_cache import add_vary
 
 __all__ = ["install_cors"]
 
@@ -94,14 +95,7 @@ def _allow(headers: MutableMapping[str, str], cors: CorsSettings, origin: str) -
     if cors.allow_credentials:
         headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"
     if not any_origin:
-        _add_vary(headers, "Origin")
-
-
-def _add_vary(headers: MutableMapping[str, str], name: str) -> None:
-    vary = headers.get(hdrs.VARY, "")
-    names = [v.strip() for v in vary.split(",") if v.strip()]
-    if name.lower() not in (n.lower() for n in names):
-        headers[hdrs.VARY] = ", ".join([*names, name])
+        add_vary(headers, "Origin")
 
 
 def _allowed_request_headers(settings: Settings) -> Iterable[str]:

@@ -13,6 +13,7 @@ from gqlbatch.core import strict_json
 from gqlbatch.core.call import forwarded_headers
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.http_cache import NO_STORE
 from gqlbatch.core.identity import Identifier
 from gqlbatch.core.types import Headers
 from gqlbatch.execution.engine import BatchContext, request_budget
@@ -40,7 +41,6 @@ __all__ = [
     "read_json",
 ]
 
-NO_STORE = "private, no-store"
 """Every answer's Cache-Control until HTTP caching is designed: results carry user data."""
 
 

@@ -22,6 +22,8 @@ from strawberry.types import ExecutionResult
 
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.http_cache import vary
+from gqlbatch.core.identity import has_credentials
 from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.core.request import Mode, OnError, with_defaults
 from gqlbatch.core.result import (
@@ -32,6 +34,7 @@ from gqlbatch.core.result import (
     State,
 )
 from gqlbatch.core.wire import BodyEncoding, Method
+from gqlbatch.doors.caching import GET_ANSWER, GetAnswer, cached
 from gqlbatch.doors.extensions import (
     GqlbatchSchema,
     QueryLimits,
@@ -400,6 +403,8 @@ async def _batch(
         outcome = await run_batch(items, present, ctx, read_only=read_only, scope=scope)
     except BatchRejected as exc:
         raise rejection_error(exc) from None
+    if ctx.seen is not None:
+        ctx.seen(outcome)
     return to_batch_result(outcome)
 
 
@@ -676,16 +681,35 @@ class BatchView(GraphQLView[Context, None]):
         )
         self._settings = settings
         self._persisted = persisted or PersistedQueries(None)
+        forwarded = [*settings.forward_headers]
+        for upstream in settings.upstreams.values():
+            forwarded.extend(upstream.forward_headers or ())
+        self._vary = vary(forwarded)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         # Strawberry answers a request it cannot take (no query, a bad `variables`, PUT) with
         # its reason as plain text; here it is a GraphQL error with a code, as every other
         # refusal is.
+        answer = None
+        if request.method == "GET" and CONTEXT in request and "Upgrade" not in request.headers:
+            # A read-only screen: cacheable, from what its batches' upstreams allowed.
+            request[GET_ANSWER] = answer = GetAnswer()
+            request[CONTEXT] = dataclasses.replace(request[CONTEXT], seen=answer.outcomes.append)
         try:
-            return await self.run(request=request)
+            response = await self.run(request=request)
         except HTTPException as exc:
             code = _HTTP_CODES.get(exc.status_code, ErrorCode.INVALID_INPUT)
             return in_door_shape(request, exc.status_code, code, exc.reason)
+        if answer is None:
+            return response
+        credentials = has_credentials(request[CONTEXT].client)
+        return cached(request, response, answer, credentials=credentials, vary=self._vary)
+
+    async def process_result(self, request: web.Request, result: ExecutionResult) -> Any:
+        answer = request.get(GET_ANSWER)
+        if result.errors and answer is not None:
+            answer.errors = True  # an answer with errors is never cached
+        return await super().process_result(request, result)
 
     async def execute_single(
         self,
@@ -756,6 +780,8 @@ class BatchView(GraphQLView[Context, None]):
         settings = self._settings
         document = read_json(data, settings.max_json_depth)
         operations = document if isinstance(document, list) else [document]
+        if not operations:
+            raise invalid("an array of GraphQL operations needs at least one")
         if isinstance(document, list) and len(document) > settings.max_operations:
             raise BatchRejected(
                 [

@@ -84,11 +84,14 @@ class BatchContext:
     outstanding: OutstandingCalls | None = None
     idempotency: IdempotencyStore | None = None
     idempotency_key: str | None = None
+    """The request's Idempotency-Key header, if it sent one."""
     jobs: Jobs | None = None
     """Where this server's async batches are submitted, read and cancelled."""
-    """The request's Idempotency-Key header, if it sent one."""
     request_id: str = ""
     """The request's X-Request-Id, or one made up for it; it names the batch's log line."""
+    seen: Callable[[BatchOutcome], None] | None = None
+    """Told each of the request's batches once it has run, for a door that derives its
+    answer's HTTP caching headers from them (`Query.batch` over GET)."""
 
 
 async def run_batch(
