@@ -450,3 +450,24 @@ async def test_a_batch_runs_to_its_end_when_the_client_goes_away(
     gate.set()
     await asyncio.wait_for(done.wait(), 10)
     assert service.lines == ["POST /first", "POST /second"]
+
+
+async def test_each_item_says_when_it_began_for_a_waterfall(
+    graphql: Any, service: FakeService
+) -> None:
+    service.route("GET", "/a", json={"id": 1})
+    service.route("GET", "/b/1", json={})
+    query = """{ batch(requests: [
+        {requestId: "a", path: "/a"},
+        {requestId: "b", path: "/b/{resultOf(a).id}"},
+        {requestId: "gone", path: "/missing"},
+        {requestId: "skipped", path: "/b/{resultOf(gone).id}"}
+    ]) { items { requestId startedMs durationMs } } }"""
+    items = {i["requestId"]: i for i in (await graphql(query))["data"]["batch"]["items"]}
+    a, b = items["a"], items["b"]
+    # A dependent begins once its dependency has ended (ms, rounded to a microsecond).
+    assert b["startedMs"] >= a["startedMs"] + a["durationMs"] - 0.002
+    assert items["skipped"]["durationMs"] == 0
+    gone = items["gone"]
+    assert items["skipped"]["startedMs"] >= gone["startedMs"] + gone["durationMs"] - 0.002
+    assert all(i["startedMs"] >= 0 for i in items.values())

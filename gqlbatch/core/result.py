@@ -96,6 +96,9 @@ class ItemResult:
     body_encoding: BodyEncoding = BodyEncoding.EMPTY
     error: ErrorInfo | None = None
     duration_ms: float = 0.0
+    started_ms: float = 0.0
+    """When its call began, from the batch's start: with `duration_ms`, its bar on a waterfall.
+    An item that never started has the moment it was settled, and no duration."""
     attempts: int = 0
     coalesced: bool = False
     bulk_call: str | None = None

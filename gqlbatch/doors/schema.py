@@ -238,6 +238,10 @@ def _duration_ms(root: ItemResult) -> float:
     return round(root.duration_ms, 3)
 
 
+def _started_ms(root: ItemResult) -> float:
+    return round(root.started_ms, 3)
+
+
 @strawberry.interface(name="ItemResult", description="The outcome of one sub-request.")
 class ItemResultType:
     request_id: strawberry.ID
@@ -248,6 +252,11 @@ class ItemResultType:
     body_encoding: BodyEncoding
     error: ItemErrorType | None
     duration_ms: float = strawberry.field(resolver=_duration_ms)
+    started_ms: float = strawberry.field(
+        resolver=_started_ms,
+        description="When its call began, in ms from the batch's start (an item that never "
+        "began: when it was settled). With durationMs, its bar on a waterfall.",
+    )
     attempts: int
     coalesced: bool = strawberry.field(
         description="True when another item's identical upstream call served this one."

@@ -8,6 +8,7 @@ failure is returned as a value; only a bug in gqlbatch propagates as an exceptio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -75,7 +76,7 @@ async def execute(
     run = _Run(plan, fetch, forwarded or {}, asyncio.Semaphore(max_concurrency), budget)
     run.on_result = on_result
     run.resumable = resumable
-    started = time.perf_counter()
+    started = run.started
     # Named "gqlbatch:…" so that tests can prove none outlives its batch.
     tasks = [
         asyncio.create_task(run.settle(item), name=f"gqlbatch:item:{item.request_id}")
@@ -134,6 +135,7 @@ class _Run:
         self._budget = budget
         self.on_result: Callable[[ItemResult], None] | None = None
         self.resumable: Resumable | None = None
+        self.started = time.perf_counter()
 
     async def settle(self, item: PlannedItem) -> None:
         """Run *item* and publish its result to the items that wait for it."""
@@ -141,6 +143,8 @@ class _Run:
         known = None if self.resumable is None else self.resumable.settled.get(item.index)
         try:
             result = await self._run(item) if known is None else known
+            if result.duration_ms == 0 and known is None:  # skipped or cancelled: never began
+                result = dataclasses.replace(result, started_ms=self._ms_since_start())
         except asyncio.CancelledError:
             if future is not None:
                 future.cancel()  # the deadline: dependents must not wait forever
@@ -195,15 +199,19 @@ class _Run:
             return await self._fan_out(item, results)
         return await self._call(item, results)
 
+    def _ms_since_start(self, now: float | None = None) -> float:
+        return ((time.perf_counter() if now is None else now) - self.started) * 1000
+
     async def _call(self, item: PlannedItem, deps: dict[RequestId, ItemResult]) -> ItemResult:
         started = time.perf_counter()
+        began = self._ms_since_start(started)
         try:
             call = to_call(item, Scope(deps) if deps else _NO_RESULTS, self._forwarded)
             self._budget.charge_rendered(call.size)
             fetched = await self._send(item, call)
         except ItemError as exc:
-            return _failed(item, exc, _since(started))
-        return _from_response(item, call, fetched, _since(started))
+            return _failed(item, exc, _since(started), began)
+        return _from_response(item, call, fetched, _since(started), began)
 
     async def _send(self, item: PlannedItem, call: UpstreamCall) -> Fetched:
         async with self._limit:
@@ -215,10 +223,11 @@ class _Run:
         # DESIGN §6 forEach: one call per element, all through the same fetch, so element
         # calls are deduplicated and merged into bulk calls like any others.
         started = time.perf_counter()
+        began = self._ms_since_start(started)
         try:
             elements = _elements(item, Scope(deps))
         except ItemError as exc:
-            return _failed(item, exc, _since(started))
+            return _failed(item, exc, _since(started), began)
         # The engine counted a literal list's calls before running, and one call for a list
         # from a placeholder: the rest of those are taken now that the list is known.
         calls = self._budget.request
@@ -232,7 +241,7 @@ class _Run:
         outcomes = await asyncio.gather(
             *(self._element(item, deps, value, i) for i, value in enumerate(elements))
         )
-        return _fanned_out(item, outcomes, _since(started))
+        return _fanned_out(item, outcomes, _since(started), began)
 
     async def _element(
         self, item: PlannedItem, deps: dict[RequestId, ItemResult], value: JSON, index: int
@@ -278,7 +287,10 @@ def _elements(item: PlannedItem, scope: Scope) -> list[JSON]:
 
 
 def _fanned_out(
-    item: PlannedItem, outcomes: list[tuple[ElementResult, JSON]], duration_ms: float
+    item: PlannedItem,
+    outcomes: list[tuple[ElementResult, JSON]],
+    duration_ms: float,
+    started_ms: float,
 ) -> ItemResult:
     # The item succeeds with 200 when every element did, and with 207 Multi-Status otherwise;
     # `elements` says which, and the bodies stay in order in `body`.
@@ -292,6 +304,7 @@ def _fanned_out(
         body=[body for _, body in outcomes],
         body_encoding=BodyEncoding.JSON,
         duration_ms=duration_ms,
+        started_ms=started_ms,
         attempts=len(elements),
         elements=elements,
     )
@@ -313,7 +326,7 @@ def _status_error(call: UpstreamCall, fetched: Fetched) -> ErrorInfo:
 
 
 def _from_response(
-    item: PlannedItem, call: UpstreamCall, fetched: Fetched, duration_ms: float
+    item: PlannedItem, call: UpstreamCall, fetched: Fetched, duration_ms: float, started_ms: float
 ) -> ItemResult:
     response = fetched.response
     failed = response.status >= 400
@@ -327,19 +340,21 @@ def _from_response(
         body_encoding=response.body_encoding,
         error=_status_error(call, fetched) if failed else None,
         duration_ms=duration_ms,
+        started_ms=started_ms,
         attempts=fetched.response.attempts,
         coalesced=fetched.coalesced,
         bulk_call=fetched.bulk_call,
     )
 
 
-def _failed(item: PlannedItem, exc: ItemError, duration_ms: float) -> ItemResult:
+def _failed(item: PlannedItem, exc: ItemError, duration_ms: float, started_ms: float) -> ItemResult:
     return ItemResult(
         request_id=item.request_id,
         index=item.index,
         state=State.FAILED,
         error=ErrorInfo(exc.code, exc.message),
         duration_ms=duration_ms,
+        started_ms=started_ms,
         attempts=exc.attempts if isinstance(exc, UpstreamError) else 0,
     )
 
