@@ -80,15 +80,18 @@ def test_export_schema_writes_a_file(tmp_path: Path) -> None:
     assert target.read_text() == build_schema().as_str() + "\n"
 
 
-async def test_demo_command_serves_graphiql_and_runs_its_example() -> None:
+async def test_demo_command_serves_the_playground_graphiql_and_runs_its_example() -> None:
     # The README's first command, as a real process: it must print a URL that works.
     async with (
-        gqlbatch_process("demo", printing=r"Open (http://\S+)/ for GraphiQL") as url,
+        gqlbatch_process("demo", printing=r"Open (http://\S+)/ for the playground") as url,
         aiohttp.ClientSession() as http,
     ):
         async with http.get(url + "/", allow_redirects=False) as landing:
-            assert landing.status == 302
-            assert landing.headers["Location"].startswith("/graphql?q=")
+            assert (landing.status, landing.headers["Location"]) == (302, "/playground")
+        async with http.get(url + "/playground") as playground:
+            assert "resultOf(posts)[*].id" in await playground.text()  # the screen, loaded
+        async with http.get(url + "/graphiql", allow_redirects=False) as graphiql:
+            assert graphiql.headers["Location"].startswith("/graphql?q=")
         async with http.get(url + "/graphql", headers={"Accept": "text/html"}) as page:
             assert "GraphiQL" in await page.text()
         body = {"query": EXAMPLE_QUERY, "operationName": "Screen"}

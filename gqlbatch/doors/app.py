@@ -46,6 +46,7 @@ from gqlbatch.doors.http import (
     job_context,
 )
 from gqlbatch.doors.multipart import MULTIPART_TYPES, multipart_batch
+from gqlbatch.doors.playground import add_playground
 from gqlbatch.doors.rest import (
     cancel_job,
     json_batch,
@@ -92,10 +93,14 @@ _BATCH_DOORS = frozenset({*REST_DOORS, "/graphql"})
 READINESS: Final = web.AppKey("readiness", Readiness)
 
 
-def create_app(settings: Settings, *, landing_query: str | None = None) -> web.Application:
-    """The gqlbatch server for *settings*.
+def create_app(
+    settings: Settings, *, landing_query: str | None = None, playground_example: str = "[]"
+) -> web.Application:
+    """The gqlbatch server for *settings*. `/playground` opens with *playground_example* (a
+    batch as JSON) in its editor.
 
-    With *landing_query*, `GET /` opens GraphiQL with that query filled in.
+    With *landing_query*, `GET /` opens the playground, and `GET /graphiql` opens GraphiQL
+    with that query filled in (the demo).
     """
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[_front_door])
     app[SETTINGS] = settings
@@ -141,9 +146,10 @@ def create_app(settings: Settings, *, landing_query: str | None = None) -> web.A
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/readyz", _readyz)
+    add_playground(app, playground_example)
     if landing_query is not None:
-        target = "/graphql?q=" + quote(landing_query, safe="")
-        app.router.add_get("/", _redirect_to(target))
+        app.router.add_get("/", _redirect_to("/playground"))
+        app.router.add_get("/graphiql", _redirect_to("/graphql?q=" + quote(landing_query, safe="")))
     return app
 
 

@@ -296,17 +296,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 async def _demo_forever(args: argparse.Namespace, host: str, port: int) -> None:
     from gqlbatch.doors.app import create_app
-    from gqlbatch.ops.demo import EXAMPLE_QUERY, sample_api
+    from gqlbatch.ops.demo import EXAMPLE_BATCH, EXAMPLE_QUERY, sample_api
 
     async with _listening(sample_api(latency_ms=args.latency_ms), host, args.api_port) as api_url:
         settings = demo_settings(api_url, args.environ, bulk=not args.no_bulk)
-        app = create_app(settings, landing_query=EXAMPLE_QUERY)
+        app = create_app(settings, landing_query=EXAMPLE_QUERY, playground_example=EXAMPLE_BATCH)
         async with _listening(app, host, port) as url:
             print(
                 f"gqlbatch demo: sample REST API at {api_url} (users, posts, comments)", flush=True
             )
             print(
-                f"Open {url}/ for GraphiQL with an example batch, or POST to {url}/graphql",
+                f"Open {url}/ for the playground with the example screen, {url}/graphiql for "
+                f"GraphiQL with example batches, or POST to {url}/graphql",
                 flush=True,
             )
             _tune_collector()

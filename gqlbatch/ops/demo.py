@@ -31,6 +31,15 @@ _NAMES = [
     "Guido",
 ]
 
+EXAMPLE_BATCH = """[
+  {"requestId": "user", "path": "/users/1"},
+  {"requestId": "posts", "path": "/posts", "query": {"userId": "{resultOf(user).id}"}},
+  {"requestId": "authors", "forEach": "{resultOf(posts)[*].userId}", "path": "/users/{item}"},
+  {"requestId": "comments", "forEach": "{resultOf(posts)[*].id}", "path": "/comments",
+   "query": {"postId": "{item}"}}
+]"""
+"""The demo's screen as the playground's editor holds it: the Screen of EXAMPLE_QUERY."""
+
 EXAMPLE_QUERY = """\
 # Two batches. Pick one with the play button's menu (or Ctrl-Enter runs the one under the cursor).
 #
