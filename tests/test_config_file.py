@@ -188,3 +188,12 @@ def test_settings_from_urls_still_work_without_a_file() -> None:
 def test_hardening_settings_are_checked(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         settings_from_toml(text + '[upstreams.a]\nbase_url = "http://a"\n')
+
+
+def test_graphiql_is_a_switch_or_a_table() -> None:
+    table, _ = settings_from_toml('[graphiql]\nenabled = false\nassets_dir = "/srv/g"\n' + MINIMAL)
+    assert (table.graphiql, table.graphiql_assets_dir) == (False, "/srv/g")
+    switch, _ = settings_from_toml("graphiql = false\n" + MINIMAL)
+    assert (switch.graphiql, switch.graphiql_assets_dir) == (False, None)
+    with pytest.raises(ConfigError, match=r"unknown key graphiql\.asset_dir"):
+        settings_from_toml('[graphiql]\nasset_dir = "/srv/g"\n' + MINIMAL)

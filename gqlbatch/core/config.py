@@ -253,6 +253,8 @@ class Settings:
         max_request_bytes: the largest incoming request body.
         forward_headers: incoming headers copied onto every sub-request (case-insensitive).
         graphiql: serve GraphiQL on GET /graphql from a browser.
+        graphiql_assets_dir: a folder made by `gqlbatch graphiql --download`: GraphiQL's
+            page then loads its files from this server, not from unpkg.com.
         max_query_depth, max_query_aliases, max_query_tokens: how big a GraphQL document may
             be; past them QUERY_TOO_COMPLEX.
         max_outstanding_per_client: upstream calls one client may have admitted at once, over
@@ -320,6 +322,7 @@ class Settings:
     max_request_bytes: int = 10 * 1024 * 1024
     forward_headers: tuple[str, ...] = DEFAULT_FORWARD_HEADERS
     graphiql: bool = True
+    graphiql_assets_dir: str | None = None
     max_query_depth: int = 12
     max_query_aliases: int = 50
     max_query_tokens: int = 5_000

@@ -30,6 +30,7 @@ from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.wire import UpstreamCall
 from gqlbatch.doors.caching import install_compression
 from gqlbatch.doors.cors import install_cors
+from gqlbatch.doors.graphiql import add_graphiql_assets
 from gqlbatch.doors.http import (
     CLIENT,
     CONTEXT,
@@ -147,6 +148,8 @@ def create_app(
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/readyz", _readyz)
     add_playground(app, playground_example)
+    if settings.graphiql and settings.graphiql_assets_dir:
+        add_graphiql_assets(app, settings.graphiql_assets_dir)
     if landing_query is not None:
         app.router.add_get("/", _redirect_to("/playground"))
         app.router.add_get("/graphiql", _redirect_to("/graphql?q=" + quote(landing_query, safe="")))

@@ -15,6 +15,7 @@ from graphql import GraphQLError
 from strawberry import UNSET
 from strawberry.aiohttp.views import GraphQLView
 from strawberry.http import GraphQLRequestData
+from strawberry.http.ides import get_graphql_ide_html
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
@@ -42,6 +43,7 @@ from gqlbatch.doors.extensions import (
     RememberedNames,
     schema_extensions,
 )
+from gqlbatch.doors.graphiql import local_page, offline_notice
 from gqlbatch.doors.http import CONTEXT, NO_STORE, in_door_shape, invalid, read_json
 from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
 from gqlbatch.execution.jobs import Job, Jobs, JobState
@@ -640,6 +642,11 @@ def _event(event: ItemResult | BatchOutcome) -> object:
 # Schema
 
 
+def graphiql_page() -> str:
+    """Strawberry's GraphiQL page, as it loads its files from unpkg.com."""
+    return get_graphql_ide_html(graphql_ide="graphiql")
+
+
 def build_schema(limits: QueryLimits | None = None, max_operations: int = 10) -> strawberry.Schema:
     """The gqlbatch GraphQL schema, with *limits* on query depth, aliases and tokens, and up
     to *max_operations* operations per HTTP request (an array of them in one POST)."""
@@ -694,6 +701,10 @@ class BatchView(GraphQLView[Context, None]):
         for upstream in settings.upstreams.values():
             forwarded.extend(upstream.forward_headers or ())
         self._vary = vary(forwarded)
+        page = self.graphql_ide_html if settings.graphiql else ""
+        self._ide_page = (
+            local_page(page) if settings.graphiql_assets_dir else offline_notice(page)
+        )
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         # Strawberry answers a request it cannot take (no query, a bad `variables`, PUT) with
@@ -746,6 +757,9 @@ class BatchView(GraphQLView[Context, None]):
             root_value=root_value,
             request_data=request_data,
         )
+
+    async def render_graphql_ide(self, request: web.Request) -> web.Response:
+        return web.Response(text=self._ide_page, content_type="text/html")
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A GET with a persisted-query hash has no `query` either; it wants its data, even

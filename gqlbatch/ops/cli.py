@@ -107,6 +107,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
 
+    graphiql = commands.add_parser(
+        "graphiql", help="fetch GraphiQL's files once, to serve them without a CDN"
+    )
+    graphiql.add_argument(
+        "--download",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the folder to write them to; then set [graphiql] assets_dir = DIR",
+    )
+    graphiql.add_argument(
+        "--registry",
+        default=None,
+        help="the npm registry to fetch from (default https://registry.npmjs.org)",
+    )
+    graphiql.set_defaults(run=_graphiql)
+
     export = commands.add_parser("export-schema", help="print or write the GraphQL SDL")
     export.add_argument("-o", "--output", type=Path, help=f"write here, e.g. {DEFAULT_SCHEMA_PATH}")
     export.set_defaults(run=_export_schema)
@@ -351,6 +368,18 @@ async def _until_terminated(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _graphiql(args: argparse.Namespace) -> int:
+    from gqlbatch.doors.schema import graphiql_page
+    from gqlbatch.ops.graphiql_assets import NPM_REGISTRY, download
+
+    registry = args.registry or NPM_REGISTRY
+    written = asyncio.run(download(graphiql_page(), args.download, registry))
+    for path in written:
+        print(f"{path} (sha384 checked)")
+    print(f"Now set [graphiql] assets_dir = {str(args.download)!r} in the configuration.")
+    return 0
 
 
 def _export_schema(args: argparse.Namespace) -> int:

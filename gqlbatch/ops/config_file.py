@@ -50,6 +50,7 @@ _RETRIES = {
 _DOORS = {"graphql", "json", "multipart"}
 _DOOR_OPTIONS = {"mode": str, "on_error": str, "atomic": bool}
 _PERSISTED = {"enabled": bool, "max_bytes": int, "ttl_s": int, "trusted_documents": str}
+_GRAPHIQL = {"enabled": bool, "assets_dir": str}
 _CORS = {"origins": list, "allow_credentials": bool, "max_age_s": int}
 _JOBS = {"ttl_s": int, "max": int, "heartbeat_s": int, "attempts": int, "in_process": bool}
 _CHOICES = {"mode": Mode, "on_error": OnError}
@@ -192,9 +193,16 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
     options: dict[str, Any] = {**limits, **server}
     if "forward" in headers:
         options["forward_headers"] = _strings(headers["forward"], "headers.forward")
-    for switch in ("graphiql", "introspection"):
-        if switch in data:
-            options[switch] = _typed(data[switch], bool, switch)
+    if isinstance(data.get("graphiql"), dict):  # [graphiql] enabled = ..., assets_dir = ...
+        graphiql = _table(data["graphiql"], "graphiql", _GRAPHIQL)
+        if "enabled" in graphiql:
+            options["graphiql"] = graphiql["enabled"]
+        if "assets_dir" in graphiql:
+            options["graphiql_assets_dir"] = graphiql["assets_dir"]
+    elif "graphiql" in data:  # graphiql = true | false
+        options["graphiql"] = _typed(data["graphiql"], bool, "graphiql")
+    if "introspection" in data:
+        options["introspection"] = _typed(data["introspection"], bool, "introspection")
     if "retries" in data:
         options["retries"] = RetrySettings(**_table(data["retries"], "retries", _RETRIES))
     idempotency = _table(data.get("idempotency"), "idempotency", _IDEMPOTENCY)
