@@ -244,3 +244,9 @@ async def test_demo_puts_its_sample_api_on_the_port_asked() -> None:
         assert api_url == f"http://127.0.0.1:{port}"
         async with http.get(api_url + "/users/1") as resp:
             assert (await resp.json())["id"] == 1
+
+
+def test_export_schema_prints_apollos_possible_types(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export-schema", "--possible-types"]) == 0
+    types = json.loads(capsys.readouterr().out)
+    assert types["ItemResult"] == ["Succeeded", "Failed", "Skipped", "Cancelled"]

@@ -76,3 +76,23 @@ async def test_an_array_must_hold_operations(gateway: Any) -> None:
         resp = await gateway.post("/graphql", json=body)
         assert resp.status == 400
         assert (await resp.json())["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+
+
+async def test_gqls_execute_batch_gets_each_answer(
+    aiohttp_server: Any, upstream_url: str, service: FakeService
+) -> None:
+    from gql import Client, GraphQLRequest, gql
+    from gql.transport.aiohttp import AIOHTTPTransport
+
+    from gqlbatch import Settings, create_app
+
+    service.route("GET", "/a", json={"id": "a"})
+    server = await aiohttp_server(
+        create_app(Settings.from_upstream_urls([upstream_url])), host="127.0.0.1"
+    )
+    transport = AIOHTTPTransport(url=str(server.make_url("/graphql")))
+    query = '{ batch(requests: [{path: "/a"}]) { items { status } } }'
+    async with Client(transport=transport) as session:
+        answers = await session.execute_batch([GraphQLRequest(gql(query))] * 2)
+    assert answers == [{"batch": {"items": [{"status": 200}]}}] * 2
+    assert service.lines == ["GET /a", "GET /a"]  # two operations: two batches, one call each

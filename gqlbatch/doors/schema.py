@@ -642,6 +642,17 @@ def _event(event: ItemResult | BatchOutcome) -> object:
 # Schema
 
 
+def possible_types(schema: strawberry.Schema) -> dict[str, list[str]]:
+    """Each interface and union of *schema*, with its member types: Apollo Client's
+    `possibleTypes`, without which its cache drops fragments on `ItemResult` silently."""
+    types = schema.introspect()["__schema"]["types"]
+    return {
+        t["name"]: [member["name"] for member in t["possibleTypes"]]
+        for t in types
+        if t["kind"] in ("INTERFACE", "UNION") and not t["name"].startswith("__")
+    }
+
+
 def graphiql_page() -> str:
     """Strawberry's GraphiQL page, as it loads its files from unpkg.com."""
     return get_graphql_ide_html(graphql_ide="graphiql")
@@ -702,9 +713,7 @@ class BatchView(GraphQLView[Context, None]):
             forwarded.extend(upstream.forward_headers or ())
         self._vary = vary(forwarded)
         page = self.graphql_ide_html if settings.graphiql else ""
-        self._ide_page = (
-            local_page(page) if settings.graphiql_assets_dir else offline_notice(page)
-        )
+        self._ide_page = local_page(page) if settings.graphiql_assets_dir else offline_notice(page)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         # Strawberry answers a request it cannot take (no query, a bad `variables`, PUT) with

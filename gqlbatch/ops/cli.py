@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import dataclasses
 import gc
+import json
 import logging
 import os
 import shutil
@@ -126,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export-schema", help="print or write the GraphQL SDL")
     export.add_argument("-o", "--output", type=Path, help=f"write here, e.g. {DEFAULT_SCHEMA_PATH}")
+    export.add_argument(
+        "--possible-types",
+        action="store_true",
+        help="print Apollo Client's possibleTypes map (each interface and union) instead",
+    )
     export.set_defaults(run=_export_schema)
     return parser
 
@@ -383,9 +389,12 @@ def _graphiql(args: argparse.Namespace) -> int:
 
 
 def _export_schema(args: argparse.Namespace) -> int:
-    from gqlbatch.doors.schema import build_schema
+    from gqlbatch.doors.schema import build_schema, possible_types
 
-    sdl = build_schema().as_str() + "\n"
+    if args.possible_types:
+        sdl = json.dumps(possible_types(build_schema()), indent=2) + "\n"
+    else:
+        sdl = build_schema().as_str() + "\n"
     if args.output is None:
         sys.stdout.write(sdl)
     else:

@@ -1,0 +1,152 @@
+"""The client recipes of docs/clients.md, run: Apollo Client, urql and graphql-request, in
+Node, against a real gateway in front of the demo's sample API (tests/clients/clients.mjs).
+
+The packages are pinned and installed once into a cache folder with the machine's npm (the
+npm registry is one the CI machine reaches), as tests/test_graphql_over_http.py does.
+Without node or npm the test is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gqlbatch import create_app, running
+from gqlbatch.doors.schema import build_schema, possible_types
+from gqlbatch.ops.cli import demo_settings
+
+PACKAGES = (
+    "@apollo/client@4.3.8",
+    "rxjs@7.8.2",
+    "@urql/core@6.0.3",
+    "@urql/exchange-graphcache@9.0.2",
+    "graphql-request@7.4.0",
+    "graphql@16.11.0",
+)
+SCRIPT = Path(__file__).parent / "clients" / "clients.mjs"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gqlbatch-clients"
+
+
+@pytest.fixture(scope="module")
+def clients_folder() -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed to run the JavaScript clients")
+    stamp = CACHE / ("installed-" + "-".join(PACKAGES).replace("@", "_").replace("/", "_"))
+    if not stamp.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(CACHE),
+                *PACKAGES,
+            ],
+            check=True,
+            timeout=180,
+        )
+        stamp.touch()
+    # ESM resolves bare imports from the script's folder: the script runs beside node_modules.
+    shutil.copy(SCRIPT, CACHE / SCRIPT.name)
+    return CACHE
+
+
+@pytest.mark.timeout(120)
+async def test_the_javascript_clients_work_as_docs_clients_md_says(
+    clients_folder: Path, sample_url: str
+) -> None:
+    types = json.dumps(possible_types(build_schema()))
+    async with running(create_app(demo_settings(sample_url, {}))) as url:
+        proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(clients_folder / SCRIPT.name),
+            url + "/graphql",
+            types,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    assert proc.returncode == 0, err.decode()
+    found = json.loads(out.decode().strip().splitlines()[-1])
+    ada = {"id": 1, "name": "Ada", "email": "ada@example.com"}
+    # Apollo: a fragment on ItemResult loses its fields without possibleTypes, silently.
+    assert found["withoutPossibleTypes"] == {"__typename": "Succeeded"}
+    assert found["withPossibleTypesOnly"]["body"] == ada
+    # Two screens on one batch evict each other, unless the type policies merge them.
+    assert found["twoScreensWithoutPolicies"] == {"status": False, "body": True}
+    assert found["twoScreensWithPolicies"] == {"status": True, "body": True}
+    # Persisted queries over GET: the miss, the registration, then a hit.
+    assert found["persisted"] == {"first": 200, "second": 200, "sent": ["hash"] * 3}
+    assert found["batchHttpLink"] == [200, 200]
+    assert found["urql"] == found["graphcache"] == "Ada"
+    assert found["graphqlRequest"] == {"one": "Ada", "batched": [200, 200]}
+    assert found["warnings"] == []
+
+
+CODEGEN = (
+    "@graphql-codegen/cli@7.4.3",
+    "@graphql-codegen/client-preset@6.2.0",
+    "typescript@7.0.2",
+    "graphql@16.11.0",
+)
+TYPED = Path(__file__).parent / "clients" / "typed"
+SCHEMA = Path(__file__).parent.parent / "schema" / "schema.graphql"
+
+
+@pytest.mark.timeout(240)
+def test_codegen_types_a_screen_that_narrows_item_results(tmp_path: Path) -> None:
+    """GraphQL Code Generator's client preset on schema/schema.graphql: the screen of
+    tests/clients/typed/src/screen.ts compiles, narrowing items by __typename; a field read
+    on the wrong member does not."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed to run GraphQL Code Generator")
+    cache = CACHE.with_name("gqlbatch-codegen")
+    stamp = cache / ("installed-" + "-".join(CODEGEN).replace("@", "_").replace("/", "_"))
+    if not stamp.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(cache),
+                *CODEGEN,
+            ],
+            check=True,
+            timeout=240,
+        )
+        stamp.touch()
+    work = tmp_path / "typed"
+    shutil.copytree(TYPED, work)
+    shutil.copy(SCHEMA, work / "schema.graphql")
+    (work / "node_modules").symlink_to(cache / "node_modules")
+    bin_ = cache / "node_modules" / ".bin"
+
+    def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(bin_ / tool), *args], cwd=work, capture_output=True, text=True, timeout=120
+        )
+
+    generated = run("graphql-codegen", "--config", "codegen.ts")
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    compiled = run("tsc", "-p", ".")
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    screen = work / "src" / "screen.ts"
+    screen.write_text(
+        screen.read_text().replace("const body = item.body", "item.error; const body = item.body")
+    )
+    wrong = run("tsc", "-p", ".")
+    assert wrong.returncode != 0
+    assert "Property 'error' does not exist" in wrong.stdout
