@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from gqlbatch import create_app, running
 from gqlbatch.doors.schema import build_schema, possible_types
 from gqlbatch.ops.cli import demo_settings
+from tests.npm import npm_packages
 
 PACKAGES = (
     "@apollo/client@4.3.8",
@@ -30,34 +30,14 @@ PACKAGES = (
     "graphql@16.11.0",
 )
 SCRIPT = Path(__file__).parent / "clients" / "clients.mjs"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gqlbatch-clients"
 
 
 @pytest.fixture(scope="module")
 def clients_folder() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed to run the JavaScript clients")
-    stamp = CACHE / ("installed-" + "-".join(PACKAGES).replace("@", "_").replace("/", "_"))
-    if not stamp.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                "npm",
-                "install",
-                "--silent",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(CACHE),
-                *PACKAGES,
-            ],
-            check=True,
-            timeout=180,
-        )
-        stamp.touch()
+    folder = npm_packages("gqlbatch-clients", PACKAGES, why="run the JavaScript clients")
     # ESM resolves bare imports from the script's folder: the script runs beside node_modules.
-    shutil.copy(SCRIPT, CACHE / SCRIPT.name)
-    return CACHE
+    shutil.copy(SCRIPT, folder / SCRIPT.name)
+    return folder
 
 
 @pytest.mark.timeout(120)
@@ -107,27 +87,7 @@ def test_codegen_types_a_screen_that_narrows_item_results(tmp_path: Path) -> Non
     """GraphQL Code Generator's client preset on schema/schema.graphql: the screen of
     tests/clients/typed/src/screen.ts compiles, narrowing items by __typename; a field read
     on the wrong member does not."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed to run GraphQL Code Generator")
-    cache = CACHE.with_name("gqlbatch-codegen")
-    stamp = cache / ("installed-" + "-".join(CODEGEN).replace("@", "_").replace("/", "_"))
-    if not stamp.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                "npm",
-                "install",
-                "--silent",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(cache),
-                *CODEGEN,
-            ],
-            check=True,
-            timeout=240,
-        )
-        stamp.touch()
+    cache = npm_packages("gqlbatch-codegen", CODEGEN, why="run GraphQL Code Generator")
     work = tmp_path / "typed"
     shutil.copytree(TYPED, work)
     shutil.copy(SCHEMA, work / "schema.graphql")

@@ -8,43 +8,22 @@ node. Without node or npm it is skipped, saying so.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from gqlbatch import Settings, create_app, running
+from tests.npm import npm_packages
 
 PACKAGES = ("graphql-http@1.23.1", "graphql@16.15.0")
 AUDIT = Path(__file__).parent / "audit" / "audit.cjs"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gqlbatch-audit"
 
 
 @pytest.fixture(scope="module")
 def audit_packages() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed to run graphql-http's audits")
-    stamp = CACHE / ("installed-" + "-".join(PACKAGES).replace("@", "_").replace("/", "_"))
-    if not stamp.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                "npm",
-                "install",
-                "--silent",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(CACHE),
-                *PACKAGES,
-            ],
-            check=True,
-            timeout=180,
-        )
-        stamp.touch()
-    return CACHE / "node_modules"
+    return (
+        npm_packages("gqlbatch-audit", PACKAGES, why="run graphql-http's audits") / "node_modules"
+    )
 
 
 @pytest.mark.timeout(240)
