@@ -163,6 +163,9 @@ class UpstreamSettings:
         bulk: routes whose lookups are merged into plural calls.
         probe_path: a path `/readyz` GETs to tell whether this upstream answers (any status
             below 500); None leaves it unprobed.
+        openapi: the upstream's OpenAPI document, a file or an http(s) URL, read once at
+            start-up; sub-requests to this upstream are checked against it before they run.
+        strict_routes: with `openapi`, refuse a method and path that match no operation.
     """
 
     name: str
@@ -174,8 +177,14 @@ class UpstreamSettings:
     share_inflight: bool = False
     bulk: tuple[BulkRoute, ...] = ()
     probe_path: str | None = None
+    openapi: str | None = None
+    strict_routes: bool = False
 
     def __post_init__(self) -> None:
+        if self.strict_routes and self.openapi is None:
+            raise ConfigError(
+                f"upstreams.{self.name}.strict_routes needs upstreams.{self.name}.openapi"
+            )
         if not _NAME.match(self.name):
             raise ConfigError(
                 f"upstream name {self.name!r} must be a letter then letters, digits, '_' or '-'"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -26,6 +27,7 @@ from gqlbatch.core.errors import (
     mask_internal,
 )
 from gqlbatch.core.identity import Identifier
+from gqlbatch.core.openapi import Contract
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.wire import UpstreamCall
 from gqlbatch.doors.caching import install_compression
@@ -34,6 +36,7 @@ from gqlbatch.doors.graphiql import add_graphiql_assets
 from gqlbatch.doors.http import (
     CLIENT,
     CONTEXT,
+    CONTRACTS,
     IDEMPOTENCY,
     IDENTIFIER,
     INFLIGHT,
@@ -108,6 +111,9 @@ def create_app(
     install_compression(app)
     install_cors(app, settings)  # outermost: a preflight is answered before anything else
     app[READINESS] = Readiness()
+    app[CONTRACTS] = {}
+    if any(u.openapi for u in settings.upstreams.values()):
+        app.on_startup.append(_load_contracts)
     app.on_shutdown.append(_draining)
     shared = _shared_state(app, settings)
     app[IDEMPOTENCY] = shared.idempotency
@@ -372,6 +378,38 @@ def _check_content_type(request: web.Request) -> None:
         # `multipart/mixed; boundary=a;b*` (an RFC 2231 parameter with no value) raises
         # IndexError deep in email._header_value_parser; found by tests/test_properties.py.
         raise invalid("the Content-Type header is malformed") from None
+
+
+_DOCUMENT_TIMEOUT_S = 30
+
+
+async def _load_contracts(app: web.Application) -> None:
+    """Read each upstream's OpenAPI document once, before the server takes requests.
+
+    Raises:
+        ConfigError: a document cannot be read, or is not valid OpenAPI: start-up stops.
+    """
+    for upstream in app[SETTINGS].upstreams.values():
+        if upstream.openapi is not None:
+            source = f"upstreams.{upstream.name}.openapi {upstream.openapi}"
+            text = await _document_text(upstream.openapi, source)
+            app[CONTRACTS][upstream.name] = Contract.from_text(text, source)
+
+
+async def _document_text(location: str, source: str) -> str:
+    if not location.startswith(("http://", "https://")):
+        try:
+            return Path(location).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    try:
+        timeout = aiohttp.ClientTimeout(total=_DOCUMENT_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(location) as resp:
+            if resp.status != 200:
+                raise ConfigError(f"{source}: answered {resp.status}")
+            return await resp.text()
+    except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: {type(exc).__name__}: {exc}") from None
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.http_cache import NO_STORE
 from gqlbatch.core.identity import Identifier
+from gqlbatch.core.openapi import Contract
 from gqlbatch.core.types import Headers
 from gqlbatch.execution.engine import BatchContext, request_budget
 from gqlbatch.execution.idempotency import IdempotencyStore
@@ -26,6 +27,7 @@ from gqlbatch.upstreams.inflight import SharedInflight
 __all__ = [
     "CLIENT",
     "CONTEXT",
+    "CONTRACTS",
     "IDEMPOTENCY",
     "IDENTIFIER",
     "INFLIGHT",
@@ -67,6 +69,12 @@ IDEMPOTENCY: Final = web.AppKey("idempotency", IdempotencyStore)
 
 
 JOBS: Final = web.AppKey("jobs", Jobs)
+CONTRACTS: Final = web.AppKey("contracts", dict[str, Contract])
+"""The upstreams' OpenAPI documents, read at start-up."""
+
+
+def _contracts(app: web.Application) -> dict[str, Contract]:
+    return app[CONTRACTS]
 
 
 def batch_context(request: web.Request) -> BatchContext:
@@ -89,6 +97,7 @@ def batch_context(request: web.Request) -> BatchContext:
         idempotency_key=request.headers.get("Idempotency-Key"),
         request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex,
         jobs=request.app[JOBS],
+        contracts=_contracts(request.app),
     )
 
 
@@ -107,6 +116,7 @@ def job_context(app: web.Application, job: Job) -> BatchContext:
         outstanding=app[OUTSTANDING],
         request_id=job.spec.request_id,
         jobs=app[JOBS],
+        contracts=_contracts(app),
     )
 
 

@@ -12,11 +12,13 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from gqlbatch.core.budget import BatchBudget, RequestBudget, current_budget
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.openapi import Contract
 from gqlbatch.core.plan import Plan, build_plan, static_calls
 from gqlbatch.core.request import Rules, parse_batch
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
@@ -48,8 +50,16 @@ OnResult = Callable[[ItemResult], None]
 """Told an item's result the moment it is final."""
 
 
-def prepare(items: object, options: object, settings: Settings, *, read_only: bool = False) -> Plan:
-    """Validate and plan a batch without running anything.
+def prepare(
+    items: object,
+    options: object,
+    settings: Settings,
+    *,
+    read_only: bool = False,
+    contracts: Mapping[str, Contract] = MappingProxyType({}),
+) -> Plan:
+    """Validate and plan a batch without running anything; an item whose upstream has an
+    OpenAPI document (*contracts*, by upstream) is also checked against it.
 
     Raises:
         BatchRejected: with every problem found; nothing may be sent upstream.
@@ -61,7 +71,13 @@ def prepare(items: object, options: object, settings: Settings, *, read_only: bo
         max_fanout=settings.max_fanout,
         methods=READ_METHODS if read_only else frozenset(Method),
     )
-    return build_plan(parse_batch(items, options, rules), max_fanout=settings.max_fanout)
+    parsed = parse_batch(items, options, rules)
+    for item in parsed.batch.items if contracts else ():
+        contract = contracts.get(item.upstream)
+        if contract is not None:
+            strict = settings.upstreams[item.upstream].strict_routes
+            parsed.problems.extend(contract.problems(item, strict_routes=strict))
+    return build_plan(parsed, max_fanout=settings.max_fanout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +105,8 @@ class BatchContext:
     """Where this server's async batches are submitted, read and cancelled."""
     request_id: str = ""
     """The request's X-Request-Id, or one made up for it; it names the batch's log line."""
+    contracts: Mapping[str, Contract] = field(default_factory=dict)
+    """The upstreams' OpenAPI documents, by upstream, that batches are checked against."""
     seen: Callable[[BatchOutcome], None] | None = None
     """Told each of the request's batches once it has run, for a door that derives its
     answer's HTTP caching headers from them (`Query.batch` over GET)."""
@@ -260,7 +278,7 @@ async def _run(
     # A client at its limit was refused before its body was read (admit_early), and `admit`
     # checks again below, once the batch is known to be valid.
     outstanding = ctx.outstanding
-    plan = prepare(items, options, ctx.settings, read_only=read_only)
+    plan = prepare(items, options, ctx.settings, read_only=read_only, contracts=ctx.contracts)
     budget = BatchBudget(_take_budget(plan, ctx))
     if outstanding is None:
         return await _execute(plan, ctx, budget, None, on_result, resumable)

@@ -298,7 +298,9 @@ class Jobs:
         Raises:
             BatchRejected: the batch is invalid (nothing ran), or too many jobs are kept.
         """
-        plan = prepare(items, options, ctx.settings)  # refused now, not in the background
+        plan = prepare(
+            items, options, ctx.settings, contracts=ctx.contracts
+        )  # refused now, not in the background
         spec = JobSpec(items, options, ctx.forwarded, ctx.address, ctx.request_id)
         job = Job(uuid.uuid4().hex, ctx.client, len(plan.items), spec=spec)
         if not await self._store.add(job):
@@ -437,7 +439,7 @@ class Jobs:
         settled = dict(job.results)
         if not job.started - settled.keys():
             return settled
-        plan = prepare(job.spec.items, job.spec.options, ctx.settings)
+        plan = prepare(job.spec.items, job.spec.options, ctx.settings, contracts=ctx.contracts)
         for index in sorted(job.started - settled.keys()):
             item = plan.items[index]
             if item.request.idempotency_key is None:

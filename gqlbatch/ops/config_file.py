@@ -95,6 +95,8 @@ _UPSTREAM = {
     "share_inflight": bool,
     "bulk": list,
     "probe_path": str,
+    "openapi": str,
+    "strict_routes": bool,
 }
 _BULK = {
     "match": str,

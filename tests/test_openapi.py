@@ -1,0 +1,250 @@
+"""Upstreams' OpenAPI documents, and validation first with them (issue 14): a real upstream
+serves its document; a batch that breaks it is refused whole, every problem listed, with
+nothing sent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gqlbatch import Settings, create_app
+from gqlbatch.core.config import UpstreamSettings
+from gqlbatch.core.errors import ConfigError
+from gqlbatch.core.openapi import Contract
+from tests.fakes import FakeService
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "blog", "version": "1"},
+    "paths": {
+        "/users/me": {"get": {"responses": {"200": {"description": "me"}}}},
+        "/users/{id}": {
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "get": {"responses": {"200": {"description": "a user"}}},
+        },
+        "/posts": {
+            "get": {
+                "parameters": [
+                    {
+                        "name": "userId",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    }
+                ],
+                "responses": {"200": {"description": "posts"}},
+            },
+            "post": {
+                "requestBody": {"$ref": "#/components/requestBodies/NewPost"},
+                "responses": {"201": {"description": "created"}},
+            },
+        },
+        "/comments": {
+            "post": {
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Comment"}}
+                    },
+                },
+                "responses": {"201": {"description": "created"}},
+            }
+        },
+    },
+    "components": {
+        "requestBodies": {
+            "NewPost": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/NewPost"}}
+                },
+            }
+        },
+        "schemas": {
+            "NewPost": {
+                "type": "object",
+                "required": ["title", "userId"],
+                "properties": {
+                    "title": {"type": "string", "minLength": 1},
+                    "userId": {"type": "integer"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            # A cycle, oneOf and allOf: the document must still load and check.
+            "Comment": {
+                "allOf": [
+                    {
+                        "type": "object",
+                        "required": ["body"],
+                        "properties": {"body": {"type": "string"}},
+                    },
+                    {
+                        "type": "object",
+                        "properties": {
+                            "replies": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Comment"},
+                            },
+                            "author": {
+                                "oneOf": [
+                                    {"type": "integer"},
+                                    {"type": "object", "properties": {"name": {"type": "string"}}},
+                                ]
+                            },
+                        },
+                    },
+                ]
+            },
+        },
+    },
+}
+
+
+@pytest.fixture
+async def checked(aiohttp_client: Any, service: FakeService, upstream_url: str) -> Any:
+    service.route("GET", "/openapi.json", json=DOCUMENT)
+    upstream = UpstreamSettings(
+        name="blog",
+        base_url=upstream_url,
+        openapi=upstream_url + "/openapi.json",
+        strict_routes=True,
+    )
+    client = await aiohttp_client(create_app(Settings(upstreams={"blog": upstream})))
+    assert service.lines == ["GET /openapi.json"]  # read once, at start-up
+    service.calls.clear()
+    return client
+
+
+def problems(answer: list[dict[str, Any]] | dict[str, Any]) -> list[tuple[Any, ...]]:
+    assert isinstance(answer, dict), answer
+    return [(p["requestId"], p["code"], p["field"]) for p in answer["error"]["problems"]]
+
+
+async def test_a_batch_that_breaks_the_document_is_refused_whole(
+    checked: Any, service: FakeService
+) -> None:
+    batch = [
+        {"id": "user", "url": "/users/1"},
+        {"id": "bad", "method": "POST", "url": "/posts", "body": {"title": 7, "tags": ["a", 1]}},
+        {"id": "none", "method": "POST", "url": "/comments"},
+        {"id": "posts", "url": "/posts"},
+        {"id": "typo", "url": "/postz"},
+    ]
+    resp = await checked.post("/batch", json=batch)
+    assert resp.status == 400
+    answer = await resp.json()
+    assert sorted(problems(answer)) == sorted(
+        [
+            ("bad", "INVALID_INPUT", "body"),  # userId is required
+            ("bad", "INVALID_INPUT", "body/title"),
+            ("bad", "INVALID_INPUT", "body/tags/1"),
+            ("none", "INVALID_INPUT", "body"),
+            ("posts", "INVALID_INPUT", "query"),
+            ("typo", "UNKNOWN_ROUTE", "path"),
+        ]
+    )
+    messages = " ".join(p["message"] for p in answer["error"]["problems"])
+    assert "'userId' is a required property" in messages
+    assert "GET /posts requires the query parameter 'userId'" in messages
+    assert service.lines == []  # nothing was sent
+
+
+async def test_a_batch_that_keeps_to_it_runs(checked: Any, service: FakeService) -> None:
+    service.route("GET", "/users/1", json={"id": 1})
+    service.route("GET", "/users/me", json={"id": 1})
+    service.route("GET", "/posts", json=[])
+    service.route("POST", "/posts", status=201, json={"id": 9})
+    service.route("POST", "/comments", status=201, json={"id": 3})
+    batch = [
+        {"id": "user", "url": "/users/1"},
+        {"id": "me", "url": "/users/me"},
+        {"id": "posts", "url": "/posts?userId={resultOf(user).id}"},
+        # A placeholder's value is known only when it runs: it is not judged now.
+        {
+            "id": "new",
+            "method": "POST",
+            "url": "/posts",
+            "body": {"title": "t", "userId": "{resultOf(user).id}"},
+        },
+        {
+            "id": "comment",
+            "method": "POST",
+            "url": "/comments",
+            "body": {
+                "body": "hi",
+                "replies": [{"body": "re", "author": {"name": "Ada"}}],
+                "author": 1,
+            },
+        },
+    ]
+    resp = await checked.post("/batch", json=batch)
+    assert resp.status == 200, await resp.text()
+    assert [r["status"] for r in await resp.json()] == [200, 200, 200, 201, 201]
+
+
+async def test_without_strict_routes_an_unknown_route_is_sent(
+    aiohttp_client: Any, service: FakeService, upstream_url: str, tmp_path: Path
+) -> None:
+    # A 3.1 document, in YAML, from a file.
+    document = tmp_path / "blog.yaml"
+    document.write_text(
+        "openapi: 3.1.0\ninfo: {title: blog, version: '1'}\npaths:\n"
+        "  /posts:\n    post:\n      requestBody:\n        content:\n"
+        "          application/json:\n            schema:\n              type: object\n"
+        "              required: [title]\n      responses: {'201': {description: created}}\n"
+    )
+    upstream = UpstreamSettings(name="blog", base_url=upstream_url, openapi=str(document))
+    client = await aiohttp_client(create_app(Settings(upstreams={"blog": upstream})))
+    service.route("GET", "/elsewhere", json={})
+    refused = await client.post("/batch", json=[{"method": "POST", "url": "/posts", "body": {}}])
+    assert problems(await refused.json()) == [("0", "INVALID_INPUT", "body")]
+    sent = await client.post("/batch", json=[{"url": "/elsewhere"}])
+    assert sent.status == 200
+    assert service.lines == ["GET /elsewhere"]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("{not: [valid", "not JSON or YAML"),
+        (
+            '{"openapi": "3.0.3", "info": {"title": "x"}, "paths": {}}',
+            "not a valid OpenAPI document",
+        ),
+        ("[]", "an OpenAPI document is an object"),
+    ],
+)
+def test_a_document_that_cannot_be_read_is_one_line(text: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why) as refused:
+        Contract.from_text(text, "upstreams.blog.openapi blog.yaml")
+    assert "\n" not in str(refused.value)
+
+
+async def test_an_unreadable_document_stops_start_up(upstream_url: str) -> None:
+    upstream = UpstreamSettings(
+        name="blog", base_url=upstream_url, openapi=upstream_url + "/nope.json"
+    )
+    runner = web.AppRunner(create_app(Settings(upstreams={"blog": upstream})))
+    try:
+        with pytest.raises(
+            ConfigError, match=r"upstreams\.blog\.openapi .*/nope\.json: answered 404"
+        ):
+            await runner.setup()  # runs the start-up hooks, before any request is taken
+    finally:
+        await runner.cleanup()
+    with pytest.raises(ConfigError, match="strict_routes needs"):
+        UpstreamSettings(name="blog", base_url=upstream_url, strict_routes=True)
+
+
+def test_routes_match_literal_segments_before_templates() -> None:
+    contract = Contract.from_text(json.dumps(DOCUMENT), "blog")
+    me, user = contract.match("GET", "/users/me"), contract.match("GET", "/users/{resultOf(u).id}")
+    assert me is not None and me.template == "/users/me"
+    assert user is not None and user.template == "/users/{id}"
+    assert contract.match("DELETE", "/users/1") is None
