@@ -26,7 +26,16 @@ DOCUMENT: dict[str, Any] = {
             "parameters": [
                 {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
             ],
-            "get": {"responses": {"200": {"description": "a user"}}},
+            "get": {
+                "responses": {
+                    "200": {
+                        "description": "a user",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/User"}}
+                        },
+                    }
+                }
+            },
         },
         "/posts": {
             "get": {
@@ -38,7 +47,19 @@ DOCUMENT: dict[str, Any] = {
                         "schema": {"type": "integer"},
                     }
                 ],
-                "responses": {"200": {"description": "posts"}},
+                "responses": {
+                    "200": {
+                        "description": "posts",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Post"},
+                                }
+                            }
+                        },
+                    }
+                },
             },
             "post": {
                 "requestBody": {"$ref": "#/components/requestBodies/NewPost"},
@@ -67,6 +88,16 @@ DOCUMENT: dict[str, Any] = {
             }
         },
         "schemas": {
+            "User": {
+                "type": "object",
+                "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
+            },
+            "Post": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/NewPost"},
+                    {"type": "object", "properties": {"id": {"type": "integer"}}},
+                ]
+            },
             "NewPost": {
                 "type": "object",
                 "required": ["title", "userId"],
@@ -240,6 +271,55 @@ async def test_an_unreadable_document_stops_start_up(upstream_url: str) -> None:
         await runner.cleanup()
     with pytest.raises(ConfigError, match="strict_routes needs"):
         UpstreamSettings(name="blog", base_url=upstream_url, strict_routes=True)
+
+
+async def test_a_placeholder_must_select_a_field_the_answer_has(
+    checked: Any, service: FakeService
+) -> None:
+    batch = [
+        {"id": "user", "url": "/users/1"},
+        {"id": "posts", "url": "/posts?userId={resultOf(user).id}"},
+        {"id": "a", "url": "/users/{resultOf(user).nmae}"},
+        {
+            "id": "b",
+            "method": "POST",
+            "url": "/posts",
+            "body": {"title": "{resultOf(posts)[0].titel}", "userId": 1},
+        },
+        {"id": "c", "url": "/users/{resultOf(posts)[*].userId}"},
+    ]
+    resp = await checked.post("/batch", json=batch)
+    answer = await resp.json()
+    found = {
+        p["requestId"]: (p["code"], p["field"], p["message"]) for p in answer["error"]["problems"]
+    }
+    assert found == {
+        "a": (
+            "INVALID_REFERENCE",
+            "path",
+            "{resultOf(user).nmae}: User has no field 'nmae' (did you mean 'name'?)",
+        ),
+        "b": (
+            "INVALID_REFERENCE",
+            "body/title",
+            "{resultOf(posts)[0].titel}: Post has no field 'titel' (did you mean 'title'?)",
+        ),
+    }
+    assert service.lines == []
+
+
+def test_an_open_schema_stays_permissive() -> None:
+    document = json.loads(json.dumps(DOCUMENT))
+    document["components"]["schemas"]["User"]["additionalProperties"] = True
+    contract = Contract.from_text(json.dumps(document), "blog")
+    operation = contract.match("GET", "/users/1")
+    assert operation is not None
+    from gqlbatch.core.placeholders import parse_selectors
+
+    assert contract.missing_field(operation, parse_selectors("anything.at.all")) is None
+    closed = Contract.from_text(json.dumps(DOCUMENT), "blog")
+    assert closed.missing_field(operation, parse_selectors("name")) is None
+    assert closed.missing_field(operation, parse_selectors("nmae")) is not None
 
 
 def test_routes_match_literal_segments_before_templates() -> None:

@@ -9,11 +9,13 @@ must be before it is sent (issue 14, "validation first"). Pure: the text is read
   (openapi-schema-validator, `$ref`s resolved in the document by `referencing`), each error
   with its JSON pointer; a value that is a placeholder is known only at run time and is not
   judged; a required query parameter must be present; with `strict_routes`, a method and path
-  that match no operation are refused.
+  that match no operation are refused; a placeholder must select a field that the referenced
+  item's answer has (`reference_problems`).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,10 +30,17 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT202012
 
 from gqlbatch.core.errors import ConfigError, ErrorCode, Problem
-from gqlbatch.core.placeholders import Ref, TemplateSyntaxError, parse_template
+from gqlbatch.core.placeholders import (
+    Key,
+    Ref,
+    RefKind,
+    Selector,
+    TemplateSyntaxError,
+    parse_template,
+)
 from gqlbatch.core.request import SubRequest
 
-__all__ = ["Contract", "Operation"]
+__all__ = ["Contract", "Operation", "reference_problems"]
 
 _DOCUMENT = "urn:gqlbatch:openapi"
 _TEMPLATE_PART = re.compile(r"\{[^}/]+\}")
@@ -49,6 +58,8 @@ class Operation:
     body_pointer: str | None
     """Where the JSON request body's schema is, in the document (a JSON pointer)."""
     body_required: bool
+    response_pointer: str | None = None
+    """Where its success answer's JSON schema is, in the document (a JSON pointer)."""
 
 
 class Contract:
@@ -56,6 +67,7 @@ class Contract:
 
     def __init__(self, document: Mapping[str, Any], source: str) -> None:
         self.source = source
+        self._document = document
         self._operations = tuple(_operations(document))
         version = str(document.get("openapi", ""))
         specification = DRAFT202012 if version.startswith("3.1") else DRAFT4
@@ -134,6 +146,114 @@ class Contract:
             for error in _judged(validator.iter_errors(item.body))
         ]
 
+    def missing_field(self, operation: Operation, selectors: Sequence[Selector]) -> str | None:
+        """Why *selectors* cannot select anything in *operation*'s success answer, such as
+        "User has no field 'nmae' (did you mean 'name'?)"; None when they may.
+
+        An object schema with `properties` is closed for this check unless it says
+        `additionalProperties`: an answer's documented fields are what a placeholder can rely
+        on. `oneOf`, `anyOf` and anything not understood are given the benefit of the doubt.
+        """
+        if operation.response_pointer is None:
+            return None
+        node, name = self._follow({"$ref": "#" + operation.response_pointer}, "the answer")
+        for selector in selectors:
+            node, name = self._merged(node, name)
+            if "oneOf" in node or "anyOf" in node:
+                return None
+            if isinstance(selector, Key):
+                properties = node.get("properties")
+                if not isinstance(properties, dict) or "additionalProperties" in node:
+                    return None
+                if selector.name not in properties:
+                    return _no_field(name, selector.name, properties)
+                node, name = self._follow(properties[selector.name], f"{name}.{selector.name}")
+            elif node.get("type") == "array" and "items" in node:  # [n] or [*]
+                node, name = self._follow(node["items"], f"{name}[]")
+            else:
+                return None
+        return None
+
+    def _follow(self, node: Any, name: str) -> tuple[dict[str, Any], str]:
+        """*node* with its `$ref`s followed; named after the last component it went through."""
+        for _ in range(32):
+            if not isinstance(node, dict) or "$ref" not in node:
+                break
+            ref = str(node["$ref"])
+            name = ref.rsplit("/", 1)[-1] if ref.startswith("#/components/schemas/") else name
+            node = _pointed(self._document, ref)
+        return (node if isinstance(node, dict) else {}), name
+
+    def _merged(self, node: dict[str, Any], name: str) -> tuple[dict[str, Any], str]:
+        """An `allOf` as one schema: its parts' properties together."""
+        if "allOf" not in node:
+            return node, name
+        merged: dict[str, Any] = {k: v for k, v in node.items() if k != "allOf"}
+        properties = dict(merged.get("properties") or {})
+        for part in node["allOf"]:
+            resolved, _ = self._merged(*self._follow(part, name))
+            properties.update(resolved.get("properties") or {})
+            merged.update({k: v for k, v in resolved.items() if k not in ("properties", "allOf")})
+        merged["properties"] = properties
+        return merged, name
+
+
+def reference_problems(
+    items: Sequence[SubRequest], contracts: Mapping[str, Contract]
+) -> list[Problem]:
+    """Placeholders that select a field the referenced item's answer cannot have, by that
+    item's upstream's document: `{resultOf(user).nmae}` when User has `name`."""
+    by_id = {item.request_id: item for item in items}
+    problems = []
+    for item in items:
+        for where, ref in _refs(item):
+            target = by_id.get(ref.target) if ref.target is not None else None
+            if ref.kind is not RefKind.RESULT or target is None or target.for_each is not None:
+                continue
+            contract = contracts.get(target.upstream)
+            operation = contract.match(target.method.value, target.path) if contract else None
+            if contract is None or operation is None:
+                continue
+            why = contract.missing_field(operation, ref.selectors)
+            if why is not None:
+                message = f"{ref.text or 'a placeholder'}: {why}"
+                problems.append(_problem(item, ErrorCode.INVALID_REFERENCE, message, where))
+    return problems
+
+
+def _refs(item: SubRequest) -> Iterator[tuple[str, Ref]]:
+    """Each placeholder of *item*, with the field it is in."""
+    texts: list[tuple[str, str]] = [("path", item.path)]
+    texts += [(f"query.{name}", value) for name, value in item.query]
+    texts += [(f"headers.{name}", value) for name, value in item.headers]
+    if isinstance(item.for_each, str):
+        texts.append(("forEach", item.for_each))
+    texts += list(_strings(item.body, "body"))
+    for where, text in texts:
+        try:
+            refs = parse_template(text).refs
+        except TemplateSyntaxError:
+            continue  # the planner reports it
+        for ref in refs:
+            yield where, ref
+
+
+def _strings(value: object, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _strings(inner, f"{where}/{_escape(str(key))}")
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _strings(inner, f"{where}/{index}")
+
+
+def _no_field(name: str, field: str, properties: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(field, list(properties), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{name} has no field {field!r}{hint}"
+
 
 def _judged(errors: Iterator[ValidationError]) -> Iterator[ValidationError]:
     """The errors about values known now: a placeholder's value is known only at run time."""
@@ -146,7 +266,7 @@ def _is_placeholder(value: object) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        return any(isinstance(part, Ref) for part in parse_template(value).parts)
+        return bool(parse_template(value).refs)
     except TemplateSyntaxError:
         return False  # reported as INVALID_REFERENCE by the planner
 
@@ -173,6 +293,7 @@ def _operations(document: Mapping[str, Any]) -> Iterator[Operation]:
                 body_required=bool(
                     _resolved(document, operation.get("requestBody", {})).get("required")
                 ),
+                response_pointer=_response_pointer(document, operation, pointer),
             )
 
 
@@ -205,15 +326,44 @@ def _body_pointer(document: Mapping[str, Any], operation: Mapping[str, Any], at:
     return None
 
 
+def _response_pointer(
+    document: Mapping[str, Any], operation: Mapping[str, Any], at: str
+) -> str | None:
+    """The JSON schema of the operation's first success answer that has one."""
+    responses = operation.get("responses") or {}
+    for status in sorted(responses, key=str):
+        if not str(status).startswith("2"):
+            continue
+        response, where = responses[status], f"{at}/responses/{_escape(str(status))}"
+        if "$ref" in response:
+            where, response = response["$ref"].removeprefix("#"), _resolved(document, response)
+        for media, content in (response.get("content") or {}).items():
+            is_json = media.split(";")[0].strip() == "application/json" or media.endswith("+json")
+            if is_json and "schema" in content:
+                return f"{where}/content/{_escape(media)}/schema"
+    return None
+
+
 def _resolved(document: Mapping[str, Any], node: Any) -> Any:
-    """*node*, or what its local `$ref` names (the ones parameters and bodies use)."""
+    """*node*, or what its local `$ref`s lead to (the ones parameters and bodies use)."""
     seen = 0
     while isinstance(node, dict) and "$ref" in node and seen < 32:
-        target: Any = document
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part.replace("~1", "/").replace("~0", "~")]
-        node, seen = target, seen + 1
+        node, seen = _pointed(document, str(node["$ref"])), seen + 1
     return node if isinstance(node, dict) else {}
+
+
+def _pointed(document: Mapping[str, Any], ref: str) -> Any:
+    """What a local `$ref` (`#/components/schemas/User`) points at, or None."""
+    target: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        key = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, dict) and key in target:
+            target = target[key]
+        elif isinstance(target, list) and key.isdigit() and int(key) < len(target):
+            target = target[int(key)]
+        else:
+            return None
+    return target
 
 
 def _escape(text: str) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from gqlbatch.core.budget import BatchBudget, RequestBudget, current_budget
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
-from gqlbatch.core.openapi import Contract
+from gqlbatch.core.openapi import Contract, reference_problems
 from gqlbatch.core.plan import Plan, build_plan, static_calls
 from gqlbatch.core.request import Rules, parse_batch
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
@@ -77,6 +77,8 @@ def prepare(
         if contract is not None:
             strict = settings.upstreams[item.upstream].strict_routes
             parsed.problems.extend(contract.problems(item, strict_routes=strict))
+    if contracts:
+        parsed.problems.extend(reference_problems(parsed.batch.items, contracts))
     return build_plan(parsed, max_fanout=settings.max_fanout)
 
 
