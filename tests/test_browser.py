@@ -80,7 +80,7 @@ async def test_a_page_on_another_origin_calls_the_gateway(
     page_server.router.add_get("/", index)
     caller = await aiohttp_server(page_server, host="127.0.0.1")
     origin = str(caller.make_url("")).rstrip("/")
-    settings = demo_settings(upstream_url, {})
+    settings = Settings.from_upstream_urls([upstream_url])
     gateway = await aiohttp_server(create_app(_with_cors(settings, origin)), host="127.0.0.1")
     gateway_url.append(str(gateway.make_url("")).rstrip("/"))
     page = await browser.new_page()

@@ -341,7 +341,11 @@ def demo_settings(api_url: str, environ: Mapping[str, str], *, bulk: bool = True
     """The packaged demo.toml, pointed at the sample API at *api_url*."""
     text = resources.files("gqlbatch").joinpath("demo.toml").read_text(encoding="utf-8")
     prefix = "GQLBATCH_UPSTREAMS__DEMO__"
-    env = {**environ, prefix + "BASE_URL": f'"{api_url}"'}
+    env = {
+        **environ,
+        prefix + "BASE_URL": f'"{api_url}"',
+        prefix + "OPENAPI": f'"{api_url}/openapi.json"',
+    }
     if not bulk:
         env[prefix + "BULK"] = "[]"
     return settings_from_toml(text, env, source="demo.toml")[0]

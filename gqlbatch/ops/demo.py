@@ -95,12 +95,98 @@ def sample_api(*, latency_ms: float = 0.0) -> web.Application:
     app[_STORE] = _seed()
     app[_LATENCY] = latency_ms / 1000
     app[_CALLS] = []
+    app.router.add_get("/openapi.json", _openapi)
     for kind in ("users", "posts", "comments"):
         app.router.add_get(f"/{kind}", _list(kind))
         app.router.add_post(f"/{kind}", _create(kind))
         app.router.add_get(f"/{kind}/{{id}}", _one(kind))
         app.router.add_delete(f"/{kind}/{{id}}", _delete(kind))
     return app
+
+
+_FIELDS: dict[str, dict[str, str]] = {
+    "User": {"id": "integer", "name": "string", "email": "string"},
+    "Post": {"id": "integer", "userId": "integer", "title": "string"},
+    "Comment": {"id": "integer", "postId": "integer", "userId": "integer", "body": "string"},
+}
+_KINDS = {"users": "User", "posts": "Post", "comments": "Comment"}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The sample API's OpenAPI 3.0 document, served at /openapi.json; the demo's upstream
+    names it, so that batches are checked against it before they run."""
+    schemas: dict[str, Any] = {
+        name: {
+            "type": "object",
+            "required": ["id"],
+            "properties": {field: {"type": kind} for field, kind in fields.items()},
+        }
+        for name, fields in _FIELDS.items()
+    }
+    schemas["Error"] = {"type": "object", "properties": {"error": {"type": "string"}}}
+    paths: dict[str, Any] = {}
+    for kind, name in _KINDS.items():
+        ref = {"$ref": f"#/components/schemas/{name}"}
+        new = {k: v for k, v in _FIELDS[name].items() if k != "id"}
+        filters = [f for f in ("id", "userId", "postId") if f in _FIELDS[name]]
+        paths[f"/{kind}"] = {
+            "get": {
+                "summary": f"{kind}, filtered by any of their ids",
+                "parameters": [
+                    {
+                        "name": f,
+                        "in": "query",
+                        "style": "form",
+                        "explode": True,
+                        "schema": {"type": "array", "items": {"type": "integer"}},
+                    }
+                    for f in filters
+                ],
+                "responses": {"200": _json("the rows", {"type": "array", "items": ref})},
+            },
+            "post": {
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            # The sample API takes any object: only the types of the
+                            # fields it knows are checked.
+                            "schema": {
+                                "type": "object",
+                                "properties": {f: {"type": t} for f, t in new.items()},
+                            }
+                        }
+                    },
+                },
+                "responses": {"201": _json("created", ref)},
+            },
+        }
+        paths[f"/{kind}/{{id}}"] = {
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "get": {
+                "responses": {
+                    "200": _json("the row", ref),
+                    "404": _json("no such row", {"$ref": "#/components/schemas/Error"}),
+                }
+            },
+            "delete": {"responses": {"204": {"description": "deleted"}}},
+        }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "gqlbatch sample API", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
 
 
 def _seed() -> dict[str, dict[int, dict[str, Any]]]:
@@ -118,6 +204,8 @@ def _seed() -> dict[str, dict[int, dict[str, Any]]]:
 
 @web.middleware
 async def _record_and_delay(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path == "/openapi.json":  # the gateway's start-up read, not a batch's call
+        return await handler(request)
     request.app[_CALLS].append(f"{request.method} {request.path_qs}")
     if request.app[_LATENCY]:
         await asyncio.sleep(request.app[_LATENCY])
