@@ -328,3 +328,42 @@ def test_routes_match_literal_segments_before_templates() -> None:
     assert me is not None and me.template == "/users/me"
     assert user is not None and user.template == "/users/{id}"
     assert contract.match("DELETE", "/users/1") is None
+
+
+@pytest.mark.parametrize("mode", ["fail", "log"])
+async def test_answers_are_checked_against_the_document(
+    mode: str, aiohttp_client: Any, service: FakeService, upstream_url: str, caplog: Any
+) -> None:
+    service.route("GET", "/openapi.json", json=DOCUMENT)
+    service.route("GET", "/users/1", json={"id": "one", "name": 7})
+    service.route("GET", "/users/2", json={"id": 2, "name": "Bo"})
+    service.route("GET", "/posts", json=[])
+    upstream = UpstreamSettings(
+        name="blog",
+        base_url=upstream_url,
+        openapi=upstream_url + "/openapi.json",
+        validate_responses=mode,
+    )
+    client = await aiohttp_client(create_app(Settings(upstreams={"blog": upstream})))
+    batch = [
+        {"id": "bad", "url": "/users/1"},
+        {"id": "good", "url": "/users/2"},
+        {"id": "after", "url": "/posts?userId={resultOf(bad).id}"},
+    ]
+    answer = await (await client.post("/batch", json=batch)).json()
+    by_id = {r["id"]: r for r in answer}
+    assert by_id["good"]["status"] == 200
+    if mode == "fail":
+        error = by_id["bad"]["error"]
+        assert error["code"] == "UPSTREAM_BAD_RESPONSE"
+        assert "GET /users/1 answered 200, not as" in error["message"]
+        assert "body/id: 'one' is not of type 'integer'" in error["message"]
+        assert "(and 1 more)" in error["message"]  # name is not a string either
+        assert by_id["after"]["error"]["code"] == "FAILED_DEPENDENCY"
+    else:
+        assert by_id["bad"]["status"] == 200
+        assert any("body/id" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ConfigError, match="must be 'off', 'log' or 'fail'"):
+        UpstreamSettings(name="b", base_url=upstream_url, openapi="x", validate_responses="yes")
+    with pytest.raises(ConfigError, match="validate_responses needs"):
+        UpstreamSettings(name="b", base_url=upstream_url, validate_responses="log")

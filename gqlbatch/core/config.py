@@ -166,6 +166,9 @@ class UpstreamSettings:
         openapi: the upstream's OpenAPI document, a file or an http(s) URL, read once at
             start-up; sub-requests to this upstream are checked against it before they run.
         strict_routes: with `openapi`, refuse a method and path that match no operation.
+        validate_responses: with `openapi`, check JSON answers against their documented
+            schema: "off", "log" (a warning per answer that does not match), or "fail" (the
+            item fails with UPSTREAM_BAD_RESPONSE and the pointer).
     """
 
     name: str
@@ -179,11 +182,22 @@ class UpstreamSettings:
     probe_path: str | None = None
     openapi: str | None = None
     strict_routes: bool = False
+    validate_responses: str = "off"
 
     def __post_init__(self) -> None:
-        if self.strict_routes and self.openapi is None:
+        if self.validate_responses not in ("off", "log", "fail"):
             raise ConfigError(
-                f"upstreams.{self.name}.strict_routes needs upstreams.{self.name}.openapi"
+                f"upstreams.{self.name}.validate_responses must be 'off', 'log' or 'fail', "
+                f"got {self.validate_responses!r}"
+            )
+        uses = [
+            k
+            for k in ("strict_routes", "validate_responses")
+            if getattr(self, k) not in (False, "off")
+        ]
+        if uses and self.openapi is None:
+            raise ConfigError(
+                f"upstreams.{self.name}.{uses[0]} needs upstreams.{self.name}.openapi"
             )
         if not _NAME.match(self.name):
             raise ConfigError(

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 from jsonschema.exceptions import ValidationError
-from openapi_schema_validator import OAS30WriteValidator, OAS31Validator
+from openapi_schema_validator import OAS30ReadValidator, OAS30WriteValidator, OAS31Validator
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing import Registry, Resource
@@ -60,6 +60,8 @@ class Operation:
     body_required: bool
     response_pointer: str | None = None
     """Where its success answer's JSON schema is, in the document (a JSON pointer)."""
+    answers: tuple[tuple[str, str], ...] = ()
+    """Each documented status (`200`, `4XX`, `default`) with its answer's JSON schema."""
 
 
 class Contract:
@@ -74,6 +76,7 @@ class Contract:
         resource = Resource.from_contents(document, default_specification=specification)
         self._registry: Registry[Any] = Registry().with_resource(_DOCUMENT, resource)
         self._validator = OAS31Validator if version.startswith("3.1") else OAS30WriteValidator
+        self._answer_validator = OAS31Validator if version.startswith("3.1") else OAS30ReadValidator
 
     @classmethod
     def from_text(cls, text: str, source: str) -> Contract:
@@ -145,6 +148,23 @@ class Contract:
             )
             for error in _judged(validator.iter_errors(item.body))
         ]
+
+    def answer_problems(self, method: str, path: str, status: int, body: object) -> list[str]:
+        """How an upstream's JSON answer breaks its documented schema, one line per error
+        with its JSON pointer; empty when it keeps to it, or nothing documents it."""
+        operation = self.match(method, path)
+        if operation is None:
+            return []
+        schemas = dict(operation.answers)
+        pointer = (
+            schemas.get(str(status)) or schemas.get(f"{str(status)[0]}XX") or schemas.get("DEFAULT")
+        )
+        if pointer is None:
+            return []
+        validator = self._answer_validator(
+            {"$ref": f"{_DOCUMENT}#{pointer}"}, registry=self._registry
+        )
+        return [f"body{_pointer(error)}: {error.message}" for error in validator.iter_errors(body)]
 
     def missing_field(self, operation: Operation, selectors: Sequence[Selector]) -> str | None:
         """Why *selectors* cannot select anything in *operation*'s success answer, such as
@@ -294,6 +314,7 @@ def _operations(document: Mapping[str, Any]) -> Iterator[Operation]:
                     _resolved(document, operation.get("requestBody", {})).get("required")
                 ),
                 response_pointer=_response_pointer(document, operation, pointer),
+                answers=tuple(_answer_pointers(document, operation, pointer)),
             )
 
 
@@ -324,6 +345,20 @@ def _body_pointer(document: Mapping[str, Any], operation: Mapping[str, Any], at:
         if is_json and "schema" in content:
             return f"{at}/content/{_escape(media)}/schema"
     return None
+
+
+def _answer_pointers(
+    document: Mapping[str, Any], operation: Mapping[str, Any], at: str
+) -> Iterator[tuple[str, str]]:
+    for status, response in (operation.get("responses") or {}).items():
+        where = f"{at}/responses/{_escape(str(status))}"
+        if "$ref" in response:
+            where, response = response["$ref"].removeprefix("#"), _resolved(document, response)
+        for media, content in (response.get("content") or {}).items():
+            is_json = media.split(";")[0].strip() == "application/json" or media.endswith("+json")
+            if is_json and "schema" in content:
+                yield str(status).upper(), f"{where}/content/{_escape(media)}/schema"
+                break
 
 
 def _response_pointer(

@@ -23,8 +23,9 @@ from gqlbatch.core.plan import Plan, build_plan, static_calls
 from gqlbatch.core.request import Rules, parse_batch
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
 from gqlbatch.core.types import Headers
-from gqlbatch.core.wire import READ_METHODS, Method, Send
+from gqlbatch.core.wire import READ_METHODS, Fetch, Method, Send
 from gqlbatch.execution import metrics
+from gqlbatch.execution.answer_check import checking_answers
 from gqlbatch.execution.atomic import roll_back
 from gqlbatch.execution.executor import Resumable, execute
 from gqlbatch.execution.idempotency import IdempotencyStore, check_key, fingerprint
@@ -322,12 +323,20 @@ async def _execute(
     )
     send = retrying.send if admission is None else admission.guard(retrying.send)
     loaders = Loaders(send, {name: u.bulk for name, u in settings.upstreams.items()})
+    fetch: Fetch = loaders.fetch
+    checked = {
+        n: u.validate_responses
+        for n, u in settings.upstreams.items()
+        if u.validate_responses != "off"
+    }
+    if checked and ctx.contracts:
+        fetch = checking_answers(fetch, ctx.contracts, checked)
     # Set in this task, so every task the batch starts (items, calls) inherits it.
     token = current_budget.set(budget)
     try:
         execution = await execute(
             plan,
-            loaders.fetch,
+            fetch,
             forwarded=ctx.forwarded,
             max_concurrency=min(
                 plan.options.max_concurrency or settings.max_concurrency,
@@ -341,7 +350,7 @@ async def _execute(
         )
         results = execution.results
         if plan.options.atomic or plan.groups:
-            results = await roll_back(plan, results, loaders.fetch, ctx.forwarded)
+            results = await roll_back(plan, results, fetch, ctx.forwarded)
     finally:
         await loaders.close()
         current_budget.reset(token)

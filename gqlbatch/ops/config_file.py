@@ -97,6 +97,7 @@ _UPSTREAM = {
     "probe_path": str,
     "openapi": str,
     "strict_routes": bool,
+    "validate_responses": str,
 }
 _BULK = {
     "match": str,

@@ -1,0 +1,52 @@
+"""Upstream answers checked against their OpenAPI documents (`[upstreams.NAME]
+validate_responses`): "log" warns about an answer that breaks its documented schema; "fail"
+makes its item fail with UPSTREAM_BAD_RESPONSE and the first JSON pointer, so that nothing
+downstream reads a body its document says cannot be.
+
+It wraps the batch's fetch, so each item's own answer is checked (a bulk call's rows too, once
+split), before any dependent reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from gqlbatch.core.errors import UpstreamBadResponse
+from gqlbatch.core.openapi import Contract
+from gqlbatch.core.wire import BodyEncoding, Fetch, Fetched, UpstreamCall
+
+__all__ = ["checking_answers"]
+
+log = logging.getLogger("gqlbatch.upstream")
+
+
+def checking_answers(
+    fetch: Fetch, contracts: Mapping[str, Contract], modes: Mapping[str, str]
+) -> Fetch:
+    """*fetch*, with the answers of upstreams whose mode is "log" or "fail" checked."""
+
+    async def checked(call: UpstreamCall) -> Fetched:
+        fetched = await fetch(call)
+        mode, contract, response = (
+            modes.get(call.upstream),
+            contracts.get(call.upstream),
+            fetched.response,
+        )
+        if mode is None or contract is None or response.body_encoding is not BodyEncoding.JSON:
+            return fetched
+        problems = contract.answer_problems(call.method, call.path, response.status, response.body)
+        if not problems:
+            return fetched
+        said = (
+            f"{call.method} {call.path} answered {response.status}, not as {contract.source} says"
+        )
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        if mode == "log":
+            log.warning("%s: %s%s", said, problems[0], more)
+            return fetched
+        error = UpstreamBadResponse(f"{said}: {problems[0]}{more}")
+        error.attempts = response.attempts
+        raise error
+
+    return checked
