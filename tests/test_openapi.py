@@ -367,3 +367,72 @@ async def test_answers_are_checked_against_the_document(
         UpstreamSettings(name="b", base_url=upstream_url, openapi="x", validate_responses="yes")
     with pytest.raises(ConfigError, match="validate_responses needs"):
         UpstreamSettings(name="b", base_url=upstream_url, validate_responses="log")
+
+
+DEMO_ROUTES = [
+    ("/comments/{id}", False),
+    ("/comments?userId={id}", True),
+    ("/comments?postId={id}", True),
+    ("/posts/{id}", False),
+    ("/posts?userId={id}", True),
+    ("/users/{id}", False),
+]
+
+
+def test_bulk_routes_are_found_where_a_list_filters_by_an_array_of_ids() -> None:
+    from gqlbatch.ops.demo import openapi_document
+
+    contract = Contract.from_text(json.dumps(openapi_document()), "demo")
+    assert [(r.match, r.many) for r in contract.bulk_routes] == DEMO_ROUTES
+    # A filter sent as one comma-separated value, not repeated, is not a bulk route.
+    document = openapi_document()
+    for parameter in document["paths"]["/users"]["get"]["parameters"]:
+        parameter["explode"] = False
+    users = Contract.from_text(json.dumps(document), "demo").bulk_routes
+    assert "/users/{id}" not in [r.match for r in users]
+
+
+SCREEN = [
+    {"id": "user", "url": "/users/1"},
+    {"id": "posts", "url": "/posts?userId={resultOf(user).id}"},
+    {"id": "authors", "forEach": "{resultOf(posts)[*].userId}", "url": "/users/{item}"},
+    {"id": "comments", "forEach": "{resultOf(posts)[*].id}", "url": "/comments?postId={item}"},
+]
+
+
+@pytest.mark.parametrize(("infer", "calls_made"), [(False, 12), (True, 3)])
+async def test_inferred_bulk_routes_merge_a_screens_lookups(
+    infer: bool, calls_made: int, aiohttp_client: Any, aiohttp_server: Any
+) -> None:
+    from gqlbatch.ops.demo import calls, sample_api
+
+    api = await aiohttp_server(sample_api(), host="127.0.0.1")
+    url = str(api.make_url("")).rstrip("/")
+    upstream = UpstreamSettings(
+        name="demo", base_url=url, openapi=url + "/openapi.json", infer_bulk=infer
+    )
+    client = await aiohttp_client(create_app(Settings(upstreams={"demo": upstream})))
+    answer = await (await client.post("/batch", json=SCREEN)).json()
+    assert [r["status"] for r in answer] == [200] * 4
+    # Counted by the sample API itself: every call it answered for this batch.
+    assert len(calls(api.app)) == calls_made
+
+
+def test_the_routes_command_prints_what_it_would_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gqlbatch.ops.cli import main
+    from gqlbatch.ops.demo import openapi_document
+
+    document = tmp_path / "demo.json"
+    document.write_text(json.dumps(openapi_document()))
+    config = tmp_path / "gqlbatch.toml"
+    config.write_text(
+        f'[upstreams.demo]\nbase_url = "http://127.0.0.1:9"\nopenapi = "{document}"\n'
+        'infer_bulk = true\n[[upstreams.demo.bulk]]\nmatch = "/users/{id}"\n'
+    )
+    assert main(["routes", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "1 configured, 6 found in its OpenAPI document (used); 6 in use" in out
+    assert "# configured: /users?id=…" in out
+    assert 'match = "/comments?postId={id}"\nmany = true' in out

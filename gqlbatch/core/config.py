@@ -169,6 +169,8 @@ class UpstreamSettings:
         validate_responses: with `openapi`, check JSON answers against their documented
             schema: "off", "log" (a warning per answer that does not match), or "fail" (the
             item fails with UPSTREAM_BAD_RESPONSE and the pointer).
+        infer_bulk: with `openapi`, also use the bulk routes the document shows (a list
+            operation filtering by an array of ids); `bulk` routes with the same match win.
     """
 
     name: str
@@ -183,6 +185,7 @@ class UpstreamSettings:
     openapi: str | None = None
     strict_routes: bool = False
     validate_responses: str = "off"
+    infer_bulk: bool = False
 
     def __post_init__(self) -> None:
         if self.validate_responses not in ("off", "log", "fail"):

@@ -29,6 +29,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT202012
 
+from gqlbatch.core.config import BulkRoute
 from gqlbatch.core.errors import ConfigError, ErrorCode, Problem
 from gqlbatch.core.placeholders import (
     Key,
@@ -77,6 +78,9 @@ class Contract:
         self._registry: Registry[Any] = Registry().with_resource(_DOCUMENT, resource)
         self._validator = OAS31Validator if version.startswith("3.1") else OAS30WriteValidator
         self._answer_validator = OAS31Validator if version.startswith("3.1") else OAS30ReadValidator
+        self.bulk_routes: tuple[BulkRoute, ...] = tuple(_bulk_routes(document))
+        """The bulk routes the document shows (`infer_bulk`): a list operation that filters
+        by an array of ids, beside the single lookups it can serve."""
 
     @classmethod
     def from_text(cls, text: str, source: str) -> Contract:
@@ -345,6 +349,53 @@ def _body_pointer(document: Mapping[str, Any], operation: Mapping[str, Any], at:
         if is_json and "schema" in content:
             return f"{at}/content/{_escape(media)}/schema"
     return None
+
+
+def _bulk_routes(document: Mapping[str, Any]) -> Iterator[BulkRoute]:
+    """For each `GET /things` whose query takes an array of a field its rows have, repeated
+    (`form`, exploded: `?id=1&id=2`): the lookup `GET /things/{id}` when the field is the one
+    `/things/{x}` names, else the one-to-many `GET /things?field={id}`."""
+    paths = document.get("paths") or {}
+    for template, path_item in sorted(paths.items()):
+        operation = (path_item or {}).get("get")
+        if "{" in template or not isinstance(operation, dict):
+            continue
+        row = _row_properties(document, operation, f"/paths/{_escape(template)}/get")
+        parameters = [*path_item.get("parameters", []), *operation.get("parameters", [])]
+        for parameter in (_resolved(document, p) for p in parameters):
+            name = parameter.get("name")
+            if not _is_repeated_array(document, parameter) or name not in row:
+                continue
+            single = f"{template.rstrip('/')}/{{{name}}}"
+            if name == "id" and any(_TEMPLATE_PART.sub("{id}", t) == single for t in paths):
+                yield BulkRoute(match=f"{template.rstrip('/')}/{{id}}")
+            elif name != "id":
+                yield BulkRoute(match=f"{template}?{name}={{id}}", many=True)
+
+
+def _is_repeated_array(document: Mapping[str, Any], parameter: Mapping[str, Any]) -> bool:
+    schema = _resolved(document, parameter.get("schema") or {})
+    return (
+        parameter.get("in") == "query"
+        and schema.get("type") == "array"
+        and parameter.get("style", "form") == "form"
+        and parameter.get("explode", True) is True
+    )
+
+
+def _row_properties(document: Mapping[str, Any], operation: Mapping[str, Any], at: str) -> set[str]:
+    """The fields of the rows a list operation answers with (its 200 is an array of them)."""
+    pointer = dict(_answer_pointers(document, operation, at)).get("200")
+    if pointer is None:
+        return set()
+    schema = _resolved(document, _pointed(document, "#" + pointer))
+    if schema.get("type") != "array":
+        return set()
+    rows = _resolved(document, schema.get("items") or {})
+    fields = set(rows.get("properties") or {})
+    for part in rows.get("allOf") or ():
+        fields.update(_resolved(document, part).get("properties") or {})
+    return fields
 
 
 def _answer_pointers(

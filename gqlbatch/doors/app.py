@@ -78,7 +78,7 @@ from gqlbatch.upstreams.inflight import SharedInflight
 if TYPE_CHECKING:  # saq is imported only when the shared store is configured
     from gqlbatch.execution.job_queue import SaqQueue
 
-__all__ = ["CLIENT", "SETTINGS", "create_app"]
+__all__ = ["CLIENT", "SETTINGS", "create_app", "load_contracts"]
 
 
 @dataclasses.dataclass
@@ -389,11 +389,22 @@ async def _load_contracts(app: web.Application) -> None:
     Raises:
         ConfigError: a document cannot be read, or is not valid OpenAPI: start-up stops.
     """
-    for upstream in app[SETTINGS].upstreams.values():
+    app[CONTRACTS].update(await load_contracts(app[SETTINGS]))
+
+
+async def load_contracts(settings: Settings) -> dict[str, Contract]:
+    """The OpenAPI documents the upstreams of *settings* name, read and checked, by upstream.
+
+    Raises:
+        ConfigError: one line naming the document that cannot be read, and why.
+    """
+    contracts = {}
+    for upstream in settings.upstreams.values():
         if upstream.openapi is not None:
             source = f"upstreams.{upstream.name}.openapi {upstream.openapi}"
             text = await _document_text(upstream.openapi, source)
-            app[CONTRACTS][upstream.name] = Contract.from_text(text, source)
+            contracts[upstream.name] = Contract.from_text(text, source)
+    return contracts
 
 
 async def _document_text(location: str, source: str) -> str:

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from gqlbatch.core.budget import BatchBudget, RequestBudget, current_budget
-from gqlbatch.core.config import Settings
+from gqlbatch.core.config import BulkRoute, Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.openapi import Contract, reference_problems
 from gqlbatch.core.plan import Plan, build_plan, static_calls
@@ -49,6 +49,20 @@ __all__ = [
 batch_log = logging.getLogger("gqlbatch.batch")
 OnResult = Callable[[ItemResult], None]
 """Told an item's result the moment it is final."""
+
+
+def bulk_routes(
+    settings: Settings, contracts: Mapping[str, Contract]
+) -> dict[str, tuple[BulkRoute, ...]]:
+    """Each upstream's bulk routes: configured, then those its document shows (`infer_bulk`)
+    that no configured route already matches."""
+    routes = {}
+    for name, upstream in settings.upstreams.items():
+        contract = contracts.get(name) if upstream.infer_bulk else None
+        found = contract.bulk_routes if contract is not None else ()
+        configured = {r.match for r in upstream.bulk}
+        routes[name] = upstream.bulk + tuple(r for r in found if r.match not in configured)
+    return routes
 
 
 def prepare(
@@ -322,7 +336,7 @@ async def _execute(
         timeouts_ms={name: u.timeout_ms for name, u in settings.upstreams.items()},
     )
     send = retrying.send if admission is None else admission.guard(retrying.send)
-    loaders = Loaders(send, {name: u.bulk for name, u in settings.upstreams.items()})
+    loaders = Loaders(send, bulk_routes(settings, ctx.contracts))
     fetch: Fetch = loaders.fetch
     checked = {
         n: u.validate_responses

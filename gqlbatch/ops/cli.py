@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
 
+    routes = commands.add_parser(
+        "routes", help="print the bulk routes each upstream has, and those its OpenAPI shows"
+    )
+    _add_source_args(routes)
+    routes.set_defaults(run=_routes)
+
     graphiql = commands.add_parser(
         "graphiql", help="fetch GraphiQL's files once, to serve them without a CDN"
     )
@@ -378,6 +384,29 @@ async def _until_terminated(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _routes(args: argparse.Namespace) -> int:
+    from gqlbatch.doors.app import load_contracts
+    from gqlbatch.execution.engine import bulk_routes
+
+    settings, _ = _settings(args)
+    contracts = asyncio.run(load_contracts(settings))
+    used = bulk_routes(settings, contracts)
+    for name, upstream in settings.upstreams.items():
+        found = contracts[name].bulk_routes if name in contracts else ()
+        configured = {r.match for r in upstream.bulk}
+        state = "used" if upstream.infer_bulk else "not used: set infer_bulk = true"
+        print(
+            f"# upstreams.{name}: {len(upstream.bulk)} configured, {len(found)} found in its "
+            f"OpenAPI document ({state}); {len(used[name])} in use"
+        )
+        for route in (*upstream.bulk, *(r for r in found if r.match not in configured)):
+            origin = "configured" if route.match in configured else "from the document"
+            print(f"[[upstreams.{name}.bulk]]  # {origin}: {route.path}?{route.param}=…")
+            print(f'match = "{route.match}"' + ("\nmany = true" if route.many else ""))
+        print()
+    return 0
 
 
 def _graphiql(args: argparse.Namespace) -> int:

@@ -98,6 +98,7 @@ _UPSTREAM = {
     "openapi": str,
     "strict_routes": bool,
     "validate_responses": str,
+    "infer_bulk": bool,
 }
 _BULK = {
     "match": str,
