@@ -60,6 +60,10 @@ async def test_an_unlisted_origin_gets_no_cors_headers(cors_gateway: Any) -> Non
     # that is not a browser was never stopped by CORS), but carries no permission.
     resp = await cors_gateway.post("/batch", json=[], headers={"Origin": EVIL})
     assert "Access-Control-Allow-Origin" not in resp.headers
+    # Every answer says it varies by Origin, so that no cache hands one origin's to another.
+    for headers in ({"Origin": EVIL}, {}):
+        answer = await cors_gateway.post("/batch", json=[], headers=headers)
+        assert "Origin" in answer.headers["Vary"]
 
 
 async def test_every_answer_to_a_listed_origin_carries_the_headers(

@@ -57,10 +57,16 @@ def install_cors(app: web.Application, settings: Settings) -> None:
             return await handler(request)
         return _preflight(cors, origin, allowed_headers)
 
+    varies = not ("*" in cors.origins and not cors.allow_credentials)
+
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        if _is_preflight(request):
+            return
         origin = request.headers.get(hdrs.ORIGIN)
-        if origin is not None and not _is_preflight(request):
+        if origin is not None:
             _allow(response.headers, cors, origin)
+        if varies:  # on every answer: a cache must not give one origin's answer to another
+            add_vary(response.headers, "Origin")
 
     app.middlewares.insert(0, preflight)  # outermost: before any context is made
     app.on_response_prepare.append(on_prepare)
@@ -94,8 +100,6 @@ def _allow(headers: MutableMapping[str, str], cors: CorsSettings, origin: str) -
     headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = ", ".join(_EXPOSED)
     if cors.allow_credentials:
         headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"
-    if not any_origin:
-        add_vary(headers, "Origin")
 
 
 def _allowed_request_headers(settings: Settings) -> Iterable[str]:
