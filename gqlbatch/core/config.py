@@ -423,6 +423,16 @@ class Settings:
         }
         return cls(upstreams=upstreams, **options)  # type: ignore[arg-type]
 
+    def forwarded_header_names(self) -> tuple[str, ...]:
+        """Every header some upstream may be sent, server-wide and per upstream, once each
+        (case-insensitive, first spelling kept): what identifies a client, what a browser
+        page may send, and what an answer varies by."""
+        names: dict[str, str] = {}
+        for upstream in self.upstreams.values():
+            for name in (*self.forward_headers, *(upstream.forward_headers or ())):
+                names.setdefault(name.lower(), name)
+        return tuple(names.values())
+
     def default_upstream(self) -> str | None:
         """The upstream a sub-request gets when it names none: the only one, if there is one."""
         return next(iter(self.upstreams)) if len(self.upstreams) == 1 else None

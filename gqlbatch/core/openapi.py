@@ -356,21 +356,6 @@ def _required_query(document: Mapping[str, Any], parameters: Sequence[Any]) -> t
     return tuple(names)
 
 
-def _body_pointer(document: Mapping[str, Any], operation: Mapping[str, Any], at: str) -> str | None:
-    body = operation.get("requestBody")
-    if body is None:
-        return None
-    if "$ref" in body:
-        at, body = body["$ref"].removeprefix("#"), _resolved(document, body)
-    else:
-        at += "/requestBody"
-    for media, content in body.get("content", {}).items():
-        is_json = media.split(";")[0].strip() == "application/json" or media.endswith("+json")
-        if is_json and "schema" in content:
-            return f"{at}/content/{_escape(media)}/schema"
-    return None
-
-
 def _bulk_routes(document: Mapping[str, Any]) -> Iterator[BulkRoute]:
     """For each `GET /things` whose query takes an array of a field its rows have, repeated
     (`form`, exploded: `?id=1&id=2`): the lookup `GET /things/{id}` when the field is the one
@@ -418,35 +403,40 @@ def _row_properties(document: Mapping[str, Any], operation: Mapping[str, Any], a
     return fields
 
 
+def _body_pointer(document: Mapping[str, Any], operation: Mapping[str, Any], at: str) -> str | None:
+    """Where the operation's JSON request body schema is, in the document."""
+    body = operation.get("requestBody")
+    return None if body is None else _json_schema(document, body, f"{at}/requestBody")
+
+
 def _answer_pointers(
     document: Mapping[str, Any], operation: Mapping[str, Any], at: str
 ) -> Iterator[tuple[str, str]]:
+    """Each documented status (`200`, `4XX`, `DEFAULT`) with its JSON answer's schema."""
     for status, response in (operation.get("responses") or {}).items():
         where = f"{at}/responses/{_escape(str(status))}"
-        if "$ref" in response:
-            where, response = response["$ref"].removeprefix("#"), _resolved(document, response)
-        for media, content in (response.get("content") or {}).items():
-            is_json = media.split(";")[0].strip() == "application/json" or media.endswith("+json")
-            if is_json and "schema" in content:
-                yield str(status).upper(), f"{where}/content/{_escape(media)}/schema"
-                break
+        pointer = _json_schema(document, response, where)
+        if pointer is not None:
+            yield str(status).upper(), pointer
 
 
 def _response_pointer(
     document: Mapping[str, Any], operation: Mapping[str, Any], at: str
 ) -> str | None:
-    """The JSON schema of the operation's first success answer that has one."""
-    responses = operation.get("responses") or {}
-    for status in sorted(responses, key=str):
-        if not str(status).startswith("2"):
-            continue
-        response, where = responses[status], f"{at}/responses/{_escape(str(status))}"
-        if "$ref" in response:
-            where, response = response["$ref"].removeprefix("#"), _resolved(document, response)
-        for media, content in (response.get("content") or {}).items():
-            is_json = media.split(";")[0].strip() == "application/json" or media.endswith("+json")
-            if is_json and "schema" in content:
-                return f"{where}/content/{_escape(media)}/schema"
+    """The schema of the operation's first success answer that has one."""
+    answers = sorted(_answer_pointers(document, operation, at))
+    return next((pointer for status, pointer in answers if status.startswith("2")), None)
+
+
+def _json_schema(document: Mapping[str, Any], holder: Mapping[str, Any], at: str) -> str | None:
+    """Where the JSON schema of a request body or an answer (*holder*, at *at*, perhaps a
+    `$ref`) is: its first `application/json` or `+json` content with a schema."""
+    if "$ref" in holder:
+        at, holder = holder["$ref"].removeprefix("#"), _resolved(document, holder)
+    for media, content in (holder.get("content") or {}).items():
+        is_json = media.split(";")[0].strip() == "application/json" or media.endswith("+json")
+        if is_json and "schema" in content:
+            return f"{at}/content/{_escape(media)}/schema"
     return None
 
 

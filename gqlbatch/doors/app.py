@@ -134,10 +134,7 @@ def create_app(
         retry_after_s=settings.retry_after_s,
         places=shared.places,
     )
-    forwarded = {*settings.forward_headers}
-    for upstream in settings.upstreams.values():
-        forwarded.update(upstream.forward_headers or ())
-    app[IDENTIFIER] = Identifier(forwarded, settings.trusted_proxies)
+    app[IDENTIFIER] = Identifier(settings.forwarded_header_names(), settings.trusted_proxies)
     app.cleanup_ctx.append(_client_ctx)
     if queue is not None and settings.jobs_in_process:
         app.cleanup_ctx.append(_job_worker(queue))  # stopped first: cleanups run in reverse

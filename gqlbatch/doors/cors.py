@@ -105,8 +105,4 @@ def _allow(headers: MutableMapping[str, str], cors: CorsSettings, origin: str) -
 def _allowed_request_headers(settings: Settings) -> Iterable[str]:
     """The headers a page may send: gqlbatch's own, Apollo's, and every header forwarded to
     an upstream (Authorization by default), so that a page can send what the upstreams need."""
-    names = dict.fromkeys(h.lower() for h in _REQUEST_HEADERS)
-    names.update(dict.fromkeys(h.lower() for h in settings.forward_headers))
-    for upstream in settings.upstreams.values():
-        names.update(dict.fromkeys(h.lower() for h in upstream.forward_headers or ()))
-    return names
+    return dict.fromkeys(h.lower() for h in (*_REQUEST_HEADERS, *settings.forwarded_header_names()))

@@ -708,10 +708,7 @@ class BatchView(GraphQLView[Context, None]):
         )
         self._settings = settings
         self._persisted = persisted or PersistedQueries(None)
-        forwarded = [*settings.forward_headers]
-        for upstream in settings.upstreams.values():
-            forwarded.extend(upstream.forward_headers or ())
-        self._vary = vary(forwarded)
+        self._vary = vary(settings.forwarded_header_names())
         page = self.graphql_ide_html if settings.graphiql else ""
         self._ide_page = local_page(page) if settings.graphiql_assets_dir else offline_notice(page)
 
