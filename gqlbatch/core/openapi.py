@@ -65,7 +65,8 @@ class Operation:
     response_pointer: str | None = None
     """Where its success answer's JSON schema is, in the document (a JSON pointer)."""
     answers: tuple[tuple[str, str], ...] = ()
-    """Each documented status (`200`, `4XX`, `default`) with its answer's JSON schema."""
+    """Each documented status (`200`, `4XX`, `DEFAULT`) with its answer's JSON schema."""
+    operation_id: str | None = None
 
 
 class Contract:
@@ -74,8 +75,8 @@ class Contract:
     def __init__(self, document: Mapping[str, Any], source: str) -> None:
         self.source = source
         self._document = document
-        self._operations = tuple(_operations(document))
-        version = str(document.get("openapi", ""))
+        self.operations: tuple[Operation, ...] = tuple(_operations(document))
+        self.version = version = str(document.get("openapi", ""))
         specification = DRAFT202012 if version.startswith("3.1") else DRAFT4
         resource = Resource.from_contents(document, default_specification=specification)
         self._registry: Registry[Any] = Registry().with_resource(_DOCUMENT, resource)
@@ -119,12 +120,16 @@ class Contract:
         if key in self._matched:
             return self._matched[key]
         found = next(
-            (o for o in self._operations if o.method == key[0] and o.pattern.match(key[1])), None
+            (o for o in self.operations if o.method == key[0] and o.pattern.match(key[1])), None
         )
         if len(self._matched) >= _MATCHES_KEPT:  # paths with literal ids do not repeat
             self._matched.clear()
         self._matched[key] = found
         return found
+
+    def node(self, pointer: str) -> Any:
+        """What the JSON pointer *pointer* (`/components/schemas/User`) points at, or None."""
+        return _pointed(self._document, "#" + pointer)
 
     def _validator_for(self, pointer: str, *, answer: bool) -> Any:
         validator = self._validators.get((pointer, answer))
@@ -339,6 +344,7 @@ def _operations(document: Mapping[str, Any]) -> Iterator[Operation]:
                 ),
                 response_pointer=_response_pointer(document, operation, pointer),
                 answers=tuple(_answer_pointers(document, operation, pointer)),
+                operation_id=str(operation["operationId"]) if "operationId" in operation else None,
             )
 
 

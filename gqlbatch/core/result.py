@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from gqlbatch.core.errors import ErrorCode
 from gqlbatch.core.types import JSON, Headers, RequestId, frozen_for_type_checkers
@@ -22,6 +22,7 @@ __all__ = [
     "ItemResult",
     "Rollback",
     "RollbackState",
+    "Route",
     "State",
     "item_from_json",
     "item_to_json",
@@ -105,6 +106,17 @@ class ItemResult:
     failed_dependency: RequestId | None = None
     elements: tuple[ElementResult, ...] | None = None
     rollback: Rollback | None = None
+    route: Route | None = None
+    """The call that answered: its upstream, method and path (a forEach item's has none). An
+    answer's type in its upstream's OpenAPI document depends on it."""
+
+
+class Route(NamedTuple):
+    """Where a call went: an upstream, a method and a path below its base URL."""
+
+    upstream: str
+    method: str
+    path: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,6 +204,7 @@ def item_to_json(result: ItemResult) -> dict[str, JSON]:
         ]
     )
     out["rollback"] = None if result.rollback is None else _fields(result.rollback)
+    out["route"] = None if result.route is None else list(result.route)
     return out
 
 
@@ -199,6 +212,7 @@ def item_from_json(data: dict[str, Any]) -> ItemResult:
     """The result `item_to_json` wrote."""
     elements = data["elements"]
     rollback = data["rollback"]
+    route = data.get("route")  # absent from a result stored before routes were kept
     return ItemResult(
         **{
             **data,
@@ -212,6 +226,7 @@ def item_from_json(data: dict[str, Any]) -> ItemResult:
             "rollback": None
             if rollback is None
             else Rollback(**{**rollback, "state": RollbackState(rollback["state"])}),
+            "route": None if route is None else Route(*route),
         }
     )
 

@@ -58,7 +58,7 @@ from gqlbatch.doors.rest import (
     rejection_json,
     rejection_status,
 )
-from gqlbatch.doors.schema import BatchView, rejection_error
+from gqlbatch.doors.schema import GraphQLDoor, rejection_error
 from gqlbatch.execution import metrics
 from gqlbatch.execution.engine import (
     admit_early,
@@ -95,6 +95,7 @@ REST_DOORS = ("/batch", "/$batch")
 """The REST door's paths: ours, and OData's and Microsoft Graph's."""
 _BATCH_DOORS = frozenset({*REST_DOORS, "/graphql"})
 READINESS: Final = web.AppKey("readiness", Readiness)
+GRAPHQL: Final = web.AppKey("graphql", GraphQLDoor)
 
 
 def create_app(
@@ -141,7 +142,8 @@ def create_app(
     persisted = PersistedQueries(
         shared.persisted if settings.persisted_queries else None, _trusted(settings)
     )
-    app.router.add_route("*", "/graphql", BatchView(settings=settings, persisted=persisted))
+    app[GRAPHQL] = door = GraphQLDoor(settings, persisted)
+    app.router.add_route("*", "/graphql", door.handle)
     for path in REST_DOORS:
         app.router.add_post(path, _rest_batch)
         app.router.add_put(path, _rest_batch)  # the Aspose SDK PUTs its multipart batches
@@ -386,7 +388,9 @@ async def _load_contracts(app: web.Application) -> None:
     Raises:
         ConfigError: a document cannot be read, or is not valid OpenAPI: start-up stops.
     """
-    app[CONTRACTS].update(await load_contracts(app[SETTINGS]))
+    contracts = app[CONTRACTS]
+    contracts.update(await load_contracts(app[SETTINGS]))
+    app[GRAPHQL].type_answers(contracts)
 
 
 async def load_contracts(settings: Settings) -> dict[str, Contract]:

@@ -71,9 +71,12 @@ class QueryLimits:
     """False refuses `__schema` and `__type` (DESIGN §9: off for production if wanted)."""
 
 
-def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]]:
+def schema_extensions(
+    limits: QueryLimits, answer_types: frozenset[str] = frozenset()
+) -> list[Callable[[], SchemaExtension]]:
     """Extension factories, so that each operation gets fresh instances (Strawberry shares an
-    extension *instance* between concurrent operations)."""
+    extension *instance* between concurrent operations). *answer_types* are the types
+    generated from upstreams' OpenAPI documents."""
     # Each limiter instance makes a new validation rule *class*, and ValidationCache keys its
     # cache on the rule classes: a limiter built per request made every request miss the cache
     # and validate the whole document again (about 4 ms per batch here). The rule classes are
@@ -85,7 +88,7 @@ def schema_extensions(limits: QueryLimits) -> list[Callable[[], SchemaExtension]
     overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET = VALIDATION_BUDGET
     shapes = ShapeChecks(limits)
     return [
-        MaskInternalErrors,
+        lambda: MaskInternalErrors(answer_types),
         OperationBudget,
         lambda: AddValidationRules(rules),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
@@ -175,13 +178,32 @@ def is_internal(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
-class MaskInternalErrors(MaskErrors):
-    """Replaces an internal error's message with an id, and logs the traceback under that id."""
+# graphql-core's words when a resolver gives null for a non-null field; it raises a TypeError.
+_NULL_IN_NON_NULL = re.compile(r"Cannot return null for non-nullable field (\w+)\.(\w+)\.")
 
-    def __init__(self) -> None:
+
+class MaskInternalErrors(MaskErrors):
+    """Replaces an internal error's message with an id, and logs the traceback under that id.
+
+    One error that graphql-core raises as a TypeError is not ours: a null in a field that an
+    upstream's OpenAPI document requires (*answer_types* are the types made from them). The
+    upstream broke its document; that error says so, with UPSTREAM_BAD_RESPONSE.
+    """
+
+    def __init__(self, answer_types: frozenset[str] = frozenset()) -> None:
         super().__init__(should_mask_error=is_internal)
+        self._answer_types = answer_types
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        missing = _NULL_IN_NON_NULL.match(str(error.original_error))
+        if missing is not None and missing[1] in self._answer_types:
+            return GraphQLError(
+                f"the upstream's answer has no {missing[2]!r}, which {missing[1]} requires "
+                "by its OpenAPI document; the item's body holds the answer as it came",
+                nodes=error.nodes,
+                path=error.path,
+                extensions={"code": ErrorCode.UPSTREAM_BAD_RESPONSE.value},
+            )
         masked = mask_internal(error.original_error, "in a GraphQL resolver")
         return GraphQLError(
             masked.message,

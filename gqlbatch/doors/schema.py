@@ -5,7 +5,11 @@ engine's plain values. One of the two modules that import strawberry (the other 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncGenerator
+import enum
+import functools
+import operator
+from collections.abc import AsyncGenerator, Mapping
+from keyword import iskeyword
 from typing import Annotated, Any, TypeGuard, cast
 
 import strawberry
@@ -21,10 +25,13 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionResult
 
+from gqlbatch.core.answer_types import AnswerTypes, ListOf, Shape
+from gqlbatch.core.answer_types import Field as AnswerField
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.http_cache import vary
 from gqlbatch.core.identity import has_credentials
+from gqlbatch.core.openapi import Contract
 from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.core.request import Mode, OnError, with_defaults
 from gqlbatch.core.result import (
@@ -52,6 +59,8 @@ from gqlbatch.execution.persisted import PersistedQueries, PersistedQueryRefused
 __all__ = [
     "BatchView",
     "Context",
+    "GraphQLDoor",
+    "answer_types",
     "build_schema",
     "plain_input",
     "rejection_error",
@@ -575,59 +584,60 @@ class BatchDone:
     )
 
 
-BatchEvent = Annotated[
-    Succeeded | Failed | Skipped | Cancelled | BatchDone,
-    strawberry.union(
+async def _stream_batch(
+    info: strawberry.Info[Context, None],
+    requests: list[SubRequestInput],
+    options: BatchOptionsInput | None = None,
+) -> AsyncGenerator[object, None]:
+    items, present = _engine_input(info.context, requests, options)
+    events = stream_batch(items, present, info.context, scope=str(info.path.key))
+    try:
+        async for event in events:
+            yield _event(event)
+    except BatchRejected as exc:
+        raise rejection_error(exc) from None
+
+
+async def _follow_job(
+    info: strawberry.Info[Context, None], id: strawberry.ID
+) -> AsyncGenerator[object, None]:
+    events = _jobs(info.context).follow(str(id), info.context.client)
+    try:
+        async for event in events:
+            yield _to_job(event) if isinstance(event, Job) else event
+    except BatchRejected as exc:
+        raise rejection_error(exc) from None
+
+
+def _subscription(succeeded: type) -> type:
+    """The Subscription root, whose event unions name *succeeded*: the schema's own
+    Succeeded type, which has `data` when upstreams have OpenAPI documents."""
+    results = (succeeded, Failed, Skipped, Cancelled)
+    batch_event = _union(
         "BatchEvent",
-        description="One event of a streamed batch: an item's result, then the batch's end.",
-    ),
-]
-
-
-JobEvent = Annotated[
-    Succeeded | Failed | Skipped | Cancelled | BatchJob,
-    strawberry.union(
+        (*results, BatchDone),
+        "One event of a streamed batch: an item's result, then the batch's end.",
+    )
+    job_event = _union(
         "JobEvent",
-        description="One event of a followed job: an item's result, then the job once ended.",
-    ),
-]
-
-
-@strawberry.type
-class Subscription:
-    @strawberry.subscription(
+        (*results, BatchJob),
+        "One event of a followed job: an item's result, then the job once ended.",
+    )
+    batch = strawberry.subscription(
+        _stream_batch,
+        graphql_type=batch_event,
         description="Run a batch of REST sub-requests and stream it: each item's result the "
         "moment it is final (an atomic batch's or group's when the batch ends), then a "
-        "BatchDone. A refused batch ends the stream with its error."
+        "BatchDone. A refused batch ends the stream with its error.",
     )
-    async def batch(
-        self,
-        info: strawberry.Info[Context, None],
-        requests: list[SubRequestInput],
-        options: BatchOptionsInput | None = None,
-    ) -> AsyncGenerator[BatchEvent, None]:
-        items, present = _engine_input(info.context, requests, options)
-        events = stream_batch(items, present, info.context, scope=str(info.path.key))
-        try:
-            async for event in events:
-                yield cast(BatchEvent, _event(event))
-        except BatchRejected as exc:
-            raise rejection_error(exc) from None
-
-    @strawberry.subscription(
+    batch_job = strawberry.subscription(
+        _follow_job,
+        graphql_type=job_event,
         description="Follow an async batch: each item's result as it settles (those already "
         "settled first), then the job itself once it has ended. Ends at once with "
-        "JOB_NOT_FOUND when there is no such job for these credentials."
+        "JOB_NOT_FOUND when there is no such job for these credentials.",
     )
-    async def batch_job(
-        self, info: strawberry.Info[Context, None], id: strawberry.ID
-    ) -> AsyncGenerator[JobEvent, None]:
-        events = _jobs(info.context).follow(str(id), info.context.client)
-        try:
-            async for event in events:
-                yield cast(JobEvent, _to_job(event) if isinstance(event, Job) else event)
-        except BatchRejected as exc:
-            raise rejection_error(exc) from None
+    return strawberry.type(type("Subscription", (), {"batch": batch, "batch_job": batch_job}))
 
 
 def _event(event: ItemResult | BatchOutcome) -> object:
@@ -636,6 +646,121 @@ def _event(event: ItemResult | BatchOutcome) -> object:
             stats=_to_stats(event.stats), rolled_back=event.rolled_back, replayed=event.replayed
         )
     return event  # the engine's ItemResult: each result type's is_type_of knows it
+
+
+# --------------------------------------------------------------------------------------------
+# Typed data: Strawberry types for the answers the upstreams' OpenAPI documents describe
+
+
+class _Answer(dict[str, Any]):
+    """An answer given a type for `data`: a copy of its JSON object (or `{"items": list}`)
+    that `strawberry.cast` can mark with its member type, which a plain dict cannot carry."""
+
+
+_SCALAR_TYPES: dict[str, Any] = {
+    "String": str,
+    "Int": int,
+    "Float": float,
+    "Boolean": bool,
+    "JSON": JSON,
+}
+
+
+def read_field(source: Any, name: str) -> Any:
+    """The schema's default resolver. A generated type's value is the upstream's JSON object
+    (a dict); gqlbatch's own values are objects with attributes."""
+    if isinstance(source, dict):
+        return source.get(name)
+    return getattr(source, name)
+
+
+def _typed_classes(types: AnswerTypes) -> dict[str, type]:
+    """A Strawberry type for each object and enum type of *types*, by name. The classes are
+    made first and given their fields after, so that fields can name each other in cycles
+    (`Comment.replies`); Strawberry reads the annotations when the schema is built."""
+    named: dict[str, Any] = dict(_SCALAR_TYPES)
+    for kind in types.enums:
+        values = enum.Enum(kind.name, [(value, value) for value in kind.values])  # type: ignore[misc]
+        named[kind.name] = strawberry.enum(values, name=kind.name, description=kind.description)
+    classes = {spec.name: type(spec.name, (), {"__annotations__": {}}) for spec in types.objects}
+    named.update(classes)
+    for spec in types.objects:
+        cls = classes[spec.name]
+        for index, field in enumerate(spec.fields):
+            _add_field(cls, index, field, _annotation(field.shape, named))
+        strawberry.type(cls, name=spec.name, description=spec.description)
+    return classes
+
+
+def _union(name: str, classes: tuple[type, ...], description: str) -> Any:
+    """The union type *name* of *classes*, which are known only when the schema is built (a
+    union of one class is that class, which Strawberry still makes a union)."""
+    members = functools.reduce(operator.or_, classes)
+    return Annotated[members, strawberry.union(name, description=description)]
+
+
+def _annotation(shape: Shape, named: Mapping[str, Any]) -> Any:
+    inner = list[_annotation(shape.of, named)] if isinstance(shape, ListOf) else named[shape.name]  # type: ignore[misc]
+    return inner | None if shape.nullable else inner
+
+
+def _add_field(cls: type, index: int, field: AnswerField, annotation: Any) -> None:
+    # A key that is a plain Python name is read by `read_field`, at no cost beyond a getattr;
+    # another (`@type`, `class`, `big-id`) has a resolver of its own.
+    key = field.key
+    if key == field.name and key.isidentifier() and not iskeyword(key) and key[0] != "_":
+        cls.__annotations__[key] = annotation
+        setattr(cls, key, strawberry.field(name=field.name, description=field.description))
+        return
+
+    def read(root: Any) -> Any:
+        return root.get(key) if isinstance(root, dict) else None
+
+    python = f"_key_{index}"
+    cls.__annotations__[python] = annotation
+    setattr(
+        cls,
+        python,
+        strawberry.field(
+            read, name=field.name, description=field.description, graphql_type=annotation
+        ),
+    )
+
+
+def _succeeded_with_data(types: AnswerTypes, classes: Mapping[str, type]) -> type:
+    """Succeeded with `data`: the answer as the type its operation's document gives it."""
+    members = tuple(classes[name] for name in types.members)
+    typed_body = _union(
+        "TypedBody", members, "An answer as the type its upstream's OpenAPI document gives it."
+    )
+
+    def data(root: Any) -> Any:
+        return _typed(types, classes, cast(ItemResult, root))
+
+    field = strawberry.field(
+        data,
+        graphql_type=typed_body | None,
+        description="The body as the type its upstream's OpenAPI document gives this "
+        "operation's answer with this status; null when no operation matches, that status "
+        "has no object or array schema, or the body is not the JSON the schema describes. "
+        "An array answer is a ...List with `items`.",
+    )
+    succeeded = type("Succeeded", (Succeeded,), {"data": field})
+    return strawberry.type(succeeded, description=Succeeded.__strawberry_definition__.description)  # type: ignore[attr-defined]
+
+
+def _typed(types: AnswerTypes, classes: Mapping[str, type], item: ItemResult) -> object:
+    if item.route is None or item.status is None:
+        return None
+    member = types.member(*item.route, item.status)
+    if member is None:
+        return None
+    body = item.body
+    if member.wraps_list:
+        answer = _Answer(items=body) if isinstance(body, list) else None
+    else:
+        answer = _Answer(body) if isinstance(body, dict) else None
+    return None if answer is None else strawberry.cast(classes[member.type_name], answer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -658,25 +783,45 @@ def graphiql_page() -> str:
     return get_graphql_ide_html(graphql_ide="graphiql")
 
 
-def build_schema(limits: QueryLimits | None = None, max_operations: int = 10) -> strawberry.Schema:
+def build_schema(
+    limits: QueryLimits | None = None,
+    max_operations: int = 10,
+    answers: AnswerTypes | None = None,
+) -> strawberry.Schema:
     """The gqlbatch GraphQL schema, with *limits* on query depth, aliases and tokens, and up
-    to *max_operations* operations per HTTP request (an array of them in one POST)."""
-    schema = GqlbatchSchema(
+    to *max_operations* operations per HTTP request (an array of them in one POST). With
+    *answers*, Succeeded has `data`, typed by the upstreams' OpenAPI documents."""
+    succeeded: type = Succeeded
+    if answers is not None and answers.members:
+        succeeded = _succeeded_with_data(answers, _typed_classes(answers))
+    return GqlbatchSchema(
         query=Query,
         mutation=Mutation,
-        subscription=Subscription,
-        types=list(_RESULT_CLASSES),
-        extensions=schema_extensions(limits or QueryLimits()),
+        subscription=_subscription(succeeded),
+        types=[succeeded, Failed, Skipped, Cancelled],
+        extensions=schema_extensions(
+            limits or QueryLimits(),
+            frozenset(o.name for o in answers.objects) if answers is not None else frozenset(),
+        ),
         execution_context_class=ReleasingExecutionContext,
         config=StrawberryConfig(
             name_converter=RememberedNames(),
             batching_config={"max_operations": max_operations},
+            default_resolver=read_field,
         ),
     )
-    return schema
 
 
-_RESULT_CLASSES = (Succeeded, Failed, Skipped, Cancelled)
+@functools.cache
+def builtin_type_names() -> frozenset[str]:
+    """The names gqlbatch's own schema takes: a generated type with one of them is renamed."""
+    types = build_schema().introspect()["__schema"]["types"]
+    return frozenset(t["name"] for t in types)
+
+
+def answer_types(contracts: Mapping[str, Contract]) -> AnswerTypes:
+    """The types of the answers *contracts* describe, named around gqlbatch's own."""
+    return AnswerTypes(contracts, reserved=builtin_type_names())
 
 
 # --------------------------------------------------------------------------------------------
@@ -692,7 +837,13 @@ _HTTP_CODES = {405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.REQUEST_TOO_LAR
 class BatchView(GraphQLView[Context, None]):
     """Strawberry's aiohttp view with a fresh gqlbatch `Context` per request."""
 
-    def __init__(self, *, settings: Settings, persisted: PersistedQueries | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        persisted: PersistedQueries | None = None,
+        answers: AnswerTypes | None = None,
+    ) -> None:
         limits = QueryLimits(
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_query_aliases,
@@ -700,7 +851,7 @@ class BatchView(GraphQLView[Context, None]):
             introspection=settings.introspection,
         )
         super().__init__(
-            schema=build_schema(limits, settings.max_operations),
+            schema=build_schema(limits, settings.max_operations, answers),
             graphql_ide="graphiql" if settings.graphiql else None,
             # A websocket is not covered by CORS: Strawberry refuses one whose Origin is
             # neither the gateway's own nor listed (cross-site websocket hijacking).
@@ -846,6 +997,25 @@ class BatchView(GraphQLView[Context, None]):
             # budget of its own from OperationBudget, as each HTTP request does.
             return dataclasses.replace(context, budget=None)
         return context
+
+
+class GraphQLDoor:
+    """`/graphql`. Its schema gains the answers' types once the upstreams' OpenAPI documents
+    are read, which happens in a start-up hook (a document may be served by this very event
+    loop), after the route was added; the route calls whichever view is current."""
+
+    def __init__(self, settings: Settings, persisted: PersistedQueries) -> None:
+        self._settings = settings
+        self._persisted = persisted
+        self.view = BatchView(settings=settings, persisted=persisted)
+
+    def type_answers(self, contracts: Mapping[str, Contract]) -> None:
+        """Serve the schema with the types of the answers *contracts* describe."""
+        answers = answer_types(contracts)
+        self.view = BatchView(settings=self._settings, persisted=self._persisted, answers=answers)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        return await self.view(request)
 
 
 def _check_operation(operation: object, max_query_bytes: int) -> None:

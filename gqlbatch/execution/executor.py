@@ -26,7 +26,7 @@ from gqlbatch.core.errors import (
 from gqlbatch.core.placeholders import Scope, evaluate, render_json
 from gqlbatch.core.plan import Plan, PlannedItem
 from gqlbatch.core.request import Mode, OnError
-from gqlbatch.core.result import ElementResult, ErrorInfo, ItemResult, State
+from gqlbatch.core.result import ElementResult, ErrorInfo, ItemResult, Route, State
 from gqlbatch.core.types import JSON, Headers, RequestId
 from gqlbatch.core.wire import SAFE_METHODS, BodyEncoding, Fetch, Fetched, UpstreamCall
 
@@ -344,6 +344,7 @@ def _from_response(
         attempts=fetched.response.attempts,
         coalesced=fetched.coalesced,
         bulk_call=fetched.bulk_call,
+        route=Route(call.upstream, call.method, call.path),
     )
 
 

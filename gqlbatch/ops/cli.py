@@ -34,6 +34,8 @@ from gqlbatch.ops.logs import LOG_FORMATS, configure_logging
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from gqlbatch.core.openapi import Contract
+
 __all__ = ["main"]
 
 log = logging.getLogger("gqlbatch.cli")
@@ -138,7 +140,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print Apollo Client's possibleTypes map (each interface and union) instead",
     )
-    export.set_defaults(run=_export_schema)
+    typed = export.add_mutually_exclusive_group()
+    typed.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="with the types of the answers its upstreams' OpenAPI documents describe",
+    )
+    typed.add_argument(
+        "--demo", action="store_true", help="with the types of the demo's sample API"
+    )
+    export.set_defaults(run=_export_schema, upstream=None)
     return parser
 
 
@@ -386,6 +398,20 @@ async def _until_terminated(coro: Coroutine[Any, Any, None]) -> None:
         await task
 
 
+def _exported_contracts(args: argparse.Namespace) -> dict[str, Contract]:
+    """The OpenAPI documents whose answer types `export-schema` adds: none by default."""
+    from gqlbatch.core.openapi import Contract
+    from gqlbatch.doors.app import load_contracts
+    from gqlbatch.ops.demo import openapi_document
+
+    if args.demo:  # demo.toml's one upstream
+        return {"demo": Contract(openapi_document(), "the demo's sample API")}
+    if args.config is None:
+        return {}
+    settings, _ = _settings(args)
+    return asyncio.run(load_contracts(settings))
+
+
 def _routes(args: argparse.Namespace) -> int:
     from gqlbatch.doors.app import load_contracts
     from gqlbatch.execution.engine import bulk_routes
@@ -422,12 +448,14 @@ def _graphiql(args: argparse.Namespace) -> int:
 
 
 def _export_schema(args: argparse.Namespace) -> int:
-    from gqlbatch.doors.schema import build_schema, possible_types
+    from gqlbatch.doors.schema import answer_types, build_schema, possible_types
 
+    contracts = _exported_contracts(args)
+    schema = build_schema(answers=answer_types(contracts) if contracts else None)
     if args.possible_types:
-        sdl = json.dumps(possible_types(build_schema()), indent=2) + "\n"
+        sdl = json.dumps(possible_types(schema), indent=2) + "\n"
     else:
-        sdl = build_schema().as_str() + "\n"
+        sdl = schema.as_str() + "\n"
     if args.output is None:
         sys.stdout.write(sdl)
     else:
