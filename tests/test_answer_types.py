@@ -186,6 +186,31 @@ async def test_answers_are_typed_objects_lists_and_nothing_without_a_schema(
     assert batch["stats"]["data"] == {"users": 2, "since": None}
 
 
+async def test_a_for_each_items_answers_are_typed_slot_by_slot(typed: TestClient) -> None:
+    query = """mutation {
+      batch(requests: [
+        {requestId: "authors", forEach: [1, 99, 1], path: "/users/{item}"}
+        {requestId: "threads", forEach: [7], path: "/posts/{item}/comments"}
+      ]) {
+        authors: item(requestId: "authors") {
+          status
+          ... on Succeeded { data { __typename ... on UserEach { items { name } } } }
+        }
+        threads: item(requestId: "threads") {
+          ... on Succeeded { data { ... on CommentListEach { items { items { body } } } } }
+        }
+      }
+    }"""
+    answer = await graphql_caller(typed)(query)
+    assert "errors" not in answer, answer
+    batch = answer["data"]["batch"]
+    assert batch["authors"] == {
+        "status": 207,  # /users/99 answered 404: its slot is null, not an Error typed as User
+        "data": {"__typename": "UserEach", "items": [{"name": "Ada"}, None, {"name": "Ada"}]},
+    }
+    assert batch["threads"]["data"] == {"items": [{"items": [{"body": "first"}]}]}
+
+
 async def test_an_answer_that_breaks_its_schema_is_an_error_in_its_own_data(
     typed: TestClient, service: FakeService
 ) -> None:

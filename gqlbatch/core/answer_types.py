@@ -111,11 +111,15 @@ class AnswerTypes:
                 answers = dict(reader.members(operation))
                 if answers:
                     self._members[(upstream, operation.method, operation.template)] = answers
+        plain = sorted(
+            {m.type_name for answers in self._members.values() for m in answers.values()}
+        )
+        self.each: dict[str, str] = {name: _each(namer, name) for name in plain}
+        """For each type an answer can be, the type of a forEach item's answers of it:
+        `<Type>Each { items: [Type] }`, null where an element failed."""
         self.objects: tuple[ObjectType, ...] = tuple(namer.objects.values())
         self.enums: tuple[EnumType, ...] = tuple(namer.enums.values())
-        self.members: tuple[str, ...] = tuple(
-            sorted({m.type_name for answers in self._members.values() for m in answers.values()})
-        )
+        self.members: tuple[str, ...] = tuple(sorted([*plain, *self.each.values()]))
         """The types `data` can be: the members of the `TypedBody` union."""
 
     def member(self, upstream: str, method: str, path: str, status: int) -> Member | None:
@@ -130,6 +134,14 @@ class AnswerTypes:
             return None
         code = str(status)
         return answers.get(code) or answers.get(f"{code[0]}XX") or answers.get("DEFAULT")
+
+
+def _each(namer: _Namer, member: str) -> str:
+    name = namer.claim(member + "Each")
+    items = Field("items", "items", ListOf(Named(member), nullable=False))
+    description = f"A forEach item's answers, each a {member}; null where an element failed."
+    namer.objects[name] = ObjectType(name, (items,), description)
+    return name
 
 
 class _Namer:

@@ -107,8 +107,8 @@ class ItemResult:
     elements: tuple[ElementResult, ...] | None = None
     rollback: Rollback | None = None
     route: Route | None = None
-    """The call that answered: its upstream, method and path (a forEach item's has none). An
-    answer's type in its upstream's OpenAPI document depends on it."""
+    """The call that answered: its upstream, method and path (a forEach item's first call's).
+    An answer's type in its upstream's OpenAPI document depends on it."""
 
 
 class Route(NamedTuple):

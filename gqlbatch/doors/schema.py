@@ -25,7 +25,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionResult
 
-from gqlbatch.core.answer_types import AnswerTypes, ListOf, Shape
+from gqlbatch.core.answer_types import AnswerTypes, ListOf, Member, Shape
 from gqlbatch.core.answer_types import Field as AnswerField
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
@@ -743,7 +743,8 @@ def _succeeded_with_data(types: AnswerTypes, classes: Mapping[str, type]) -> typ
         description="The body as the type its upstream's OpenAPI document gives this "
         "operation's answer with this status; null when no operation matches, that status "
         "has no object or array schema, or the body is not the JSON the schema describes. "
-        "An array answer is a ...List with `items`.",
+        "An array answer is a ...List with `items`; a forEach item's is an ...Each whose "
+        "`items` hold each element's, null where an element failed.",
     )
     succeeded = type("Succeeded", (Succeeded,), {"data": field})
     return strawberry.type(succeeded, description=Succeeded.__strawberry_definition__.description)  # type: ignore[attr-defined]
@@ -752,10 +753,28 @@ def _succeeded_with_data(types: AnswerTypes, classes: Mapping[str, type]) -> typ
 def _typed(types: AnswerTypes, classes: Mapping[str, type], item: ItemResult) -> object:
     if item.route is None or item.status is None:
         return None
+    if item.elements is not None:
+        return _typed_each(types, classes, item)
     member = types.member(*item.route, item.status)
+    return None if member is None else _as_member(classes, member, item.body)
+
+
+def _typed_each(types: AnswerTypes, classes: Mapping[str, type], item: ItemResult) -> object:
+    """A forEach item's answers: each element's slot as `data` would be for it alone."""
+    assert item.route is not None and item.elements is not None and isinstance(item.body, list)
+    status = next((e.status for e in item.elements if e.error is None and e.status), None)
+    member = types.member(*item.route, status) if status is not None else None
     if member is None:
         return None
-    body = item.body
+    slots = [
+        None if element.error is not None else _as_member(classes, member, body)
+        for element, body in zip(item.elements, item.body, strict=True)
+    ]
+    return strawberry.cast(classes[types.each[member.type_name]], _Answer(items=slots))
+
+
+def _as_member(classes: Mapping[str, type], member: Member, body: Any) -> object:
+    """*body* as *member*; None when it is not the JSON its schema describes."""
     if member.wraps_list:
         answer = _Answer(items=body) if isinstance(body, list) else None
     else:

@@ -245,13 +245,13 @@ class _Run:
 
     async def _element(
         self, item: PlannedItem, deps: dict[RequestId, ItemResult], value: JSON, index: int
-    ) -> tuple[ElementResult, JSON]:
+    ) -> tuple[ElementResult, JSON, Route | None]:
         try:
             call = to_call(item, Scope(deps, item=value, index=index), self._forwarded)
             self._budget.charge_rendered(call.size)
             fetched = await self._send(item, call)
         except ItemError as exc:
-            return ElementResult(index=index, error=ErrorInfo(exc.code, exc.message)), None
+            return ElementResult(index=index, error=ErrorInfo(exc.code, exc.message)), None, None
         response = fetched.response
         error = _status_error(call, fetched) if response.status >= 400 else None
         element = ElementResult(
@@ -261,7 +261,7 @@ class _Run:
             coalesced=fetched.coalesced,
             bulk_call=fetched.bulk_call,
         )
-        return element, response.body
+        return element, response.body, Route(call.upstream, call.method, call.path)
 
 
 _UNLIMITED = RequestBudget(
@@ -288,25 +288,27 @@ def _elements(item: PlannedItem, scope: Scope) -> list[JSON]:
 
 def _fanned_out(
     item: PlannedItem,
-    outcomes: list[tuple[ElementResult, JSON]],
+    outcomes: list[tuple[ElementResult, JSON, Route | None]],
     duration_ms: float,
     started_ms: float,
 ) -> ItemResult:
     # The item succeeds with 200 when every element did, and with 207 Multi-Status otherwise;
-    # `elements` says which, and the bodies stay in order in `body`.
-    elements = tuple(element for element, _ in outcomes)
+    # `elements` says which, and the bodies stay in order in `body`. Its route is its first
+    # call's: the elements differ only in the values put in the same path template.
+    elements = tuple(element for element, _, _ in outcomes)
     all_ok = all(e.error is None for e in elements)
     return ItemResult(
         request_id=item.request_id,
         index=item.index,
         state=State.SUCCEEDED,
         status=200 if all_ok else 207,
-        body=[body for _, body in outcomes],
+        body=[body for _, body, _ in outcomes],
         body_encoding=BodyEncoding.JSON,
         duration_ms=duration_ms,
         started_ms=started_ms,
         attempts=len(elements),
         elements=elements,
+        route=next((route for _, _, route in outcomes if route is not None), None),
     )
 
 
