@@ -113,6 +113,10 @@ async def test_the_playground_draws_a_bar_per_item(
     assert await page.locator("#waterfall .bar.critical").count() >= 2
     await bars.nth(3).click()
     assert '"requestId": "comments"' in await page.locator("#detail").text_content()
+    # The demo's upstream has an OpenAPI document: the user is shown as its type, field by field.
+    await bars.nth(0).click()
+    detail = await page.locator("#detail").text_content()
+    assert detail.startswith('data: User\n  id: Int! = 1\n  name: String = "Ada"\n'), detail
     await page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
     assert (tmp_path / "playground.png").stat().st_size > 10_000
     assert errors == []  # nothing blocked by its Content-Security-Policy, no script error

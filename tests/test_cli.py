@@ -102,6 +102,8 @@ async def test_demo_command_serves_the_playground_graphiql_and_runs_its_example(
             data = json.loads(await resp.text())
     assert screen["stats"]["upstreamCalls"] <= 4
     assert len(screen["comments"]["elements"]) == 10
+    assert screen["user"]["data"] == {"name": "Ada", "email": "ada@example.com"}  # typed
+    assert [a["name"] for a in screen["authors"]["data"]["items"]] == ["Ada"] * 10
     items = {i["requestId"]: i for i in data["data"]["batch"]["items"]}
     assert items["readBack"]["body"]["title"] == "Hello from gqlbatch"
     assert items["sameUser"]["coalesced"] is True

@@ -45,7 +45,8 @@ EXAMPLE_QUERY = """\
 #
 # Screen: a user, their posts, and each post's author and comments, in one request. The demo's
 # bulk routes merge the ten comment lookups into one upstream call, and the ten author lookups
-# are the same user, fetched once: stats shows 3 upstream calls for 22 lookups.
+# are the same user, fetched once: stats shows 3 upstream calls for 22 lookups. The sample API's
+# OpenAPI document types each answer: `data` is a User, a PostList, a UserEach (one per post).
 query Screen {
   batch(requests: [
     {requestId: "user", path: "/users/1"}
@@ -54,9 +55,14 @@ query Screen {
     {requestId: "comments", forEach: "{resultOf(posts)[*].id}", path: "/comments",
      query: {postId: "{item}"}}
   ]) {
-    user: item(requestId: "user") { body(select: ["name", "email"]) }
-    posts: item(requestId: "posts") { body(select: ["id", "title"]) }
-    authors: item(requestId: "authors") { status body(select: ["name"]) }
+    user: item(requestId: "user") { ... on Succeeded { data { ... on User { name email } } } }
+    posts: item(requestId: "posts") {
+      ... on Succeeded { data { ... on PostList { items { id title } } } }
+    }
+    authors: item(requestId: "authors") {
+      status
+      ... on Succeeded { data { ... on UserEach { items { name } } } }
+    }
     comments: item(requestId: "comments") {
       status
       body(select: ["id", "body"])

@@ -9,12 +9,17 @@ const LABEL = 110;
 const TOP = 24;
 const ITEM_FIELDS = `requestId state status durationMs startedMs attempts coalesced bulkCall
   headers { name value } body error { code message } elements { index status coalesced bulkCall }`;
-const RUN = `mutation Playground($r: [SubRequestInput!]!) {
+const runQuery = (typed) => `mutation Playground($r: [SubRequestInput!]!) {
   batch(requests: $r) {
-    items { ${ITEM_FIELDS} }
+    items { ${ITEM_FIELDS}${typed ? " ... on Succeeded { data { __typename } }" : ""} }
     stats { subRequests upstreamCalls savedByDedupe savedByBulk wallMs criticalPathMs }
   }
 }`;
+// The types `data` can be, by name, with their fields: empty when no upstream has an OpenAPI
+// document (the schema then has no `data`) or introspection is off.
+const TYPED_BODY = `{ __type(name: "TypedBody") { possibleTypes { name fields { name type {
+  kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }`;
+let answerTypes = new Map();
 
 const $ = (id) => document.getElementById(id);
 
@@ -59,7 +64,7 @@ function operationFor(text) {
       const list = Array.isArray(parsed) ? parsed : parsed.requests || parsed.batch;
       if (!Array.isArray(list)) throw new Error("a JSON batch is a list, or {\"requests\": [...]}");
       const requests = list.map(toSubRequest);
-      return { body: { query: RUN, variables: { r: requests } }, requests };
+      return { body: { query: runQuery(answerTypes.size > 0), variables: { r: requests } }, requests };
     }
   }
   return { body: { query: trimmed }, requests: null };
@@ -191,7 +196,39 @@ function draw(items, deps) {
 function select(bar, item) {
   document.querySelectorAll("#waterfall .bar.selected").forEach((b) => b.classList.remove("selected"));
   bar.classList.add("selected");
-  $("detail").textContent = JSON.stringify(item, null, 2);
+  $("detail").textContent = typedFields(item) + JSON.stringify(item, null, 2);
+}
+
+// "data: User" and each field of the type with its GraphQL type and the answer's value.
+function typedFields(item) {
+  const type = answerTypes.get(item.data?.__typename);
+  if (!type) return "";
+  const body = item.body && typeof item.body === "object" && !Array.isArray(item.body) ? item.body : {};
+  const lines = type.fields.map((f) => {
+    const value = f.name in body ? ` = ${JSON.stringify(body[f.name])}` : "";
+    return `  ${f.name}: ${typeName(f.type)}${value}`;
+  });
+  return `data: ${type.name}\n${lines.join("\n")}\n\n`;
+}
+
+function typeName(type) {
+  if (type.kind === "NON_NULL") return `${typeName(type.ofType)}!`;
+  if (type.kind === "LIST") return `[${typeName(type.ofType)}]`;
+  return type.name;
+}
+
+async function loadAnswerTypes() {
+  try {
+    const response = await fetch("/graphql", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ query: TYPED_BODY }),
+    });
+    const types = (await response.json()).data?.__type?.possibleTypes ?? [];
+    answerTypes = new Map(types.map((t) => [t.name, t]));
+  } catch {
+    answerTypes = new Map();  // the playground works without them
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -201,6 +238,7 @@ async function run() {
   const status = $("status");
   status.className = "";
   status.textContent = "running…";
+  await answerTypesLoaded;
   let operation;
   try {
     operation = operationFor($("batch").value);
@@ -237,6 +275,8 @@ async function run() {
   draw(batch.items, dependenciesOf(operation.requests));
   status.textContent = `${batch.items.length} items`;
 }
+
+const answerTypesLoaded = loadAnswerTypes();
 
 $("run").addEventListener("click", () => {
   run().catch((error) => {
