@@ -18,7 +18,7 @@ import pytest
 
 from gqlbatch import create_app, running
 from gqlbatch.doors.schema import build_schema, possible_types
-from gqlbatch.ops.cli import demo_settings
+from gqlbatch.ops.cli import demo_settings, main
 from tests.npm import npm_packages
 
 PACKAGES = (
@@ -110,3 +110,36 @@ def test_codegen_types_a_screen_that_narrows_item_results(tmp_path: Path) -> Non
     wrong = run("tsc", "-p", ".")
     assert wrong.returncode != 0
     assert "Property 'error' does not exist" in wrong.stdout
+
+
+TYPED_SCREEN = Path(__file__).parent.parent / "examples" / "typed-screen"
+
+
+@pytest.mark.timeout(240)
+def test_the_typed_screen_example_compiles_and_refuses_a_typo(tmp_path: Path) -> None:
+    """examples/typed-screen as its README runs it: the schema with the demo's OpenAPI types,
+    codegen, then tsc. Reading `nmae` on the User its document describes does not compile."""
+    cache = npm_packages("gqlbatch-codegen", CODEGEN, why="run GraphQL Code Generator")
+    work = tmp_path / "typed-screen"
+    shutil.copytree(TYPED_SCREEN, work, ignore=shutil.ignore_patterns("node_modules", "gql"))
+    (work / "node_modules").symlink_to(cache / "node_modules")
+    assert main(["export-schema", "--demo", "-o", str(work / "schema.graphql")]) == 0
+    bin_ = cache / "node_modules" / ".bin"
+
+    def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(bin_ / tool), *args], cwd=work, capture_output=True, text=True, timeout=120
+        )
+
+    generated = run("graphql-codegen", "--config", "codegen.ts")
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    types = (work / "src" / "gql" / "graphql.ts").read_text()
+    # The document's User (only `id` required), not `unknown`:
+    assert "UserCardFragment = { id: number, name: string | null, email: string | null }" in types
+    compiled = run("tsc", "-p", ".")
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    screen = work / "src" / "screen.ts"
+    screen.write_text(screen.read_text().replace("user.data.name ??", "user.data.nmae ??"))
+    wrong = run("tsc", "-p", ".")
+    assert wrong.returncode != 0
+    assert "Property 'nmae' does not exist" in wrong.stdout, wrong.stdout
