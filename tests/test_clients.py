@@ -17,9 +17,13 @@ from pathlib import Path
 import pytest
 
 from gqlbatch import create_app, running
-from gqlbatch.doors.schema import build_schema, possible_types
+from gqlbatch.core.openapi import Contract
+from gqlbatch.doors.schema import answer_types, build_schema, possible_types
 from gqlbatch.ops.cli import demo_settings, main
+from gqlbatch.ops.demo import openapi_document
 from tests.npm import npm_packages
+
+DEMO_CONTRACTS = {"demo": Contract(openapi_document(), "the demo's sample API")}
 
 PACKAGES = (
     "@apollo/client@4.3.8",
@@ -44,7 +48,7 @@ def clients_folder() -> Path:
 async def test_the_javascript_clients_work_as_docs_clients_md_says(
     clients_folder: Path, sample_url: str
 ) -> None:
-    types = json.dumps(possible_types(build_schema()))
+    types = json.dumps(possible_types(build_schema(answers=answer_types(DEMO_CONTRACTS))))
     async with running(create_app(demo_settings(sample_url, {}))) as url:
         proc = await asyncio.create_subprocess_exec(
             "node",
@@ -68,6 +72,13 @@ async def test_the_javascript_clients_work_as_docs_clients_md_says(
     assert found["persisted"] == {"first": 200, "second": 200, "sent": ["hash"] * 3}
     assert found["batchHttpLink"] == [200, 200]
     assert found["urql"] == found["graphcache"] == "Ada"
+    # Typed data: one User:1 in Apollo's cache, from two batches that read different fields.
+    assert found["normalizedUser"] == {
+        "__typename": "User",
+        "id": 1,
+        "name": "Ada",
+        "email": "ada@example.com",
+    }
     assert found["graphqlRequest"] == {"one": "Ada", "batched": [200, 200]}
     assert found["warnings"] == []
 

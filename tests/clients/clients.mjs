@@ -178,5 +178,29 @@ for (const [name, cache] of [
   };
 }
 
+// 6. Typed data (the demo's upstream has an OpenAPI document): two screens read user 1
+//    through different batches and fields; Apollo keeps one User:1 with both.
+{
+  const NAME = gql`
+    query Name {
+      batch(requests: [{ requestId: "user", path: "/users/1" }]) {
+        items { ... on Succeeded { data { ... on User { id name } } } }
+      }
+    }
+  `;
+  const EMAILS = gql`
+    query Emails {
+      batch(requests: [{ requestId: "users", path: "/users", query: { id: [1, 2] } }]) {
+        items { ... on Succeeded { data { ... on UserList { items { id email } } } } }
+      }
+    }
+  `;
+  const cache = new InMemoryCache({ possibleTypes, typePolicies });
+  const client = apollo(cache, new HttpLink({ uri: url }));
+  await client.query({ query: NAME });
+  await client.query({ query: EMAILS });
+  findings.normalizedUser = cache.extract()["User:1"] ?? null;
+}
+
 findings.warnings = warnings.map((w) => w.slice(0, 200));
 console.log(JSON.stringify(findings));
