@@ -48,10 +48,12 @@ def blog() -> Contract:
 
 
 def generated_sdl(types: AnswerTypes) -> str:
-    """The generated part of the schema: its new types, TypedBody, and Succeeded with data."""
+    """The generated part of the schema: its new types, TypedBody, and Succeeded's `data`."""
     schema = graphql.build_schema(build_schema(answers=types).as_str())
-    names = [*sorted(set(schema.type_map) - builtin_type_names()), "Succeeded"]
-    return "\n\n".join(graphql.print_type(schema.type_map[name]) for name in names) + "\n"
+    names = sorted(set(schema.type_map) - builtin_type_names())
+    data = schema.get_type("Succeeded").fields["data"]  # type: ignore[union-attr]
+    printed = [graphql.print_type(schema.type_map[name]) for name in names]
+    return "\n\n".join([*printed, f"# Succeeded.data: {data.type}"]) + "\n"
 
 
 def test_the_generated_sdl_matches_its_snapshot() -> None:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,18 @@ TYPED = Path(__file__).parent / "clients" / "typed"
 SCHEMA = Path(__file__).parent.parent / "schema" / "schema.graphql"
 
 
+def _runner(cache: Path, work: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Runs a tool of *cache*'s node_modules in *work*, capturing what it prints."""
+    tools = cache / "node_modules" / ".bin"
+
+    def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(tools / tool), *args], cwd=work, capture_output=True, text=True, timeout=120
+        )
+
+    return run
+
+
 @pytest.mark.timeout(240)
 def test_codegen_types_a_screen_that_narrows_item_results(tmp_path: Path) -> None:
     """GraphQL Code Generator's client preset on schema/schema.graphql: the screen of
@@ -103,12 +116,7 @@ def test_codegen_types_a_screen_that_narrows_item_results(tmp_path: Path) -> Non
     shutil.copytree(TYPED, work)
     shutil.copy(SCHEMA, work / "schema.graphql")
     (work / "node_modules").symlink_to(cache / "node_modules")
-    bin_ = cache / "node_modules" / ".bin"
-
-    def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(bin_ / tool), *args], cwd=work, capture_output=True, text=True, timeout=120
-        )
+    run = _runner(cache, work)
 
     generated = run("graphql-codegen", "--config", "codegen.ts")
     assert generated.returncode == 0, generated.stdout + generated.stderr
@@ -135,12 +143,7 @@ def test_the_typed_screen_example_compiles_and_refuses_a_typo(tmp_path: Path) ->
     shutil.copytree(TYPED_SCREEN, work, ignore=shutil.ignore_patterns("node_modules", "gql"))
     (work / "node_modules").symlink_to(cache / "node_modules")
     assert main(["export-schema", "--demo", "-o", str(work / "schema.graphql")]) == 0
-    bin_ = cache / "node_modules" / ".bin"
-
-    def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(bin_ / tool), *args], cwd=work, capture_output=True, text=True, timeout=120
-        )
+    run = _runner(cache, work)
 
     generated = run("graphql-codegen", "--config", "codegen.ts")
     assert generated.returncode == 0, generated.stdout + generated.stderr
