@@ -182,6 +182,35 @@ def screen(upstream: str) -> list[dict[str, Any]]:
     ]
 
 
+def screen_for_each(upstream: str) -> list[dict[str, Any]]:
+    """The same screen with forEach: 4 sub-requests, 22 calls asked for."""
+    return [
+        {"requestId": "user", "path": "/users/1", "upstream": upstream},
+        {
+            "requestId": "posts",
+            "path": "/posts",
+            "query": {"userId": "{resultOf(user).id}"},
+            "upstream": upstream,
+        },
+        {"forEach": "{resultOf(posts)[*].userId}", "path": "/users/{item}", "upstream": upstream},
+        {
+            "forEach": "{resultOf(posts)[*].id}",
+            "path": "/comments",
+            "query": {"postId": "{item}"},
+            "upstream": upstream,
+        },
+    ]
+
+
+SCREEN_QUERY = """mutation Screen($r: [SubRequestInput!]!) {
+  batch(requests: $r) {
+    items { requestId state status body error { code message } }
+    stats { subRequests upstreamCalls wallMs criticalPathMs }
+  }
+}"""
+"""What a screen selects: each item's outcome and body, and the batch's cost."""
+
+
 async def post_batch(
     http: aiohttp.ClientSession,
     url: str,
@@ -368,17 +397,41 @@ async def scenario_cpu(ctx: Context) -> None:
     )
 
 
+async def scenario_screen_cpu(ctx: Context) -> None:
+    """The gateway's CPU per screen at zero upstream latency (issue 15's goals: the naive
+    screen at most 4 ms, the forEach screen at most 3 ms), one screen at a time."""
+    for label, items in (
+        ("naive screen (22 items)", screen("fast")),
+        ("naive screen, bulk routes", screen("fastbulk")),
+        ("forEach screen (4 items)", screen_for_each("fast")),
+        ("forEach screen, bulk routes", screen_for_each("fastbulk")),
+    ):
+        ms = await cpu_per_call(
+            max(20, ctx.runs * 2),
+            ctx.seconds,
+            lambda: cpu_seconds(ctx.gateway_pid),
+            lambda items=items: post_batch(ctx.http, ctx.gateway, items, SCREEN_QUERY),
+            calls=1,
+        )
+        ctx.report.facts.append(f"gateway CPU per screen, {label}: {ms / 1000:.2f} ms")
+
+
 async def cpu_per_call(
-    rounds: int, seconds: float, clock: Callable[[], float], once: Callable[[], Awaitable[Any]]
+    rounds: int,
+    seconds: float,
+    clock: Callable[[], float],
+    once: Callable[[], Awaitable[Any]],
+    calls: int = 100,
 ) -> float:
-    """CPU microseconds per call over 100-call rounds, by *clock*; bounded in rounds and time."""
+    """CPU microseconds per call over rounds of *calls* calls, by *clock*; bounded in rounds
+    and time."""
     for _ in range(5):
         await once()
     before, started, done = clock(), time.monotonic(), 0
     while done < rounds and time.monotonic() - started < seconds:
         await once()
         done += 1
-    return (clock() - before) / (done * 100) * 1e6
+    return (clock() - before) / (done * calls) * 1e6
 
 
 async def profile_shares(fast_url: str) -> str:
@@ -503,6 +556,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "chain": scenario_chain,
     "screen": scenario_screen,
     "cpu": scenario_cpu,
+    "screencpu": scenario_screen_cpu,
     "throughput": scenario_throughput,
     "rss": scenario_rss,
     "idempotency": scenario_idempotency,

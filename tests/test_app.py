@@ -313,14 +313,14 @@ async def test_internal_error_is_masked_and_logged_with_an_id(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # A bug inside the engine (here: a result type the schema cannot render) must reach the
-    # client as an id, never as a traceback or the exception's text.
+    # A bug inside the engine must reach the client as an id, never as a traceback or the
+    # exception's text, on the compiled path as on graphql-core's.
     import gqlbatch.doors.schema as schema_module
 
-    def broken(outcome: Any) -> Any:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(schema_module, "to_batch_result", broken)
+    monkeypatch.setattr(schema_module, "run_batch", broken)
     service.route("GET", "/a", json={})
     with caplog.at_level(logging.ERROR, logger="gqlbatch.errors"):
         result = await graphql(BATCH, {"requests": [{"path": "/a"}]})

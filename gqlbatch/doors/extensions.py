@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import strawberry
 from graphql import DocumentNode, GraphQLError
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import build_schema as build_graphql_schema
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from graphql.validation.rules import overlapping_fields_can_be_merged
 from strawberry.extensions import (
@@ -29,6 +31,8 @@ from strawberry.schema.name_converter import HasGraphQLName, NameConverter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gqlbatch.core.errors import ErrorCode, mask_internal
+from gqlbatch.core.result import BatchOutcome
+from gqlbatch.doors.compiled import Anomaly, CompiledOperation, Compiler
 from gqlbatch.doors.query_shape import LiteralRangeRule, document_problems
 from gqlbatch.execution.engine import BatchContext, request_budget
 
@@ -69,14 +73,19 @@ class QueryLimits:
     max_tokens: int = 5_000
     introspection: bool = True
     """False refuses `__schema` and `__type` (DESIGN §9: off for production if wanted)."""
+    max_select_paths: int = 64
+    """Paths one `body(select:)` may name."""
 
 
 def schema_extensions(
-    limits: QueryLimits, answer_types: frozenset[str] = frozenset()
+    limits: QueryLimits,
+    answer_types: frozenset[str] = frozenset(),
+    run_batch: BatchRunner | None = None,
 ) -> list[Callable[[], SchemaExtension]]:
     """Extension factories, so that each operation gets fresh instances (Strawberry shares an
     extension *instance* between concurrent operations). *answer_types* are the types
-    generated from upstreams' OpenAPI documents."""
+    generated from upstreams' OpenAPI documents; with *run_batch*, operations made of `batch`
+    fields take the compiled path."""
     # Each limiter instance makes a new validation rule *class*, and ValidationCache keys its
     # cache on the rule classes: a limiter built per request made every request miss the cache
     # and validate the whole document again (about 4 ms per batch here). The rule classes are
@@ -96,7 +105,73 @@ def schema_extensions(
         # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: GuardedValidation(shapes),
+        *([] if run_batch is None else [_compiled_batches(limits, run_batch)]),
     ]
+
+
+BatchRunner = Callable[[BatchContext, str, Mapping[str, Any], bool], Awaitable[BatchOutcome]]
+"""Runs the batch of one `batch` field: its context, response key, coerced arguments, and
+whether it is read-only (`Query.batch`)."""
+
+
+def _compiled_batches(limits: QueryLimits, run_batch: BatchRunner) -> Callable[[], SchemaExtension]:
+    compilers = _SchemaCompiler(limits.max_select_paths)
+    return lambda: CompiledBatches(compilers, run_batch)
+
+
+class _SchemaCompiler:
+    """One schema's compiler, made on first use from the schema's own SDL: Strawberry has
+    no public way to its graphql-core schema, and the SDL is public and the same."""
+
+    def __init__(self, max_select_paths: int) -> None:
+        self._max_select_paths = max_select_paths
+        self._compiler: Compiler | None = None
+
+    def get(self, schema: Any) -> Compiler:
+        if self._compiler is None:
+            sdl = build_graphql_schema(schema.as_str())
+            self._compiler = Compiler(sdl, self._max_select_paths)
+        return self._compiler
+
+
+class CompiledBatches(SchemaExtension):
+    """Answers an operation made of `batch` fields on the compiled path (`doors.compiled`)
+    before graphql-core executes it: Strawberry skips execution when `on_execute` has set
+    the result. Anything the compiler leaves out, graphql-core executes as before."""
+
+    def __init__(self, compilers: _SchemaCompiler, run_batch: BatchRunner) -> None:
+        super().__init__()
+        self._compilers = compilers
+        self._run_batch = run_batch
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        execution = self.execution_context
+        context = execution.context
+        document = execution.graphql_document
+        if isinstance(context, BatchContext) and execution.query and document is not None:
+            compiler = self._compilers.get(execution.schema)
+            compiled = compiler.compiled(execution.query, document, execution.operation_name)
+            variables = compiled.variables(execution.variables) if compiled else None
+            if compiled is not None and variables is not None:
+                await self._answer(compiled, variables, context)
+        yield
+
+    async def _answer(
+        self, compiled: CompiledOperation, variables: Any, context: BatchContext
+    ) -> None:
+        finished: dict[str, BatchOutcome] = {}
+
+        async def run(key: str, args: Mapping[str, Any], read_only: bool) -> BatchOutcome:
+            finished[key] = outcome = await self._run_batch(context, key, args, read_only)
+            return outcome
+
+        try:
+            data, errors = await compiled.run(variables, run)
+        except Anomaly:
+            # graphql-core writes the answer, from the batches that ran: none runs twice.
+            self.execution_context.context = replace(context, finished=finished)
+            return
+        self.execution_context.result = GraphQLExecutionResult(data, errors or None)
 
 
 class OperationBudget(SchemaExtension):
@@ -277,6 +352,13 @@ class GqlbatchSchema(strawberry.Schema):
             operation_name,
             operation_extensions,
         )
+
+    def get_extensions(self, sync: bool = False) -> list[SchemaExtension]:
+        # The compiled path awaits batches; a sync execution (`introspect()`) has none to run,
+        # and Strawberry refuses an async hook there. Strawberry picks its own directives
+        # extension by `sync` the same way.
+        extensions = super().get_extensions(sync)
+        return [e for e in extensions if not sync or not isinstance(e, CompiledBatches)]
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         # Strawberry calls this for every error, on every path, before the extensions see the

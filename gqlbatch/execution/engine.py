@@ -127,6 +127,10 @@ class BatchContext:
     seen: Callable[[BatchOutcome], None] | None = None
     """Told each of the request's batches once it has run, for a door that derives its
     answer's HTTP caching headers from them (`Query.batch` over GET)."""
+    finished: Mapping[str, BatchOutcome] | None = None
+    """Batches of this GraphQL operation that have already run, by response key: the
+    compiled path hands them over when graphql-core is to write their answers instead, so
+    that no batch runs twice."""
 
 
 async def run_batch(

@@ -1,0 +1,715 @@
+"""A compiled path for `batch` (issue 15). An operation's selection on `BatchResult` is fixed,
+so it is compiled once per document into writers that put each item's selected fields,
+aliases and fragments included, straight into the answer: no resolver call, no Info, no
+Strawberry object per field, and no Strawberry conversion of each `SubRequestInput`.
+
+`extensions.CompiledBatches` runs it from `on_execute`, Strawberry's public way to answer an
+operation before graphql-core executes it. graphql-core's public functions coerce the
+variables and arguments (`get_variable_values`, `get_argument_values`), against a schema
+built from the Strawberry schema's own SDL.
+
+What it does not compile is left to graphql-core, which stays the reference: directives,
+typed `data`, root fields other than `batch`, and any variable that does not coerce (its
+errors are graphql-core's own). It must give exactly what graphql-core gives;
+tests/test_compiled.py compares the two on random selections, byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    Undefined,
+    ValueNode,
+    VariableNode,
+    coerce_input_literal,
+    coerce_input_value,
+    get_argument_values,
+    get_named_type,
+    get_operation_ast,
+    get_variable_values,
+    is_non_null_type,
+    is_required_input_field,
+    located_error,
+    print_ast,
+    type_from_ast,
+)
+from graphql.language import Visitor, visit
+from graphql.pyutils import is_iterable
+
+from gqlbatch.core.errors import BatchRejected, ErrorCode
+from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
+from gqlbatch.core.result import BatchOutcome, ItemResult, State
+
+__all__ = ["Anomaly", "CompiledOperation", "Compiler", "Unsupported", "rejection"]
+
+KEPT = 256
+"""Compiled operations kept, by document text and operation name (LRU)."""
+
+TYPE_NAMES: dict[State, str] = {
+    State.SUCCEEDED: "Succeeded",
+    State.FAILED: "Failed",
+    State.SKIPPED: "Skipped",
+    State.CANCELLED: "Cancelled",
+}
+
+Path = tuple[str | int, ...]
+Errors = list[GraphQLError]
+Writer = Callable[[Any, Path, Errors], Any]
+RunBatch = Callable[[str, Mapping[str, Any], bool], Awaitable[BatchOutcome]]
+"""Runs one `batch` field: its response key, its coerced arguments, whether read-only."""
+
+
+class Unsupported(Exception):
+    """Something this compiler leaves to graphql-core."""
+
+
+class Anomaly(Exception):
+    """A value the writers do not expect (a null in a non-null field, a leaf that does not
+    serialize): the batch has run, and graphql-core is to write its answer instead."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RootField:
+    key: str
+    nodes: tuple[FieldNode, ...]
+    field: GraphQLField
+    write: Writer
+    variables: Mapping[str, str] | None
+    """Each argument as the variable that alone gives it (`requests: $r`), when all of them
+    are so: the fast coercion then serves."""
+
+
+class CompiledOperation:
+    """One operation of a document, compiled: its `batch` fields and their writers."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        operation: OperationDefinitionNode,
+        roots: tuple[RootField, ...],
+    ) -> None:
+        self._schema = schema
+        self._operation = operation
+        self._roots = roots
+        self.read_only = operation.operation is OperationType.QUERY
+        self._fast = _fast_coercers(schema, operation, roots)
+
+    def variables(self, inputs: Mapping[str, Any] | None) -> Any:
+        """The coerced variables; None when graphql-core would refuse them (it then does).
+
+        Each variable that alone gives a `batch` argument of its own type is coerced by a
+        coercer compiled for that type, which gives what `get_variable_values` gives; a value
+        it does not take (anything graphql-core would refuse or change) is left to
+        `get_variable_values`, whose errors are the reference."""
+        inputs = inputs or {}
+        if self._fast is not None:
+            try:
+                return _Fast({name: _sent(v, inputs) for name, v in self._fast.items()})
+            except _Refused:
+                pass
+        coerced = get_variable_values(
+            self._schema, self._operation.variable_definitions or (), dict(inputs)
+        )
+        return None if isinstance(coerced, list) else coerced
+
+    async def run(self, variables: Any, run_batch: RunBatch) -> tuple[dict[str, Any], Errors]:
+        """Run each `batch` field and write its answer: `data` and `errors`, as graphql-core
+        would give them. A mutation's batches run one after another, a query's together."""
+        errors: Errors = []
+        if self.read_only:
+            values = await asyncio.gather(
+                *(self._field(root, variables, run_batch, errors) for root in self._roots)
+            )
+        else:
+            values = [await self._field(root, variables, run_batch, errors) for root in self._roots]
+        return {root.key: value for root, value in zip(self._roots, values, strict=True)}, errors
+
+    async def _field(
+        self, root: RootField, variables: Any, run_batch: RunBatch, errors: Errors
+    ) -> Any:
+        try:
+            args = _arguments(root, variables)
+        except GraphQLError as exc:  # never once validated; graphql-core is to say it
+            raise Anomaly(str(exc)) from exc
+        try:
+            outcome = await run_batch(root.key, args, self.read_only)
+        except BatchRejected as exc:
+            errors.append(_located(rejection(exc), root.nodes, (root.key,)))
+            return None
+        except Exception as exc:  # a bug: as graphql-core locates it, for MaskInternalErrors
+            errors.append(located_error(exc, list(root.nodes), [root.key]))
+            return None
+        try:
+            return root.write(outcome, (root.key,), errors)
+        except Exception as exc:
+            raise Anomaly(f"{root.key}: {exc!r}") from exc
+
+
+class _Fast(dict[str, Any]):
+    """Variables coerced by the compiled coercers: the ones the client sent, by name."""
+
+
+def _arguments(root: RootField, variables: Any) -> dict[str, Any]:
+    if isinstance(variables, _Fast):
+        assert root.variables is not None
+        return {
+            arg: variables[var]
+            for arg, var in root.variables.items()
+            if variables[var] is not Undefined  # not sent: the argument is left out
+        }
+    return get_argument_values(root.field, root.nodes[0], variables)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Variable:
+    name: str
+    coerce: Callable[[Any], Any]
+    required: bool
+
+
+def _sent(variable: _Variable, inputs: Mapping[str, Any]) -> Any:
+    """A variable's coerced value; Undefined when it was not sent and may be left out."""
+    if variable.name in inputs:
+        return variable.coerce(inputs[variable.name])
+    if variable.required:
+        raise _Refused  # graphql-core's error: a required variable was not sent
+    return Undefined
+
+
+class _Refused(Exception):
+    """A value the compiled coercer leaves to graphql-core."""
+
+
+def _fast_coercers(
+    schema: GraphQLSchema, operation: OperationDefinitionNode, roots: tuple[RootField, ...]
+) -> dict[str, _Variable] | None:
+    """A coercer for each variable, when each one alone gives `batch` arguments of its own
+    type and has no default; None otherwise."""
+    wanted: dict[str, str] = {}  # variable: the type its arguments have
+    for root in roots:
+        if root.variables is None:
+            return None
+        for arg, var in root.variables.items():
+            if wanted.setdefault(var, str(root.field.args[arg].type)) != wanted[var]:
+                return None
+    coercers = {}
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        if definition.default_value is not None or name not in wanted:
+            return None
+        if print_ast(definition.type) != wanted[name]:
+            return None
+        type_ = type_from_ast(schema, definition.type)
+        coerce = _coercer(type_)  # type: ignore[arg-type]
+        coercers[name] = _Variable(name, coerce, isinstance(type_, GraphQLNonNull))
+    return coercers
+
+
+def _coercer(type_: GraphQLInputType) -> Callable[[Any], Any]:
+    """`coerce_input_value` for *type_*, unrolled once: the same result for every value it
+    takes, and `_Refused` for any value graphql-core would refuse."""
+    if isinstance(type_, GraphQLNonNull):
+        inner = _coercer(type_.of_type)
+
+        def non_null(value: Any) -> Any:
+            if value is None or value is Undefined:
+                raise _Refused  # graphql-core's error, for a null or a variable not sent
+            return inner(value)
+
+        return non_null
+    if isinstance(type_, GraphQLList):
+        return _list_coercer(_coercer(type_.of_type))
+    if isinstance(type_, GraphQLInputObjectType):
+        return _object_coercer(type_)
+    return _leaf_coercer(type_)
+
+
+def _list_coercer(item: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def coerce(value: Any) -> Any:
+        if value is None or value is Undefined:
+            return None
+        if not is_iterable(value):
+            return [item(value)]  # a list accepts one value as a list of one
+        return [item(v) for v in value]
+
+    return coerce
+
+
+def _object_coercer(type_: GraphQLInputObjectType) -> Callable[[Any], Any]:
+    if type_.is_one_of:
+        raise Unsupported
+    fields = list(type_.fields.items())
+    position = {name: (i, field.out_name or name) for i, (name, field) in enumerate(fields)}
+    required = [name for name, field in fields if is_required_input_field(field)]
+    defaults = [
+        (i, field.out_name or name, _default(field))
+        for i, (name, field) in enumerate(fields)
+        if field.default is not None
+    ]
+    inner: dict[str, Callable[[Any], Any]] = {}
+
+    def coerce(value: Any) -> Any:
+        if value is None or value is Undefined:
+            return None
+        if not isinstance(value, dict):
+            raise _Refused
+        given = []
+        for name, field_value in value.items():
+            if field_value is Undefined:
+                raise _Refused  # never from JSON; graphql-core's own handling is the reference
+            where = position.get(name)
+            if where is None:
+                raise _Refused
+            coerce_field = inner.get(name)
+            if coerce_field is None:
+                coerce_field = inner[name] = _coercer(type_.fields[name].type)
+            given.append((where[0], where[1], coerce_field(field_value)))
+        if any(name not in value for name in required):
+            raise _Refused
+        given += [d for d in defaults if fields[d[0]][0] not in value]
+        given.sort(key=_first)
+        return type_.out_type({out: coerced for _, out, coerced in given})
+
+    return coerce
+
+
+def _first(entry: tuple[int, str, Any]) -> int:
+    return entry[0]
+
+
+def _default(field: GraphQLInputField) -> Any:
+    default = field.default
+    assert default is not None
+    if isinstance(default.literal, ValueNode):  # from SDL: the literal; else the value
+        return coerce_input_literal(default.literal, field.type)
+    return coerce_input_value(default.value, field.type)
+
+
+def _leaf_coercer(type_: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
+    parse = type_.coerce_input_value
+
+    def coerce(value: Any) -> Any:
+        if value is None or value is Undefined:
+            return None
+        try:
+            coerced = parse(value)
+        except Exception:
+            raise _Refused from None
+        if coerced is Undefined:
+            raise _Refused
+        return coerced
+
+    return coerce
+
+
+def rejection(exc: BatchRejected) -> GraphQLError:
+    """The GraphQL error for a rejected batch: `extensions.code` and every problem."""
+    problems = [p.to_json() for p in exc.problems]
+    extensions: dict[str, Any] = {"code": exc.code.value, "problems": problems}
+    if exc.retry_after_s is not None:
+        extensions["retryAfter"] = exc.retry_after_s
+    return GraphQLError(str(exc), extensions=extensions)
+
+
+def _located(error: GraphQLError, nodes: Sequence[FieldNode], path: Path) -> GraphQLError:
+    """*error* where graphql-core puts it: at every node of its field, and its path."""
+    return GraphQLError(
+        error.message, nodes=list(nodes), path=list(path), extensions=error.extensions
+    )
+
+
+class Compiler:
+    """Compiles operations against one schema, and remembers them by document text."""
+
+    def __init__(self, schema: GraphQLSchema, max_select_paths: int) -> None:
+        self._schema = schema
+        self._max_select_paths = max_select_paths
+        self._kept: OrderedDict[tuple[str, str | None], CompiledOperation | None] = OrderedDict()
+
+    def compiled(
+        self, query: str, document: DocumentNode, operation_name: str | None
+    ) -> CompiledOperation | None:
+        """The compiled operation, or None when graphql-core is to execute it."""
+        key = (query, operation_name)
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        try:
+            compiled: CompiledOperation | None = self._compile(document, operation_name)
+        except Unsupported:
+            compiled = None
+        self._kept[key] = compiled
+        if len(self._kept) > KEPT:
+            self._kept.popitem(last=False)
+        return compiled
+
+    def _compile(self, document: DocumentNode, operation_name: str | None) -> CompiledOperation:
+        operation = get_operation_ast(document, operation_name)
+        if operation is None or operation.operation is OperationType.SUBSCRIPTION:
+            raise Unsupported
+        if _has_directives(document):
+            raise Unsupported
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        root_type = self._schema.get_root_type(operation.operation)
+        assert root_type is not None  # validation found the operation's root
+        shapes = _Shapes(self._schema, fragments, self._max_select_paths)
+        collected = shapes.collect(root_type, [operation.selection_set])
+        roots = []
+        for key, nodes in collected.items():
+            if nodes[0].name.value != "batch":
+                raise Unsupported
+            field = root_type.fields["batch"]
+            write = shapes.batch_result(nodes)
+            variables = _argument_variables(nodes[0])
+            roots.append(RootField(key, tuple(nodes), field, write, variables))
+        return CompiledOperation(self._schema, operation, tuple(roots))
+
+
+def _argument_variables(node: FieldNode) -> dict[str, str] | None:
+    """Each argument of *node* as the variable that is all of it; None if one is not."""
+    found = {}
+    for argument in node.arguments or ():
+        if not isinstance(argument.value, VariableNode):
+            return None
+        found[argument.name.value] = argument.value.name.value
+    return found
+
+
+def _has_directives(document: DocumentNode) -> bool:
+    found: list[bool] = []
+
+    class Finder(Visitor):
+        def enter_directive(self, *_: Any) -> None:
+            found.append(True)
+
+    visit(document, Finder())
+    return bool(found)
+
+
+class _Shapes:
+    """Collects fields as graphql-core does (CollectFields: first appearance orders them,
+    fragments apply by type condition, each fragment once) and builds their writers."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        max_select_paths: int,
+    ) -> None:
+        self._schema = schema
+        self._fragments = fragments
+        self._max_select_paths = max_select_paths
+
+    def collect(
+        self, object_type: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode | None]
+    ) -> dict[str, list[FieldNode]]:
+        fields: dict[str, list[FieldNode]] = {}
+        visited: set[str] = set()
+        for selection_set in selection_sets:
+            if selection_set is not None:
+                self._visit(object_type, selection_set, fields, visited)
+        return fields
+
+    def _visit(
+        self,
+        object_type: GraphQLObjectType,
+        selection_set: SelectionSetNode,
+        fields: dict[str, list[FieldNode]],
+        visited: set[str],
+    ) -> None:
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                key = selection.alias.value if selection.alias else selection.name.value
+                fields.setdefault(key, []).append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                if condition is None or self._applies(condition.name.value, object_type):
+                    self._visit(object_type, selection.selection_set, fields, visited)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in visited:
+                    continue
+                visited.add(name)
+                fragment = self._fragments[name]
+                if self._applies(fragment.type_condition.name.value, object_type):
+                    self._visit(object_type, fragment.selection_set, fields, visited)
+
+    def _applies(self, condition: str, object_type: GraphQLObjectType) -> bool:
+        found = self._schema.get_type(condition)
+        if found is object_type:
+            return True
+        if isinstance(found, GraphQLObjectType) or found is None:
+            return False
+        return self._schema.is_sub_type(found, object_type)  # type: ignore[arg-type]
+
+    def _subfields(self, object_type: GraphQLObjectType, nodes: list[FieldNode]) -> Any:
+        return self.collect(object_type, [n.selection_set for n in nodes])
+
+    # ----------------------------------------------------------------------------------------
+    # Writers, one per field
+
+    def batch_result(self, nodes: list[FieldNode]) -> Writer:
+        result_type = self._object("BatchResult")
+        parts: list[tuple[str, Writer]] = []
+        for key, fields in self._subfields(result_type, nodes).items():
+            name = fields[0].name.value
+            if name == "items":
+                parts.append((key, self._items(fields, key)))
+            elif name == "item":
+                parts.append((key, self._item(fields, key)))
+            elif name == "stats":
+                parts.append((key, self._plain_object("BatchStats", fields, _stats_value)))
+            elif name == "__typename":
+                parts.append((key, _constant("BatchResult")))
+            elif name in ("rolledBack", "replayed"):
+                parts.append((key, self._leaf(result_type, name, _outcome_attribute(name))))
+            else:
+                raise Unsupported
+        return _object_writer(parts)
+
+    def _items(self, nodes: list[FieldNode], key: str) -> Writer:
+        by_state = self._item_writers(nodes)
+
+        def write(outcome: BatchOutcome, path: Path, errors: Errors) -> list[Any]:
+            return [
+                by_state[item.state](item, (*path, key, index), errors)
+                for index, item in enumerate(outcome.results)
+            ]
+
+        return write
+
+    def _item(self, nodes: list[FieldNode], key: str) -> Writer:
+        by_state = self._item_writers(nodes)
+        node = nodes[0]
+        if any(isinstance(a.value, VariableNode) for a in node.arguments or ()):
+            raise Unsupported  # a rare form; graphql-core reads it
+        field = self._object("BatchResult").fields["item"]
+        wanted = str(get_argument_values(field, node)["requestId"])
+
+        def write(outcome: BatchOutcome, path: Path, errors: Errors) -> Any:
+            found = next((i for i in outcome.results if i.request_id == wanted), None)
+            return None if found is None else by_state[found.state](found, (*path, key), errors)
+
+        return write
+
+    def _item_writers(self, nodes: list[FieldNode]) -> dict[State, Writer]:
+        return {state: self._result(self._object(t), nodes) for state, t in TYPE_NAMES.items()}
+
+    def _result(self, result_type: GraphQLObjectType, nodes: list[FieldNode]) -> Writer:
+        """One concrete result type's writer: Succeeded, Failed, Skipped or Cancelled."""
+        parts: list[tuple[str, Writer]] = []
+        for key, fields in self._subfields(result_type, nodes).items():
+            name = fields[0].name.value
+            if name == "__typename":
+                parts.append((key, _constant(result_type.name)))
+            elif name == "body":
+                parts.append((key, self._body(fields)))
+            elif name == "headers":
+                parts.append((key, self._list("Header", fields, _header_value)))
+            elif name == "error":
+                parts.append((key, self._optional("ItemError", fields, _attribute("error"))))
+            elif name == "elements":
+                elements = self._plain_object("ElementResult", fields, _element_value)
+                parts.append((key, _optional_list(_attribute("elements"), elements)))
+            elif name == "rollback":
+                parts.append((key, self._optional("Rollback", fields, _attribute("rollback"))))
+            elif name in _ITEM_LEAVES:
+                parts.append((key, self._leaf(result_type, name, _ITEM_LEAVES[name])))
+            else:
+                raise Unsupported  # `data`, and anything added later
+        return _object_writer(parts)
+
+    def _body(self, nodes: list[FieldNode]) -> Writer:
+        node = nodes[0]  # the others have the same arguments: validation says so
+        if any(isinstance(a.value, VariableNode) for a in node.arguments or ()):
+            raise Unsupported
+        field = self._object("Succeeded").fields["body"]
+        select = get_argument_values(field, node).get("select")
+        if not select:
+            return lambda item, path, errors: item.body
+        try:
+            paths = tuple(parse_selectors(s) for s in select)
+            problem = (
+                None
+                if len(select) <= self._max_select_paths
+                else GraphQLError(
+                    f"body(select:) names {len(select)} paths; at most {self._max_select_paths} "
+                    "(max_select_paths)",
+                    extensions={"code": ErrorCode.QUERY_TOO_COMPLEX},
+                )
+            )
+        except TemplateSyntaxError as exc:
+            problem = GraphQLError(str(exc), extensions={"code": ErrorCode.INVALID_INPUT})
+        if problem is not None:
+            key = node.alias.value if node.alias else node.name.value
+
+            def refuse(item: ItemResult, path: Path, errors: Errors) -> None:
+                errors.append(_located(problem, nodes, (*path, key)))
+
+            return refuse
+        return lambda item, path, errors: project(item.body, paths)
+
+    def _leaf(self, owner: GraphQLObjectType, name: str, read: Callable[[Any], Any]) -> Writer:
+        field_type = owner.fields[name].type
+        leaf = get_named_type(field_type)
+        assert isinstance(leaf, GraphQLLeafType)
+        serialize = leaf.serialize
+        required = is_non_null_type(field_type)
+
+        def write(value: Any, path: Path, errors: Errors) -> Any:
+            found = read(value)
+            if found is not None:
+                return serialize(found)
+            if required:  # never from the engine: graphql-core is to say what it says
+                raise Anomaly(f"{owner.name}.{name} is null")
+            return None
+
+        return write
+
+    def _plain_object(
+        self, type_name: str, nodes: list[FieldNode], read: Callable[[Any, str], Any]
+    ) -> Writer:
+        """An object of leaves only (BatchStats, ElementResult, Header), read from its value
+        by field name; ElementResult's `error` is the one object below it."""
+        object_type = self._object(type_name)
+        parts: list[tuple[str, Writer]] = []
+        for key, fields in self._subfields(object_type, nodes).items():
+            name = fields[0].name.value
+            if name == "__typename":
+                parts.append((key, _constant(type_name)))
+            elif name == "error":
+                parts.append((key, self._optional("ItemError", fields, _attribute("error"))))
+            else:
+                parts.append((key, self._leaf(object_type, name, _reading(read, name))))
+        return _object_writer(parts)
+
+    def _optional(
+        self, type_name: str, nodes: list[FieldNode], read: Callable[[Any], Any]
+    ) -> Writer:
+        inner = self._plain_object(type_name, nodes, _named_attribute)
+
+        def write(value: Any, path: Path, errors: Errors) -> Any:
+            found = read(value)
+            return None if found is None else inner(found, path, errors)
+
+        return write
+
+    def _list(
+        self, type_name: str, nodes: list[FieldNode], read: Callable[[Any, str], Any]
+    ) -> Writer:
+        inner = self._plain_object(type_name, nodes, read)
+        return lambda item, path, errors: [inner(v, path, errors) for v in item.headers]
+
+    def _object(self, name: str) -> GraphQLObjectType:
+        found = self._schema.get_type(name)
+        assert isinstance(found, GraphQLObjectType), name
+        return found
+
+
+def _object_writer(parts: list[tuple[str, Writer]]) -> Writer:
+    frozen = tuple(parts)
+
+    def write(value: Any, path: Path, errors: Errors) -> dict[str, Any]:
+        return {key: part(value, path, errors) for key, part in frozen}
+
+    return write
+
+
+def _optional_list(read: Callable[[Any], Any], inner: Writer) -> Writer:
+    def write(value: Any, path: Path, errors: Errors) -> Any:
+        found = read(value)
+        return None if found is None else [inner(v, path, errors) for v in found]
+
+    return write
+
+
+def _constant(value: str) -> Writer:
+    return lambda _value, _path, _errors: value
+
+
+def _attribute(name: str) -> Callable[[Any], Any]:
+    return lambda value: getattr(value, name)
+
+
+def _named_attribute(value: Any, name: str) -> Any:
+    return getattr(value, _PYTHON_NAMES.get(name, name))
+
+
+def _reading(read: Callable[[Any, str], Any], name: str) -> Callable[[Any], Any]:
+    return lambda value: read(value, name)
+
+
+def _outcome_attribute(name: str) -> Callable[[BatchOutcome], Any]:
+    python = _PYTHON_NAMES[name]
+    return lambda outcome: getattr(outcome, python)
+
+
+def _stats_value(outcome: BatchOutcome, name: str) -> Any:
+    value = getattr(outcome.stats, _PYTHON_NAMES[name])
+    return round(value, 3) if name in ("wallMs", "criticalPathMs") else value
+
+
+def _element_value(element: Any, name: str) -> Any:
+    return getattr(element, _PYTHON_NAMES.get(name, name))
+
+
+def _header_value(header: tuple[str, str], name: str) -> str:
+    return header[0] if name == "name" else header[1]
+
+
+_PYTHON_NAMES = {
+    "rolledBack": "rolled_back",
+    "replayed": "replayed",
+    "subRequests": "sub_requests",
+    "callsRequested": "calls_requested",
+    "upstreamCalls": "upstream_calls",
+    "callsSaved": "calls_saved",
+    "savedByDedupe": "saved_by_dedupe",
+    "savedByBulk": "saved_by_bulk",
+    "wallMs": "wall_ms",
+    "criticalPathMs": "critical_path_ms",
+    "responseBytes": "response_bytes",
+    "retries": "retries",
+    "bulkCall": "bulk_call",
+}
+
+_ITEM_LEAVES: dict[str, Callable[[ItemResult], Any]] = {
+    "requestId": lambda item: item.request_id,
+    "index": lambda item: item.index,
+    "state": lambda item: item.state,
+    "status": lambda item: item.status,
+    "bodyEncoding": lambda item: item.body_encoding,
+    "durationMs": lambda item: round(item.duration_ms, 3),
+    "startedMs": lambda item: round(item.started_ms, 3),
+    "attempts": lambda item: item.attempts,
+    "coalesced": lambda item: item.coalesced,
+    "bulkCall": lambda item: item.bulk_call,
+    "failedDependency": lambda item: item.failed_dependency,
+}

@@ -1,0 +1,346 @@
+"""The compiled path for `batch` results (issue 15) gives exactly what graphql-core gives.
+
+Random selections on BatchResult (aliases, inline and named fragments on the result types and
+on the unions that hold them, `__typename`, `item`, `body(select:)` right and wrong,
+`elements`, `error`, `stats`) run through the schema twice: with the compiled path, and
+without it, where graphql-core executes every field. Both write the same outcome (handed to
+them as already run), and the two answers must be the same bytes, errors included. CI runs
+it with a fixed seed (the "ci" hypothesis profile of conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gqlbatch.doors.compiled as compiled_module
+import gqlbatch.doors.schema as schema_module
+from gqlbatch import Settings
+from gqlbatch.core.errors import ErrorCode
+from gqlbatch.core.result import (
+    BatchOutcome,
+    BatchStats,
+    ElementResult,
+    ErrorInfo,
+    ItemResult,
+    Rollback,
+    RollbackState,
+    State,
+)
+from gqlbatch.core.wire import BodyEncoding, UpstreamResponse
+from gqlbatch.doors.schema import build_schema
+from gqlbatch.execution.engine import BatchContext
+
+OUTCOME = BatchOutcome(
+    results=(
+        ItemResult(
+            request_id="a",
+            index=0,
+            state=State.SUCCEEDED,
+            status=200,
+            headers=(("Content-Type", "application/json"), ("ETag", '"v1"')),
+            body={"id": 1, "name": "Ada", "tags": ["x", "y"], "team": {"name": "core"}},
+            body_encoding=BodyEncoding.JSON,
+            duration_ms=1.23456,
+            started_ms=0.1,
+            attempts=2,
+            coalesced=True,
+            bulk_call="GET /users?id=1&id=2",
+            rollback=Rollback(RollbackState.ROLLED_BACK, "undone", 204),
+        ),
+        ItemResult(
+            request_id="each",
+            index=1,
+            state=State.SUCCEEDED,
+            status=207,
+            body=[{"id": 1, "name": "Ada"}, {"error": "gone"}],
+            body_encoding=BodyEncoding.JSON,
+            duration_ms=3.0,
+            started_ms=1.4,
+            attempts=2,
+            elements=(
+                ElementResult(index=0, status=200, coalesced=True),
+                ElementResult(
+                    index=1,
+                    status=404,
+                    error=ErrorInfo(ErrorCode.UPSTREAM_STATUS, "GET /users/9 answered 404"),
+                    bulk_call="GET /users?id=9",
+                ),
+            ),
+        ),
+        ItemResult(
+            request_id="b",
+            index=2,
+            state=State.FAILED,
+            status=404,
+            body={"error": "no such user"},
+            body_encoding=BodyEncoding.JSON,
+            error=ErrorInfo(ErrorCode.UPSTREAM_STATUS, "GET /users/7 answered 404"),
+            duration_ms=0.5,
+            attempts=1,
+        ),
+        ItemResult(
+            request_id="c",
+            index=3,
+            state=State.SKIPPED,
+            error=ErrorInfo(ErrorCode.FAILED_DEPENDENCY, "not run: dependency 'b' failed"),
+            failed_dependency="b",
+            started_ms=0.6,
+        ),
+        ItemResult(
+            request_id="d",
+            index=4,
+            state=State.CANCELLED,
+            error=ErrorInfo(ErrorCode.TIMEOUT, "the batch deadline passed"),
+            body="partial text",
+            body_encoding=BodyEncoding.TEXT,
+        ),
+    ),
+    stats=BatchStats(
+        sub_requests=5,
+        calls_requested=6,
+        upstream_calls=3,
+        calls_saved=3,
+        saved_by_dedupe=2,
+        saved_by_bulk=1,
+        wall_ms=4.56789,
+        critical_path_ms=3.2,
+        response_bytes=512,
+        retries=1,
+    ),
+)
+
+REQUESTS = '[{requestId: "a", path: "/a"}]'
+UNIONS = ["BatchEvent", "JobEvent"]
+ABSTRACT = ["ItemResult", *UNIONS]
+RESULT_TYPES = ["Succeeded", "Failed", "Skipped", "Cancelled", *ABSTRACT]
+ITEM_LEAVES = [
+    "requestId",
+    "index",
+    "state",
+    "status",
+    "bodyEncoding",
+    "durationMs",
+    "startedMs",
+    "attempts",
+    "coalesced",
+    "bulkCall",
+    "__typename",
+]
+ITEM_OBJECTS = {
+    "error": ["code", "message", "__typename"],
+    "headers": ["name", "value", "__typename"],
+    "rollback": ["state", "status", "message", "__typename"],
+    "elements": ["index", "status", "coalesced", "bulkCall", "__typename", "error { code }"],
+}
+STATS = [
+    "subRequests",
+    "callsRequested",
+    "upstreamCalls",
+    "callsSaved",
+    "savedByDedupe",
+    "savedByBulk",
+    "wallMs",
+    "criticalPathMs",
+    "responseBytes",
+    "retries",
+    "__typename",
+]
+SELECTS = [
+    None,
+    '["id"]',
+    '["name", "team.name", "nope"]',
+    '["[0].name", "[*].id"]',
+    '["tags[*]"]',
+    '["a["]',  # does not parse: INVALID_INPUT at that field
+    "[" + ", ".join(f'"f{i}"' for i in range(65)) + "]",  # over max_select_paths
+    "[]",
+]
+
+
+def aliased(name: str) -> st.SearchStrategy[str]:
+    # One alias per field name, so that two selections under one key never conflict.
+    return st.sampled_from([name, f"{name.strip('_')}Alias: {name}"])
+
+
+def item_field() -> st.SearchStrategy[str]:
+    leaf = st.sampled_from(ITEM_LEAVES).flatmap(aliased)
+    objects = st.sampled_from(sorted(ITEM_OBJECTS)).flatmap(
+        lambda name: st.lists(st.sampled_from(ITEM_OBJECTS[name]), min_size=1, max_size=4).map(
+            lambda inner: f"{name} {{ {' '.join(inner)} }}"
+        )
+    )
+    body = st.sampled_from(range(len(SELECTS))).map(_body)
+    skipped = st.just("... on Skipped { failedDependency }")
+    return st.one_of(leaf, objects, body, skipped)
+
+
+def _body(n: int) -> str:
+    # Each `select` under its own key: one key with two argument lists does not validate.
+    select = SELECTS[n]
+    return "body" if select is None else f"body{n}: body(select: {select})"
+
+
+def _fragment(type_name: str, selection: str) -> str:
+    # A union has no fields of its own: its members' are reached through ItemResult.
+    if type_name in UNIONS:
+        return f"... on {type_name} {{ ... on ItemResult {{ {selection} }} }}"
+    return f"... on {type_name} {{ {selection} }}"
+
+
+def item_selection(depth: int = 2, types: list[str] = RESULT_TYPES) -> st.SearchStrategy[str]:
+    fields = st.lists(item_field(), min_size=1, max_size=5)
+    if depth == 0:
+        return fields.map(" ".join)
+    # Below a fragment on one result type, a fragment on another could never apply, which
+    # does not validate: nested fragments are on the abstract types.
+    fragment = st.tuples(st.sampled_from(types), item_selection(depth - 1, ABSTRACT)).map(
+        lambda t: _fragment(*t)
+    )
+    return st.lists(st.one_of(item_field(), fragment), min_size=1, max_size=5).map(" ".join)
+
+
+def batch_field() -> st.SearchStrategy[str]:
+    items = item_selection().map(lambda s: f"items {{ {s} }}")
+    item = st.tuples(st.sampled_from(["a", "b", "c", "d", "each", "zz"]), item_selection()).map(
+        lambda t: f'item_{t[0]}: item(requestId: "{t[0]}") {{ {t[1]} }}'
+    )
+    stats = st.lists(st.sampled_from(STATS), min_size=1, max_size=4).map(
+        lambda s: f"stats {{ {' '.join(s)} }}"
+    )
+    flags = st.sampled_from(["rolledBack", "replayed", "__typename", "flag: rolledBack"])
+    return st.one_of(items, item, stats, flags)
+
+
+DOCUMENTS = st.tuples(
+    st.lists(batch_field(), min_size=1, max_size=5),
+    st.sampled_from(RESULT_TYPES),
+    item_selection(1, ABSTRACT),
+    st.sampled_from(["batch", "screen: batch"]),
+).map(
+    lambda t: (
+        f"mutation Doc {{ {t[3]}(requests: {REQUESTS}) {{ {' '.join(t[0])} ...Named }} }}\n"
+        f"fragment Named on BatchResult {{ items {{ ...Item }} }}\n"
+        f"fragment Item on {t[1]} {{ {_fragment('ItemResult', t[2]) if t[1] in UNIONS else t[2]} }}"
+    )
+)
+
+COMPILED = build_schema()
+REFERENCE = build_schema(compiled=False)
+
+
+def answer(schema: Any, document: str, outcome: BatchOutcome) -> str:
+    """The response's bytes, as the HTTP view writes them (data, then formatted errors)."""
+    settings = Settings.from_upstream_urls(["http://127.0.0.1:9"])
+
+    async def send(_call: Any) -> Any:
+        raise AssertionError("nothing is sent: the outcome is handed over as already run")
+
+    key = "screen" if "screen: batch" in document else "batch"
+    context = BatchContext(settings, send, finished={key: outcome})
+    result = asyncio.run(schema.execute(document, context_value=context))
+    errors = [e.formatted for e in result.errors or []]
+    return json.dumps({"data": result.data, "errors": errors})
+
+
+@given(DOCUMENTS)
+def test_the_compiled_path_gives_what_graphql_core_gives(document: str) -> None:
+    assert answer(COMPILED, document, OUTCOME) == answer(REFERENCE, document, OUTCOME)
+
+
+def test_the_compiled_path_writes_without_graphql_cores_resolvers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Equal answers prove nothing if the compiled path never ran: count the conversion to
+    # Strawberry values that only graphql-core's path makes.
+    calls: list[BatchOutcome] = []
+    convert = schema_module.to_batch_result
+    monkeypatch.setattr(schema_module, "to_batch_result", lambda o: calls.append(o) or convert(o))
+    document = 'mutation { batch(requests: [{path: "/a"}]) { items { status } } }'
+    assert json.loads(answer(COMPILED, document, OUTCOME))["data"]["batch"]["items"][0] == {
+        "status": 200
+    }
+    assert calls == []
+    answer(REFERENCE, document, OUTCOME)
+    assert calls == [OUTCOME]
+
+
+def test_an_answer_it_cannot_write_is_left_to_graphql_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A null where the schema says non-null is never made by the engine; if it were, the
+    # compiled writers stop and graphql-core writes the same outcome, with its error.
+    broken = BatchOutcome(
+        results=(ItemResult(request_id=None, index=0, state=State.SUCCEEDED),),  # type: ignore[arg-type]
+        stats=OUTCOME.stats,
+    )
+    document = 'mutation { batch(requests: [{path: "/a"}]) { items { requestId } } }'
+    compiled, reference = (answer(s, document, broken) for s in (COMPILED, REFERENCE))
+    assert _without_error_ids(compiled) == _without_error_ids(reference)
+    assert '"code": "INTERNAL_ERROR"' in compiled  # masked: graphql-core's TypeError is ours
+
+
+def test_when_graphql_core_writes_instead_the_batch_is_not_run_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A writer that breaks (standing in for a bug) after the batch ran: graphql-core writes
+    # the answer from the outcome it is handed, and the upstream saw one call, not two.
+    def broken(item: ItemResult) -> Any:
+        raise RuntimeError("a bug in a writer")
+
+    monkeypatch.setitem(compiled_module._ITEM_LEAVES, "status", broken)
+    sent: list[Any] = []
+
+    async def send(call: Any) -> UpstreamResponse:
+        sent.append(call)
+        return UpstreamResponse(200, (("Content-Type", "application/json"),), {"id": 1})
+
+    schema = build_schema()  # a fresh compiler: its writers are built with the broken leaf
+    context = BatchContext(Settings.from_upstream_urls(["http://127.0.0.1:9"]), send)
+    document = 'mutation { batch(requests: [{path: "/a"}]) { items { status body } } }'
+    result = asyncio.run(schema.execute(document, context_value=context))
+    assert result.errors is None
+    assert result.data == {"batch": {"items": [{"status": 200, "body": {"id": 1}}]}}
+    assert len(sent) == 1
+
+
+def test_variables_that_graphql_core_refuses_get_its_errors() -> None:
+    document = "mutation($r: [SubRequestInput!]!) { batch(requests: $r) { items { status } } }"
+    for variables in (
+        {"r": [{"path": "/a", "method": "FETCH"}]},
+        {"r": [{"path": 7}]},
+        {"r": [{"nope": "/a"}]},
+        {},
+        {"r": [{"path": "/a", "timeoutMs": 2**40}]},
+    ):
+        compiled, reference = (
+            asyncio.run(
+                schema.execute(
+                    document,
+                    variable_values=variables,
+                    context_value=BatchContext(
+                        Settings.from_upstream_urls(["http://127.0.0.1:9"]),
+                        _never,
+                        finished={"batch": OUTCOME},
+                    ),
+                )
+            )
+            for schema in (COMPILED, REFERENCE)
+        )
+        assert compiled.errors and reference.errors
+        assert [e.formatted for e in compiled.errors] == [e.formatted for e in reference.errors]
+
+
+def _without_error_ids(text: str) -> str:
+    # An internal error's id is random per error: "Quote id 6b10c2814b02 ...".
+    return re.sub(r"\b[0-9a-f]{12}\b", "<id>", text)
+
+
+async def _never(_call: Any) -> Any:
+    raise AssertionError("nothing is sent")
