@@ -6,6 +6,7 @@ per call. Imports only `errors` and `types`.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -141,7 +142,32 @@ _INT = re.compile(r"-?\d+")
 _WORDS = tuple(k.value for k in RefKind)
 
 
+_KEPT = 4096
+"""Parsed templates kept (LRU). A screen sends the same paths and query values again and
+again, and parsing them was a fifth of planning (benchmarks/run.py --only screencpu)."""
+_KEPT_LENGTH = 512
+"""Only texts this short are kept, so that a request's long body strings do not outlive
+it: paths, query values and header values are short."""
+
+
 def parse_template(text: str) -> Template:
+    """*text* split into literal parts and placeholders, as `_parse_template` does; a short
+    text's template is kept and shared (a Template is immutable).
+
+    Raises:
+        TemplateSyntaxError: a placeholder opens but does not parse.
+    """
+    if len(text) <= _KEPT_LENGTH:
+        return _kept_template(text)
+    return _parse_template(text)
+
+
+@functools.lru_cache(maxsize=_KEPT)
+def _kept_template(text: str) -> Template:
+    return _parse_template(text)  # an error is raised again each time: lru_cache keeps none
+
+
+def _parse_template(text: str) -> Template:
     """Split *text* into literal parts and placeholders.
 
     Only `{` directly followed by `resultOf(`, `statusOf(`, `headerOf(`, or the word `item` or
