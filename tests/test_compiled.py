@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ import gqlbatch.doors.compiled as compiled_module
 import gqlbatch.doors.schema as schema_module
 from gqlbatch import Settings
 from gqlbatch.core.errors import ErrorCode
+from gqlbatch.core.openapi import Contract
 from gqlbatch.core.result import (
     BatchOutcome,
     BatchStats,
@@ -31,10 +33,11 @@ from gqlbatch.core.result import (
     ItemResult,
     Rollback,
     RollbackState,
+    Route,
     State,
 )
 from gqlbatch.core.wire import BodyEncoding, UpstreamResponse
-from gqlbatch.doors.schema import build_schema
+from gqlbatch.doors.schema import answer_types, build_schema
 from gqlbatch.execution.engine import BatchContext
 
 OUTCOME = BatchOutcome(
@@ -344,3 +347,101 @@ def _without_error_ids(text: str) -> str:
 
 async def _never(_call: Any) -> Any:
     raise AssertionError("nothing is sent")
+
+
+# ------------------------------------------------------------------------------------------
+# Typed `data`: the types of tests/openapi/blog.yaml, on answers that keep to it and on some
+# that do not (graphql-core then writes them, and says why).
+
+BLOG = Path(__file__).parent / "openapi" / "blog.yaml"
+TYPES = answer_types({"blog": Contract.from_text(BLOG.read_text(encoding="utf-8"), "blog")})
+TYPED_COMPILED = build_schema(answers=TYPES)
+TYPED_REFERENCE = build_schema(answers=TYPES, compiled=False)
+
+ADA = {"id": 1, "name": "Ada", "role": "ADMIN", "big-id": 2**40, "@type": "person"}
+ADA |= {"labels": {"team": "core"}, "address": {"city": "London", "status": "x"}}
+GRACE = {"id": 2, "name": "Grace", "role": "reader", "email": "grace@example.com"}
+POST = {"id": 7, "title": "Notes", "author": ADA, "editor": None, "tags": ["a"], "score": 2}
+THREADS = [{"id": 1, "body": "first", "replies": [{"id": 2, "body": "re", "replies": []}]}]
+
+
+def _answered(index: int, path: str, body: Any, **kw: Any) -> ItemResult:
+    fields: dict[str, Any] = {"status": 200, "body_encoding": BodyEncoding.JSON} | kw
+    route = Route("blog", "GET", path)
+    return ItemResult(
+        request_id=f"i{index}", index=index, state=State.SUCCEEDED, body=body, route=route, **fields
+    )
+
+
+def typed_outcome(*extra: ItemResult) -> BatchOutcome:
+    elements = (
+        ElementResult(index=0, status=200),
+        ElementResult(index=1, status=404, error=ErrorInfo(ErrorCode.UPSTREAM_STATUS, "404")),
+    )
+    results = (
+        _answered(0, "/users/1", ADA),
+        _answered(1, "/users", [ADA, GRACE]),
+        _answered(2, "/posts/7", POST),
+        _answered(3, "/posts/7/comments", THREADS),
+        _answered(
+            4,
+            "/users/1",
+            [GRACE, {"error": "gone"}],
+            elements=elements,
+            status=207,
+        ),
+        _answered(5, "/version", "1.0"),
+        _answered(6, "/nowhere", {"id": 1}),
+        *extra,
+    )
+    return BatchOutcome(results=results, stats=OUTCOME.stats)
+
+
+MEMBERS = {
+    "User": ["id", "name", "email", "role", "big_id", "type", "labels", "address { city status }"],
+    "UserList": ["items { id name role }", "items { email }"],
+    "Post": ["id", "title", "score", "tags", "author { name role }", "editor { name }"],
+    "CommentList": ["items { body replies { body replies { id } } }"],
+    "UserEach": ["items { name }", "items { id email }"],
+    "GetStatsResponse": ["users", "since"],
+}
+DATA = st.lists(
+    st.sampled_from(sorted(MEMBERS)).flatmap(
+        lambda member: st.lists(st.sampled_from(MEMBERS[member]), min_size=1, max_size=3).map(
+            lambda fields: f"... on {member} {{ {' '.join(fields)} }}"
+        )
+    ),
+    min_size=1,
+    max_size=4,
+).map(lambda fragments: f"data {{ __typename {' '.join(fragments)} }}")
+TYPED_DOCUMENTS = st.tuples(DATA, st.sampled_from(["requestId", "status", "__typename"])).map(
+    lambda t: (
+        f"mutation Typed {{ batch(requests: {REQUESTS}) {{ items {{ {t[1]} "
+        f"... on Succeeded {{ {t[0]} }} }} }} }}"
+    )
+)
+
+
+@given(TYPED_DOCUMENTS)
+def test_typed_data_on_the_compiled_path_is_what_graphql_core_gives(document: str) -> None:
+    outcome = typed_outcome()
+    assert answer(TYPED_COMPILED, document, outcome) == answer(TYPED_REFERENCE, document, outcome)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": 3, "role": "ADMIN"},  # no name: UPSTREAM_BAD_RESPONSE, where graphql-core puts it
+        {"id": 3, "name": "Guest", "role": "guest"},  # not one of the document's roles
+        {"id": "three", "name": "X", "role": "ADMIN"},  # not an Int
+    ],
+)
+def test_answers_that_break_their_document_are_written_by_graphql_core(body: Any) -> None:
+    outcome = typed_outcome(_answered(7, "/users/3", body))
+    document = (
+        f"mutation Typed {{ batch(requests: {REQUESTS}) {{ items {{ requestId "
+        "... on Succeeded { data { ... on User { id name role } } } } } }"
+    )
+    compiled = answer(TYPED_COMPILED, document, outcome)
+    assert compiled == answer(TYPED_REFERENCE, document, outcome)
+    assert '"errors": [{' in compiled

@@ -39,6 +39,7 @@ from graphql import (
     GraphQLObjectType,
     GraphQLScalarType,
     GraphQLSchema,
+    GraphQLUnionType,
     InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
@@ -65,7 +66,14 @@ from gqlbatch.core.errors import BatchRejected, ErrorCode
 from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.core.result import BatchOutcome, ItemResult, State
 
-__all__ = ["Anomaly", "CompiledOperation", "Compiler", "Unsupported", "rejection"]
+__all__ = [
+    "Anomaly",
+    "CompiledOperation",
+    "Compiler",
+    "TypedData",
+    "Unsupported",
+    "rejection",
+]
 
 KEPT = 256
 """Compiled operations kept, by document text and operation name (LRU)."""
@@ -91,6 +99,16 @@ class Unsupported(Exception):
 class Anomaly(Exception):
     """A value the writers do not expect (a null in a non-null field, a leaf that does not
     serialize): the batch has run, and graphql-core is to write its answer instead."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TypedData:
+    """What the compiled path needs of typed `data` (`doors.schema` makes it)."""
+
+    answer: Callable[[ItemResult], Any]
+    """The item's answer as its member type, with `type_name`; None when `data` is null."""
+    keys: Mapping[str, Mapping[str, str]]
+    """Each generated type's fields: GraphQL name to the JSON key it reads."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -346,9 +364,12 @@ def _located(error: GraphQLError, nodes: Sequence[FieldNode], path: Path) -> Gra
 class Compiler:
     """Compiles operations against one schema, and remembers them by document text."""
 
-    def __init__(self, schema: GraphQLSchema, max_select_paths: int) -> None:
+    def __init__(
+        self, schema: GraphQLSchema, max_select_paths: int, typed: TypedData | None = None
+    ) -> None:
         self._schema = schema
         self._max_select_paths = max_select_paths
+        self._typed = typed
         self._kept: OrderedDict[tuple[str, str | None], CompiledOperation | None] = OrderedDict()
 
     def compiled(
@@ -379,7 +400,7 @@ class Compiler:
         }
         root_type = self._schema.get_root_type(operation.operation)
         assert root_type is not None  # validation found the operation's root
-        shapes = _Shapes(self._schema, fragments, self._max_select_paths)
+        shapes = _Shapes(self._schema, fragments, self._max_select_paths, self._typed)
         collected = shapes.collect(root_type, [operation.selection_set])
         roots = []
         for key, nodes in collected.items():
@@ -422,10 +443,12 @@ class _Shapes:
         schema: GraphQLSchema,
         fragments: Mapping[str, FragmentDefinitionNode],
         max_select_paths: int,
+        typed: TypedData | None,
     ) -> None:
         self._schema = schema
         self._fragments = fragments
         self._max_select_paths = max_select_paths
+        self._typed = typed
 
     def collect(
         self, object_type: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode | None]
@@ -542,9 +565,54 @@ class _Shapes:
                 parts.append((key, self._optional("Rollback", fields, _attribute("rollback"))))
             elif name in _ITEM_LEAVES:
                 parts.append((key, self._leaf(result_type, name, _ITEM_LEAVES[name])))
+            elif name == "data" and self._typed is not None:
+                parts.append((key, self._data(fields, self._typed)))
             else:
-                raise Unsupported  # `data`, and anything added later
+                raise Unsupported  # anything added later
         return _object_writer(parts)
+
+    def _data(self, nodes: list[FieldNode], typed: TypedData) -> Writer:
+        """Succeeded's `data`: the member the item's answer is, written by its own fields."""
+        union = get_named_type(self._object("Succeeded").fields["data"].type)
+        assert isinstance(union, GraphQLUnionType)
+        members = {m.name: self._answer_object(m, nodes, typed) for m in union.types}
+        answer_of = typed.answer
+
+        def write(item: ItemResult, path: Path, errors: Errors) -> Any:
+            found = answer_of(item)
+            return None if found is None else members[found.type_name](found, path, errors)
+
+        return write
+
+    def _answer_object(
+        self, object_type: GraphQLObjectType, nodes: list[FieldNode], typed: TypedData
+    ) -> Writer:
+        """A generated type's writer: each field read from the answer's JSON by its key."""
+        keys = typed.keys[object_type.name]
+        parts: list[tuple[str, Writer]] = []
+        for key, fields in self._subfields(object_type, nodes).items():
+            name = fields[0].name.value
+            if name == "__typename":
+                parts.append((key, _constant(object_type.name)))
+                continue
+            json_key = keys[name]
+            field_type = object_type.fields[name].type
+            value = self._answer_value(field_type, fields, typed)
+            parts.append((key, _json_field(json_key, value)))
+        return _object_writer(parts)
+
+    def _answer_value(self, field_type: Any, nodes: list[FieldNode], typed: TypedData) -> Writer:
+        """A value of *field_type* in an answer; any value graphql-core would not complete as
+        is (a null where one is required, a value that does not serialize) is an Anomaly."""
+        required = isinstance(field_type, GraphQLNonNull)
+        inner_type = field_type.of_type if required else field_type
+        if isinstance(inner_type, GraphQLList):
+            inner = self._answer_value(inner_type.of_type, nodes, typed)
+            return _answer_list(inner, required)
+        if isinstance(inner_type, GraphQLObjectType):
+            return _answer_dict(self._answer_object(inner_type, nodes, typed), required)
+        assert isinstance(inner_type, GraphQLLeafType)
+        return _answer_leaf(inner_type.serialize, required)
 
     def _body(self, nodes: list[FieldNode]) -> Writer:
         node = nodes[0]  # the others have the same arguments: validation says so
@@ -631,6 +699,47 @@ class _Shapes:
         found = self._schema.get_type(name)
         assert isinstance(found, GraphQLObjectType), name
         return found
+
+
+def _json_field(key: str, value: Writer) -> Writer:
+    return lambda source, path, errors: value(source.get(key), path, errors)
+
+
+def _answer_list(inner: Writer, required: bool) -> Writer:
+    def write(value: Any, path: Path, errors: Errors) -> Any:
+        if value is None:
+            if required:
+                raise Anomaly("a null where the document requires a list")
+            return None
+        if not isinstance(value, list):
+            raise Anomaly("not a list")
+        return [inner(v, path, errors) for v in value]
+
+    return write
+
+
+def _answer_dict(inner: Writer, required: bool) -> Writer:
+    def write(value: Any, path: Path, errors: Errors) -> Any:
+        if value is None:
+            if required:
+                raise Anomaly("a null where the document requires an object")
+            return None
+        if not isinstance(value, dict):
+            raise Anomaly("not an object")
+        return inner(value, path, errors)
+
+    return write
+
+
+def _answer_leaf(serialize: Callable[[Any], Any], required: bool) -> Writer:
+    def write(value: Any, path: Path, errors: Errors) -> Any:
+        if value is None:
+            if required:
+                raise Anomaly("a null where the document requires a value")
+            return None
+        return serialize(value)  # what does not serialize is an Anomaly, a level up
+
+    return write
 
 
 def _object_writer(parts: list[tuple[str, Writer]]) -> Writer:

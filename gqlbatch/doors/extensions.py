@@ -32,7 +32,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gqlbatch.core.errors import ErrorCode, mask_internal
 from gqlbatch.core.result import BatchOutcome
-from gqlbatch.doors.compiled import Anomaly, CompiledOperation, Compiler
+from gqlbatch.doors.compiled import Anomaly, CompiledOperation, Compiler, TypedData
 from gqlbatch.doors.query_shape import LiteralRangeRule, document_problems
 from gqlbatch.execution.engine import BatchContext, request_budget
 
@@ -81,6 +81,7 @@ def schema_extensions(
     limits: QueryLimits,
     answer_types: frozenset[str] = frozenset(),
     run_batch: BatchRunner | None = None,
+    typed: TypedData | None = None,
 ) -> list[Callable[[], SchemaExtension]]:
     """Extension factories, so that each operation gets fresh instances (Strawberry shares an
     extension *instance* between concurrent operations). *answer_types* are the types
@@ -105,7 +106,7 @@ def schema_extensions(
         # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: GuardedValidation(shapes),
-        *([] if run_batch is None else [_compiled_batches(limits, run_batch)]),
+        *([] if run_batch is None else [_compiled_batches(limits, run_batch, typed)]),
     ]
 
 
@@ -114,8 +115,10 @@ BatchRunner = Callable[[BatchContext, str, Mapping[str, Any], bool], Awaitable[B
 whether it is read-only (`Query.batch`)."""
 
 
-def _compiled_batches(limits: QueryLimits, run_batch: BatchRunner) -> Callable[[], SchemaExtension]:
-    compilers = _SchemaCompiler(limits.max_select_paths)
+def _compiled_batches(
+    limits: QueryLimits, run_batch: BatchRunner, typed: TypedData | None
+) -> Callable[[], SchemaExtension]:
+    compilers = _SchemaCompiler(limits.max_select_paths, typed)
     return lambda: CompiledBatches(compilers, run_batch)
 
 
@@ -123,14 +126,15 @@ class _SchemaCompiler:
     """One schema's compiler, made on first use from the schema's own SDL: Strawberry has
     no public way to its graphql-core schema, and the SDL is public and the same."""
 
-    def __init__(self, max_select_paths: int) -> None:
+    def __init__(self, max_select_paths: int, typed: TypedData | None) -> None:
         self._max_select_paths = max_select_paths
+        self._typed = typed
         self._compiler: Compiler | None = None
 
     def get(self, schema: Any) -> Compiler:
         if self._compiler is None:
             sdl = build_graphql_schema(schema.as_str())
-            self._compiler = Compiler(sdl, self._max_select_paths)
+            self._compiler = Compiler(sdl, self._max_select_paths, self._typed)
         return self._compiler
 
 

@@ -46,7 +46,7 @@ from gqlbatch.core.result import (
 )
 from gqlbatch.core.wire import BodyEncoding, Method
 from gqlbatch.doors.caching import GET_ANSWER, GetAnswer, cached
-from gqlbatch.doors.compiled import rejection
+from gqlbatch.doors.compiled import TypedData, rejection
 from gqlbatch.doors.extensions import (
     GqlbatchSchema,
     QueryLimits,
@@ -808,7 +808,13 @@ def _succeeded_with_data(types: AnswerTypes, classes: Mapping[str, type]) -> typ
     return strawberry.type(succeeded, description=Succeeded.__strawberry_definition__.description)  # type: ignore[attr-defined]
 
 
-def _typed(types: AnswerTypes, item: ItemResult) -> object:
+def _compiled_data(types: AnswerTypes) -> TypedData:
+    """What the compiled path needs to write `data` as this schema's resolvers do."""
+    keys = {o.name: {f.name: f.key for f in o.fields} for o in types.objects}
+    return TypedData(answer=functools.partial(_typed, types), keys=keys)
+
+
+def _typed(types: AnswerTypes, item: ItemResult) -> _Answer | None:
     if item.route is None or item.status is None:
         return None
     if item.elements is not None:
@@ -817,7 +823,7 @@ def _typed(types: AnswerTypes, item: ItemResult) -> object:
     return None if member is None else _as_member(member, item.body)
 
 
-def _typed_each(types: AnswerTypes, item: ItemResult) -> object:
+def _typed_each(types: AnswerTypes, item: ItemResult) -> _Answer | None:
     """A forEach item's answers: each element's slot as `data` would be for it alone."""
     assert item.route is not None and item.elements is not None and isinstance(item.body, list)
     status = next((e.status for e in item.elements if e.error is None and e.status), None)
@@ -882,6 +888,7 @@ def build_schema(
             limits or QueryLimits(),
             frozenset(o.name for o in answers.objects) if answers is not None else frozenset(),
             run_batch=compiled_batch if compiled else None,
+            typed=None if answers is None or not answers.members else _compiled_data(answers),
         ),
         execution_context_class=ReleasingExecutionContext,
         config=StrawberryConfig(
