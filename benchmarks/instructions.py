@@ -6,7 +6,9 @@ Wall time on a shared 2-core machine moves by ±20% from one minute to the next,
 a few percent cannot be seen in it. Callgrind counts instructions, which repeat to within 0.1%.
 This runs `schema.execute` of a batch against a fake upstream (no HTTP) with 1 item and with
 101 items, each under callgrind with counting switched on only around two warm batches, and
-prints the difference per item: what one more sub-request costs the gateway's own code.
+prints the difference per item: what one more sub-request costs the gateway's own code. It
+does so twice: for a batch seen for the first time (planned anew), and for a batch sent
+again, as a screen is, whose plan the server kept (`execution.plans`).
 
     python benchmarks/instructions.py --child 101    # one measured run, without valgrind
 """
@@ -39,11 +41,12 @@ def _callgrind_instrumentation(on: bool) -> None:
         )
 
 
-async def _child(items: int) -> None:
+async def _child(items: int, keep_plans: bool) -> None:
     from gqlbatch import Settings
     from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
     from gqlbatch.doors.schema import build_schema
     from gqlbatch.execution.engine import BatchContext
+    from gqlbatch.execution.plans import PlanCache
 
     async def send(_call: UpstreamCall) -> UpstreamResponse:
         await asyncio.sleep(0)
@@ -52,7 +55,7 @@ async def _child(items: int) -> None:
 
     settings = Settings.from_upstream_urls(["http://127.0.0.1:9"], max_items=1000)
     schema = build_schema()
-    context = BatchContext(settings, send)
+    context = BatchContext(settings, send, plans=PlanCache() if keep_plans else None)
     variables = {"r": [{"path": f"/posts/{i}"} for i in range(1, items + 1)]}
     for _ in range(2):  # warm: parser and validation caches, first-call imports
         await schema.execute(QUERY, variable_values=variables, context_value=context)
@@ -64,7 +67,7 @@ async def _child(items: int) -> None:
         raise SystemExit(f"the batch failed: {result.errors}")
 
 
-def _instructions(items: int) -> int:
+def _instructions(items: int, keep_plans: bool) -> int:
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run(
             [
@@ -76,6 +79,7 @@ def _instructions(items: int) -> int:
                 __file__,
                 "--child",
                 str(items),
+                *(["--keep-plans"] if keep_plans else []),
             ],
             capture_output=True,
             text=True,
@@ -91,15 +95,20 @@ def _instructions(items: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", type=int, metavar="ITEMS", help=argparse.SUPPRESS)
+    parser.add_argument("--keep-plans", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        asyncio.run(_child(args.child))
+        asyncio.run(_child(args.child, args.keep_plans))
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
-    one, many = _instructions(1), _instructions(101)
-    per_item = (many - one) / (100 * ROUNDS)
-    print(f"instructions per sub-request (schema.execute, fake upstream): {per_item / 1000:.0f}k")
+    for keep_plans, label in ((False, "a new batch"), (True, "a batch sent again")):
+        one, many = _instructions(1, keep_plans), _instructions(101, keep_plans)
+        per_item = (many - one) / (100 * ROUNDS)
+        print(
+            f"instructions per sub-request (schema.execute, fake upstream), {label}: "
+            f"{per_item / 1000:.0f}k"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 RUNNER = Path(__file__).parent.parent / "benchmarks" / "run.py"
 
 
@@ -40,7 +42,8 @@ async def test_benchmark_runner_prints_its_table() -> None:
     assert rows["screen, bulk routes"][3].strip() == "3"
 
 
-async def test_instruction_count_harness_runs_a_batch() -> None:
+@pytest.mark.parametrize("plans", [[], ["--keep-plans"]])
+async def test_instruction_count_harness_runs_a_batch(plans: list[str]) -> None:
     # benchmarks/instructions.py runs itself under valgrind; its measured part must keep
     # working without it (valgrind is not a test dependency).
     proc = await asyncio.create_subprocess_exec(
@@ -48,6 +51,7 @@ async def test_instruction_count_harness_runs_a_batch() -> None:
         str(RUNNER.parent / "instructions.py"),
         "--child",
         "3",
+        *plans,
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 50)

@@ -42,6 +42,7 @@ from gqlbatch.doors.http import (
     INFLIGHT,
     JOBS,
     OUTSTANDING,
+    PLANS,
     SETTINGS,
     batch_context,
     door_answer,
@@ -72,6 +73,7 @@ from gqlbatch.execution.persisted import (
     PersistedQueryStore,
     trusted_documents,
 )
+from gqlbatch.execution.plans import PlanCache
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
 
@@ -128,6 +130,7 @@ def create_app(
         queue=queue,
     )
     app.on_cleanup.append(lambda _app: jobs.close())
+    app[PLANS] = PlanCache()
     app[OUTSTANDING] = OutstandingCalls(
         per_client=settings.max_outstanding_per_client,
         per_address=settings.max_outstanding_per_address,

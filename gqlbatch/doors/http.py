@@ -21,6 +21,7 @@ from gqlbatch.execution.engine import BatchContext, request_budget
 from gqlbatch.execution.idempotency import IdempotencyStore
 from gqlbatch.execution.jobs import Job, Jobs
 from gqlbatch.execution.limits import OutstandingCalls
+from gqlbatch.execution.plans import PlanCache
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
 
@@ -34,6 +35,7 @@ __all__ = [
     "JOBS",
     "NO_STORE",
     "OUTSTANDING",
+    "PLANS",
     "SETTINGS",
     "batch_context",
     "door_answer",
@@ -69,6 +71,7 @@ IDEMPOTENCY: Final = web.AppKey("idempotency", IdempotencyStore)
 
 
 JOBS: Final = web.AppKey("jobs", Jobs)
+PLANS: Final = web.AppKey("plans", PlanCache)
 CONTRACTS: Final = web.AppKey("contracts", dict[str, Contract])
 """The upstreams' OpenAPI documents, read at start-up."""
 
@@ -98,6 +101,7 @@ def batch_context(request: web.Request) -> BatchContext:
         request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex,
         jobs=request.app[JOBS],
         contracts=_contracts(request.app),
+        plans=request.app[PLANS],
     )
 
 
@@ -117,6 +121,7 @@ def job_context(app: web.Application, job: Job) -> BatchContext:
         request_id=job.spec.request_id,
         jobs=app[JOBS],
         contracts=_contracts(app),
+        plans=app[PLANS],
     )
 
 

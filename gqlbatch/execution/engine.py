@@ -30,6 +30,7 @@ from gqlbatch.execution.atomic import roll_back
 from gqlbatch.execution.executor import Resumable, execute
 from gqlbatch.execution.idempotency import IdempotencyStore, check_key, fingerprint
 from gqlbatch.execution.limits import Admission, OutstandingCalls
+from gqlbatch.execution.plans import PlanCache
 from gqlbatch.upstreams.loaders import Loaders
 from gqlbatch.upstreams.retries import Retrying
 
@@ -127,6 +128,8 @@ class BatchContext:
     seen: Callable[[BatchOutcome], None] | None = None
     """Told each of the request's batches once it has run, for a door that derives its
     answer's HTTP caching headers from them (`Query.batch` over GET)."""
+    plans: PlanCache | None = None
+    """The server's plans of batches sent again and again; None plans every batch anew."""
     finished: Mapping[str, BatchOutcome] | None = None
     """Batches of this GraphQL operation that have already run, by response key: the
     compiled path hands them over when graphql-core is to write their answers instead, so
@@ -299,12 +302,19 @@ async def _run(
     # A client at its limit was refused before its body was read (admit_early), and `admit`
     # checks again below, once the batch is known to be valid.
     outstanding = ctx.outstanding
-    plan = prepare(items, options, ctx.settings, read_only=read_only, contracts=ctx.contracts)
+    plan = _plan(items, options, ctx, read_only)
     budget = BatchBudget(_take_budget(plan, ctx))
     if outstanding is None:
         return await _execute(plan, ctx, budget, None, on_result, resumable)
     async with outstanding.admit(ctx.client, ctx.address) as admission:
         return await _execute(plan, ctx, budget, admission, on_result, resumable)
+
+
+def _plan(items: object, options: object, ctx: BatchContext, read_only: bool) -> Plan:
+    def make() -> Plan:
+        return prepare(items, options, ctx.settings, read_only=read_only, contracts=ctx.contracts)
+
+    return make() if ctx.plans is None else ctx.plans.plan(items, options, read_only, make)
 
 
 def _take_budget(plan: Plan, ctx: BatchContext) -> RequestBudget:

@@ -1,0 +1,71 @@
+"""Plans kept for batches that come again and again (issue 15, "prepare at the cost of what
+changed"): a screen sends the same reads on every visit, and validating and planning them
+was a quarter of what a sub-request cost (BENCHMARKS.md).
+
+A plan is immutable and holds nothing of the request that made it, so one plan serves every
+request that sends the same batch: same items, same options, both read-only or not. Only
+batches without bodies, headers or compensations are kept, so that no client's data or
+credentials stay in memory after its request; and only small ones. A batch that is refused
+is not kept: it is refused again, the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+
+from gqlbatch.core.plan import Plan
+
+__all__ = ["KEPT", "MAX_KEY_CHARS", "PlanCache"]
+
+KEPT = 256
+"""Plans kept (LRU), per server."""
+MAX_KEY_CHARS = 16_384
+"""The largest batch kept, as JSON text: a screen's reads are well below it."""
+_PRIVATE = ("body", "headers", "compensate")
+
+
+class PlanCache:
+    """One server's plans, by the JSON of the batch that made each."""
+
+    def __init__(self, kept: int = KEPT) -> None:
+        self._kept = kept
+        self._plans: OrderedDict[str, Plan] = OrderedDict()
+
+    def plan(
+        self, items: object, options: object, read_only: bool, make: Callable[[], Plan]
+    ) -> Plan:
+        """The plan for this batch: a kept one, or *make*'s, then kept if it may be.
+
+        Raises:
+            BatchRejected: from *make*; nothing is kept.
+        """
+        key = _key(items, options, read_only)
+        if key is None:
+            return make()
+        found = self._plans.get(key)
+        if found is not None:
+            self._plans.move_to_end(key)
+            return found
+        plan = self._plans[key] = make()
+        if len(self._plans) > self._kept:
+            self._plans.popitem(last=False)
+        return plan
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+
+def _key(items: object, options: object, read_only: bool) -> str | None:
+    """The batch as JSON text, or None when it is not to be kept."""
+    if not isinstance(items, list):
+        return None
+    for item in items:
+        if not isinstance(item, dict) or any(item.get(name) is not None for name in _PRIVATE):
+            return None
+    try:
+        key = json.dumps([items, options, read_only], separators=(",", ":"))
+    except (TypeError, ValueError):  # not plain JSON: never kept, never guessed at
+        return None
+    return key if len(key) <= MAX_KEY_CHARS else None
