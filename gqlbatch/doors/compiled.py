@@ -27,17 +27,12 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
-    GraphQLInputField,
-    GraphQLInputObjectType,
-    GraphQLInputType,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
-    GraphQLScalarType,
     GraphQLSchema,
     GraphQLUnionType,
     InlineFragmentNode,
@@ -45,26 +40,21 @@ from graphql import (
     OperationType,
     SelectionSetNode,
     Undefined,
-    ValueNode,
     VariableNode,
-    coerce_input_literal,
-    coerce_input_value,
     get_argument_values,
     get_named_type,
     get_operation_ast,
     get_variable_values,
     is_non_null_type,
-    is_required_input_field,
     located_error,
     print_ast,
-    type_from_ast,
 )
 from graphql.language import Visitor, visit
-from graphql.pyutils import is_iterable
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode
 from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.core.result import BatchOutcome, ItemResult, State
+from gqlbatch.doors.coercion import Refused, VariableCoercers
 
 __all__ = [
     "Anomaly",
@@ -147,8 +137,8 @@ class CompiledOperation:
         inputs = inputs or {}
         if self._fast is not None:
             try:
-                return _Fast({name: _sent(v, inputs) for name, v in self._fast.items()})
-            except _Refused:
+                return _Fast(self._fast.coerce(inputs))
+            except Refused:
                 pass
         coerced = get_variable_values(
             self._schema, self._operation.variable_definitions or (), dict(inputs)
@@ -203,31 +193,11 @@ def _arguments(root: RootField, variables: Any) -> dict[str, Any]:
     return get_argument_values(root.field, root.nodes[0], variables)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Variable:
-    name: str
-    coerce: Callable[[Any], Any]
-    required: bool
-
-
-def _sent(variable: _Variable, inputs: Mapping[str, Any]) -> Any:
-    """A variable's coerced value; Undefined when it was not sent and may be left out."""
-    if variable.name in inputs:
-        return variable.coerce(inputs[variable.name])
-    if variable.required:
-        raise _Refused  # graphql-core's error: a required variable was not sent
-    return Undefined
-
-
-class _Refused(Exception):
-    """A value the compiled coercer leaves to graphql-core."""
-
-
 def _fast_coercers(
     schema: GraphQLSchema, operation: OperationDefinitionNode, roots: tuple[RootField, ...]
-) -> dict[str, _Variable] | None:
-    """A coercer for each variable, when each one alone gives `batch` arguments of its own
-    type and has no default; None otherwise."""
+) -> VariableCoercers | None:
+    """Compiled coercers for the variables, when each one alone gives `batch` arguments of
+    its own type and has no default; None otherwise."""
     wanted: dict[str, str] = {}  # variable: the type its arguments have
     for root in roots:
         if root.variables is None:
@@ -235,114 +205,14 @@ def _fast_coercers(
         for arg, var in root.variables.items():
             if wanted.setdefault(var, str(root.field.args[arg].type)) != wanted[var]:
                 return None
-    coercers = {}
-    for definition in operation.variable_definitions or ():
+    definitions = operation.variable_definitions or ()
+    for definition in definitions:
         name = definition.variable.name.value
         if definition.default_value is not None or name not in wanted:
             return None
         if print_ast(definition.type) != wanted[name]:
             return None
-        type_ = type_from_ast(schema, definition.type)
-        coerce = _coercer(type_)  # type: ignore[arg-type]
-        coercers[name] = _Variable(name, coerce, isinstance(type_, GraphQLNonNull))
-    return coercers
-
-
-def _coercer(type_: GraphQLInputType) -> Callable[[Any], Any]:
-    """`coerce_input_value` for *type_*, unrolled once: the same result for every value it
-    takes, and `_Refused` for any value graphql-core would refuse."""
-    if isinstance(type_, GraphQLNonNull):
-        inner = _coercer(type_.of_type)
-
-        def non_null(value: Any) -> Any:
-            if value is None or value is Undefined:
-                raise _Refused  # graphql-core's error, for a null or a variable not sent
-            return inner(value)
-
-        return non_null
-    if isinstance(type_, GraphQLList):
-        return _list_coercer(_coercer(type_.of_type))
-    if isinstance(type_, GraphQLInputObjectType):
-        return _object_coercer(type_)
-    return _leaf_coercer(type_)
-
-
-def _list_coercer(item: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def coerce(value: Any) -> Any:
-        if value is None or value is Undefined:
-            return None
-        if not is_iterable(value):
-            return [item(value)]  # a list accepts one value as a list of one
-        return [item(v) for v in value]
-
-    return coerce
-
-
-def _object_coercer(type_: GraphQLInputObjectType) -> Callable[[Any], Any]:
-    if type_.is_one_of:
-        raise Unsupported
-    fields = list(type_.fields.items())
-    position = {name: (i, field.out_name or name) for i, (name, field) in enumerate(fields)}
-    required = [name for name, field in fields if is_required_input_field(field)]
-    defaults = [
-        (i, field.out_name or name, _default(field))
-        for i, (name, field) in enumerate(fields)
-        if field.default is not None
-    ]
-    inner: dict[str, Callable[[Any], Any]] = {}
-
-    def coerce(value: Any) -> Any:
-        if value is None or value is Undefined:
-            return None
-        if not isinstance(value, dict):
-            raise _Refused
-        given = []
-        for name, field_value in value.items():
-            if field_value is Undefined:
-                raise _Refused  # never from JSON; graphql-core's own handling is the reference
-            where = position.get(name)
-            if where is None:
-                raise _Refused
-            coerce_field = inner.get(name)
-            if coerce_field is None:
-                coerce_field = inner[name] = _coercer(type_.fields[name].type)
-            given.append((where[0], where[1], coerce_field(field_value)))
-        if any(name not in value for name in required):
-            raise _Refused
-        given += [d for d in defaults if fields[d[0]][0] not in value]
-        given.sort(key=_first)
-        return type_.out_type({out: coerced for _, out, coerced in given})
-
-    return coerce
-
-
-def _first(entry: tuple[int, str, Any]) -> int:
-    return entry[0]
-
-
-def _default(field: GraphQLInputField) -> Any:
-    default = field.default
-    assert default is not None
-    if isinstance(default.literal, ValueNode):  # from SDL: the literal; else the value
-        return coerce_input_literal(default.literal, field.type)
-    return coerce_input_value(default.value, field.type)
-
-
-def _leaf_coercer(type_: GraphQLScalarType | GraphQLEnumType) -> Callable[[Any], Any]:
-    parse = type_.coerce_input_value
-
-    def coerce(value: Any) -> Any:
-        if value is None or value is Undefined:
-            return None
-        try:
-            coerced = parse(value)
-        except Exception:
-            raise _Refused from None
-        if coerced is Undefined:
-            raise _Refused
-        return coerced
-
-    return coerce
+    return VariableCoercers(schema, definitions)
 
 
 def rejection(exc: BatchRejected) -> GraphQLError:
@@ -608,11 +478,12 @@ class _Shapes:
         inner_type = field_type.of_type if required else field_type
         if isinstance(inner_type, GraphQLList):
             inner = self._answer_value(inner_type.of_type, nodes, typed)
-            return _answer_list(inner, required)
+            return _answer_part(lambda v, p, e: [inner(x, p, e) for x in v], required, list)
         if isinstance(inner_type, GraphQLObjectType):
-            return _answer_dict(self._answer_object(inner_type, nodes, typed), required)
+            return _answer_part(self._answer_object(inner_type, nodes, typed), required, dict)
         assert isinstance(inner_type, GraphQLLeafType)
-        return _answer_leaf(inner_type.serialize, required)
+        serialize = inner_type.serialize  # what does not serialize is an Anomaly, a level up
+        return _answer_part(lambda v, p, e: serialize(v), required)
 
     def _body(self, nodes: list[FieldNode]) -> Writer:
         node = nodes[0]  # the others have the same arguments: validation says so
@@ -705,39 +576,18 @@ def _json_field(key: str, value: Writer) -> Writer:
     return lambda source, path, errors: value(source.get(key), path, errors)
 
 
-def _answer_list(inner: Writer, required: bool) -> Writer:
+def _answer_part(write_one: Writer, required: bool, kind: type = object) -> Writer:
+    """A value in an answer: null where the schema allows it, else *write_one*'s, if it is a
+    *kind*; anything else is an Anomaly, which graphql-core then writes with its error."""
+
     def write(value: Any, path: Path, errors: Errors) -> Any:
         if value is None:
             if required:
-                raise Anomaly("a null where the document requires a list")
+                raise Anomaly(f"a null where the document requires a {kind.__name__}")
             return None
-        if not isinstance(value, list):
-            raise Anomaly("not a list")
-        return [inner(v, path, errors) for v in value]
-
-    return write
-
-
-def _answer_dict(inner: Writer, required: bool) -> Writer:
-    def write(value: Any, path: Path, errors: Errors) -> Any:
-        if value is None:
-            if required:
-                raise Anomaly("a null where the document requires an object")
-            return None
-        if not isinstance(value, dict):
-            raise Anomaly("not an object")
-        return inner(value, path, errors)
-
-    return write
-
-
-def _answer_leaf(serialize: Callable[[Any], Any], required: bool) -> Writer:
-    def write(value: Any, path: Path, errors: Errors) -> Any:
-        if value is None:
-            if required:
-                raise Anomaly("a null where the document requires a value")
-            return None
-        return serialize(value)  # what does not serialize is an Anomaly, a level up
+        if not isinstance(value, kind):
+            raise Anomaly(f"not a {kind.__name__}")
+        return write_one(value, path, errors)
 
     return write
 
