@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -85,6 +85,16 @@ class UpstreamCall:
     headers: Headers = ()
     body: bytes | None = None
     timeout_ms: int | None = None
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A call is a dict key several times over (its DataLoader, the in-flight map, the
+        # retries): its hash, of every field, is worked out once.
+        fields = (self.upstream, self.method, self.path, self.query, self.headers, self.body)
+        object.__setattr__(self, "_hash", hash((*fields, self.timeout_ms)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def is_read(self) -> bool:
