@@ -313,6 +313,42 @@ def test_when_graphql_core_writes_instead_the_batch_is_not_run_again(
     assert len(sent) == 1
 
 
+def test_a_querys_batches_all_settle_before_graphql_core_writes_instead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A query's batch fields run together. When one's writer breaks, graphql-core must find
+    # the other finished too, not start it a second time.
+    # `b`'s call is held until `a`'s writer has broken: `b` is still running then.
+    a_broke = asyncio.Event()
+
+    def broken(item: ItemResult) -> Any:
+        a_broke.set()
+        raise RuntimeError("a bug in a writer")
+
+    monkeypatch.setitem(compiled_module._ITEM_LEAVES, "status", broken)
+    sent: list[str] = []
+
+    async def send(call: Any) -> UpstreamResponse:
+        sent.append(call.path)
+        if call.path == "/b":
+            await a_broke.wait()
+        return UpstreamResponse(200, (("Content-Type", "application/json"),), {"at": call.path})
+
+    schema = build_schema()
+    context = BatchContext(Settings.from_upstream_urls(["http://127.0.0.1:9"]), send)
+    document = """query {
+      a: batch(requests: [{path: "/a"}]) { items { status } }
+      b: batch(requests: [{path: "/b"}]) { items { body } }
+    }"""
+    result = asyncio.run(schema.execute(document, context_value=context))
+    assert result.errors is None
+    assert result.data == {
+        "a": {"items": [{"status": 200}]},
+        "b": {"items": [{"body": {"at": "/b"}}]},
+    }
+    assert sorted(sent) == ["/a", "/b"]
+
+
 def test_variables_that_graphql_core_refuses_get_its_errors() -> None:
     document = "mutation($r: [SubRequestInput!]!) { batch(requests: $r) { items { status } } }"
     for variables in (

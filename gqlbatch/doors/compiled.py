@@ -150,9 +150,16 @@ class CompiledOperation:
         would give them. A mutation's batches run one after another, a query's together."""
         errors: Errors = []
         if self.read_only:
-            values = await asyncio.gather(
-                *(self._field(root, variables, run_batch, errors) for root in self._roots)
+            # Every batch settles before an Anomaly is raised: graphql-core, writing instead,
+            # must find each one finished, never start one again.
+            settled = await asyncio.gather(
+                *(self._field(root, variables, run_batch, errors) for root in self._roots),
+                return_exceptions=True,
             )
+            anomaly = next((v for v in settled if isinstance(v, BaseException)), None)
+            if anomaly is not None:
+                raise anomaly
+            values = list(settled)
         else:
             values = [await self._field(root, variables, run_batch, errors) for root in self._roots]
         return {root.key: value for root, value in zip(self._roots, values, strict=True)}, errors
