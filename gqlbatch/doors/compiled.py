@@ -432,7 +432,7 @@ class _Shapes:
             elif name == "body":
                 parts.append((key, self._body(fields)))
             elif name == "headers":
-                parts.append((key, self._list("Header", fields, _header_value)))
+                parts.append((key, self._headers(fields)))
             elif name == "error":
                 parts.append((key, self._optional("ItemError", fields, _attribute("error"))))
             elif name == "elements":
@@ -567,10 +567,8 @@ class _Shapes:
 
         return write
 
-    def _list(
-        self, type_name: str, nodes: list[FieldNode], read: Callable[[Any, str], Any]
-    ) -> Writer:
-        inner = self._plain_object(type_name, nodes, read)
+    def _headers(self, nodes: list[FieldNode]) -> Writer:
+        inner = self._plain_object("Header", nodes, _header_value)
         return lambda item, path, errors: [inner(v, path, errors) for v in item.headers]
 
     def _object(self, name: str) -> GraphQLObjectType:
