@@ -5,6 +5,8 @@ nothing sent."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -436,3 +438,19 @@ def test_the_routes_command_prints_what_it_would_use(
     assert "1 configured, 6 found in its OpenAPI document (used); 6 in use" in out
     assert "# configured: /users?id=…" in out
     assert 'match = "/comments?postId={id}"\nmany = true' in out
+
+
+def test_a_server_without_documents_never_loads_the_openapi_libraries() -> None:
+    # They are 18 MiB of each process; only an upstream that names a document needs them.
+    code = (
+        "import sys\n"
+        "from gqlbatch import Settings, create_app\n"
+        "create_app(Settings.from_upstream_urls(['http://127.0.0.1:9']))\n"
+        "names = ('yaml', 'jsonschema', 'referencing', 'openapi_spec_validator',\n"
+        "         'openapi_schema_validator')\n"
+        "print(sorted(n for n in names if n in sys.modules))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert ran.stdout.strip() == "[]"
