@@ -26,6 +26,11 @@ from gqlbatch.doors.http import SETTINGS
 __all__ = ["app_runner", "running", "started"]
 
 _LINGER_S = 2.0
+LISTEN_BACKLOG = 2048
+"""Connections the kernel completes before the server accepts them. asyncio's default of
+100 let 200 slow-header connections of one client fill it, and a bystander's connection
+then waited for the kernel's SYN retry, a second later (tests/test_listener.py). 2048 is
+gunicorn's and uvicorn's; the kernel caps it at net.core.somaxconn."""
 
 
 @asynccontextmanager
@@ -43,7 +48,7 @@ async def running(
     header_timeout_s = settings.header_timeout_s if settings else DEFAULT_HEADER_TIMEOUT_S
     max_connections = settings.max_connections if settings else DEFAULT_MAX_CONNECTIONS
     # Bind first: a busy port then fails before the application (and its pools) starts.
-    sock = socket.create_server((host, port))
+    sock = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
     # lingering_time: after an early answer (413, 408), aiohttp reads and drops the rest of the
     # body so that the client sees the answer rather than a reset; 10 s by default, which let
     # a dripping client hold its connection 10 s past its 408.
@@ -54,7 +59,9 @@ async def running(
         server = runner.server
         assert server is not None  # set up above
         loop = asyncio.get_running_loop()
-        listening = await loop.create_server(_capped(server, max_connections), sock=sock)
+        listening = await loop.create_server(
+            _capped(server, max_connections), sock=sock, backlog=LISTEN_BACKLOG
+        )
         bound_host, bound_port = sock.getsockname()[:2]
         yield f"http://{_url_host(bound_host)}:{bound_port}"
     finally:
