@@ -12,11 +12,11 @@ from gqlbatch import Settings, create_app
 from gqlbatch.core.errors import BatchRejected
 from gqlbatch.core.plan import Plan
 from gqlbatch.doors.http import PLANS
-from gqlbatch.execution.plans import MAX_KEY_CHARS, PlanCache
+from gqlbatch.execution.plans import MAX_ITEMS, MAX_KEY_CHARS, PlanCache
 from tests.conftest import graphql_caller
 from tests.fakes import FakeService
 
-SETTINGS = Settings.from_upstream_urls(["http://127.0.0.1:9"])
+SETTINGS = Settings.from_upstream_urls(["http://127.0.0.1:9"], max_items=5000, max_fanout=5000)
 SCREEN = [
     {"requestId": "u", "path": "/users/1"},
     {"path": "/posts", "query": {"u": "{resultOf(u).id}"}},
@@ -68,6 +68,13 @@ def test_a_refused_batch_is_not_kept_and_is_refused_again() -> None:
     for _ in range(2):
         with pytest.raises(BatchRejected):
             cache.plan(bad, None, False, make(bad)[0])
+    assert len(cache) == 0
+
+
+def test_a_large_batch_is_planned_as_it_comes() -> None:
+    cache = PlanCache()
+    items = [{"path": f"/users/{n}"} for n in range(MAX_ITEMS + 1)]
+    cache.plan(items, None, False, make(items)[0])
     assert len(cache) == 0
 
 

@@ -59,7 +59,7 @@ from gqlbatch.doors.rest import (
     rejection_json,
     rejection_status,
 )
-from gqlbatch.doors.schema import GraphQLDoor, rejection_error
+from gqlbatch.doors.schema import GraphQLDoor, rejection
 from gqlbatch.execution import metrics
 from gqlbatch.execution.engine import (
     admit_early,
@@ -309,7 +309,7 @@ def _rejected(request: web.Request, exc: BatchRejected, status: int | None = Non
     response = door_answer(
         request,
         status or rejection_status(exc),
-        rejection_error(exc).formatted,
+        rejection(exc).formatted,
         rejection_json(exc),
     )
     if exc.retry_after_s is not None:

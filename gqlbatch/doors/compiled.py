@@ -95,8 +95,9 @@ class Anomaly(Exception):
 class TypedData:
     """What the compiled path needs of typed `data` (`doors.schema` makes it)."""
 
-    answer: Callable[[ItemResult], Any]
-    """The item's answer as its member type, with `type_name`; None when `data` is null."""
+    answer: Callable[[ItemResult], tuple[str, Mapping[str, Any]] | None]
+    """The member type of the item's answer and the JSON object its fields read; None when
+    `data` is null."""
     keys: Mapping[str, Mapping[str, str]]
     """Each generated type's fields: GraphQL name to the JSON key it reads."""
 
@@ -457,7 +458,7 @@ class _Shapes:
 
         def write(item: ItemResult, path: Path, errors: Errors) -> Any:
             found = answer_of(item)
-            return None if found is None else members[found.type_name](found, path, errors)
+            return None if found is None else members[found[0]](found[1], path, errors)
 
         return write
 

@@ -67,7 +67,7 @@ __all__ = [
     "answer_types",
     "build_schema",
     "plain_input",
-    "rejection_error",
+    "rejection",
 ]
 
 # Our enums, used as-is: strawberry.enum registers each (under the name given, or its class
@@ -426,7 +426,7 @@ async def _batch(
     try:
         outcome = await _outcome(ctx, scope, items, present, read_only)
     except BatchRejected as exc:
-        raise rejection_error(exc) from None
+        raise rejection(exc) from None
     return to_batch_result(outcome)
 
 
@@ -465,10 +465,6 @@ def _without_nulls(value: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: _without_nulls(v) if k == "compensate" else v for k, v in value.items() if v is not None
     }
-
-
-rejection_error = rejection
-"""The GraphQL error for a rejected batch: `extensions.code` and every problem."""
 
 
 def to_batch_result(outcome: BatchOutcome) -> BatchResult:
@@ -562,7 +558,7 @@ class Mutation:
         try:
             return _to_job(await _jobs(ctx).submit(items, present, ctx))
         except BatchRejected as exc:
-            raise rejection_error(exc) from None
+            raise rejection(exc) from None
 
 
 strawberry.enum(JobState, description="Where an async batch is.")
@@ -629,7 +625,7 @@ async def _stream_batch(
         async for event in events:
             yield _event(event)
     except BatchRejected as exc:
-        raise rejection_error(exc) from None
+        raise rejection(exc) from None
 
 
 async def _follow_job(
@@ -640,7 +636,7 @@ async def _follow_job(
         async for event in events:
             yield _to_job(event) if isinstance(event, Job) else event
     except BatchRejected as exc:
-        raise rejection_error(exc) from None
+        raise rejection(exc) from None
 
 
 def _subscription(succeeded: type) -> type:
@@ -811,19 +807,30 @@ def _succeeded_with_data(types: AnswerTypes, classes: Mapping[str, type]) -> typ
 def _compiled_data(types: AnswerTypes) -> TypedData:
     """What the compiled path needs to write `data` as this schema's resolvers do."""
     keys = {o.name: {f.name: f.key for f in o.fields} for o in types.objects}
-    return TypedData(answer=functools.partial(_typed, types), keys=keys)
+    return TypedData(answer=functools.partial(_typed_value, types), keys=keys)
 
 
 def _typed(types: AnswerTypes, item: ItemResult) -> _Answer | None:
+    """The item's `data` for Strawberry: its answer, marked with its member type."""
+    found = _typed_value(types, item)
+    return None if found is None else _Answer(*found)
+
+
+def _typed_value(types: AnswerTypes, item: ItemResult) -> tuple[str, dict[str, Any]] | None:
+    """The member type of the item's answer, and the JSON object its fields read; None when
+    `data` is null. Nothing is copied: only the union's own value needs a type name."""
     if item.route is None or item.status is None:
         return None
     if item.elements is not None:
-        return _typed_each(types, item)
+        return _each_value(types, item)
     member = types.member(*item.route, item.status)
-    return None if member is None else _as_member(member, item.body)
+    if member is None:
+        return None
+    value = _member_value(member, item.body)
+    return None if value is None else (member.type_name, value)
 
 
-def _typed_each(types: AnswerTypes, item: ItemResult) -> _Answer | None:
+def _each_value(types: AnswerTypes, item: ItemResult) -> tuple[str, dict[str, Any]] | None:
     """A forEach item's answers: each element's slot as `data` would be for it alone."""
     assert item.route is not None and item.elements is not None and isinstance(item.body, list)
     status = next((e.status for e in item.elements if e.error is None and e.status), None)
@@ -831,17 +838,18 @@ def _typed_each(types: AnswerTypes, item: ItemResult) -> _Answer | None:
     if member is None:
         return None
     slots = [
-        None if element.error is not None else _as_member(member, body)
+        None if element.error is not None else _member_value(member, body)
         for element, body in zip(item.elements, item.body, strict=True)
     ]
-    return _Answer(types.each[member.type_name], {"items": slots})
+    return types.each[member.type_name], {"items": slots}
 
 
-def _as_member(member: Member, body: Any) -> _Answer | None:
-    """*body* as *member*; None when it is not the JSON its schema describes."""
+def _member_value(member: Member, body: Any) -> dict[str, Any] | None:
+    """*body* as the object *member*'s fields read; None when it is not the JSON its schema
+    describes."""
     if member.wraps_list:
-        return _Answer(member.type_name, {"items": body}) if isinstance(body, list) else None
-    return _Answer(member.type_name, body) if isinstance(body, dict) else None
+        return {"items": body} if isinstance(body, list) else None
+    return body if isinstance(body, dict) else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ was a quarter of what a sub-request cost (BENCHMARKS.md).
 A plan is immutable and holds nothing of the request that made it, so one plan serves every
 request that sends the same batch: same items, same options, both read-only or not. Only
 batches without bodies, headers or compensations are kept, so that no client's data or
-credentials stay in memory after its request; and only small ones. A batch that is refused
+credentials stay in memory after its request; and only small ones (`MAX_ITEMS`,
+`MAX_KEY_CHARS`). A batch that is refused
 is not kept: it is refused again, the same way.
 """
 
@@ -17,12 +18,15 @@ from collections.abc import Callable
 
 from gqlbatch.core.plan import Plan
 
-__all__ = ["KEPT", "MAX_KEY_CHARS", "PlanCache"]
+__all__ = ["KEPT", "MAX_ITEMS", "MAX_KEY_CHARS", "PlanCache"]
 
 KEPT = 256
 """Plans kept (LRU), per server."""
 MAX_KEY_CHARS = 16_384
 """The largest batch kept, as JSON text: a screen's reads are well below it."""
+MAX_ITEMS = MAX_KEY_CHARS // len('{"path":""},')
+"""More items than this can never fit MAX_KEY_CHARS, the smallest item being 12 characters:
+such a batch is planned as it comes, not written out as JSON only to be found too long."""
 _PRIVATE = ("body", "headers", "compensate")
 
 
@@ -59,7 +63,7 @@ class PlanCache:
 
 def _key(items: object, options: object, read_only: bool) -> str | None:
     """The batch as JSON text, or None when it is not to be kept."""
-    if not isinstance(items, list):
+    if not isinstance(items, list) or len(items) > MAX_ITEMS:
         return None
     for item in items:
         if not isinstance(item, dict) or any(item.get(name) is not None for name in _PRIVATE):
