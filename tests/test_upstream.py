@@ -90,6 +90,38 @@ async def test_text_and_binary_and_empty_bodies(
     assert (e.status, e.body, e.body_encoding) == (204, None, BodyEncoding.EMPTY)
 
 
+async def test_json_in_each_encoding_json_loads_reads(
+    service: FakeService, client: UpstreamClient
+) -> None:
+    # The decoder is built once and handed text; the bytes are decoded the way json.loads
+    # decodes them: a UTF-8 byte-order mark is skipped and UTF-16 is told by its zero bytes.
+    service.route("GET", "/bom", body='\ufeff{"a": "é"}'.encode(), content_type="application/json")
+    service.route(
+        "GET", "/u16", body='{"a": "é"}'.encode("utf-16-le"), content_type="application/json"
+    )
+    latin = web.Response(body='{"a": "é"}'.encode("latin-1"), content_type="application/json")
+    latin.charset = "latin-1"
+    service.route("GET", "/latin", handler=lambda _: _ready(latin))
+    answers = [await client.send(get(p)) for p in ("/bom", "/u16", "/latin")]
+    assert [a.body for a in answers] == [{"a": "é"}] * 3
+    service.route("GET", "/nan", body=b'{"a": [1, NaN]}', content_type="application/json")
+    with pytest.raises(UpstreamBadResponse, match="NaN is not a JSON value"):
+        await client.send(get("/nan"))
+
+
+async def _ready(response: web.Response) -> web.Response:
+    return response
+
+
+async def test_set_cookie_is_dropped_whatever_its_case(
+    service: FakeService, client: UpstreamClient
+) -> None:
+    service.route("GET", "/c", json={}, headers={"SET-COOKIE": "a=1", "X-Kept": "yes"})
+    answer = await client.send(get("/c"))
+    names = [name.lower() for name, _ in answer.headers]
+    assert "x-kept" in names and "set-cookie" not in names
+
+
 async def test_encoded_path_is_sent_as_is(service: FakeService, client: UpstreamClient) -> None:
     service.route("GET", "/users/a/b", json={})  # aiohttp's router sees the decoded path
     await client.send(get("/users/a%2Fb"))

@@ -33,7 +33,8 @@ def loads(data: str | bytes | bytearray, *, max_depth: int = DEFAULT_MAX_DEPTH) 
             more than 4,300 digits; nesting deeper than *max_depth*.
     """
     try:
-        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+        text = data if isinstance(data, str) else _text(data)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise JSONRefused(f"nested more than {max_depth} levels deep") from None
     except JSONRefused:
@@ -49,6 +50,12 @@ def loads(data: str | bytes | bytearray, *, max_depth: int = DEFAULT_MAX_DEPTH) 
     return value
 
 
+def _text(data: bytes | bytearray) -> str:
+    # What json.loads does with bytes: UTF-8, -16 or -32, told apart by where the zero bytes
+    # are (RFC 8259 §8.1 asks for UTF-8; the others are read as json.loads reads them).
+    return data.decode(json.detect_encoding(data), "surrogatepass")
+
+
 def _refuse_constant(name: str) -> float:
     raise JSONRefused(f"{name} is not a JSON value")
 
@@ -58,6 +65,10 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise JSONRefused(f"the number {text[:40]} is out of range")
     return value
+
+
+# One decoder for every call: json.loads with hooks builds a new decoder and scanner each time.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _may_nest_deeper(data: str | bytes | bytearray, max_depth: int) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter as Tally
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -83,24 +84,39 @@ def observed(send: Send) -> Send:
             raise
         finally:
             IN_FLIGHT.dec()
-            UPSTREAM_CALLS.labels(call.upstream, status).inc()
-            UPSTREAM_SECONDS.labels(call.upstream).observe(time.perf_counter() - started)
+            _child(UPSTREAM_CALLS, call.upstream, status).inc()
+            _child(UPSTREAM_SECONDS, call.upstream).observe(time.perf_counter() - started)
 
     return observe
 
 
 def record_batch(outcome: BatchOutcome, seconds: float) -> None:
     """Count a batch that ran (or was replayed) and its items."""
-    BATCHES.labels("replayed" if outcome.replayed else "ran").inc()
+    _child(BATCHES, "replayed" if outcome.replayed else "ran").inc()
     BATCH_SECONDS.observe(seconds)
     if outcome.replayed:
         return
     for state, count in Tally(r.state.value for r in outcome.results).items():
-        ITEMS.labels(state).inc(count)
+        _child(ITEMS, state).inc(count)
     stats = outcome.stats
-    CALLS_SAVED.labels("dedupe").inc(stats.saved_by_dedupe)
-    CALLS_SAVED.labels("bulk").inc(stats.saved_by_bulk)
+    _child(CALLS_SAVED, "dedupe").inc(stats.saved_by_dedupe)
+    _child(CALLS_SAVED, "bulk").inc(stats.saved_by_bulk)
     RETRIES.inc(stats.retries)
+
+
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Counter | Histogram, *values: str) -> Any:
+    """`metric.labels(*values)`, looked up once. `labels()` validates, hashes and takes a lock
+    on every call, which cost a tenth of an upstream call's time in our own code; the child it
+    gives is the same object every time. The values are few (upstream names, statuses, error
+    codes, item states), so this map stays small."""
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 def record_refusal(exc: BatchRejected, seconds: float) -> None:

@@ -149,9 +149,7 @@ def _too_large(call: UpstreamCall, cap: int) -> UpstreamBadResponse:
 
 
 def _decode(resp: aiohttp.ClientResponse, raw: bytes, call: UpstreamCall) -> UpstreamResponse:
-    # Cookies are the upstream's state for its own client, which is gqlbatch: they are never
-    # passed on to the many clients a gateway serves (sessions do not keep them either).
-    headers = tuple((n, v) for n, v in resp.headers.items() if n.lower() not in _COOKIES)
+    headers = _headers(resp)
     if not raw:
         return UpstreamResponse(resp.status, headers, None, BodyEncoding.EMPTY)
     mime = resp.content_type
@@ -168,17 +166,34 @@ def _decode(resp: aiohttp.ClientResponse, raw: bytes, call: UpstreamCall) -> Ups
 
 
 def _charset(resp: aiohttp.ClientResponse, call: UpstreamCall) -> str:
-    # A charset Python does not know, or one that is not a text encoding at all ('base64'),
-    # fails this one-byte decode (an empty one skips the codec's text check).
     charset = resp.charset or "utf-8"
     try:
-        b"a".decode(charset, errors="replace")
-        return codecs.lookup(charset).name
+        return _codec_name(charset)
     except LookupError:
         raise UpstreamBadResponse(
             f"{call.method} {call.upstream}{call.path}: the body declares charset "
             f"{charset[:40]!r}, which gqlbatch cannot decode"
         ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _codec_name(charset: str) -> str:
+    # A charset Python does not know, or one that is not a text encoding at all ('base64'),
+    # fails this one-byte decode (an empty one skips the codec's text check). Known once per
+    # charset; an unknown one raises, and lru_cache keeps no exception, so the cache holds
+    # only real codecs, of which there are a few hundred at most.
+    b"a".decode(charset, errors="replace")
+    return codecs.lookup(charset).name
+
+
+def _headers(resp: aiohttp.ClientResponse) -> tuple[tuple[str, str], ...]:
+    # Cookies are the upstream's state for its own client, which is gqlbatch: they are never
+    # passed on to the many clients a gateway serves (sessions do not keep them either).
+    # Most answers set none, and the multidict's own case-insensitive lookup says so without
+    # lower-casing every header's name.
+    if "set-cookie" not in resp.headers and "set-cookie2" not in resp.headers:
+        return tuple(resp.headers.items())
+    return tuple((n, v) for n, v in resp.headers.items() if n.lower() not in _COOKIES)
 
 
 def _json(raw: bytes, charset: str, call: UpstreamCall) -> object:
