@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +40,7 @@ __all__ = [
     "CACHE_SIZE",
     "GqlbatchSchema",
     "GuardedValidation",
+    "KnownErrors",
     "QueryLimits",
     "ReleasingExecutionContext",
     "ShapeChecks",
@@ -96,7 +97,7 @@ def schema_extensions(
         rules.append(NoSchemaIntrospectionCustomRule)
     # Read by graphql-core's rule when it starts on a document; the same for every schema.
     overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET = VALIDATION_BUDGET
-    shapes = ShapeChecks(limits)
+    shapes, validated = ShapeChecks(limits), KnownErrors()
     return [
         lambda: MaskInternalErrors(answer_types),
         OperationBudget,
@@ -105,7 +106,7 @@ def schema_extensions(
         # Clients send the same few documents with different variables: caching the parsed
         # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
         lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: GuardedValidation(shapes),
+        lambda: GuardedValidation(shapes, validated),
         *([] if run_batch is None else [_compiled_batches(limits, run_batch, typed)]),
     ]
 
@@ -209,32 +210,54 @@ about 1 s on the CI machine; a document of 40 fragments spread into 32 places an
 aliased items needs 14,448. Set through the module attribute graphql-core documents for it."""
 
 
+class KnownErrors:
+    """Errors found in a document, remembered by a key made of its text (LRU, like the parse
+    cache): a screen sends the same document again and again."""
+
+    def __init__(self) -> None:
+        self._known: OrderedDict[Hashable, list[GraphQLError]] = OrderedDict()
+
+    def get(
+        self, key: Hashable | None, find: Callable[[], list[GraphQLError]]
+    ) -> list[GraphQLError]:
+        """The errors *find* gives, kept under *key* (None: never kept)."""
+        found = self._known.get(key) if key is not None else None
+        if found is not None:
+            self._known.move_to_end(key)
+            return list(found)  # a copy: the request's error list is its own
+        found = find()
+        if key is not None:
+            self._known[key] = found
+            if len(self._known) > CACHE_SIZE:
+                self._known.popitem(last=False)
+        return list(found)
+
+
 class ShapeChecks:
     """`query_shape.document_problems` under one schema's limits, remembered per document
-    text (LRU, like the parse and validation caches): a screen sends the same document again
-    and again, and its walk need not be repeated."""
+    text: the walk need not be repeated."""
 
     def __init__(self, limits: QueryLimits) -> None:
         self._limits = limits
-        self._known: OrderedDict[str, list[GraphQLError]] = OrderedDict()
+        self._known = KnownErrors()
 
     def problems(self, query: str | None, document: DocumentNode) -> list[GraphQLError]:
-        found = self._known.get(query) if query is not None else None
-        if found is not None:
-            self._known.move_to_end(query)  # type: ignore[arg-type]
-            return list(found)  # a copy: the request's error list is its own
-        found = document_problems(
-            document, max_depth=self._limits.max_depth, max_aliases=self._limits.max_aliases
+        """The shape problems of *document*, whose text is *query*."""
+        limits = self._limits
+        return self._known.get(
+            query,
+            lambda: document_problems(
+                document, max_depth=limits.max_depth, max_aliases=limits.max_aliases
+            ),
         )
-        if query is not None:
-            self._known[query] = found
-            if len(self._known) > CACHE_SIZE:
-                self._known.popitem(last=False)
-        return found
 
 
 class GuardedValidation(ValidationCache):
-    """Strawberry's validation cache, behind our linear checks of a document's shape.
+    """Strawberry's validation cache, behind our linear checks of a document's shape, and
+    in front of both a cache keyed by the document's text (`KnownErrors`). Strawberry's
+    cache is keyed by the parsed document, and hashing a document hashes every node of it on
+    every request (graphql-core's nodes are frozen dataclasses, whose hash is not kept); the
+    text's hash is computed once, by Python, and kept.
 
     All validation rules run in one pass over the document, so a rule of ours that refuses a
     document cannot spare it the others; and some of graphql-core's are quadratic in what our
@@ -242,19 +265,29 @@ class GuardedValidation(ValidationCache):
     therefore refused before the rules run, with only their errors.
     """
 
-    def __init__(self, shapes: ShapeChecks) -> None:
+    def __init__(self, shapes: ShapeChecks, validated: KnownErrors) -> None:
         super().__init__(maxsize=CACHE_SIZE)
         self._shapes = shapes
+        self._validated = validated
 
     def on_validate(self) -> Iterator[None]:
-        document = self.execution_context.graphql_document
+        context = self.execution_context
+        document = context.graphql_document
         assert document is not None  # parsed before validation
-        problems = self._shapes.problems(self.execution_context.query, document)
-        if problems:
-            self.execution_context.pre_execution_errors = problems
-            yield
-            return
-        yield from super().on_validate()
+        problems = self._shapes.problems(context.query, document)
+        if not problems:
+            # The rules are the same classes on every request (see schema_extensions); they
+            # are part of the key all the same, as they are of Strawberry's.
+            key = None if context.query is None else (context.query, context.validation_rules)
+            problems = self._validated.get(key, self._validate)
+        context.pre_execution_errors = problems
+        yield
+
+    def _validate(self) -> list[GraphQLError]:
+        # Strawberry's own hook, run to its yield: it sets the errors it found before it.
+        for _ in super().on_validate():
+            break
+        return list(self.execution_context.pre_execution_errors or ())
 
 
 def is_internal(error: GraphQLError) -> bool:
