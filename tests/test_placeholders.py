@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from gqlbatch.core.placeholders import (
     project,
     render_json,
     render_text,
+    to_text,
 )
 
 
@@ -190,6 +192,12 @@ def test_placeholder_that_opens_but_does_not_parse_is_an_error(text: str, messag
 )
 def test_renders_text(text: str, expected: str) -> None:
     assert render_text(parse_template(text), SCOPE) == expected
+
+
+@given(st.one_of(st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False)))
+def test_a_scalar_becomes_the_text_json_writes_for_it(value: bool | int | float) -> None:
+    # Numbers skip json.dumps (most substituted values are ids); the text must not change.
+    assert to_text(value) == json.dumps(value)
 
 
 def test_render_text_encodes_only_substituted_values() -> None:

@@ -162,6 +162,9 @@ VALUES = [
     "%2e%2e%3b",
     "..%2fadmin",
     "50% off",
+    "42",  # ids skip the checks and the encoding: nothing in them could need either
+    "Ab9",
+    "\u0661\u0662",  # digits, but not ASCII: checked and encoded as any other text
 ]
 
 

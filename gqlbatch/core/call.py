@@ -70,6 +70,8 @@ def _path_segment(value: str) -> str:
     # A substituted value is one segment: '/' and '%' are encoded, so it cannot add segments
     # for a server that decodes once. A value that reads as a dot segment in some decoded
     # form (for a server that decodes more, or reads '..;x' as '..') is refused outright.
+    if value.isalnum() and value.isascii():
+        return value  # an id: nothing to refuse, nothing to encode
     problem = segment_problem(value)
     if problem:
         raise ForbiddenValue(f"substituted path value {value[:80]!r}: {problem}")

@@ -411,6 +411,8 @@ def to_text(value: JSON) -> str:
         return ",".join(to_text(v) for v in value)
     if value is None:
         return ""
+    if type(value) is int or type(value) is float:  # ids, mostly; not bool, which is an int
+        return repr(value)  # what json.dumps writes for them, without its encoder's set-up
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
