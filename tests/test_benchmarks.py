@@ -99,3 +99,11 @@ async def test_scaling_benchmark_prints_its_table(redis_url: str) -> None:
     rows = await run_benchmark("scaling.py", "--runs", "1", "--seconds", "0.5")
     assert float(rows["screens per second, 16 clients, 2 workers sharing Redis"][0]) > 0
     assert rows["one-item batch p50, state in Redis"][0].endswith(" ms")
+
+
+async def test_screen_instruction_harness_runs_its_screens() -> None:
+    # benchmarks/screens.py counts under valgrind; --dry-run runs the same screens through a
+    # real gateway on each loop, and the rows still carry their upstream calls.
+    rows = await run_benchmark("screens.py", "--dry-run")
+    assert rows["naive screen (22 items)"][1:3] == ["22", "12"]
+    assert rows["forEach screen (4 items)"][1:3] == ["4", "12"]

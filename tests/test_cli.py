@@ -14,7 +14,7 @@ import pytest
 from gqlbatch.doors.schema import build_schema
 from gqlbatch.ops.cli import main
 from gqlbatch.ops.demo import EXAMPLE_QUERY
-from tests.processes import SERVING, gqlbatch_process, printed
+from tests.processes import SERVING, gqlbatch_process, gqlbatch_server, printed
 
 
 @pytest.mark.parametrize(
@@ -110,19 +110,54 @@ async def test_demo_command_serves_the_playground_graphiql_and_runs_its_example(
     assert items["dependent"]["error"]["code"] == "FAILED_DEPENDENCY"
 
 
-async def test_serve_command_fronts_an_upstream(sample_url: str) -> None:
+@pytest.mark.parametrize(
+    ("loop", "runs_on"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")]
+)
+async def test_serve_command_fronts_an_upstream(sample_url: str, loop: str, runs_on: str) -> None:
+    # The line it prints names the loop it is running on, read from the running loop itself.
     query = """mutation { batch(requests: [
         {requestId: "create", method: POST, path: "/posts", body: {title: "t"}}
         {requestId: "read", path: "/posts/{resultOf(create).id}"}
     ]) { items { status body } } }"""
+    printing = SERVING + rf" .*\({runs_on}\)$"
     async with (
-        gqlbatch_process("serve", "--upstream", sample_url, printing=SERVING) as url,
+        gqlbatch_process(
+            "serve", "--upstream", sample_url, "--loop", loop, printing=printing
+        ) as url,
         aiohttp.ClientSession() as http,
         http.post(url + "/graphql", json={"query": query}) as resp,
     ):
         items = (await resp.json())["data"]["batch"]["items"]
     assert [i["status"] for i in items] == [201, 200]
     assert items[1]["body"] == items[0]["body"]
+
+
+async def test_auto_falls_back_to_asyncio_where_uvloop_is_missing(
+    sample_url: str, tmp_path: Path
+) -> None:
+    # As on Windows, where uvloop is not installed: a module that fails to import stands in.
+    (tmp_path / "uvloop.py").write_text("raise ImportError('no uvloop here')\n")
+    async with (
+        gqlbatch_server(
+            "serve",
+            "--upstream",
+            sample_url,
+            printing=SERVING + r" .*\(asyncio\)$",
+            env={"PYTHONPATH": str(tmp_path)},
+        ) as (url, _),
+        aiohttp.ClientSession() as http,
+        http.get(url + "/healthz") as resp,
+    ):
+        assert resp.status == 200
+
+
+def test_asking_for_a_missing_uvloop_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+    status = main(["serve", "--upstream", "http://127.0.0.1:9", "--loop", "uvloop"])
+    assert status == 2
+    assert "--loop uvloop: uvloop is not installed" in capsys.readouterr().err
 
 
 def test_bad_config_file_exits_2_naming_file_and_key(

@@ -1,5 +1,6 @@
 """`gqlbatch serve --workers N`: N processes under gunicorn, each running gqlbatch's aiohttp
-application with aiohttp's gunicorn worker (`aiohttp.GunicornWebWorker`).
+application with aiohttp's gunicorn worker (`aiohttp.GunicornWebWorker`, or its uvloop
+variant under `--loop`'s choice).
 
 gunicorn's master binds the socket, starts the workers, restarts one that dies, and on SIGTERM
 stops them gracefully. Each worker builds its own application (its own upstream pools and event
@@ -34,8 +35,10 @@ def serve_workers(
     *,
     ready: Ready,
     on_worker_start: Callable[[], None],
+    uvloop: bool = False,
 ) -> None:
-    """Serve with *workers* gunicorn worker processes until gunicorn is stopped (SIGTERM)."""
+    """Serve with *workers* gunicorn worker processes until gunicorn is stopped (SIGTERM);
+    each runs uvloop's event loop when *uvloop* is set."""
 
     async def application() -> web.AppRunner:
         # An async factory, as aiohttp's worker requires: each worker builds its own app.
@@ -46,7 +49,9 @@ def serve_workers(
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "aiohttp.GunicornWebWorker",
+        "worker_class": "aiohttp.GunicornUVLoopWebWorker"
+        if uvloop
+        else "aiohttp.GunicornWebWorker",
         # One control socket per master (gunicorn 27's default) is a file in the home
         # directory that a second server on the same host collides with; gqlbatch has no use
         # for it.
