@@ -20,9 +20,7 @@ from graphql import build_schema as build_graphql_schema
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from graphql.validation.rules import overlapping_fields_can_be_merged
 from strawberry.extensions import (
-    AddValidationRules,
     MaskErrors,
-    MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
     ValidationCache,
@@ -100,9 +98,7 @@ def schema_extensions(
     shapes, validated = ShapeChecks(limits), KnownErrors()
     return [
         lambda: MaskInternalErrors(answer_types),
-        OperationBudget,
-        lambda: AddValidationRules(rules),
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        lambda: OperationSetup(tuple(rules), limits.max_tokens),
         # Clients send the same few documents with different variables: caching the parsed
         # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
         lambda: ParserCache(maxsize=CACHE_SIZE),
@@ -185,21 +181,32 @@ class CompiledBatches(SchemaExtension):
         self.execution_context.result = GraphQLExecutionResult(data, errors or None)
 
 
-class OperationBudget(SchemaExtension):
-    """Gives an operation whose context has no request budget one of its own.
+class OperationSetup(SchemaExtension):
+    """What each operation starts with: the token limit its parse observes, our validation
+    rules beside graphql-core's, and a request budget when its context has none.
 
-    Over HTTP the budget belongs to the request, made with its context. A websocket connection
-    has one context for all its operations (Strawberry asks for it once), and one budget for
-    the connection ran out after `max_items` items and refused every later operation; its
-    context has none (see BatchView.get_context), so each operation is a request here.
+    One extension for the three: Strawberry builds and enters every extension's hooks once per
+    operation (about 90k instructions each), and `MaxTokensLimiter` and `AddValidationRules`
+    are each one of these three lines.
+
+    The budget: over HTTP the budget belongs to the request, made with its context. A
+    websocket connection has one context for all its operations (Strawberry asks for it once),
+    and one budget for the connection ran out after `max_items` items and refused every later
+    operation; its context has none (see BatchView.get_context), so each operation is a request
+    here.
     """
 
+    def __init__(self, rules: tuple[type[ASTValidationRule], ...], max_tokens: int) -> None:
+        self._rules = rules
+        self._max_tokens = max_tokens
+
     def on_operation(self) -> Iterator[None]:
-        context = self.execution_context.context
+        execution = self.execution_context
+        execution.parse_options["max_tokens"] = self._max_tokens
+        execution.validation_rules = execution.validation_rules + self._rules
+        context = execution.context
         if isinstance(context, BatchContext) and context.budget is None:
-            self.execution_context.context = replace(
-                context, budget=request_budget(context.settings)
-            )
+            execution.context = replace(context, budget=request_budget(context.settings))
         yield
 
 

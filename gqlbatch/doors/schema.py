@@ -1090,7 +1090,7 @@ class BatchView(GraphQLView[Context, None]):
         context = request[CONTEXT]
         if isinstance(response, web.WebSocketResponse):
             # One context serves every operation of the connection: each operation gets a
-            # budget of its own from OperationBudget, as each HTTP request does.
+            # budget of its own from OperationSetup, as each HTTP request does.
             return dataclasses.replace(context, budget=None)
         return context
 
