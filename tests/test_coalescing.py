@@ -187,6 +187,35 @@ async def test_for_each_fans_out_with_item_and_index(gateway_for: Any) -> None:
     assert len(seen) == 1 + 1 + 10
 
 
+async def test_for_each_repeats_share_a_read_and_its_failure_but_never_a_write(
+    gateway_for: Any,
+) -> None:
+    # Repeated elements are answered from the batch's cache once their first is sent: a failed
+    # read fails each repeat the same way; a write is sent once per element, however alike.
+    graphql, seen = await gateway_for(bulk=False)
+    out = await run(
+        graphql,
+        [
+            {"requestId": "missing", "forEach": [999, 1, 999, 999], "path": "/users/{item}"},
+            {
+                "requestId": "writes",
+                "forEach": [1, 1],
+                "method": "POST",
+                "path": "/posts",
+                "body": {"title": "same"},
+            },
+        ],
+    )
+    missing, writes = out["items"]
+    assert [e["status"] for e in missing["elements"]] == [404, 200, 404, 404]
+    assert [e["coalesced"] for e in missing["elements"]] == [False, False, True, True]
+    assert missing["body"][3] == missing["body"][0] == {"error": "no user 999"}
+    assert [e["status"] for e in writes["elements"]] == [201, 201]
+    assert writes["body"][0]["id"] != writes["body"][1]["id"]
+    assert sorted(seen) == ["GET /users/1", "GET /users/999", "POST /posts", "POST /posts"]
+    assert out["stats"]["callsRequested"] == 6 and out["stats"]["savedByDedupe"] == 2
+
+
 async def test_for_each_elements_merge_into_bulk_calls(gateway_for: Any) -> None:
     graphql, seen = await gateway_for()
     out = await run(

@@ -238,20 +238,39 @@ class _Run:
                 "upstream calls left to this request (max_fanout); none of its calls were made"
             )
             return _not_run(item, State.FAILED, ErrorCode.BATCH_TOO_LARGE, message)
-        outcomes = await asyncio.gather(
-            *(self._element(item, deps, value, i) for i, value in enumerate(elements))
-        )
-        return _fanned_out(item, outcomes, _since(started), began)
+        outcomes: dict[int, _Outcome] = {}
+        leaders: list[tuple[int, UpstreamCall]] = []
+        followers: list[tuple[int, UpstreamCall]] = []
+        reads: set[UpstreamCall] = set()
+        for i, value in enumerate(elements):
+            try:
+                call = to_call(item, Scope(deps, item=value, index=i), self._forwarded)
+                self._budget.charge_rendered(call.size)
+            except ItemError as exc:
+                outcomes[i] = _element_error(i, exc)
+                continue
+            if call in reads:
+                followers.append((i, call))
+                continue
+            if call.is_read:
+                reads.add(call)
+            leaders.append((i, call))  # every write is its own call, however alike
+        # One task per distinct call. An element whose read repeats another's (the same author
+        # of ten posts) is fetched after the calls are made, when the batch's own cache answers
+        # it at once: no task, and no wait of its own, for an answer another element waits for.
+        sent = await asyncio.gather(*(self._element(item, call, i) for i, call in leaders))
+        for (i, _), outcome in zip(leaders, sent, strict=True):
+            outcomes[i] = outcome
+        for i, call in followers:
+            outcomes[i] = await self._element(item, call, i)
+        ordered = [outcomes[i] for i in range(len(elements))]
+        return _fanned_out(item, ordered, _since(started), began)
 
-    async def _element(
-        self, item: PlannedItem, deps: dict[RequestId, ItemResult], value: JSON, index: int
-    ) -> tuple[ElementResult, JSON, Route | None]:
+    async def _element(self, item: PlannedItem, call: UpstreamCall, index: int) -> _Outcome:
         try:
-            call = to_call(item, Scope(deps, item=value, index=index), self._forwarded)
-            self._budget.charge_rendered(call.size)
             fetched = await self._send(item, call)
         except ItemError as exc:
-            return ElementResult(index=index, error=ErrorInfo(exc.code, exc.message)), None, None
+            return _element_error(index, exc)
         response = fetched.response
         error = _status_error(call, fetched) if response.status >= 400 else None
         element = ElementResult(
@@ -262,6 +281,14 @@ class _Run:
             bulk_call=fetched.bulk_call,
         )
         return element, response.body, Route(call.upstream, call.method, call.path)
+
+
+_Outcome = tuple[ElementResult, JSON, Route | None]
+"""An element's result, its body, and the route its call took (None when it was not sent)."""
+
+
+def _element_error(index: int, exc: ItemError) -> _Outcome:
+    return ElementResult(index=index, error=ErrorInfo(exc.code, exc.message)), None, None
 
 
 _UNLIMITED = RequestBudget(
@@ -288,7 +315,7 @@ def _elements(item: PlannedItem, scope: Scope) -> list[JSON]:
 
 def _fanned_out(
     item: PlannedItem,
-    outcomes: list[tuple[ElementResult, JSON, Route | None]],
+    outcomes: list[_Outcome],
     duration_ms: float,
     started_ms: float,
 ) -> ItemResult:
