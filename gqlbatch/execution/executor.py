@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -77,38 +79,34 @@ async def execute(
     run.on_result = on_result
     run.resumable = resumable
     started = run.started
-    # Named "gqlbatch:…" so that tests can prove none outlives its batch.
-    tasks = [
-        asyncio.create_task(run.settle(item), name=f"gqlbatch:item:{item.request_id}")
-        for item in plan.items
-    ]
     try:
-        done, pending = await asyncio.wait(
-            tasks, timeout=deadline_ms / 1000, return_when=asyncio.FIRST_EXCEPTION
-        )
-    except asyncio.CancelledError:
-        # asyncio.wait does not cancel what it waits for. Items left running would settle
-        # later with whatever the stop did to their calls (a closed pool: "unreachable"),
-        # after their batch was over: a job resumed elsewhere must find them unsettled.
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)
-        raise
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.wait(pending)
-    bugs = run.collect_bugs(done)
-    if bugs:
-        raise bugs[0]  # item failures are results; only a bug in gqlbatch gets here
+        run.begin()
+        await asyncio.wait([run.finished], timeout=deadline_ms / 1000)
+    finally:
+        # The deadline, a bug, or this batch cancelled from outside: nothing it started may go
+        # on. Items left running would settle later with whatever the stop did to their calls
+        # (a closed pool: "unreachable"), after their batch was over: a job resumed elsewhere
+        # must find them unsettled.
+        await run.stop()
+    if run.finished.done():
+        bug = run.finished.exception()
+        if bug is not None:
+            raise bug  # item failures are results; only a bug in gqlbatch gets here
     wall_ms = (time.perf_counter() - started) * 1000
     results = tuple(run.final(item, deadline_ms) for item in plan.items)
     return Execution(results, wall_ms, _critical_path_ms(plan, results))
 
 
 class _Run:
-    """The state of one execution: the results so far, and a future for each item that
-    others wait for."""
+    """The state of one execution: the results so far, and the items waiting for them.
+
+    An item's task is started when what it waits for has settled: its dependencies, in order,
+    and in SEQUENTIAL mode the item before it. No task waits on another's future: a dependent
+    has nothing to do until then, and a dependency's failure settles it as SKIPPED without
+    one. Items that become ready together (the dependents of one item) start in the same loop
+    turn, so they call `fetch` together, which is what lets the DataLoader put their upstream
+    calls in one batch.
+    """
 
     def __init__(
         self,
@@ -118,57 +116,42 @@ class _Run:
         limit: asyncio.Semaphore,
         budget: BatchBudget,
     ) -> None:
-        loop = asyncio.get_running_loop()
         self._plan = plan
         self._fetch = fetch
         self._forwarded = forwarded
         self._limit = limit
-        self._previous = _sequential_previous(plan)
+        self._waits = _waits(plan)
+        self._next_wait: dict[RequestId, int] = {}
+        self._waiting_on: dict[RequestId, list[PlannedItem]] = {}
         self._results: dict[RequestId, ItemResult] = {}
-        # A future only for the items that others wait for: in a fan-out, none is.
-        awaited = {d for item in plan.items for d in item.depends_on}
-        awaited.update(self._previous.values())
-        self._done: dict[RequestId, asyncio.Future[ItemResult]] = {
-            rid: loop.create_future() for rid in awaited
-        }
+        self._tasks: set[asyncio.Task[None]] = set()
         self._stopped_by: RequestId | None = None
         self._budget = budget
         self.on_result: Callable[[ItemResult], None] | None = None
         self.resumable: Resumable | None = None
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done when every item has settled, or with the exception of a bug."""
         self.started = time.perf_counter()
 
-    async def settle(self, item: PlannedItem) -> None:
-        """Run *item* and publish its result to the items that wait for it."""
-        future = self._done.get(item.request_id)
-        known = None if self.resumable is None else self.resumable.settled.get(item.index)
-        try:
-            result = await self._run(item) if known is None else known
-            if result.duration_ms == 0 and known is None:  # skipped or cancelled: never began
-                result = dataclasses.replace(result, started_ms=self._ms_since_start())
-        except asyncio.CancelledError:
-            if future is not None:
-                future.cancel()  # the deadline: dependents must not wait forever
-            raise
-        except Exception as exc:  # DESIGN §9: a bug fails its item, never the batch
-            # Not STYLE R5's "hide bugs": the bug is logged with its traceback under an id the
-            # client sees. But a batch whose writes already ran must still return every
-            # result, so one item's bug is that item's failure, like any other.
-            result = _internal_error(item, exc)
-        if result.state is State.FAILED and self._plan.options.on_error is OnError.STOP:
-            self._stopped_by = self._stopped_by or item.request_id
-        self._results[item.request_id] = result
-        if future is not None:
-            future.set_result(result)
-        if self.on_result is not None and known is None:
-            self.on_result(result)
+    def begin(self) -> None:
+        """Settle the items a resumed job already has results for, then start every item
+        that waits for nothing."""
+        settled = {} if self.resumable is None else self.resumable.settled
+        for item in self._plan.items:
+            known = settled.get(item.index)
+            if known is not None:
+                self._settled(item, known, told=False)
+        self._wake([item for item in self._plan.items if item.request_id not in self._results])
+        if len(self._results) == len(self._plan.items) and not self.finished.done():
+            self.finished.set_result(None)
 
-    def collect_bugs(self, done: set[asyncio.Task[None]]) -> list[BaseException]:
-        """The exceptions of finished tasks, each marked as retrieved so asyncio does not log
-        "exception was never retrieved" for the ones that are not re-raised."""
-        for future in self._done.values():
-            if future.done() and not future.cancelled():
-                future.exception()
-        return [e for t in done if not t.cancelled() and (e := t.exception()) is not None]
+    async def stop(self) -> None:
+        """Cancel the items still running, and wait until they have stopped."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def final(self, item: PlannedItem, deadline_ms: int) -> ItemResult:
         """The item's result, or CANCELLED with TIMEOUT when the deadline cut it short."""
@@ -178,23 +161,80 @@ class _Run:
         message = f"the batch deadline of {deadline_ms} ms passed before this item finished"
         return _not_run(item, State.CANCELLED, ErrorCode.TIMEOUT, message)
 
-    async def _run(self, item: PlannedItem) -> ItemResult:
-        # shield: awaiting a bare future from a task that gets cancelled would cancel the
-        # future itself, and with it the result every other dependent is waiting for.
-        previous = self._previous.get(item.request_id)
-        if previous is not None:
-            await asyncio.shield(self._done[previous])
-        results: dict[RequestId, ItemResult] = {}
-        for dep in item.depends_on:
-            # Dependents wake on the loop turn their last dependency resolves. Items that become
-            # ready together therefore call `fetch` together, which is what lets the
-            # DataLoader put their upstream calls in one batch.
-            results[dep] = result = await asyncio.shield(self._done[dep])
-            if result.state is not State.SUCCEEDED:
+    def _wake(self, items: list[PlannedItem]) -> None:
+        # A worklist, not recursion: a failure skips its dependents, theirs, and so on down a
+        # chain as long as the batch.
+        queue = deque(items)
+        while queue:
+            item = queue.popleft()
+            ready = self._ready(item)
+            if isinstance(ready, ItemResult):
+                queue.extend(self._settled(item, ready))
+            elif ready:
+                self._start(item)
+
+    def _ready(self, item: PlannedItem) -> ItemResult | bool:
+        """True when *item* may start; its SKIPPED result when a dependency, read in order,
+        did not succeed; False while it waits (it is woken again when that one settles)."""
+        waits = self._waits.get(item.request_id, ())
+        position = self._next_wait.get(item.request_id, 0)
+        while position < len(waits):
+            on, skips = waits[position]
+            result = self._results.get(on)
+            if result is None:
+                self._next_wait[item.request_id] = position
+                self._waiting_on.setdefault(on, []).append(item)
+                return False
+            if skips and result.state is not State.SUCCEEDED:
                 return _skipped(item, result)
+            position += 1
+        return True
+
+    def _start(self, item: PlannedItem) -> None:
+        # Named "gqlbatch:…" so that tests can prove none outlives its batch.
+        task = asyncio.create_task(self._settle(item), name=f"gqlbatch:item:{item.request_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def _settle(self, item: PlannedItem) -> None:
+        try:
+            result = await self._run(item)
+        except Exception as exc:  # DESIGN §9: a bug fails its item, never the batch
+            # Not STYLE R5's "hide bugs": the bug is logged with its traceback under an id the
+            # client sees. But a batch whose writes already ran must still return every
+            # result, so one item's bug is that item's failure, like any other.
+            result = _internal_error(item, exc)
+        self._wake(self._settled(item, result))
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        bug = task.exception()  # retrieved here, so asyncio does not log it as lost
+        if bug is not None and not self.finished.done():
+            self.finished.set_exception(bug)
+
+    def _settled(
+        self, item: PlannedItem, result: ItemResult, *, told: bool = True
+    ) -> list[PlannedItem]:
+        """Record *item*'s result; the items that were waiting for it."""
+        if told and result.duration_ms == 0:  # skipped or cancelled: never began
+            result = dataclasses.replace(result, started_ms=self._ms_since_start())
+        if result.state is State.FAILED and self._plan.options.on_error is OnError.STOP:
+            self._stopped_by = self._stopped_by or item.request_id
+        self._results[item.request_id] = result
+        if told and self.on_result is not None:
+            self.on_result(result)
+        if len(self._results) == len(self._plan.items) and not self.finished.done():
+            self.finished.set_result(None)
+        return self._waiting_on.pop(item.request_id, [])
+
+    async def _run(self, item: PlannedItem) -> ItemResult:
+        # Started once everything it waits for has settled, its dependencies successfully.
         if self._stopped_by is not None:
             message = f"not started: item '{self._stopped_by}' failed and onError is STOP"
             return _not_run(item, State.CANCELLED, ErrorCode.CANCELLED, message)
+        results = {dep: self._results[dep] for dep in item.depends_on}
         if item.for_each is not None:
             return await self._fan_out(item, results)
         return await self._call(item, results)
@@ -339,12 +379,20 @@ def _fanned_out(
     )
 
 
-def _sequential_previous(plan: Plan) -> dict[RequestId, RequestId]:
-    # SEQUENTIAL runs items one at a time in plan.order: each also waits for the one before it.
-    if plan.options.mode is not Mode.SEQUENTIAL:
-        return {}
-    ids = [plan.items[i].request_id for i in plan.order]
-    return dict(zip(ids[1:], ids[:-1], strict=True))
+def _waits(plan: Plan) -> dict[RequestId, tuple[tuple[RequestId, bool], ...]]:
+    """What each item waits for, in order, and whether its failure skips the item: its
+    dependencies do; in SEQUENTIAL mode (plan.order, one at a time) the item before it is
+    waited for only."""
+    waits = {
+        item.request_id: tuple((dep, True) for dep in item.depends_on)
+        for item in plan.items
+        if item.depends_on
+    }
+    if plan.options.mode is Mode.SEQUENTIAL:
+        ids = [plan.items[i].request_id for i in plan.order]
+        for previous, rid in itertools.pairwise(ids):
+            waits[rid] = ((previous, False), *waits.get(rid, ()))
+    return waits
 
 
 def _status_error(call: UpstreamCall, fetched: Fetched) -> ErrorInfo:
