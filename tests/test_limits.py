@@ -194,10 +194,11 @@ async def test_a_repeated_query_is_validated_once(strict: TestClient, service: F
     # Strawberry's cache) and the repeats never reach it.
     from strawberry.extensions.validation_cache import _get_validate_cache
 
-    from gqlbatch.doors.extensions import CACHE_SIZE
+    from gqlbatch.doors.extensions import CACHE_SIZE, _parsed
 
     service.route("GET", "/a", json={})
     cache = _get_validate_cache(CACHE_SIZE)
+    parsed_before = _parsed.cache_info()
     query = "mutation($p: String!) { batch(requests: [{path: $p}]) { replayed } }"
     call = graphql_caller(strict)
     before = cache.cache_info()
@@ -208,6 +209,8 @@ async def test_a_repeated_query_is_validated_once(strict: TestClient, service: F
     after = cache.cache_info()
     assert first.hits + first.misses - before.hits - before.misses == 1
     assert (after.hits, after.misses) == (first.hits, first.misses)
+    parsed = _parsed.cache_info()  # parsed once too: the three repeats are hits
+    assert parsed.hits - parsed_before.hits >= 3 and parsed.misses - parsed_before.misses <= 1
     invalid = "mutation { batch(requests: [{path: 1}]) { replayed } }"
     # An invalid document is refused with the same errors each time, from memory the second.
     refusals = [(await call(invalid, {}))["errors"] for _ in range(2)]

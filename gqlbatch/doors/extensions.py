@@ -6,6 +6,7 @@ does; nothing here knows about batches.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections import OrderedDict
@@ -14,14 +15,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError
+from graphql import DocumentNode, GraphQLError, parse
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import build_schema as build_graphql_schema
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from graphql.validation.rules import overlapping_fields_can_be_merged
 from strawberry.extensions import (
     MaskErrors,
-    ParserCache,
     SchemaExtension,
     ValidationCache,
 )
@@ -36,8 +36,8 @@ from gqlbatch.execution.engine import BatchContext, request_budget
 
 __all__ = [
     "CACHE_SIZE",
+    "CheckedDocuments",
     "GqlbatchSchema",
-    "GuardedValidation",
     "KnownErrors",
     "QueryLimits",
     "ReleasingExecutionContext",
@@ -101,8 +101,7 @@ def schema_extensions(
         lambda: OperationSetup(tuple(rules), limits.max_tokens),
         # Clients send the same few documents with different variables: caching the parsed
         # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
-        lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: GuardedValidation(shapes, validated),
+        lambda: CheckedDocuments(shapes, validated),
         *([] if run_batch is None else [_compiled_batches(limits, run_batch, typed)]),
     ]
 
@@ -259,12 +258,19 @@ class ShapeChecks:
         )
 
 
-class GuardedValidation(ValidationCache):
-    """Strawberry's validation cache, behind our linear checks of a document's shape, and
-    in front of both a cache keyed by the document's text (`KnownErrors`). Strawberry's
-    cache is keyed by the parsed document, and hashing a document hashes every node of it on
-    every request (graphql-core's nodes are frozen dataclasses, whose hash is not kept); the
-    text's hash is computed once, by Python, and kept.
+_parsed = functools.lru_cache(maxsize=CACHE_SIZE)(parse)
+"""graphql-core's parse, by document text and parse options (the token limit)."""
+
+
+class CheckedDocuments(ValidationCache):
+    """Parses each document text once (LRU), and validates it once: our linear checks of its
+    shape, then Strawberry's validation, both remembered by the text (`KnownErrors`).
+
+    Strawberry's validation cache is keyed by the parsed document, and hashing a document
+    hashes every node of it on every request (graphql-core's nodes are frozen dataclasses,
+    whose hash is not kept); the text's hash is computed once, by Python, and kept. Parsing
+    is here rather than in Strawberry's ParserCache, which does the same in an extension of its
+    own: Strawberry builds and enters every extension's hooks once per operation.
 
     All validation rules run in one pass over the document, so a rule of ours that refuses a
     document cannot spare it the others; and some of graphql-core's are quadratic in what our
@@ -276,6 +282,14 @@ class GuardedValidation(ValidationCache):
         super().__init__(maxsize=CACHE_SIZE)
         self._shapes = shapes
         self._validated = validated
+
+    def on_parse(self) -> Iterator[None]:
+        # A document over the token limit (parse_options, OperationSetup) raises from here;
+        # lru_cache keeps no exception, so it is refused again each time it comes.
+        execution = self.execution_context
+        if execution.graphql_document is None and execution.query is not None:
+            execution.graphql_document = _parsed(execution.query, **execution.parse_options)
+        yield
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
@@ -420,8 +434,8 @@ class GqlbatchSchema(strawberry.Schema):
         # Strawberry calls this for every error, on every path, before the extensions see the
         # result. A client's mistake (a rejected batch, an invalid query) is not a server
         # error, and internal errors are logged once, with their id, by MaskInternalErrors.
-        # It is also the one place that sees a token-limit error: ParserCache raises it from
-        # inside its parse hook, which skips the other extensions' exit hooks.
+        # It is also the one place that sees a token-limit error: CheckedDocuments raises it
+        # from inside its parse hook, which skips the other extensions' exit hooks.
         for error in errors:
             if _LIBRARY_LIMITS.search(error.message):
                 error.extensions = {
