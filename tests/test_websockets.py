@@ -74,3 +74,23 @@ async def test_query_limits_hold_over_websockets(session: Any) -> None:
         await session.execute(gql(aliases))
     assert refused.value.errors is not None
     assert refused.value.errors[0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+
+
+async def test_an_internal_error_is_masked_over_websockets(
+    session: Any, service: FakeService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Operations over a websocket are streamed results (Schema.stream): each is masked as it
+    # is sent, as an HTTP answer is once it is complete.
+    import gqlbatch.doors.schema as schema_module
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(schema_module, "run_batch", broken)
+    with pytest.raises(TransportQueryError) as failed:
+        await session.execute(gql('{ batch(requests: [{path: "/a"}]) { replayed } }'))
+    assert failed.value.errors is not None
+    (error,) = failed.value.errors
+    assert "secret" not in str(error)
+    assert error["extensions"]["code"] == "INTERNAL_ERROR"
+    assert error["extensions"]["errorId"] in error["message"]

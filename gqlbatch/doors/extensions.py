@@ -20,11 +20,7 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import build_schema as build_graphql_schema
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from graphql.validation.rules import overlapping_fields_can_be_merged
-from strawberry.extensions import (
-    MaskErrors,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.schema.name_converter import HasGraphQLName, NameConverter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -321,17 +317,43 @@ def is_internal(error: GraphQLError) -> bool:
 _NULL_IN_NON_NULL = re.compile(r"Cannot return null for non-nullable field (\w+)\.(\w+)\.")
 
 
-class MaskInternalErrors(MaskErrors):
+class MaskInternalErrors(SchemaExtension):
     """Replaces an internal error's message with an id, and logs the traceback under that id.
 
     One error that graphql-core raises as a TypeError is not ours: a null in a field that an
     upstream's OpenAPI document requires (*answer_types* are the types made from them). The
     upstream broke its document; that error says so, with UPSTREAM_BAD_RESPONSE.
+
+    Strawberry's MaskErrors does the same walk, but tells a result by a runtime-checkable
+    Protocol, whose isinstance check lists the protocol's attributes again on every call: a
+    twentieth of a one-item batch's instructions. A result here is anything with `errors`.
     """
 
     def __init__(self, answer_types: frozenset[str] = frozenset()) -> None:
-        super().__init__(should_mask_error=is_internal)
         self._answer_types = answer_types
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        # A streamed operation's results were masked one by one (on_stream_result); masking
+        # its last one again changes nothing, as a masked error has no original error.
+        self._mask(getattr(result, "initial_result", None) or result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        self._mask(result)
+        for part in (
+            *(getattr(result, "incremental", None) or ()),
+            *(getattr(result, "completed", None) or ()),
+        ):
+            self._mask(part)
+        yield
+
+    def _mask(self, result: object) -> None:
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [  # type: ignore[attr-defined]
+                self.anonymise_error(e) if is_internal(e) else e for e in errors
+            ]
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         missing = _NULL_IN_NON_NULL.match(str(error.original_error))
