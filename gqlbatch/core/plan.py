@@ -137,14 +137,20 @@ def _plan_item(
 ) -> PlannedItem:
     errors: list[tuple[str, str]] = []
     path = _template(item.path, "path", errors)
-    query = tuple((k, _template(v, f"query.{k}", errors)) for k, v in item.query)
-    headers = tuple((k, _template(v, f"headers.{k}", errors)) for k, v in item.headers)
-    body = compile_json(item.body, "body", errors)
     refs = [("path", r) for r in path.refs]
-    refs += [(f"query.{k}", r) for k, t in query for r in t.refs]
-    refs += [(f"headers.{k}", r) for k, t in headers for r in t.refs]
-    refs += [("body", r) for r in json_references(body)]
-    for_each = _for_each(item, errors)
+    query: tuple[tuple[str, Template], ...] = ()
+    if item.query:  # the parts most items lack are skipped, not walked empty
+        query = tuple((k, _template(v, f"query.{k}", errors)) for k, v in item.query)
+        refs += [(f"query.{k}", r) for k, t in query for r in t.refs]
+    headers: tuple[tuple[str, Template], ...] = ()
+    if item.headers:
+        headers = tuple((k, _template(v, f"headers.{k}", errors)) for k, v in item.headers)
+        refs += [(f"headers.{k}", r) for k, t in headers for r in t.refs]
+    body = None
+    if item.body is not None:
+        body = compile_json(item.body, "body", errors)
+        refs += [("body", r) for r in json_references(body)]
+    for_each = None if item.for_each is None else _for_each(item, errors)
     for field, message in errors:
         problems.append(_problem(item, ErrorCode.INVALID_REFERENCE, message, field))
     if isinstance(for_each, Ref):

@@ -250,19 +250,31 @@ def _parse_item(
         for key in sorted(set(raw) - ITEM_KEYS):
             known = ", ".join(sorted(ITEM_KEYS))
             add(ErrorCode.INVALID_INPUT, f"unknown field (known: {known})", key)
-    method = _method(raw.get("method"), rules, add)
-    path, path_query = _path(raw.get("path"), add)
-    query = path_query + _query(raw.get("query"), add)
-    headers = _headers(raw.get("headers"), add)
-    depends_on = _depends_on(raw.get("dependsOn"), add)
-    upstream = _upstream(raw.get("upstream"), rules, add)
-    timeout_ms = _positive_int(raw.get("timeoutMs"), "timeoutMs", add)
-    for_each = _for_each(raw.get("forEach"), add)
-    idempotency_key = _idempotency_key(raw.get("idempotencyKey"), add)
-    atomicity_group = _atomicity_group(raw.get("atomicityGroup"), add)
-    compensate = _compensate(raw.get("compensate"), request_id, upstream, rules, add)
+    # Most fields are absent from most items (None, or missing): each reader is called only
+    # for a field that is there, as each would only say "absent" at the cost of a call.
+    get = raw.get
+    method = _method(get("method"), rules, add)
+    path, path_query = _path(get("path"), add)
+    query = path_query + _query(value, add) if (value := get("query")) is not None else path_query
+    headers = _headers(value, add) if (value := get("headers")) is not None else ()
+    depends_on = _depends_on(value, add) if (value := get("dependsOn")) is not None else ()
+    upstream = _upstream(get("upstream"), rules, add)
+    timeout_ms = None
+    if (value := get("timeoutMs")) is not None:
+        timeout_ms = _positive_int(value, "timeoutMs", add)
+    for_each = _for_each(value, add) if (value := get("forEach")) is not None else None
+    idempotency_key = None
+    if (value := get("idempotencyKey")) is not None:
+        idempotency_key = _idempotency_key(value, add)
+    atomicity_group = None
+    if (value := get("atomicityGroup")) is not None:
+        atomicity_group = _atomicity_group(value, add)
+    compensate = None
+    if (value := get("compensate")) is not None:
+        compensate = _compensate(value, request_id, upstream, rules, add)
     if len(problems.found) > before or method is None or path is None or upstream is None:
         return None
+    body = get("body")
     return SubRequest(
         request_id=request_id,
         index=index,
@@ -270,8 +282,8 @@ def _parse_item(
         path=path,
         query=query,
         headers=headers,
-        body=raw.get("body"),
-        has_body=raw.get("body") is not None,
+        body=body,
+        has_body=body is not None,
         depends_on=depends_on,
         upstream=upstream,
         timeout_ms=timeout_ms,
@@ -498,7 +510,11 @@ def _idempotency_key(value: JSON, add: _Add) -> str | None:
 
 
 def _upstream(value: JSON, rules: Rules, add: _Add) -> str | None:
-    known = ", ".join(sorted(rules.upstreams))
+    if value is None and rules.default_upstream is not None:
+        return rules.default_upstream
+    if isinstance(value, str) and value in rules.upstreams:
+        return value
+    known = ", ".join(sorted(rules.upstreams))  # only for the messages below
     if value is None:
         if rules.default_upstream is None:
             add(
