@@ -385,3 +385,18 @@ async def test_a_call_cancelled_while_waiting_for_a_place_gives_up_none() -> Non
     with pytest.raises(asyncio.CancelledError):
         await waiting[0]
     assert limit.take_now() and not limit.take_now()
+
+
+async def test_a_bug_past_an_items_own_work_is_raised_and_stops_the_rest() -> None:
+    # A listener that raises (on_result) is the batch's bug, not an item's failure: execute
+    # raises it, and the item still waiting on its gate is cancelled, not left running.
+    gate = asyncio.Event()
+    fetch = FakeFetch(slow={"gate": gate})
+    plan = prepare([{"path": "/fast"}, {"path": "/slow"}], None, SETTINGS)
+
+    def listener(result: Any) -> None:
+        raise RuntimeError(f"listener broke on {result.request_id}")
+
+    with pytest.raises(RuntimeError, match="listener broke on 0"):
+        await execute(plan, fetch, max_concurrency=10, deadline_ms=5000, on_result=listener)
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("gqlbatch:")] == []

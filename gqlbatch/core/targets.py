@@ -78,7 +78,7 @@ def segment_problem(text: str, *, strict: bool = False) -> str | None:
     for form in forms:
         if form is not text and _UNSAFE_CHARS.search(form):
             return "path must not hide control characters or backslashes in percent-encoding"
-        if any(_bare(segment) in _DOT_SEGMENTS for segment in form.split("/")):
+        if "." in form and any(_bare(seg) in _DOT_SEGMENTS for seg in form.split("/")):
             return "path must not contain '.' or '..' segments (encoded, or with ';' parameters)"
     return None
 
