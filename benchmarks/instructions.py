@@ -7,8 +7,10 @@ a few percent cannot be seen in it. Callgrind counts instructions, which repeat 
 This runs `schema.execute` of a batch against a fake upstream (no HTTP) with 1 item and with
 101 items, each under callgrind with counting switched on only around two warm batches, and
 prints the difference per item: what one more sub-request costs the gateway's own code. It
-does so twice: for a batch seen for the first time (planned anew), and for a batch sent
-again, as a screen is, whose plan the server kept (`execution.plans`).
+does so three times: for a batch seen for the first time (planned anew, nothing kept); for a
+batch sent again, as a screen is, whose plan the server kept (`execution.plans`); and for
+a batch whose first item changes every time (the same screen for another user), whose plan
+is never kept but whose other items were parsed before.
 
     python benchmarks/instructions.py --child 101    # one measured run, without valgrind
 """
@@ -41,7 +43,14 @@ def _callgrind_instrumentation(on: bool) -> None:
         )
 
 
-async def _child(items: int, keep_plans: bool) -> None:
+MODES = {
+    "new": "a new batch",
+    "again": "a batch sent again",
+    "changed": "a batch with its first item changed",
+}
+
+
+async def _child(items: int, mode: str) -> None:
     from gqlbatch import Settings
     from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
     from gqlbatch.doors.schema import build_schema
@@ -55,19 +64,29 @@ async def _child(items: int, keep_plans: bool) -> None:
 
     settings = Settings.from_upstream_urls(["http://127.0.0.1:9"], max_items=1000)
     schema = build_schema()
-    context = BatchContext(settings, send, plans=PlanCache() if keep_plans else None)
-    variables = {"r": [{"path": f"/posts/{i}"} for i in range(1, items + 1)]}
-    for _ in range(2):  # warm: parser and validation caches, first-call imports
+    context = BatchContext(settings, send, plans=None if mode == "new" else PlanCache())
+    # Every round's variables are made before counting starts: only the batch is counted.
+    firsts = range(1_000_000, 1_000_002 + ROUNDS) if mode == "changed" else [1] * (2 + ROUNDS)
+    batches = [
+        {
+            "r": [
+                {"path": f"/posts/{first}"},
+                *({"path": f"/posts/{i}"} for i in range(2, items + 1)),
+            ]
+        }
+        for first in firsts
+    ]
+    for variables in batches[:2]:  # warm: parser and validation caches, first-call imports
         await schema.execute(QUERY, variable_values=variables, context_value=context)
     _callgrind_instrumentation(on=True)
-    for _ in range(ROUNDS):
+    for variables in batches[2:]:
         result = await schema.execute(QUERY, variable_values=variables, context_value=context)
     _callgrind_instrumentation(on=False)
     if result.errors:
         raise SystemExit(f"the batch failed: {result.errors}")
 
 
-def _instructions(items: int, keep_plans: bool) -> int:
+def _instructions(items: int, mode: str) -> int:
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run(
             [
@@ -79,7 +98,8 @@ def _instructions(items: int, keep_plans: bool) -> int:
                 __file__,
                 "--child",
                 str(items),
-                *(["--keep-plans"] if keep_plans else []),
+                "--mode",
+                mode,
             ],
             capture_output=True,
             text=True,
@@ -95,15 +115,15 @@ def _instructions(items: int, keep_plans: bool) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", type=int, metavar="ITEMS", help=argparse.SUPPRESS)
-    parser.add_argument("--keep-plans", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=MODES, default="new", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        asyncio.run(_child(args.child, args.keep_plans))
+        asyncio.run(_child(args.child, args.mode))
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
-    for keep_plans, label in ((False, "a new batch"), (True, "a batch sent again")):
-        one, many = _instructions(1, keep_plans), _instructions(101, keep_plans)
+    for mode, label in MODES.items():
+        one, many = _instructions(1, mode), _instructions(101, mode)
         per_item = (many - one) / (100 * ROUNDS)
         print(
             f"instructions per sub-request (schema.execute, fake upstream), {label}: "

@@ -42,8 +42,8 @@ async def test_benchmark_runner_prints_its_table() -> None:
     assert rows["screen, bulk routes"][3].strip() == "3"
 
 
-@pytest.mark.parametrize("plans", [[], ["--keep-plans"]])
-async def test_instruction_count_harness_runs_a_batch(plans: list[str]) -> None:
+@pytest.mark.parametrize("mode", ["new", "again", "changed"])
+async def test_instruction_count_harness_runs_a_batch(mode: str) -> None:
     # benchmarks/instructions.py runs itself under valgrind; its measured part must keep
     # working without it (valgrind is not a test dependency).
     proc = await asyncio.create_subprocess_exec(
@@ -51,7 +51,8 @@ async def test_instruction_count_harness_runs_a_batch(plans: list[str]) -> None:
         str(RUNNER.parent / "instructions.py"),
         "--child",
         "3",
-        *plans,
+        "--mode",
+        mode,
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 50)

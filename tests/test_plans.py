@@ -102,3 +102,64 @@ async def test_a_screen_sent_twice_is_planned_once_by_the_server(
         assert answer["data"]["batch"]["items"] == [{"status": 200}, {"status": 200}]
     assert len(planned) == 1 and len(app[PLANS]) == 1
     assert len(service.calls) == 4  # the plan is kept, never the answers
+
+
+def prepared(cache: PlanCache, items: Any, read_only: bool = False) -> Plan:
+    def planned() -> Plan:
+        return engine.prepare(items, None, SETTINGS, read_only=read_only, known=cache.items)
+
+    plan: Plan = cache.plan(items, None, read_only, planned)
+    return plan
+
+
+def test_a_batch_that_changed_a_little_parses_only_what_changed() -> None:
+    # The same screen for another user: its plan is not kept, but the items it shares with
+    # the first, at the same places, are the very objects parsed then.
+    cache = PlanCache()
+    first = prepared(cache, SCREEN)
+    other = prepared(cache, [{"requestId": "u", "path": "/users/2"}, dict(SCREEN[1])])
+    assert other is not first
+    assert other.items[1].request is first.items[1].request
+    assert other.items[0].request is not first.items[0].request
+    assert other.items[0].request.path == "/users/2"
+    # An item is known at its own place only: the parsed item holds its index.
+    moved = prepared(cache, [{"path": "/x"}, dict(SCREEN[0])])
+    assert [i.request.index for i in moved.items] == [0, 1]
+    assert moved.items[1].request is not first.items[0].request
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"method": "POST", "path": "/posts", "body": {"title": "private"}},
+        {"path": "/me", "headers": {"Authorization": "Bearer secret"}},
+        {"path": "/x" * 300},
+    ],
+)
+def test_an_item_with_a_body_headers_or_too_long_is_never_kept(item: Any) -> None:
+    cache = PlanCache()
+    prepared(cache, [item, {"path": "/kept"}])
+    assert len(cache.items) == 1  # /kept only
+
+
+def test_a_kept_item_is_checked_again_by_a_read_only_batch() -> None:
+    # A POST parsed for a mutation's batch is still refused in Query.batch, and an item that
+    # was refused is never kept: it is refused again, the same way.
+    cache = PlanCache()
+    post = {"method": "POST", "path": "/posts"}
+    prepared(cache, [post])
+    with pytest.raises(BatchRejected) as refused:
+        prepared(cache, [post], read_only=True)
+    assert [p.code.value for p in refused.value.problems] == ["METHOD_NOT_ALLOWED"]
+    for _ in range(2):
+        with pytest.raises(BatchRejected) as again:
+            prepared(cache, [{"path": "/a/../b"}, {"path": "/ok"}])
+        assert [p.code.value for p in again.value.problems] == ["FORBIDDEN_TARGET"]
+    assert len(cache.items) == 2  # the POST (as a mutation's) and /ok
+
+
+def test_parsed_items_are_bounded() -> None:
+    cache = PlanCache(items_kept=3)
+    for n in range(10):
+        prepared(cache, [{"path": f"/users/{n}"}])
+    assert len(cache.items) == 3

@@ -8,10 +8,10 @@ form, so a batch is validated by one set of rules whichever way it arrived. Grap
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeGuard, TypeVar
+from typing import Protocol, TypeGuard, TypeVar
 from urllib.parse import parse_qsl
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
@@ -25,6 +25,7 @@ __all__ = [
     "OPTION_KEYS",
     "BatchOptions",
     "BatchRequest",
+    "KnownItems",
     "Mode",
     "OnError",
     "Parsed",
@@ -159,13 +160,25 @@ def _is_mapping(value: object) -> TypeGuard[Mapping[str, JSON]]:
     return isinstance(value, (dict, Mapping))
 
 
-def parse_batch(items: object, options: object, rules: Rules) -> Parsed:
+class KnownItems(Protocol):
+    """Items parsed before, by a key `parse_batch` makes of each: a server keeps them
+    (`execution.plans`), bounded, so that a batch costs what is new in it."""
+
+    def get(self, key: Hashable) -> SubRequest | None: ...
+
+    def __setitem__(self, key: Hashable, item: SubRequest) -> None: ...
+
+
+def parse_batch(
+    items: object, options: object, rules: Rules, known: KnownItems | None = None
+) -> Parsed:
     """Check the shape of a batch, collecting every problem rather than stopping at the first.
 
     Items with problems are left out of the batch; the planner adds its own problems before
     anything is decided, and knows every requestId so that it reports no knock-on problems.
     Raises BatchRejected at once only when there is nothing item-by-item to check: the items
-    are not a list, or there are more than the limit.
+    are not a list, or there are more than the limit. An item found in *known* is not parsed
+    again; one parsed without problems is added to it.
     """
     if not isinstance(items, Sequence) or isinstance(items, str | bytes):
         raise BatchRejected([Problem(ErrorCode.INVALID_INPUT, "requests must be a list")])
@@ -184,7 +197,7 @@ def parse_batch(items: object, options: object, rules: Rules) -> Parsed:
     problems = _Problems()
     ids = [_request_id(raw, i, problems) for i, raw in enumerate(items)]
     _check_unique_ids(ids, problems)
-    parsed = [_parse_item(raw, i, ids[i], rules, problems) for i, raw in enumerate(items)]
+    parsed = [_recalled(raw, i, ids[i], rules, problems, known) for i, raw in enumerate(items)]
     batch_options = _parse_options(options, problems)
     if not batch_options.atomic:
         for item in parsed:
@@ -233,6 +246,47 @@ class _Problems:
         request_id: RequestId | None = None,
     ) -> None:
         self.found.append(Problem(code, message, request_id, index, field))
+
+
+_RECALLED_CHARS = 512
+"""The longest item (as its repr) that is kept parsed: a screen's reads are far shorter."""
+_PRIVATE = ("body", "headers", "compensate")
+"""An item holding one of these is never kept: no client's data or credentials stay in
+memory after its request (as `execution.plans` keeps no batch that has them)."""
+
+
+def _recalled(
+    raw: object,
+    index: int,
+    request_id: RequestId,
+    rules: Rules,
+    problems: _Problems,
+    known: KnownItems | None,
+) -> SubRequest | None:
+    """The item parsed, or as it was parsed before at the same place of another batch."""
+    key = None if known is None else _known_as(raw, index, rules)
+    if key is not None:
+        assert known is not None
+        found = known.get(key)
+        if found is not None:
+            return found
+    before = len(problems.found)
+    item = _parse_item(raw, index, request_id, rules, problems)
+    if key is not None and item is not None and len(problems.found) == before:
+        assert known is not None
+        known[key] = item
+    return item
+
+
+def _known_as(raw: object, index: int, rules: Rules) -> Hashable | None:
+    # The repr of a value read from JSON or GraphQL is that value written out whole (strings
+    # quoted and escaped, numbers as they read): two items with one repr are the same item.
+    # The index is part of it, because the parsed item holds it; the methods allowed are
+    # too, as a read-only batch (Query.batch) refuses what a mutation's accepts.
+    if type(raw) is not dict or any(raw.get(name) is not None for name in _PRIVATE):
+        return None
+    text = repr(raw)
+    return (index, rules.methods, text) if len(text) <= _RECALLED_CHARS else None
 
 
 def _parse_item(

@@ -20,7 +20,7 @@ from gqlbatch.core.config import BulkRoute, Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.openapi import Contract, reference_problems
 from gqlbatch.core.plan import Plan, build_plan, static_calls
-from gqlbatch.core.request import Rules, parse_batch
+from gqlbatch.core.request import KnownItems, Rules, parse_batch
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
 from gqlbatch.core.types import Headers
 from gqlbatch.core.wire import READ_METHODS, Fetch, Method, Send
@@ -73,9 +73,11 @@ def prepare(
     *,
     read_only: bool = False,
     contracts: Mapping[str, Contract] = MappingProxyType({}),
+    known: KnownItems | None = None,
 ) -> Plan:
     """Validate and plan a batch without running anything; an item whose upstream has an
-    OpenAPI document (*contracts*, by upstream) is also checked against it.
+    OpenAPI document (*contracts*, by upstream) is also checked against it. Items in *known*
+    (parsed before) are not parsed again.
 
     Raises:
         BatchRejected: with every problem found; nothing may be sent upstream.
@@ -87,7 +89,7 @@ def prepare(
         max_fanout=settings.max_fanout,
         methods=READ_METHODS if read_only else frozenset(Method),
     )
-    parsed = parse_batch(items, options, rules)
+    parsed = parse_batch(items, options, rules, known)
     for item in parsed.batch.items if contracts else ():
         contract = contracts.get(item.upstream)
         if contract is not None:
@@ -311,10 +313,15 @@ async def _run(
 
 
 def _plan(items: object, options: object, ctx: BatchContext, read_only: bool) -> Plan:
-    def make() -> Plan:
-        return prepare(items, options, ctx.settings, read_only=read_only, contracts=ctx.contracts)
+    plans = ctx.plans
 
-    return make() if ctx.plans is None else ctx.plans.plan(items, options, read_only, make)
+    def make() -> Plan:
+        known = None if plans is None else plans.items
+        return prepare(
+            items, options, ctx.settings, read_only=read_only, contracts=ctx.contracts, known=known
+        )
+
+    return make() if plans is None else plans.plan(items, options, read_only, make)
 
 
 def _take_budget(plan: Plan, ctx: BatchContext) -> RequestBudget:

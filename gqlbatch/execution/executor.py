@@ -237,7 +237,7 @@ class _Run:
         if self._stopped_by is not None:
             message = f"not started: item '{self._stopped_by}' failed and onError is STOP"
             return _not_run(item, State.CANCELLED, ErrorCode.CANCELLED, message)
-        results = {dep: self._results[dep] for dep in item.depends_on}
+        results = {dep: self._results[dep] for dep in item.depends_on} if item.depends_on else {}
         if item.for_each is not None:
             return await self._fan_out(item, results)
         return await self._call(item, results)

@@ -8,20 +8,30 @@ batches without bodies, headers or compensations are kept, so that no client's d
 credentials stay in memory after its request; and only small ones (`MAX_ITEMS`,
 `MAX_KEY_CHARS`). A batch that is refused
 is not kept: it is refused again, the same way.
+
+A batch that differs a little (the same screen for another user: one id changed) misses its
+plan, but most of its items were parsed before, at the same place of another batch:
+`ParsedItems` keeps those (the same rule: no bodies, headers or compensations), and only
+what changed is parsed. Planning (the dependency graph) is done anew: it is a batch's, not
+an item's.
 """
 
 from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from gqlbatch.core.plan import Plan
+from gqlbatch.core.request import SubRequest
 
-__all__ = ["KEPT", "MAX_ITEMS", "MAX_KEY_CHARS", "PlanCache"]
+__all__ = ["ITEMS_KEPT", "KEPT", "MAX_ITEMS", "MAX_KEY_CHARS", "ParsedItems", "PlanCache"]
 
 KEPT = 256
 """Plans kept (LRU), per server."""
+ITEMS_KEPT = 2048
+"""Parsed items kept (LRU), per server: each is at most 512 characters of JSON and what it
+parses to, a few MiB in all."""
 MAX_KEY_CHARS = 16_384
 """The largest batch kept, as JSON text: a screen's reads are well below it."""
 MAX_ITEMS = MAX_KEY_CHARS // len('{"path":""},')
@@ -33,9 +43,11 @@ _PRIVATE = ("body", "headers", "compensate")
 class PlanCache:
     """One server's plans, by the JSON of the batch that made each."""
 
-    def __init__(self, kept: int = KEPT) -> None:
+    def __init__(self, kept: int = KEPT, items_kept: int = ITEMS_KEPT) -> None:
         self._kept = kept
         self._plans: OrderedDict[str, Plan] = OrderedDict()
+        self.items = ParsedItems(items_kept)
+        """Items parsed before, for the batches whose plan is not kept (`parse_batch`)."""
 
     def plan(
         self, items: object, options: object, read_only: bool, make: Callable[[], Plan]
@@ -73,3 +85,25 @@ def _key(items: object, options: object, read_only: bool) -> str | None:
     except (TypeError, ValueError):  # not plain JSON: never kept, never guessed at
         return None
     return key if len(key) <= MAX_KEY_CHARS else None
+
+
+class ParsedItems:
+    """Items parsed before, by the key `core.request.parse_batch` makes (LRU)."""
+
+    def __init__(self, kept: int = ITEMS_KEPT) -> None:
+        self._kept = kept
+        self._items: OrderedDict[Hashable, SubRequest] = OrderedDict()
+
+    def get(self, key: Hashable) -> SubRequest | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def __setitem__(self, key: Hashable, item: SubRequest) -> None:
+        self._items[key] = item
+        if len(self._items) > self._kept:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
