@@ -1,4 +1,4 @@
-"""Runs a plan: one task per item, each starting the moment its last dependency finishes.
+"""Runs a plan: a task per item that runs, started the moment its last dependency finishes.
 
 Takes its I/O as a parameter (`fetch`) and never sees aiohttp or aiodataloader. Implements
 DESIGN §4 "Scheduling", "Failure isolation" and "Deadlines", and §6 `forEach`. An item's
