@@ -142,8 +142,6 @@ class _Run:
             if known is not None:
                 self._settled(item, known, told=False)
         self._wake([item for item in self._plan.items if item.request_id not in self._results])
-        if len(self._results) == len(self._plan.items) and not self.finished.done():
-            self.finished.set_result(None)
 
     async def stop(self) -> None:
         """Cancel the items still running, and wait until they have stopped."""
