@@ -188,3 +188,16 @@ async def test_base_path_is_kept(service: FakeService, upstream_url: str) -> Non
         assert (await c.send(get("/users"))).status == 200
     finally:
         await c.close()
+
+
+@pytest.mark.parametrize("padding", [0, 600], ids=["kept-url", "long-url-built-each-time"])
+async def test_query_values_arrive_as_sent(
+    service: FakeService, client: UpstreamClient, padding: int
+) -> None:
+    # Short URLs are kept between calls, long ones built each time; either way every value
+    # arrives as it was, whatever characters it holds.
+    service.route("GET", "/q", json={})
+    values = ["a b", "x&y=z", "1+1", "é/?#", "p" * padding]
+    await client.send(get("/q", query=tuple(("v", v) for v in values)))
+    await client.send(get("/q", query=(("v", "again"),)))
+    assert [c.query for c in service.calls] == [[("v", v) for v in values], [("v", "again")]]
