@@ -59,6 +59,13 @@ IN_FLIGHT = Gauge(
     "Upstream calls in flight now; an autoscaler's measure of load beside CPU.",
     multiprocess_mode="livesum",
 )
+_SHARED = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+"""Workers' values are added up from files (`serve --workers`), each written as it changes;
+one process's gauge is read when scraped. Fixed at import, as prometheus-client's mode is."""
+_in_flight = [0]
+if not _SHARED:
+    # A plain count, read at scrape time: `inc` and `dec` take a lock each, twice per call.
+    IN_FLIGHT.set_function(lambda: _in_flight[0])
 UPSTREAM_SECONDS = Histogram(
     "gqlbatch_upstream_seconds",
     "Time of one upstream attempt, by upstream.",
@@ -74,7 +81,10 @@ def observed(send: Send) -> Send:
     async def observe(call: UpstreamCall) -> UpstreamResponse:
         started = time.perf_counter()
         status = "error"
-        IN_FLIGHT.inc()
+        if _SHARED:
+            IN_FLIGHT.inc()
+        else:
+            _in_flight[0] += 1
         try:
             response = await send(call)
             status = str(response.status)
@@ -83,7 +93,10 @@ def observed(send: Send) -> Send:
             status = str(getattr(exc, "code", "error"))
             raise
         finally:
-            IN_FLIGHT.dec()
+            if _SHARED:
+                IN_FLIGHT.dec()
+            else:
+                _in_flight[0] -= 1
             _child(UPSTREAM_CALLS, call.upstream, status).inc()
             _child(UPSTREAM_SECONDS, call.upstream).observe(time.perf_counter() - started)
 
