@@ -102,6 +102,14 @@ async def test_a_screen_sent_twice_is_planned_once_by_the_server(
         assert answer["data"]["batch"]["items"] == [{"status": 200}, {"status": 200}]
     assert len(planned) == 1 and len(app[PLANS]) == 1
     assert len(service.calls) == 4  # the plan is kept, never the answers
+    # The same screen for another user: planned again, its second item known from the first.
+    service.route("GET", "/users/2", json={"id": 2})
+    other = [{"requestId": "u", "path": "/users/2"}, SCREEN[1]]
+    answer = await graphql(query, {"r": other})
+    assert answer["data"]["batch"]["items"] == [{"status": 200}, {"status": 200}]
+    assert len(planned) == 2 and len(app[PLANS]) == 2 and len(app[PLANS].items) == 3
+    assert [c.path for c in service.calls[-2:]] == ["/users/2", "/posts"]
+    assert service.calls[-1].query == [("u", "2")]
 
 
 def prepared(cache: PlanCache, items: Any, read_only: bool = False) -> Plan:
