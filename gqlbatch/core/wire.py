@@ -86,12 +86,20 @@ class UpstreamCall:
     body: bytes | None = None
     timeout_ms: int | None = None
     _hash: int = field(init=False, repr=False, compare=False)
+    _size: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A call is a dict key several times over (its DataLoader, the in-flight map, the
-        # retries): its hash, of every field, is worked out once.
+        # retries): its hash, of every field, is worked out once; so is its size, which the
+        # budget and the client's URL cache both read.
         fields = (self.upstream, self.method, self.path, self.query, self.headers, self.body)
         object.__setattr__(self, "_hash", hash((*fields, self.timeout_ms)))
+        size = len(self.path) + (len(self.body) if self.body is not None else 0)
+        for name, value in self.query:
+            size += len(name) + len(value) + 2
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4
+        object.__setattr__(self, "_size", size)
 
     def __hash__(self) -> int:
         return self._hash
@@ -104,12 +112,7 @@ class UpstreamCall:
     @property
     def size(self) -> int:
         """About the bytes this call sends: its path, query, headers and body."""
-        size = len(self.path) + (len(self.body) if self.body is not None else 0)
-        for name, value in self.query:
-            size += len(name) + len(value) + 2
-        for name, value in self.headers:
-            size += len(name) + len(value) + 4
-        return size
+        return self._size
 
 
 @frozen_for_type_checkers()
