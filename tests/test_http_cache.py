@@ -111,6 +111,7 @@ async def test_posts_and_mutations_are_never_stored(
 def big_service(service: FakeService) -> FakeService:
     service.route("GET", "/big", json={"text": "x" * 4000})
     service.route("GET", "/small", json={})
+    service.route("GET", "/huge", json={"text": "x" * 100_000})
     return service
 
 
@@ -129,6 +130,13 @@ async def test_answers_are_compressed_for_clients_that_accept_it(
         assert (await resp.json())[0]["body"]["text"] == "x" * 4000  # decoded by aiohttp
         if coding:
             assert "Accept-Encoding" in resp.headers["Vary"]
+    # A large answer (over 64 KiB) is compressed harder than a screen's: gzip all the same.
+    huge = await gateway.post(
+        "/batch", json=[{"path": "/huge"}], headers={"Accept-Encoding": "gzip"}
+    )
+    assert huge.headers["Content-Encoding"] == "gzip"
+    assert int(huge.headers["Content-Length"]) < 1000
+    assert (await huge.json())[0]["body"]["text"] == "x" * 100_000
     small = await gateway.post(
         "/batch", json=[{"path": "/small"}], headers={"Accept-Encoding": "gzip"}
     )
