@@ -119,7 +119,7 @@ class Route(NamedTuple):
     path: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen_for_type_checkers(kw_only=True)
 class BatchStats:
     """What a batch cost, next to its lower bound.
 
@@ -151,7 +151,7 @@ class BatchStats:
     retries: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_for_type_checkers()
 class BatchOutcome:
     """Every item's result in the client's order, and the batch's statistics."""
 

@@ -34,7 +34,7 @@ def frozen_for_type_checkers(*, kw_only: bool = False) -> Callable[[type[_T]], t
     A batch builds several of these per item (a parsed request, its plan, its response, its
     result), and a frozen dataclass sets each field through `object.__setattr__`, a measurable
     share of a batch's instructions (BENCHMARKS.md). Frozen for the type checker only: mypy
-    rejects any assignment to a field; what is lost is the runtime check, and hashing (none of
-    them is a key).
+    rejects any assignment to a field; what is lost is the runtime check, and hashing. A class
+    that is a key (`UpstreamCall`) defines its own `__hash__`, which a dataclass keeps.
     """
     return dataclasses.dataclass(slots=True, kw_only=kw_only)

@@ -11,7 +11,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ from gqlbatch.core.openapi import Contract, reference_problems
 from gqlbatch.core.plan import Plan, build_plan, static_calls
 from gqlbatch.core.request import KnownItems, Rules, parse_batch
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
-from gqlbatch.core.types import Headers
+from gqlbatch.core.types import Headers, frozen_for_type_checkers
 from gqlbatch.core.wire import READ_METHODS, Fetch, Method, Send
 from gqlbatch.execution import metrics
 from gqlbatch.execution.answer_check import checking_answers
@@ -100,7 +100,7 @@ def prepare(
     return build_plan(parsed, max_fanout=settings.max_fanout)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_for_type_checkers()
 class BatchContext:
     """Everything about the caller and the server that running a batch needs; each door
     builds one per request."""

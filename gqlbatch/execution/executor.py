@@ -29,13 +29,13 @@ from gqlbatch.core.placeholders import Scope, evaluate, render_json
 from gqlbatch.core.plan import Plan, PlannedItem
 from gqlbatch.core.request import Mode, OnError
 from gqlbatch.core.result import ElementResult, ErrorInfo, ItemResult, Route, State
-from gqlbatch.core.types import JSON, Headers, RequestId
+from gqlbatch.core.types import JSON, Headers, RequestId, frozen_for_type_checkers
 from gqlbatch.core.wire import SAFE_METHODS, BodyEncoding, Fetch, Fetched, UpstreamCall
 
 __all__ = ["Execution", "Fetch", "Resumable", "execute"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_for_type_checkers()
 class Execution:
     """Results in the client's order, with the timings that `BatchStats` reports."""
 
