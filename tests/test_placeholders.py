@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gqlbatch.core.errors import ReferenceNotFound
@@ -19,6 +19,7 @@ from gqlbatch.core.placeholders import (
     Template,
     TemplateSyntaxError,
     compile_json,
+    evaluate,
     parse_selectors,
     parse_template,
     project,
@@ -338,3 +339,59 @@ def _reference(value: Any, paths: list[tuple[str, ...]]) -> Any:
     return {
         k: _reference(value[k], [p[1:] for p in paths if p[0] == k]) for k in heads if k in value
     }
+
+
+SELECTOR = st.sampled_from(["a", "b"]).map(lambda k: "." + k) | st.sampled_from(
+    ["[0]", "[1]", "[-1]", "[*]"]
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(
+    body=st.recursive(
+        st.integers() | st.none() | st.just("s"),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("ab"), inner, max_size=2)
+        ),
+        max_leaves=12,
+    ),
+    selectors=st.lists(SELECTOR, max_size=4).map("".join),
+)
+@example(body=[{"a": 1}, {"b": 2}], selectors="[*].a")  # a miss in one element of several
+@example(body=[[1, 2], [3]], selectors="[*][*]")  # nested lists are flattened
+@example(body=[[1, 2], [3]], selectors="[*][1]")
+def test_a_selector_finds_what_the_obvious_walk_finds(body: Any, selectors: str) -> None:
+    # The walk that finds values builds no names; the one that explains a miss does. They
+    # must agree on every path: the value found, or a miss, which names where it stopped.
+    ref = parse_template("{resultOf(x)" + selectors + "}").whole
+    assert ref is not None
+    expected = _walked(body, list(ref.selectors))
+    if expected is _NOTHING:
+        with pytest.raises(ReferenceNotFound, match="'x' result"):
+            evaluate(ref, Scope({"x": Res(body)}))
+    else:
+        assert evaluate(ref, Scope({"x": Res(body)})) == expected
+
+
+_NOTHING = object()
+
+
+def _walked(value: Any, selectors: list[Any]) -> Any:
+    for i, selector in enumerate(selectors):
+        if isinstance(selector, Each):
+            if not isinstance(value, list):
+                return _NOTHING
+            picked = [_walked(v, selectors[i + 1 :]) for v in value]
+            if any(p is _NOTHING for p in picked):
+                return _NOTHING
+            nested = any(isinstance(s, Each) for s in selectors[i + 1 :])
+            return [x for p in picked for x in p] if nested else picked
+        if isinstance(selector, Key) and isinstance(value, dict) and selector.name in value:
+            value = value[selector.name]
+        elif isinstance(selector, Index) and isinstance(value, list):
+            if not -len(value) <= selector.position < len(value):
+                return _NOTHING
+            value = value[selector.position]
+        else:
+            return _NOTHING
+    return value
