@@ -9,9 +9,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from gqlbatch import Settings, create_app
 from gqlbatch.core.config import UpstreamSettings
+from gqlbatch.execution import metrics
 from tests.fakes import FakeService
 from tests.processes import SERVING, gqlbatch_server
 
@@ -56,6 +60,42 @@ async def test_metrics_count_batches_items_calls_and_refusals(
     assert after["gqlbatch_upstream_in_flight"] == 0  # every call has ended
 
 
+@settings(max_examples=50, deadline=None, derandomize=True)
+@given(
+    attempts=st.lists(
+        st.tuples(
+            st.sampled_from(["default", "other"]),
+            st.sampled_from(["200", "503", "UPSTREAM_TIMEOUT"]),
+            # bucket bounds themselves among them: a bucket counts values up to its bound
+            st.sampled_from([0.0, 0.005, 0.01, 2.5, 30.0, 31.0]) | st.floats(0, 60),
+        ),
+        max_size=30,
+    )
+)
+def test_attempts_are_exposed_as_prometheus_client_would(
+    attempts: list[tuple[str, str, float]],
+) -> None:
+    # One process counts attempts in plain ints (metrics._Attempts), not in prometheus-client's
+    # locked metrics: its exposition must be theirs, sample for sample.
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    calls = Counter(*metrics._CALLS, ["upstream", "status"], registry=theirs)
+    seconds = Histogram(
+        *metrics._CALL_SECONDS, ["upstream"], buckets=metrics._LATENCY_S, registry=theirs
+    )
+    tally = metrics._Attempts()
+    ours.register(tally)
+    for upstream, status, duration in attempts:
+        calls.labels(upstream, status).inc()
+        seconds.labels(upstream).observe(duration)
+        tally.record(upstream, status, duration)
+
+    def exposed(registry: CollectorRegistry) -> dict[str, float]:
+        found = samples(generate_latest(registry).decode())
+        return {k: v for k, v in found.items() if "_created" not in k}
+
+    assert exposed(ours) == exposed(theirs)
+
+
 @pytest.mark.timeout(60)
 async def test_metrics_add_up_every_worker(service: FakeService, upstream_url: str) -> None:
     service.route("GET", "/ok", json={})
@@ -72,6 +112,9 @@ async def test_metrics_add_up_every_worker(service: FakeService, upstream_url: s
             async with aiohttp.ClientSession() as fresh, fresh.get(url + "/metrics") as resp:
                 found = samples(await resp.text())
             assert found['gqlbatch_batches_total{outcome="ran"}'] == 10
+            calls = 'gqlbatch_upstream_calls_total{status="200",upstream="default"}'
+            assert found[calls] == 10
+            assert found['gqlbatch_upstream_seconds_count{upstream="default"}'] == 10
 
 
 def _closed_port() -> int:

@@ -8,13 +8,16 @@ starts, each worker writes its values there, and `/metrics` reads them all.
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 from collections import Counter as Tally
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -22,6 +25,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as _multiprocess
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from gqlbatch.core.errors import BatchRejected
 from gqlbatch.core.result import BatchOutcome
@@ -41,11 +47,6 @@ _LATENCY_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 BATCHES = Counter("gqlbatch_batches", "Batches, by how they ended.", ["outcome"])
 ITEMS = Counter("gqlbatch_items", "Items of the batches that ran, by state.", ["state"])
-UPSTREAM_CALLS = Counter(
-    "gqlbatch_upstream_calls",
-    "Attempts sent upstream, by upstream and status (or error code when none came back).",
-    ["upstream", "status"],
-)
 CALLS_SAVED = Counter(
     "gqlbatch_calls_saved", "Upstream calls a batch did not send, by why.", ["by"]
 )
@@ -66,12 +67,76 @@ _in_flight = [0]
 if not _SHARED:
     # A plain count, read at scrape time: `inc` and `dec` take a lock each, twice per call.
     IN_FLIGHT.set_function(lambda: _in_flight[0])
-UPSTREAM_SECONDS = Histogram(
-    "gqlbatch_upstream_seconds",
-    "Time of one upstream attempt, by upstream.",
-    ["upstream"],
-    buckets=_LATENCY_S,
+_CALLS = (
+    "gqlbatch_upstream_calls",
+    "Attempts sent upstream, by upstream and status (or error code when none came back).",
 )
+_CALL_SECONDS = ("gqlbatch_upstream_seconds", "Time of one upstream attempt, by upstream.")
+_BUCKET_LABELS = [
+    floatToGoString(b)  # type: ignore[no-untyped-call]  # the `le` Histogram writes
+    for b in (*_LATENCY_S, float("inf"))
+]
+
+
+class _Attempts(Collector):
+    """Upstream attempts, by upstream and status, and their durations, by upstream: plain
+    counts that `/metrics` reads when it is scraped.
+
+    prometheus-client's Counter and Histogram take a lock for each of their three increments,
+    and check on each that the metric may be observed: 27k instructions an attempt, a third
+    of what the gateway spends on a call beside aiohttp's own. A batch's calls all run on one
+    event loop, so nothing can interleave with a plain increment. One process only: workers
+    write their values to files (`_SHARED`), which prometheus-client's own metrics do.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[tuple[str, str], int] = {}
+        self._created: dict[tuple[str, str], float] = {}
+        self._seconds: dict[str, list[float]] = {}
+        """Per upstream: the attempts that fell in each bucket (the last is +Inf), and then
+        the sum of their durations."""
+
+    def record(self, upstream: str, status: str, seconds: float) -> None:
+        key = (upstream, status)
+        calls = self._calls.get(key)
+        if calls is None:
+            calls = 0
+            self._created[key] = time.time()
+        self._calls[key] = calls + 1
+        tally = self._seconds.get(upstream)
+        if tally is None:
+            tally = self._seconds[upstream] = [0.0] * (len(_LATENCY_S) + 2)
+        tally[bisect.bisect_left(_LATENCY_S, seconds)] += 1  # a bucket counts values <= le
+        tally[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        calls = CounterMetricFamily(*_CALLS, labels=["upstream", "status"])
+        for key, count in self._calls.items():
+            calls.add_metric(key, count, created=self._created[key])
+        yield calls
+        seconds = HistogramMetricFamily(*_CALL_SECONDS, labels=["upstream"])
+        for upstream, tally in self._seconds.items():
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, inside in zip(_BUCKET_LABELS, tally, strict=False):  # not the sum
+                cumulative += inside
+                buckets.append((bound, cumulative))
+            seconds.add_metric([upstream], buckets, sum_value=tally[-1])
+        yield seconds
+
+
+if _SHARED:
+    UPSTREAM_CALLS = Counter(*_CALLS, ["upstream", "status"])
+    UPSTREAM_SECONDS = Histogram(*_CALL_SECONDS, ["upstream"], buckets=_LATENCY_S)
+
+    def _record_attempt(upstream: str, status: str, seconds: float) -> None:
+        _child(UPSTREAM_CALLS, upstream, status).inc()
+        _child(UPSTREAM_SECONDS, upstream).observe(seconds)
+
+else:
+    _ATTEMPTS = _Attempts()
+    REGISTRY.register(_ATTEMPTS)
+    _record_attempt = _ATTEMPTS.record
 
 
 def observed(send: Send) -> Send:
@@ -97,8 +162,7 @@ def observed(send: Send) -> Send:
                 IN_FLIGHT.dec()
             else:
                 _in_flight[0] -= 1
-            _child(UPSTREAM_CALLS, call.upstream, status).inc()
-            _child(UPSTREAM_SECONDS, call.upstream).observe(time.perf_counter() - started)
+            _record_attempt(call.upstream, status, time.perf_counter() - started)
 
     return observe
 

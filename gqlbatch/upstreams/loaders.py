@@ -12,7 +12,6 @@ across batches is `inflight.py`'s.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -182,7 +181,9 @@ class Loaders:
         outcome = await (answer.outcome(self) if isinstance(answer, _Shared) else answer)
         if isinstance(outcome, UpstreamError):
             raise _copy(outcome)
-        return dataclasses.replace(outcome, coalesced=True) if coalesced else outcome
+        if coalesced:
+            return Fetched(outcome.response, coalesced=True, bulk_call=outcome.bulk_call)
+        return outcome
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         """Send one call upstream, counting it and the retries it took."""
