@@ -107,6 +107,22 @@ async def test_merged_items_look_as_if_fetched_alone(gateway_for: Any) -> None:
     assert a["stats"]["upstreamCalls"] == 3 and b["stats"]["upstreamCalls"] == 6
 
 
+async def test_the_same_query_in_another_order_is_the_same_read(gateway_for: Any) -> None:
+    graphql, seen = await gateway_for(bulk=False)
+    out = await run(
+        graphql,
+        [
+            {"path": "/comments", "query": {"postId": 1, "b": "x"}},
+            {"path": "/comments", "query": {"b": "x", "postId": 1}},
+            {"path": "/comments", "query": {"postId": 1}},
+        ],
+    )
+    # Sent in name order, once: the second item reads the first one's answer.
+    assert sorted(seen) == ["GET /comments?b=x&postId=1", "GET /comments?postId=1"]
+    assert out["stats"]["savedByDedupe"] == 1
+    assert [i["coalesced"] for i in out["items"]] == [False, True, False]
+
+
 async def test_one_to_many_groups_rows_by_key(gateway_for: Any) -> None:
     graphql, seen = await gateway_for()
     out = await run(graphql, [{"path": "/comments", "query": {"postId": p}} for p in (1, 2, 500)])

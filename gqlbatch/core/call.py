@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
 from gqlbatch.core.errors import ForbiddenValue
-from gqlbatch.core.placeholders import Scope, render_json, render_text
+from gqlbatch.core.placeholders import Scope, Template, render_json, render_text
 from gqlbatch.core.plan import PlannedItem
 from gqlbatch.core.targets import header_value_problem, segment_problem
 from gqlbatch.core.types import JSON, Headers
@@ -39,7 +39,7 @@ def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -
     path = render_text(item.path, scope, _path_segment)
     if not _KEPT_AS_IS.fullmatch(path):
         path = quote(path, safe=_PATH_SAFE)
-    query = tuple(sorted((n, render_text(t, scope)) for n, t in item.query)) if item.query else ()
+    query = _query(item.query, scope) if item.query else ()
     own: Headers = ()
     if item.headers:
         own = tuple((n, _header_value(n, render_text(t, scope))) for n, t in item.headers)
@@ -58,6 +58,14 @@ def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -
         body=body,
         timeout_ms=request.timeout_ms,
     )
+
+
+def _query(query: tuple[tuple[str, Template], ...], scope: Scope) -> tuple[tuple[str, str], ...]:
+    # In order, so that the same query in any order is the same call (one read, not two).
+    if len(query) == 1:
+        ((name, template),) = query
+        return ((name, render_text(template, scope)),)
+    return tuple(sorted((n, render_text(t, scope)) for n, t in query))
 
 
 def forwarded_headers(incoming: Iterable[tuple[str, str]], allow: Iterable[str]) -> Headers:

@@ -61,10 +61,12 @@ class MemoryPlaces:
         self._waiters: list[asyncio.Future[None]] = []
 
     async def take(self, limits: Mapping[str, int]) -> object | None:
-        if any(self._held.get(key, 0) >= limit for key, limit in limits.items()):
-            return None
+        held = self._held
+        for key, limit in limits.items():
+            if held.get(key, 0) >= limit:
+                return None
         for key in limits:
-            self._held[key] = self._held.get(key, 0) + 1
+            held[key] = held.get(key, 0) + 1
         return True
 
     async def give(self, limits: Mapping[str, int], token: object) -> None:
@@ -74,10 +76,11 @@ class MemoryPlaces:
                 self._held[key] = left
             else:
                 del self._held[key]
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def held(self, key: str) -> int:
         return self._held.get(key, 0)

@@ -12,6 +12,7 @@ import functools
 import traceback
 
 import aiohttp
+from aiohttp import hdrs
 from yarl import URL
 
 from gqlbatch.core.budget import current_budget
@@ -59,7 +60,6 @@ class UpstreamClient:
         """
         upstream = self._upstreams[call.upstream]
         timeout_ms = call.timeout_ms or upstream.timeout_ms
-        where = f"{call.method} {call.upstream}{call.path}"
         try:
             async with self._sessions[call.upstream].request(
                 call.method,
@@ -73,13 +73,15 @@ class UpstreamClient:
                 return _decode(resp, raw, call)
         except TimeoutError as exc:
             # aiohttp's total timeout raises a bare TimeoutError, which is not a ClientError.
-            error: UpstreamError = UpstreamTimeout(f"{where} did not answer within {timeout_ms} ms")
+            error: UpstreamError = UpstreamTimeout(
+                f"{_where(call)} did not answer within {timeout_ms} ms"
+            )
             _forget(exc)
         except aiohttp.ClientPayloadError as exc:
-            error = UpstreamUnreachable(f"{where}: the connection broke mid-body ({exc})")
+            error = UpstreamUnreachable(f"{_where(call)}: the connection broke mid-body ({exc})")
             _forget(exc)
         except aiohttp.ClientError as exc:
-            error = UpstreamUnreachable(f"{where}: {type(exc).__name__}: {exc}")
+            error = UpstreamUnreachable(f"{_where(call)}: {type(exc).__name__}: {exc}")
             _forget(exc)
         # Raised outside the handlers, so that ours does not chain aiohttp's (see _forget);
         # and let go of here, so that its traceback's hold on this frame is not a cycle.
@@ -87,6 +89,10 @@ class UpstreamClient:
             raise error
         finally:
             del error
+
+
+def _where(call: UpstreamCall) -> str:
+    return f"{call.method} {call.upstream}{call.path}"
 
 
 def _forget(exc: BaseException) -> None:
@@ -143,9 +149,17 @@ def _timeout(total_ms: int, connect_ms: int) -> aiohttp.ClientTimeout:
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int, call: UpstreamCall) -> bytes:
     # Counted as the (decompressed) chunks arrive, so neither a large body nor a gzip bomb
     # is held past the cap; the batch's budget is charged as it goes, for the same reason.
-    if resp.content_length is not None and resp.content_length > cap:
+    length = resp.content_length
+    if length is not None and length > cap:
         raise _too_large(call, cap)
     budget = current_budget.get()
+    if length is not None and length <= _CHUNK and hdrs.CONTENT_ENCODING not in resp.headers:
+        # A short body of declared length, as sent: no more than one chunk is held before it
+        # is charged, as below, for one read instead of an iterator that ends by raising.
+        raw = await resp.read()
+        if budget is not None:
+            budget.charge_response(len(raw))
+        return raw
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -160,8 +174,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int, call: UpstreamCal
 
 def _too_large(call: UpstreamCall, cap: int) -> UpstreamBadResponse:
     return UpstreamBadResponse(
-        f"{call.method} {call.upstream}{call.path}: the response body is over the "
-        f"{cap}-byte limit (max_response_bytes)"
+        f"{_where(call)}: the response body is over the {cap}-byte limit (max_response_bytes)"
     )
 
 
@@ -188,7 +201,7 @@ def _charset(resp: aiohttp.ClientResponse, call: UpstreamCall) -> str:
         return _codec_name(charset)
     except LookupError:
         raise UpstreamBadResponse(
-            f"{call.method} {call.upstream}{call.path}: the body declares charset "
+            f"{_where(call)}: the body declares charset "
             f"{charset[:40]!r}, which gqlbatch cannot decode"
         ) from None
 
@@ -218,6 +231,5 @@ def _json(raw: bytes, charset: str, call: UpstreamCall) -> object:
         return loads(raw if charset == "utf-8" else raw.decode(charset))
     except (UnicodeDecodeError, JSONRefused) as exc:
         raise UpstreamBadResponse(
-            f"{call.method} {call.upstream}{call.path}: the body is declared JSON but is not "
-            f"JSON gqlbatch can carry ({exc})"
+            f"{_where(call)}: the body is declared JSON but is not JSON gqlbatch can carry ({exc})"
         ) from None
