@@ -3,8 +3,8 @@ so it is compiled once per document into writers that put each item's selected f
 aliases and fragments included, straight into the answer: no resolver call, no Info, no
 Strawberry object per field, and no Strawberry conversion of each `SubRequestInput`.
 
-`extensions.CompiledBatches` runs it from `on_execute`, Strawberry's public way to answer an
-operation before graphql-core executes it. graphql-core's public functions coerce the
+`extensions.CompiledBatches` runs it from the `on_execute` hook, Strawberry's public way to
+answer an operation before graphql-core executes it. graphql-core's public functions coerce the
 variables and arguments (`get_variable_values`, `get_argument_values`), against a schema
 built from the Strawberry schema's own SDL.
 

@@ -23,6 +23,7 @@ from graphql.validation.rules import overlapping_fields_can_be_merged
 from strawberry.extensions import SchemaExtension, ValidationCache
 from strawberry.schema.name_converter import HasGraphQLName, NameConverter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types import ExecutionContext
 
 from gqlbatch.core.errors import ErrorCode, mask_internal
 from gqlbatch.core.result import BatchOutcome
@@ -33,8 +34,13 @@ from gqlbatch.execution.engine import BatchContext, request_budget
 __all__ = [
     "CACHE_SIZE",
     "CheckedDocuments",
+    "CompiledBatches",
+    "CompiledOperationHooks",
     "GqlbatchSchema",
     "KnownErrors",
+    "MaskInternalErrors",
+    "OperationHooks",
+    "OperationSetup",
     "QueryLimits",
     "ReleasingExecutionContext",
     "ShapeChecks",
@@ -78,10 +84,10 @@ def schema_extensions(
     run_batch: BatchRunner | None = None,
     typed: TypedData | None = None,
 ) -> list[Callable[[], SchemaExtension]]:
-    """Extension factories, so that each operation gets fresh instances (Strawberry shares an
-    extension *instance* between concurrent operations). *answer_types* are the types
-    generated from upstreams' OpenAPI documents; with *run_batch*, operations made of `batch`
-    fields take the compiled path."""
+    """The schema's one extension, as a factory, so that each operation gets a fresh instance
+    (Strawberry shares an extension *instance* between concurrent operations). *answer_types*
+    are the types generated from upstreams' OpenAPI documents; with *run_batch*, operations
+    made of `batch` fields take the compiled path."""
     # Each limiter instance makes a new validation rule *class*, and ValidationCache keys its
     # cache on the rule classes: a limiter built per request made every request miss the cache
     # and validate the whole document again (about 4 ms per batch here). The rule classes are
@@ -91,27 +97,22 @@ def schema_extensions(
         rules.append(NoSchemaIntrospectionCustomRule)
     # Read by graphql-core's rule when it starts on a document; the same for every schema.
     overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET = VALIDATION_BUDGET
-    shapes, validated = ShapeChecks(limits), KnownErrors()
-    return [
-        lambda: MaskInternalErrors(answer_types),
-        lambda: OperationSetup(tuple(rules), limits.max_tokens),
+    parts = _Parts(
+        OperationSetup(tuple(rules), limits.max_tokens),
         # Clients send the same few documents with different variables: caching the parsed
         # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
-        lambda: CheckedDocuments(shapes, validated),
-        *([] if run_batch is None else [_compiled_batches(limits, run_batch, typed)]),
-    ]
+        CheckedDocuments(ShapeChecks(limits), KnownErrors()),
+        MaskInternalErrors(answer_types),
+    )
+    if run_batch is None:
+        return [lambda: OperationHooks(parts)]
+    compiled = CompiledBatches(_SchemaCompiler(limits.max_select_paths, typed), run_batch)
+    return [lambda: CompiledOperationHooks(parts, compiled)]
 
 
 BatchRunner = Callable[[BatchContext, str, Mapping[str, Any], bool], Awaitable[BatchOutcome]]
 """Runs the batch of one `batch` field: its context, response key, coerced arguments, and
 whether it is read-only (`Query.batch`)."""
-
-
-def _compiled_batches(
-    limits: QueryLimits, run_batch: BatchRunner, typed: TypedData | None
-) -> Callable[[], SchemaExtension]:
-    compilers = _SchemaCompiler(limits.max_select_paths, typed)
-    return lambda: CompiledBatches(compilers, run_batch)
 
 
 class _SchemaCompiler:
@@ -131,13 +132,13 @@ class _SchemaCompiler:
         return self._compiler
 
 
-class CompiledBatches(SchemaExtension):
+class CompiledBatches:
     """Answers an operation made of `batch` fields on the compiled path (`doors.compiled`)
-    before graphql-core executes it: Strawberry skips execution when `on_execute` has set
-    the result. Anything the compiler leaves out, graphql-core executes as before."""
+    before graphql-core executes it, from the `on_execute` hook: Strawberry skips execution
+    when the hook has set the result. Anything the compiler leaves out, graphql-core executes
+    as before."""
 
     def __init__(self, compilers: _SchemaCompiler, run_batch: BatchRunner) -> None:
-        super().__init__()
         self._compilers = compilers
         self._run_batch = run_batch
 
@@ -146,8 +147,8 @@ class CompiledBatches(SchemaExtension):
         which the first request would otherwise wait for."""
         self._compilers.get(schema)
 
-    async def on_execute(self) -> AsyncIterator[None]:
-        execution = self.execution_context
+    async def answer(self, execution: ExecutionContext) -> None:
+        """Set *execution*'s result, when the compiled path can answer it."""
         context = execution.context
         document = execution.graphql_document
         if isinstance(context, BatchContext) and execution.query and document is not None:
@@ -155,11 +156,14 @@ class CompiledBatches(SchemaExtension):
             compiled = compiler.compiled(execution.query, document, execution.operation_name)
             variables = compiled.variables(execution.variables) if compiled else None
             if compiled is not None and variables is not None:
-                await self._answer(compiled, variables, context)
-        yield
+                await self._answer(execution, compiled, variables, context)
 
     async def _answer(
-        self, compiled: CompiledOperation, variables: Any, context: BatchContext
+        self,
+        execution: ExecutionContext,
+        compiled: CompiledOperation,
+        variables: Any,
+        context: BatchContext,
     ) -> None:
         finished: dict[str, BatchOutcome] = {}
 
@@ -171,18 +175,16 @@ class CompiledBatches(SchemaExtension):
             data, errors = await compiled.run(variables, run)
         except Anomaly:
             # graphql-core writes the answer, from the batches that ran: none runs twice.
-            self.execution_context.context = replace(context, finished=finished)
+            execution.context = replace(context, finished=finished)
             return
-        self.execution_context.result = GraphQLExecutionResult(data, errors or None)
+        execution.result = GraphQLExecutionResult(data, errors or None)
 
 
-class OperationSetup(SchemaExtension):
+class OperationSetup:
     """What each operation starts with: the token limit its parse observes, our validation
     rules beside graphql-core's, and a request budget when its context has none.
-
-    One extension for the three: Strawberry builds and enters every extension's hooks once per
-    operation (the two this replaces cost 90k instructions per operation together), and
-    `MaxTokensLimiter` and `AddValidationRules` are each one of these three lines.
+    (`MaxTokensLimiter` and `AddValidationRules`, Strawberry's extensions for the first two,
+    are each one of these lines.)
 
     The budget: over HTTP the budget belongs to the request, made with its context. A
     websocket connection has one context for all its operations (Strawberry asks for it once),
@@ -195,14 +197,13 @@ class OperationSetup(SchemaExtension):
         self._rules = rules
         self._max_tokens = max_tokens
 
-    def on_operation(self) -> Iterator[None]:
-        execution = self.execution_context
+    def start(self, execution: ExecutionContext) -> None:
+        """Set *execution* up, before it is parsed."""
         execution.parse_options["max_tokens"] = self._max_tokens
         execution.validation_rules = execution.validation_rules + self._rules
         context = execution.context
         if isinstance(context, BatchContext) and context.budget is None:
             execution.context = replace(context, budget=request_budget(context.settings))
-        yield
 
 
 VALIDATION_BUDGET = 20_000
@@ -258,7 +259,7 @@ _parsed = functools.lru_cache(maxsize=CACHE_SIZE)(parse)
 """graphql-core's parse, by document text and parse options (the token limit)."""
 
 
-class CheckedDocuments(ValidationCache):
+class CheckedDocuments:
     """Parses each document text once (LRU), and validates it once: our linear checks of its
     shape, then Strawberry's validation, both remembered by the text (`KnownErrors`).
 
@@ -266,7 +267,7 @@ class CheckedDocuments(ValidationCache):
     hashes every node of it on every request (graphql-core's nodes are frozen dataclasses,
     whose hash is not kept); the text's hash is computed once, by Python, and kept. Parsing
     is here rather than in Strawberry's ParserCache, which does the same in an extension of its
-    own: Strawberry builds and enters every extension's hooks once per operation.
+    own (see `OperationHooks`).
 
     All validation rules run in one pass over the document, so a rule of ours that refuses a
     document cannot spare it the others; and some of graphql-core's are quadratic in what our
@@ -275,36 +276,34 @@ class CheckedDocuments(ValidationCache):
     """
 
     def __init__(self, shapes: ShapeChecks, validated: KnownErrors) -> None:
-        super().__init__(maxsize=CACHE_SIZE)
         self._shapes = shapes
         self._validated = validated
 
-    def on_parse(self) -> Iterator[None]:
+    def parse(self, execution: ExecutionContext) -> None:
+        """Give *execution* its parsed document.
+
+        Raises:
+            GraphQLError: the document does not parse, or has more tokens than its limit.
+        """
         # A document over the token limit (parse_options, OperationSetup) raises from here;
         # lru_cache keeps no exception, so it is refused again each time it comes.
-        execution = self.execution_context
         if execution.graphql_document is None and execution.query is not None:
             execution.graphql_document = _parsed(execution.query, **execution.parse_options)
-        yield
 
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
+    def validate(
+        self, execution: ExecutionContext, validate: Callable[[], list[GraphQLError]]
+    ) -> None:
+        """Set *execution*'s errors before execution: our checks' or, when they pass, those of
+        *validate* (Strawberry's validation)."""
+        document = execution.graphql_document
         assert document is not None  # parsed before validation
-        problems = self._shapes.problems(context.query, document)
+        problems = self._shapes.problems(execution.query, document)
         if not problems:
             # The rules are the same classes on every request (see schema_extensions); they
             # are part of the key all the same, as they are of Strawberry's.
-            key = None if context.query is None else (context.query, context.validation_rules)
-            problems = self._validated.get(key, self._validate)
-        context.pre_execution_errors = problems
-        yield
-
-    def _validate(self) -> list[GraphQLError]:
-        # Strawberry's own hook, run to its yield: it sets the errors it found before it.
-        for _ in super().on_validate():
-            break
-        return list(self.execution_context.pre_execution_errors or ())
+            key = None if execution.query is None else (execution.query, execution.validation_rules)
+            problems = self._validated.get(key, validate)
+        execution.pre_execution_errors = problems
 
 
 def is_internal(error: GraphQLError) -> bool:
@@ -317,7 +316,7 @@ def is_internal(error: GraphQLError) -> bool:
 _NULL_IN_NON_NULL = re.compile(r"Cannot return null for non-nullable field (\w+)\.(\w+)\.")
 
 
-class MaskInternalErrors(SchemaExtension):
+class MaskInternalErrors:
     """Replaces an internal error's message with an id, and logs the traceback under that id.
 
     One error that graphql-core raises as a TypeError is not ours: a null in a field that an
@@ -332,21 +331,21 @@ class MaskInternalErrors(SchemaExtension):
     def __init__(self, answer_types: frozenset[str] = frozenset()) -> None:
         self._answer_types = answer_types
 
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        # A streamed operation's results were masked one by one (on_stream_result); masking
-        # its last one again changes nothing, as a masked error has no original error.
+    def operation_result(self, execution: ExecutionContext) -> None:
+        """Mask the errors of *execution*'s result."""
+        result = execution.result
+        # A streamed operation's results were masked one by one (stream_result); masking its
+        # last one again changes nothing, as a masked error has no original error.
         self._mask(getattr(result, "initial_result", None) or result)
 
-    def on_stream_result(self, result: Any) -> Iterator[None]:
+    def stream_result(self, result: Any) -> None:
+        """Mask the errors of one result of a stream, and of its parts."""
         self._mask(result)
         for part in (
             *(getattr(result, "incremental", None) or ()),
             *(getattr(result, "completed", None) or ()),
         ):
             self._mask(part)
-        yield
 
     def _mask(self, result: object) -> None:
         errors = getattr(result, "errors", None)
@@ -372,6 +371,79 @@ class MaskInternalErrors(SchemaExtension):
             path=error.path,
             extensions={"code": ErrorCode.INTERNAL_ERROR.value, "errorId": masked.error_id},
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    setup: OperationSetup
+    documents: CheckedDocuments
+    masking: MaskInternalErrors
+
+
+class OperationHooks(ValidationCache):
+    """gqlbatch's one schema extension: each hook hands the operation to the part that owns
+    that step (setup, documents, masking; `CompiledOperationHooks` adds the compiled path).
+
+    One extension rather than one per part: for every operation, Strawberry looks for each
+    hook on each extension and builds a context manager for each hook it finds. Four
+    extensions cost 90k instructions more per operation than this one (a one-item batch:
+    2.32M to 2.23M, callgrind).
+
+    A `ValidationCache` for its `on_validate`, which runs Strawberry's own validation (the
+    only public way to it), as `CheckedDocuments` needs when a text is new.
+    """
+
+    def __init__(self, parts: _Parts) -> None:
+        super().__init__(maxsize=CACHE_SIZE)
+        self._parts = parts
+
+    def synchronous(self) -> OperationHooks:
+        """This extension, for an operation executed synchronously (no async hook)."""
+        return self
+
+    def on_operation(self) -> Iterator[None]:
+        self._parts.setup.start(self.execution_context)
+        yield
+        self._parts.masking.operation_result(self.execution_context)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        self._parts.masking.stream_result(result)
+        yield
+
+    def on_parse(self) -> Iterator[None]:
+        self._parts.documents.parse(self.execution_context)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        self._parts.documents.validate(self.execution_context, self._strawberry_validation)
+        yield
+
+    def _strawberry_validation(self) -> list[GraphQLError]:
+        # Strawberry's own hook, run to its yield: it sets the errors it found before it.
+        for _ in super().on_validate():
+            break
+        return list(self.execution_context.pre_execution_errors or ())
+
+
+class CompiledOperationHooks(OperationHooks):
+    """`OperationHooks`, and the compiled path from `on_execute` (`CompiledBatches`)."""
+
+    def __init__(self, parts: _Parts, compiled: CompiledBatches) -> None:
+        super().__init__(parts)
+        self._compiled = compiled
+
+    def prepare(self, schema: Any) -> None:
+        """Get the compiled path ready for *schema*, as it is built."""
+        self._compiled.prepare(schema)
+
+    def synchronous(self) -> OperationHooks:
+        # A sync execution (`introspect()`) has no batch to run, and Strawberry refuses an
+        # async hook there.
+        return OperationHooks(self._parts)
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        await self._compiled.answer(self.execution_context)
+        yield
 
 
 class ReleasingExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -419,7 +491,7 @@ class GqlbatchSchema(strawberry.Schema):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for extension in self.get_extensions():
-            if isinstance(extension, CompiledBatches):
+            if isinstance(extension, CompiledOperationHooks):
                 extension.prepare(self)
 
     async def subscribe(
@@ -450,14 +522,16 @@ class GqlbatchSchema(strawberry.Schema):
         # and Strawberry refuses an async hook there. Strawberry picks its own directives
         # extension by `sync` the same way.
         extensions = super().get_extensions(sync)
-        return [e for e in extensions if not sync or not isinstance(e, CompiledBatches)]
+        if not sync:
+            return extensions
+        return [e.synchronous() if isinstance(e, OperationHooks) else e for e in extensions]
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         # Strawberry calls this for every error, on every path, before the extensions see the
         # result. A client's mistake (a rejected batch, an invalid query) is not a server
         # error, and internal errors are logged once, with their id, by MaskInternalErrors.
         # It is also the one place that sees a token-limit error: CheckedDocuments raises it
-        # from inside its parse hook, which skips the other extensions' exit hooks.
+        # from inside the parse hook, which skips the operation hook's exit.
         for error in errors:
             if _LIBRARY_LIMITS.search(error.message):
                 error.extensions = {
