@@ -72,22 +72,33 @@ async def test_metrics_count_batches_items_calls_and_refusals(
         max_size=30,
     )
 )
-def test_attempts_are_exposed_as_prometheus_client_would(
+def test_plain_metrics_are_exposed_as_prometheus_client_would(
     attempts: list[tuple[str, str, float]],
 ) -> None:
-    # One process counts attempts in plain ints (metrics._Attempts), not in prometheus-client's
-    # locked metrics: its exposition must be theirs, sample for sample.
+    # One process keeps its metrics in plain numbers, not in prometheus-client's locked
+    # metrics: the exposition must be theirs, sample for sample, with labels and without.
     theirs, ours = CollectorRegistry(), CollectorRegistry()
-    calls = Counter(*metrics._CALLS, ["upstream", "status"], registry=theirs)
-    seconds = Histogram(
-        *metrics._CALL_SECONDS, ["upstream"], buckets=metrics._LATENCY_S, registry=theirs
+    labelled = ("calls", "Calls.", ["upstream", "status"])
+    counter, histogram = (
+        Counter(*labelled, registry=theirs),
+        Histogram("took", "Time.", ["upstream"], buckets=metrics._LATENCY_S, registry=theirs),
     )
-    tally = metrics._Attempts()
-    ours.register(tally)
-    for upstream, status, duration in attempts:
-        calls.labels(upstream, status).inc()
-        seconds.labels(upstream).observe(duration)
-        tally.record(upstream, status, duration)
+    total = Counter("retries", "Retries.", registry=theirs)
+    overall = Histogram("batch", "Batches.", buckets=metrics._LATENCY_S, registry=theirs)
+    plain = metrics._Plain()
+    calls, took = metrics._Counts(*labelled), metrics._Durations("took", "Time.", ["upstream"])
+    retries, batch = metrics._Counts("retries", "Retries."), metrics._Durations("batch", "Batches.")
+    plain.families += [calls, took, retries, batch]
+    ours.register(plain)
+    for upstream, status, seconds in attempts:
+        counter.labels(upstream, status).inc()
+        histogram.labels(upstream).observe(seconds)
+        total.inc(2)
+        overall.observe(seconds)
+        calls.add((upstream, status))
+        took.observe((upstream,), seconds)
+        retries.add((), 2)
+        batch.observe((), seconds)
 
     def exposed(registry: CollectorRegistry) -> dict[str, float]:
         found = samples(generate_latest(registry).decode())
@@ -115,6 +126,8 @@ async def test_metrics_add_up_every_worker(service: FakeService, upstream_url: s
             calls = 'gqlbatch_upstream_calls_total{status="200",upstream="default"}'
             assert found[calls] == 10
             assert found['gqlbatch_upstream_seconds_count{upstream="default"}'] == 10
+            assert found['gqlbatch_items_total{state="SUCCEEDED"}'] == 10
+            assert found["gqlbatch_batch_seconds_count"] == 10
 
 
 def _closed_port() -> int:

@@ -1,9 +1,12 @@
 """Prometheus metrics: batches, items, upstream calls, savings, retries and refusals, with
 batch and upstream latency histograms. The only module that imports prometheus-client.
 
-With several worker processes (`serve --workers`), prometheus-client's multiprocess mode adds
-up every worker's values: the command line sets `PROMETHEUS_MULTIPROC_DIR` before any worker
-starts, each worker writes its values there, and `/metrics` reads them all.
+One process keeps its counters and histograms in plain numbers (`_Counts`, `_Durations`),
+written out by a prometheus-client Collector when `/metrics` is scraped, with the names,
+labels and buckets the library's own metrics would give. With several worker processes
+(`serve --workers`), prometheus-client's own metrics keep them, in its multiprocess mode,
+which adds up every worker's values: the command line sets `PROMETHEUS_MULTIPROC_DIR` before
+any worker starts, each worker writes its values there, and `/metrics` reads them all.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ import bisect
 import os
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,99 +46,176 @@ __all__ = [
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-BATCHES = Counter("gqlbatch_batches", "Batches, by how they ended.", ["outcome"])
-ITEMS = Counter("gqlbatch_items", "Items of the batches that ran, by state.", ["state"])
-CALLS_SAVED = Counter(
-    "gqlbatch_calls_saved", "Upstream calls a batch did not send, by why.", ["by"]
-)
-RETRIES = Counter("gqlbatch_retries", "Attempts beyond a call's first.")
-REFUSALS = Counter("gqlbatch_refusals", "Batches refused whole, by error code.", ["code"])
-BATCH_SECONDS = Histogram(
-    "gqlbatch_batch_seconds", "Time to run a batch, refused ones included.", buckets=_LATENCY_S
-)
-IN_FLIGHT = Gauge(
-    "gqlbatch_upstream_in_flight",
-    "Upstream calls in flight now; an autoscaler's measure of load beside CPU.",
-    multiprocess_mode="livesum",
-)
 _SHARED = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-"""Workers' values are added up from files (`serve --workers`), each written as it changes;
-one process's gauge is read when scraped. Fixed at import, as prometheus-client's mode is."""
-_in_flight = [0]
-if not _SHARED:
-    # A plain count, read at scrape time: `inc` and `dec` take a lock each, twice per call.
-    IN_FLIGHT.set_function(lambda: _in_flight[0])
-_CALLS = (
-    "gqlbatch_upstream_calls",
-    "Attempts sent upstream, by upstream and status (or error code when none came back).",
-)
-_CALL_SECONDS = ("gqlbatch_upstream_seconds", "Time of one upstream attempt, by upstream.")
+"""Workers' values are added up from files (`serve --workers`), each written as it changes,
+which only prometheus-client's own metrics do. Fixed at import, as prometheus-client's mode
+is."""
+
+
+class _Counts:
+    """A counter family of this process, by label values: plain numbers, which `/metrics`
+    writes out when it is scraped (`_Plain`).
+
+    prometheus-client's Counter takes a lock and checks that it may be observed on every
+    increment (and its Histogram does that three times): 27k instructions for an upstream
+    attempt's two metrics, 70k for a batch's. All of a process's batches run on its one event
+    loop, so nothing interleaves with a plain increment.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self._counts: dict[tuple[str, ...], float] = {}
+        self._created: dict[tuple[str, ...], float] = {}
+        if not labels:
+            self.add((), 0)  # exposed from the start, as prometheus-client's are
+
+    def add(self, labels: tuple[str, ...], amount: float = 1) -> None:
+        count = self._counts.get(labels)
+        if count is None:
+            count = 0
+            self._created[labels] = time.time()
+        self._counts[labels] = count + amount
+
+    def metric(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, count in self._counts.items():
+            family.add_metric(labels, count, created=self._created[labels])
+        return family
+
+
+class _Durations:
+    """A histogram family of this process, by label values, in plain numbers (`_Counts`)."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self._tallies: dict[tuple[str, ...], list[float]] = {}
+        """Per label values: the observations that fell in each bucket (the last is +Inf),
+        and then their sum."""
+        if not labels:
+            self._tally(())
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        tally = self._tallies.get(labels) or self._tally(labels)
+        tally[bisect.bisect_left(_LATENCY_S, seconds)] += 1  # a bucket counts values <= le
+        tally[-1] += seconds
+
+    def _tally(self, labels: tuple[str, ...]) -> list[float]:
+        tally = self._tallies[labels] = [0.0] * (len(_LATENCY_S) + 2)
+        return tally
+
+    def metric(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, tally in self._tallies.items():
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, inside in zip(_BUCKET_LABELS, tally, strict=False):  # not the sum
+                cumulative += inside
+                buckets.append((bound, cumulative))
+            family.add_metric(labels, buckets, sum_value=tally[-1])
+        return family
+
+
 _BUCKET_LABELS = [
     floatToGoString(b)  # type: ignore[no-untyped-call]  # the `le` Histogram writes
     for b in (*_LATENCY_S, float("inf"))
 ]
 
 
-class _Attempts(Collector):
-    """Upstream attempts, by upstream and status, and their durations, by upstream: plain
-    counts that `/metrics` reads when it is scraped.
-
-    prometheus-client's Counter and Histogram take a lock for each of their three increments,
-    and check on each that the metric may be observed: 27k instructions an attempt, a third
-    of what the gateway spends on a call beside aiohttp's own. A batch's calls all run on one
-    event loop, so nothing can interleave with a plain increment. One process only: workers
-    write their values to files (`_SHARED`), which prometheus-client's own metrics do.
-    """
+class _Plain(Collector):
+    """This process's plain families, written out when `/metrics` is scraped."""
 
     def __init__(self) -> None:
-        self._calls: dict[tuple[str, str], int] = {}
-        self._created: dict[tuple[str, str], float] = {}
-        self._seconds: dict[str, list[float]] = {}
-        """Per upstream: the attempts that fell in each bucket (the last is +Inf), and then
-        the sum of their durations."""
-
-    def record(self, upstream: str, status: str, seconds: float) -> None:
-        key = (upstream, status)
-        calls = self._calls.get(key)
-        if calls is None:
-            calls = 0
-            self._created[key] = time.time()
-        self._calls[key] = calls + 1
-        tally = self._seconds.get(upstream)
-        if tally is None:
-            tally = self._seconds[upstream] = [0.0] * (len(_LATENCY_S) + 2)
-        tally[bisect.bisect_left(_LATENCY_S, seconds)] += 1  # a bucket counts values <= le
-        tally[-1] += seconds
+        self.families: list[_Counts | _Durations] = []
 
     def collect(self) -> Iterator[Metric]:
-        calls = CounterMetricFamily(*_CALLS, labels=["upstream", "status"])
-        for key, count in self._calls.items():
-            calls.add_metric(key, count, created=self._created[key])
-        yield calls
-        seconds = HistogramMetricFamily(*_CALL_SECONDS, labels=["upstream"])
-        for upstream, tally in self._seconds.items():
-            cumulative = 0.0
-            buckets: list[tuple[str, float]] = []
-            for bound, inside in zip(_BUCKET_LABELS, tally, strict=False):  # not the sum
-                cumulative += inside
-                buckets.append((bound, cumulative))
-            seconds.add_metric([upstream], buckets, sum_value=tally[-1])
-        yield seconds
+        for family in self.families:
+            yield family.metric()
 
 
-if _SHARED:
-    UPSTREAM_CALLS = Counter(*_CALLS, ["upstream", "status"])
-    UPSTREAM_SECONDS = Histogram(*_CALL_SECONDS, ["upstream"], buckets=_LATENCY_S)
+class _SharedCounts:
+    """`_Counts`, kept by prometheus-client's Counter, which writes the workers' files.
 
-    def _record_attempt(upstream: str, status: str, seconds: float) -> None:
-        _child(UPSTREAM_CALLS, upstream, status).inc()
-        _child(UPSTREAM_SECONDS, upstream).observe(seconds)
+    Each label set's child is looked up once: `labels()` validates, hashes and takes a lock
+    on every call, and gives the same child every time. The label values are few (upstream
+    names, statuses, error codes, item states), so the map stays small.
+    """
 
-else:
-    _ATTEMPTS = _Attempts()
-    REGISTRY.register(_ATTEMPTS)
-    _record_attempt = _ATTEMPTS.record
+    def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
+        self._counter = Counter(name, documentation, labels)
+        self._children: dict[tuple[str, ...], Counter] = {}
+
+    def add(self, labels: tuple[str, ...], amount: float = 1) -> None:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = (
+                self._counter.labels(*labels) if labels else self._counter
+            )
+        child.inc(amount)
+
+
+class _SharedDurations:
+    """`_Durations`, kept by prometheus-client's Histogram (see `_SharedCounts`)."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str] = ()) -> None:
+        self._histogram = Histogram(name, documentation, labels, buckets=_LATENCY_S)
+        self._children: dict[tuple[str, ...], Histogram] = {}
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = (
+                self._histogram.labels(*labels) if labels else self._histogram
+            )
+        child.observe(seconds)
+
+
+_PLAIN = _Plain()
+
+
+def _counts(name: str, documentation: str, labels: Sequence[str] = ()) -> _Counts | _SharedCounts:
+    if _SHARED:
+        return _SharedCounts(name, documentation, labels)
+    family = _Counts(name, documentation, labels)
+    _PLAIN.families.append(family)
+    return family
+
+
+def _durations(
+    name: str, documentation: str, labels: Sequence[str] = ()
+) -> _Durations | _SharedDurations:
+    if _SHARED:
+        return _SharedDurations(name, documentation, labels)
+    family = _Durations(name, documentation, labels)
+    _PLAIN.families.append(family)
+    return family
+
+
+BATCHES = _counts("gqlbatch_batches", "Batches, by how they ended.", ["outcome"])
+ITEMS = _counts("gqlbatch_items", "Items of the batches that ran, by state.", ["state"])
+CALLS_SAVED = _counts(
+    "gqlbatch_calls_saved", "Upstream calls a batch did not send, by why.", ["by"]
+)
+RETRIES = _counts("gqlbatch_retries", "Attempts beyond a call's first.")
+REFUSALS = _counts("gqlbatch_refusals", "Batches refused whole, by error code.", ["code"])
+BATCH_SECONDS = _durations("gqlbatch_batch_seconds", "Time to run a batch, refused ones included.")
+UPSTREAM_CALLS = _counts(
+    "gqlbatch_upstream_calls",
+    "Attempts sent upstream, by upstream and status (or error code when none came back).",
+    ["upstream", "status"],
+)
+UPSTREAM_SECONDS = _durations(
+    "gqlbatch_upstream_seconds", "Time of one upstream attempt, by upstream.", ["upstream"]
+)
+IN_FLIGHT = Gauge(
+    "gqlbatch_upstream_in_flight",
+    "Upstream calls in flight now; an autoscaler's measure of load beside CPU.",
+    multiprocess_mode="livesum",
+)
+_in_flight = [0]
+if not _SHARED:
+    # A plain count, read at scrape time: `inc` and `dec` take a lock each, twice per call.
+    IN_FLIGHT.set_function(lambda: _in_flight[0])
+    REGISTRY.register(_PLAIN)
 
 
 def observed(send: Send) -> Send:
@@ -162,45 +241,31 @@ def observed(send: Send) -> Send:
                 IN_FLIGHT.dec()
             else:
                 _in_flight[0] -= 1
-            _record_attempt(call.upstream, status, time.perf_counter() - started)
+            UPSTREAM_CALLS.add((call.upstream, status))
+            UPSTREAM_SECONDS.observe((call.upstream,), time.perf_counter() - started)
 
     return observe
 
 
 def record_batch(outcome: BatchOutcome, seconds: float) -> None:
     """Count a batch that ran (or was replayed) and its items."""
-    _child(BATCHES, "replayed" if outcome.replayed else "ran").inc()
-    BATCH_SECONDS.observe(seconds)
+    BATCHES.add(("replayed",) if outcome.replayed else ("ran",))
+    BATCH_SECONDS.observe((), seconds)
     if outcome.replayed:
         return
     for state, count in Tally(r.state.value for r in outcome.results).items():
-        _child(ITEMS, state).inc(count)
+        ITEMS.add((state,), count)
     stats = outcome.stats
-    _child(CALLS_SAVED, "dedupe").inc(stats.saved_by_dedupe)
-    _child(CALLS_SAVED, "bulk").inc(stats.saved_by_bulk)
-    RETRIES.inc(stats.retries)
-
-
-_children: dict[tuple[object, tuple[str, ...]], Any] = {}
-
-
-def _child(metric: Counter | Histogram, *values: str) -> Any:
-    """`metric.labels(*values)`, looked up once. `labels()` validates, hashes and takes a lock
-    on every call, which cost a tenth of an upstream call's time in our own code; the child it
-    gives is the same object every time. The values are few (upstream names, statuses, error
-    codes, item states), so this map stays small."""
-    key = (metric, values)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*values)
-    return child
+    CALLS_SAVED.add(("dedupe",), stats.saved_by_dedupe)
+    CALLS_SAVED.add(("bulk",), stats.saved_by_bulk)
+    RETRIES.add((), stats.retries)
 
 
 def record_refusal(exc: BatchRejected, seconds: float) -> None:
     """Count a batch refused whole."""
-    BATCHES.labels("refused").inc()
-    REFUSALS.labels(exc.code.value).inc()
-    BATCH_SECONDS.observe(seconds)
+    BATCHES.add(("refused",))
+    REFUSALS.add((exc.code.value,))
+    BATCH_SECONDS.observe((), seconds)
 
 
 def exposition() -> bytes:
