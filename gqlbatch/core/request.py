@@ -117,6 +117,8 @@ _E = TypeVar("_E", bound=StrEnum)
 _Add = Callable[[ErrorCode, str, str], None]
 """Records one problem of the item being parsed: (code, message, field)."""
 
+_USUAL_KEYS = frozenset({"requestId", "method", "path", "upstream", "body"})
+"""The fields of most items: the others are looked for only in an item that has more."""
 ITEM_KEYS = frozenset(
     {
         "requestId",
@@ -197,7 +199,11 @@ def parse_batch(
     problems = _Problems()
     ids = [_request_id(raw, i, problems) for i, raw in enumerate(items)]
     _check_unique_ids(ids, problems)
-    parsed = [_recalled(raw, i, ids[i], rules, problems, known) for i, raw in enumerate(items)]
+    parsed = (
+        [_parse_item(raw, i, ids[i], rules, problems) for i, raw in enumerate(items)]
+        if known is None
+        else [_recalled(raw, i, ids[i], rules, problems, known) for i, raw in enumerate(items)]
+    )
     batch_options = _parse_options(options, problems)
     if not batch_options.atomic:
         for item in parsed:
@@ -305,27 +311,40 @@ def _parse_item(
             known = ", ".join(sorted(ITEM_KEYS))
             add(ErrorCode.INVALID_INPUT, f"unknown field (known: {known})", key)
     # Most fields are absent from most items (None, or missing): each reader is called only
-    # for a field that is there, as each would only say "absent" at the cost of a call.
+    # for a field that is there, as each would only say "absent" at the cost of a call. An
+    # absent method or upstream is its default, when there is one. An item of only the usual
+    # fields (most reads) skips the looks for the others; the fields are still read in the
+    # order of their problems.
     get = raw.get
-    method = _method(get("method"), rules, add)
-    path, path_query = _path(get("path"), add)
-    query = path_query + _query(value, add) if (value := get("query")) is not None else path_query
-    headers = _headers(value, add) if (value := get("headers")) is not None else ()
-    depends_on = _depends_on(value, add) if (value := get("dependsOn")) is not None else ()
-    upstream = _upstream(get("upstream"), rules, add)
-    timeout_ms = None
-    if (value := get("timeoutMs")) is not None:
-        timeout_ms = _positive_int(value, "timeoutMs", add)
-    for_each = _for_each(value, add) if (value := get("forEach")) is not None else None
-    idempotency_key = None
-    if (value := get("idempotencyKey")) is not None:
-        idempotency_key = _idempotency_key(value, add)
-    atomicity_group = None
-    if (value := get("atomicityGroup")) is not None:
-        atomicity_group = _atomicity_group(value, add)
-    compensate = None
-    if (value := get("compensate")) is not None:
-        compensate = _compensate(value, request_id, upstream, rules, add)
+    rare = not _USUAL_KEYS.issuperset(raw)
+    method: Method | None = Method.GET
+    if (value := get("method")) is not None or Method.GET not in rules.methods:
+        method = _method(value, rules, add)
+    path, query = _path(get("path"), add)
+    headers: Headers = ()
+    depends_on: tuple[RequestId, ...] = ()
+    if rare:
+        if (value := get("query")) is not None:
+            query += _query(value, add)
+        if (value := get("headers")) is not None:
+            headers = _headers(value, add)
+        if (value := get("dependsOn")) is not None:
+            depends_on = _depends_on(value, add)
+    upstream = rules.default_upstream
+    if (value := get("upstream")) is not None or upstream is None:
+        upstream = _upstream(value, rules, add)
+    timeout_ms = for_each = idempotency_key = atomicity_group = compensate = None
+    if rare:
+        if (value := get("timeoutMs")) is not None:
+            timeout_ms = _positive_int(value, "timeoutMs", add)
+        if (value := get("forEach")) is not None:
+            for_each = _for_each(value, add)
+        if (value := get("idempotencyKey")) is not None:
+            idempotency_key = _idempotency_key(value, add)
+        if (value := get("atomicityGroup")) is not None:
+            atomicity_group = _atomicity_group(value, add)
+        if (value := get("compensate")) is not None:
+            compensate = _compensate(value, request_id, upstream, rules, add)
     if len(problems.found) > before or method is None or path is None or upstream is None:
         return None
     body = get("body")
@@ -399,7 +418,7 @@ def _compensate(
 
 
 def _request_id(raw: object, index: int, problems: _Problems) -> RequestId:
-    value = raw.get("requestId") if _is_mapping(raw) else None
+    value = raw.get("requestId") if isinstance(raw, dict | Mapping) else None
     if value is None:
         return str(index)
     if isinstance(value, int) and not isinstance(value, bool):

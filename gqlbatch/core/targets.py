@@ -64,6 +64,8 @@ def path_problem(path: str) -> str | None:
         return "path must not start with '//', which names another host"
     if _UNSAFE_CHARS.search(path):
         return "path must not contain spaces, control characters, backslashes or '#'"
+    if path.isascii() and "%" not in path and "." not in path:
+        return None  # one form only, without a dot: no segment to step out with
     return segment_problem(path, strict=True)
 
 
@@ -86,6 +88,8 @@ def segment_problem(text: str, *, strict: bool = False) -> str | None:
 def batch_path(path: str) -> bool:
     """True when *path*, in any decoded form, names a batch endpoint (`/batch`, `/$batch`,
     `/graphql`), so that a sub-request cannot be a batch itself."""
+    if path.isascii() and "%" not in path:
+        return _bare(path.rstrip("/")).lower() in _BATCH_PATHS  # its one form
     forms, _ = _forms(path, strict=False)
     return any(_bare(form.rstrip("/")).lower() in _BATCH_PATHS for form in forms)
 
