@@ -16,7 +16,7 @@ from gqlbatch.core.placeholders import Scope, Template, render_json, render_text
 from gqlbatch.core.plan import PlannedItem
 from gqlbatch.core.targets import header_value_problem, segment_problem
 from gqlbatch.core.types import JSON, Headers
-from gqlbatch.core.wire import UpstreamCall
+from gqlbatch.core.wire import Method, UpstreamCall
 
 __all__ = ["forwarded_headers", "to_call"]
 
@@ -26,6 +26,8 @@ _PATH_SAFE = "/%:@!$&'()*+,;=~"
 # A path made only of those and of characters `quote` never encodes is its own quoting; most
 # paths are, and one regular expression costs less than `quote`'s encoding round trip.
 _KEPT_AS_IS = re.compile(r"[A-Za-z0-9_.\-" + re.escape(_PATH_SAFE) + "]*")
+_METHOD_TEXT = {method: method.value for method in Method}
+"""Each method's name as a plain str: an enum's `.value` is a Python-level property."""
 
 
 def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -> UpstreamCall:
@@ -51,7 +53,7 @@ def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -
         body, headers = _encode_body(render_json(item.body, scope), headers)
     return UpstreamCall(
         upstream=request.upstream,
-        method=request.method.value,
+        method=_METHOD_TEXT[request.method],
         path=path,
         query=query,
         headers=headers,

@@ -32,6 +32,10 @@ class PlannedItem:
     """A sub-request with its templates parsed and its dependencies resolved."""
 
     request: SubRequest
+    request_id: RequestId
+    """The request's requestId, kept here: the executor reads it many times per item."""
+    index: int
+    """The request's position in the client's list."""
     path: Template
     query: tuple[tuple[str, Template], ...]
     headers: tuple[tuple[str, Template], ...]
@@ -41,16 +45,6 @@ class PlannedItem:
     """The list this item fans out over: one placeholder, or a literal (compiled) JSON list."""
     compensation: PlannedItem | None = None
     """For atomic batches: the planned request that undoes this one."""
-
-    @property
-    def request_id(self) -> RequestId:
-        """The item's requestId."""
-        return self.request.request_id
-
-    @property
-    def index(self) -> int:
-        """The item's position in the client's list."""
-        return self.request.index
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +154,8 @@ def _plan_item(
     depends_on = _edges(item, refs, known, problems, groups or {})
     return PlannedItem(
         request=item,
+        request_id=item.request_id,
+        index=item.index,
         path=path,
         query=query,
         headers=headers,

@@ -23,6 +23,7 @@ __all__ = [
     "COMPENSATE_KEYS",
     "ITEM_KEYS",
     "OPTION_KEYS",
+    "PRIVATE_FIELDS",
     "BatchOptions",
     "BatchRequest",
     "KnownItems",
@@ -31,6 +32,7 @@ __all__ = [
     "Parsed",
     "Rules",
     "SubRequest",
+    "holds_private",
     "parse_batch",
     "with_defaults",
 ]
@@ -256,9 +258,17 @@ class _Problems:
 
 _RECALLED_CHARS = 512
 """The longest item (as its repr) that is kept parsed: a screen's reads are far shorter."""
-_PRIVATE = ("body", "headers", "compensate")
+PRIVATE_FIELDS = frozenset({"body", "headers", "compensate"})
 """An item holding one of these is never kept: no client's data or credentials stay in
-memory after its request (as `execution.plans` keeps no batch that has them)."""
+memory after its request (nor does `execution.plans` keep a batch that has them)."""
+
+
+def holds_private(item: dict[str, object]) -> bool:
+    """Whether *item* holds a value in one of the `PRIVATE_FIELDS`."""
+    # Most items have none of the fields: one set operation says so.
+    return not PRIVATE_FIELDS.isdisjoint(item) and any(
+        item.get(name) is not None for name in PRIVATE_FIELDS
+    )
 
 
 def _recalled(
@@ -289,7 +299,7 @@ def _known_as(raw: object, index: int, rules: Rules) -> Hashable | None:
     # quoted and escaped, numbers as they read): two items with one repr are the same item.
     # The index is part of it, because the parsed item holds it; the methods allowed are
     # too, as a read-only batch (Query.batch) refuses what a mutation's accepts.
-    if type(raw) is not dict or any(raw.get(name) is not None for name in _PRIVATE):
+    if type(raw) is not dict or holds_private(raw):
         return None
     text = repr(raw)
     return (index, rules.methods, text) if len(text) <= _RECALLED_CHARS else None

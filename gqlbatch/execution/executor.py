@@ -519,6 +519,7 @@ def _critical_path_ms(plan: Plan, results: tuple[ItemResult, ...]) -> float:
     longest: dict[RequestId, float] = {}
     for i in plan.order:
         item = plan.items[i]
-        before = max((longest[d] for d in item.depends_on), default=0.0)
+        deps = item.depends_on
+        before = max([longest[d] for d in deps]) if deps else 0.0
         longest[item.request_id] = before + results[i].duration_ms
     return max(longest.values(), default=0.0)

@@ -253,8 +253,9 @@ def record_batch(outcome: BatchOutcome, seconds: float) -> None:
     BATCH_SECONDS.observe((), seconds)
     if outcome.replayed:
         return
-    for state, count in Tally(r.state.value for r in outcome.results).items():
-        ITEMS.add((state,), count)
+    # Counted by member: an enum's `.value` is a Python-level property, read per state here.
+    for state, count in Tally(r.state for r in outcome.results).items():
+        ITEMS.add((state.value,), count)
     stats = outcome.stats
     CALLS_SAVED.add(("dedupe",), stats.saved_by_dedupe)
     CALLS_SAVED.add(("bulk",), stats.saved_by_bulk)

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 from gqlbatch.core.plan import Plan
-from gqlbatch.core.request import SubRequest
+from gqlbatch.core.request import SubRequest, holds_private
 
 __all__ = ["ITEMS_KEPT", "KEPT", "MAX_ITEMS", "MAX_KEY_CHARS", "ParsedItems", "PlanCache"]
 
@@ -37,7 +37,6 @@ MAX_KEY_CHARS = 16_384
 MAX_ITEMS = MAX_KEY_CHARS // len('{"path":""},')
 """More items than this can never fit MAX_KEY_CHARS, the smallest item being 12 characters:
 such a batch is planned as it comes, not written out as JSON only to be found too long."""
-_PRIVATE = ("body", "headers", "compensate")
 
 
 class PlanCache:
@@ -78,7 +77,7 @@ def _key(items: object, options: object, read_only: bool) -> str | None:
     if not isinstance(items, list) or len(items) > MAX_ITEMS:
         return None
     for item in items:
-        if not isinstance(item, dict) or any(item.get(name) is not None for name in _PRIVATE):
+        if not isinstance(item, dict) or holds_private(item):
             return None
     try:
         key = json.dumps([items, options, read_only], separators=(",", ":"))

@@ -45,6 +45,7 @@ class BulkRoutes:
         self._routes = {
             upstream: [(route, _segment_pattern(route)) for route in rs]
             for upstream, rs in routes.items()
+            if rs
         }
 
     def group(self, calls: Iterable[UpstreamCall]) -> tuple[list[BulkGroup], list[UpstreamCall]]:
@@ -52,6 +53,8 @@ class BulkRoutes:
 
         A lone lookup is sent as written, so that it is answered exactly as if alone.
         """
+        if not self._routes:
+            return [], list(calls)  # no upstream has a bulk route: nothing to match
         pending: dict[tuple[object, ...], list[tuple[UpstreamCall, str]]] = {}
         routes: dict[tuple[object, ...], BulkRoute] = {}
         singles: list[UpstreamCall] = []

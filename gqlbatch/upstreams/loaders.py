@@ -197,8 +197,9 @@ class Loaders:
 
     def _count(self, attempts: int) -> None:
         # A call refused before it went out (its budget spent) took no attempt.
-        self.sent += min(attempts, 1)
-        self.retries += max(attempts - 1, 0)
+        if attempts:
+            self.sent += 1
+            self.retries += attempts - 1
 
     async def send_bulk(self, group: BulkGroup) -> dict[str, UpstreamResponse | None]:
         """Send a plural call and split its answer by key (None: a key it has no row for,

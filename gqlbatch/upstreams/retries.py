@@ -110,6 +110,8 @@ class Retrying:
                 outcome = await self._send(call)
             except UpstreamError as exc:
                 outcome = exc
+            if isinstance(outcome, UpstreamResponse) and outcome.status not in RETRY_STATUSES:
+                return outcome.with_attempts(attempt)  # most answers: nothing to retry
             wait_ms = self._wait_ms(call, outcome, attempt, give_up_at)
             if wait_ms is None:
                 if isinstance(outcome, UpstreamResponse):
