@@ -411,20 +411,26 @@ def _fanned_out(
     # The item succeeds with 200 when every element did, and with 207 Multi-Status otherwise;
     # `elements` says which, and the bodies stay in order in `body`. Its route is its first
     # call's: the elements differ only in the values put in the same path template.
-    elements = tuple(element for element, _, _ in outcomes)
-    all_ok = all(e.error is None for e in elements)
+    elements: list[ElementResult] = []
+    bodies: list[JSON] = []
+    first_route: Route | None = None
+    for element, body, route in outcomes:  # one pass: this runs once per forEach item
+        elements.append(element)
+        bodies.append(body)
+        first_route = first_route or route
+    all_ok = all([e.error is None for e in elements])
     return ItemResult(
         request_id=item.request_id,
         index=item.index,
         state=State.SUCCEEDED,
         status=200 if all_ok else 207,
-        body=[body for _, body, _ in outcomes],
+        body=bodies,
         body_encoding=BodyEncoding.JSON,
         duration_ms=duration_ms,
         started_ms=started_ms,
         attempts=len(elements),
-        elements=elements,
-        route=next((route for _, _, route in outcomes if route is not None), None),
+        elements=tuple(elements),
+        route=first_route,
     )
 
 
