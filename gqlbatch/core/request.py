@@ -277,19 +277,17 @@ def _recalled(
     request_id: RequestId,
     rules: Rules,
     problems: _Problems,
-    known: KnownItems | None,
+    known: KnownItems,
 ) -> SubRequest | None:
     """The item parsed, or as it was parsed before at the same place of another batch."""
-    key = None if known is None else _known_as(raw, index, rules)
+    key = _known_as(raw, index, rules)
     if key is not None:
-        assert known is not None
         found = known.get(key)
         if found is not None:
             return found
     before = len(problems.found)
     item = _parse_item(raw, index, request_id, rules, problems)
     if key is not None and item is not None and len(problems.found) == before:
-        assert known is not None
         known[key] = item
     return item
 
@@ -593,19 +591,17 @@ def _idempotency_key(value: JSON, add: _Add) -> str | None:
 
 
 def _upstream(value: JSON, rules: Rules, add: _Add) -> str | None:
-    if value is None and rules.default_upstream is not None:
-        return rules.default_upstream
+    # Not called for an absent upstream when there is a default (_parse_item).
     if isinstance(value, str) and value in rules.upstreams:
         return value
     known = ", ".join(sorted(rules.upstreams))  # only for the messages below
     if value is None:
-        if rules.default_upstream is None:
-            add(
-                ErrorCode.UNKNOWN_UPSTREAM,
-                f"name an upstream: several are configured (known: {known})",
-                "upstream",
-            )
-        return rules.default_upstream
+        add(
+            ErrorCode.UNKNOWN_UPSTREAM,
+            f"name an upstream: several are configured (known: {known})",
+            "upstream",
+        )
+        return None
     if not isinstance(value, str):
         add(ErrorCode.INVALID_INPUT, f"upstream must be a name (known: {known})", "upstream")
         return None

@@ -124,7 +124,8 @@ class _Run:
         self._next_wait: dict[RequestId, int] = {}
         self._waiting_on: dict[RequestId, list[PlannedItem]] = {}
         self._results: dict[RequestId, ItemResult] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[RequestId, asyncio.Task[None]] = {}
+        """Each running item's task, by its requestId."""
         self._stopped_by: RequestId | None = None
         self._budget = budget
         self.on_result: Callable[[ItemResult], None] | None = None
@@ -145,7 +146,7 @@ class _Run:
 
     async def stop(self) -> None:
         """Cancel the items still running, and wait until they have stopped."""
-        tasks = list(self._tasks)
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         if tasks:
@@ -191,7 +192,7 @@ class _Run:
     def _start(self, item: PlannedItem) -> None:
         # Named "gqlbatch:…" so that tests can prove none outlives its batch.
         task = asyncio.create_task(self._settle(item), name=f"gqlbatch:item:{item.request_id}")
-        self._tasks.add(task)
+        self._tasks[item.request_id] = task
 
     async def _settle(self, item: PlannedItem) -> None:
         # The task's bookkeeping is done here rather than in a done callback, which would be
@@ -213,7 +214,7 @@ class _Run:
             if not self.finished.done():
                 self.finished.set_exception(bug)  # execute raises it
         finally:
-            self._tasks.discard(asyncio.current_task())
+            self._tasks.pop(item.request_id, None)
 
     def _settled(
         self, item: PlannedItem, result: ItemResult, *, told: bool = True
