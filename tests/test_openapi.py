@@ -17,6 +17,8 @@ from gqlbatch import Settings, create_app
 from gqlbatch.core.config import UpstreamSettings
 from gqlbatch.core.errors import ConfigError
 from gqlbatch.core.openapi import Contract
+from gqlbatch.doors.http import OFFLOAD
+from gqlbatch.execution.offload import OffLoop
 from tests.fakes import FakeService
 
 DOCUMENT: dict[str, Any] = {
@@ -454,3 +456,153 @@ def test_a_server_without_documents_never_loads_the_openapi_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert ran.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 24, finding 1: checks against a document cost a bounded amount of work.
+
+
+def _checked_document(pattern: str = "^(a|aa)+$") -> dict[str, Any]:
+    document = json.loads(json.dumps(DOCUMENT))
+    document["paths"]["/slugs"] = {
+        "post": {
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"slug": {"type": "string", "pattern": pattern}},
+                        }
+                    }
+                }
+            },
+            "responses": {"201": {"description": "created"}},
+        }
+    }
+    return document
+
+
+class CountingOffload(OffLoop):
+    """The server's own thread for heavy checks, counting the checks it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given = 0
+
+    def __call__(self, work: Any) -> Any:
+        self.given += 1
+        return super().__call__(work)
+
+
+async def _documented(
+    aiohttp_client: Any, service: FakeService, upstream_url: str, **options: Any
+) -> tuple[Any, CountingOffload]:
+    service.route("GET", "/openapi.json", json=_checked_document())
+    upstream = UpstreamSettings(
+        name="blog",
+        base_url=upstream_url,
+        openapi=upstream_url + "/openapi.json",
+        validate_responses=options.pop("validate_responses", "off"),
+    )
+    app = create_app(Settings(upstreams={"blog": upstream}, **options))
+    app[OFFLOAD] = offload = CountingOffload()
+    client = await aiohttp_client(app)
+    service.calls.clear()
+    return client, offload
+
+
+async def test_a_body_with_more_values_than_may_be_checked_is_refused_unchecked(
+    aiohttp_client: Any, service: FakeService, upstream_url: str
+) -> None:
+    # 200,000 elements of the wrong type: once a 36 s check on the event loop and a 284 MiB
+    # answer listing each; now refused for its size, before any element is judged.
+    client, _ = await _documented(aiohttp_client, service, upstream_url)
+    body = {"title": "t", "userId": 1, "tags": [0] * 200_000}
+    resp = await client.post("/batch", json=[{"method": "POST", "url": "/posts", "body": body}])
+    assert resp.status == 413
+    text = await resp.text()
+    assert len(text) < 2_000
+    assert problems(json.loads(text)) == [("0", "REQUEST_TOO_LARGE", "body")]
+    assert "more than the 100000 JSON values its request may still have checked" in text
+    assert "(max_checked_values)" in text
+    assert service.lines == []
+
+
+async def test_the_values_checked_are_counted_over_the_whole_request(
+    aiohttp_client: Any, service: FakeService, upstream_url: str
+) -> None:
+    # Each body alone is within the limit; the request's two together are not.
+    client, _ = await _documented(aiohttp_client, service, upstream_url, max_checked_values=1_000)
+    body = {"title": "t", "userId": 1, "tags": ["x"] * 600}
+    batch = [{"method": "POST", "url": "/posts", "body": body}] * 2
+    resp = await client.post("/batch", json=batch)
+    assert problems(await resp.json()) == [("1", "REQUEST_TOO_LARGE", "body")]
+    assert service.lines == []
+
+
+async def test_a_body_with_many_problems_lists_the_first_ten(
+    aiohttp_client: Any, service: FakeService, upstream_url: str
+) -> None:
+    client, _ = await _documented(aiohttp_client, service, upstream_url)
+    body = {"title": "t", "userId": 1, "tags": [0] * 50}
+    resp = await client.post("/batch", json=[{"method": "POST", "url": "/posts", "body": body}])
+    found = problems(await resp.json())
+    assert found == [("0", "INVALID_INPUT", f"body/tags/{i}") for i in range(10)] + [
+        ("0", "INVALID_INPUT", "body")
+    ]
+
+
+async def test_a_backtracking_pattern_is_stopped_by_its_time_bound(
+    aiohttp_client: Any, service: FakeService, upstream_url: str
+) -> None:
+    # ^(a|aa)+$ against 60 a's and a '!': the standard library's `re` backtracks through
+    # about 10^12 paths. The pattern runs with the request's time for patterns instead.
+    client, _ = await _documented(aiohttp_client, service, upstream_url)
+    service.route("POST", "/slugs", status=201, json={})
+
+    async def send(slug: str) -> Any:
+        item = {"method": "POST", "url": "/slugs", "body": {"slug": slug}}
+        return await (await client.post("/batch", json=[item])).json()
+
+    slow = await send("a" * 60 + "!")
+    assert problems(slow) == [("0", "REQUEST_TOO_LARGE", "body")]
+    assert "did not finish matching" in slow["error"]["problems"][0]["message"]
+    assert problems(await send("ab")) == [("0", "INVALID_INPUT", "body/slug")]
+    assert [r["status"] for r in await send("aaa")] == [201]
+    assert service.lines == ["POST /slugs"]
+
+
+async def test_a_large_check_runs_off_the_event_loop(
+    aiohttp_client: Any, service: FakeService, upstream_url: str
+) -> None:
+    client, offload = await _documented(aiohttp_client, service, upstream_url)
+    service.route("POST", "/posts", status=201, json={"id": 1})
+    small = {"title": "t", "userId": 1, "tags": ["x"] * 10}
+    large = {"title": "t", "userId": 1, "tags": ["x"] * 6_000}
+    for body, given in [(small, 0), (large, 1)]:
+        resp = await client.post("/batch", json=[{"method": "POST", "url": "/posts", "body": body}])
+        assert [r["status"] for r in await resp.json()] == [201]
+        assert offload.given == given
+    wrong = {"title": "t", "userId": 1, "tags": [0] * 6_000}
+    resp = await client.post("/batch", json=[{"method": "POST", "url": "/posts", "body": wrong}])
+    assert problems(await resp.json())[0] == ("0", "INVALID_INPUT", "body/tags/0")
+    assert offload.given == 2
+    assert service.lines == ["POST /posts"] * 2
+
+
+async def test_an_answer_too_large_to_check_fails_when_answers_must_keep_to_it(
+    aiohttp_client: Any, service: FakeService, upstream_url: str
+) -> None:
+    client, offload = await _documented(
+        aiohttp_client, service, upstream_url, validate_responses="fail", max_checked_values=8_000
+    )
+    rows = [{"id": i, "title": "t", "userId": 1} for i in range(1_500)]  # 7,501 values
+    service.route("GET", "/posts", json=rows)
+    first = await (await client.post("/batch", json=[{"url": "/posts?userId=1"}])).json()
+    assert first[0]["status"] == 200
+    assert offload.given == 1  # over 5,000 values: checked off the loop
+    twice = [{"url": "/posts?userId=1"}, {"url": "/posts?userId=2"}]
+    answer = await (await client.post("/batch", json=twice)).json()
+    assert answer[0]["status"] == 200
+    assert answer[1]["error"]["code"] == "UPSTREAM_BAD_RESPONSE"
+    assert "the answer cannot be checked" in answer[1]["error"]["message"]

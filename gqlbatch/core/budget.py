@@ -1,5 +1,6 @@
 """What one HTTP request may spend, shared by every batch in it (GraphQL aliases, several
-operations): items, upstream calls, rendered bytes sent, and response bytes kept.
+operations): items, upstream calls, rendered bytes sent, response bytes kept, and the work
+of checking bodies and answers against OpenAPI documents.
 
 Pure and synchronous. DESIGN §9: "The limits on items, fan-out and outstanding calls apply to
 a whole HTTP request", so ten aliases of 200 calls get the fan-out of one, not ten.
@@ -29,6 +30,10 @@ class RequestBudget:
     rendered_bytes: int
     response_bytes: int
     max_call_bytes: int
+    checked_values: int = 100_000
+    """JSON values that may still be checked against OpenAPI schemas (bodies and answers)."""
+    pattern_s: float = 0.5
+    """Seconds that the schemas' `pattern`s may still spend matching."""
 
     def take_batch(self, items: int, calls: int) -> bool:
         """Spend a batch's *items* and the *calls* known before it runs; or nothing, and
@@ -37,6 +42,14 @@ class RequestBudget:
             return False
         self.items -= items
         self.calls -= calls
+        return True
+
+    def take_checked(self, values: int) -> bool:
+        """Spend the checking of *values* JSON values, or nothing and False when fewer are
+        left."""
+        if values > self.checked_values:
+            return False
+        self.checked_values -= values
         return True
 
     def take_calls(self, count: int) -> bool:

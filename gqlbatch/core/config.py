@@ -57,6 +57,7 @@ _LIMIT_FIELDS = (
     "max_rendered_batch_bytes",
     "max_batch_response_bytes",
     "max_select_paths",
+    "max_checked_values",
     "max_outstanding_per_address",
     "header_timeout_s",
     "body_timeout_s",
@@ -304,6 +305,9 @@ class Settings:
         max_batch_response_bytes: upstream response bytes one batch may read; items past it
             fail with BATCH_TOO_LARGE.
         max_select_paths: paths one `body(select:)` may name.
+        max_checked_values: JSON values (each scalar, list and object) of the bodies and
+            answers one request may have checked against OpenAPI documents; a body past it
+            is refused with REQUEST_TOO_LARGE, an answer past it goes unchecked.
         max_outstanding_per_address: upstream calls all the clients of one address may have
             in flight at once, whatever credentials they send.
         trusted_proxies: addresses (or networks) of proxies whose X-Forwarded-For is believed
@@ -367,6 +371,7 @@ class Settings:
     max_rendered_batch_bytes: int = 32 * 1024 * 1024
     max_batch_response_bytes: int = 64 * 1024 * 1024
     max_select_paths: int = 64
+    max_checked_values: int = 100_000
     max_outstanding_per_address: int = 500
     trusted_proxies: tuple[str, ...] = ()
     header_timeout_s: int = DEFAULT_HEADER_TIMEOUT_S

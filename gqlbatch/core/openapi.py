@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gqlbatch.core.budget import RequestBudget
 from gqlbatch.core.config import BulkRoute
 from gqlbatch.core.errors import ConfigError, ErrorCode, Problem
 from gqlbatch.core.placeholders import (
@@ -33,6 +34,13 @@ from gqlbatch.core.placeholders import (
     parse_template,
 )
 from gqlbatch.core.request import SubRequest
+from gqlbatch.core.schema_checks import (
+    ERRORS_SHOWN,
+    CheckTooCostly,
+    bounded_validator,
+    schema_errors,
+    short,
+)
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -47,6 +55,7 @@ _DOCUMENT = "urn:gqlbatch:openapi"
 _TEMPLATE_PART = re.compile(r"\{[^}/]+\}")
 _MATCHES_KEPT = 4096
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+_UNMATCHED = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +95,13 @@ class Contract:
         specification = DRAFT202012 if version.startswith("3.1") else DRAFT4
         resource = Resource.from_contents(document, default_specification=specification)
         self._registry: Registry[Any] = Registry().with_resource(_DOCUMENT, resource)
-        self._validator = OAS31Validator if version.startswith("3.1") else OAS30WriteValidator
-        self._answer_validator = OAS31Validator if version.startswith("3.1") else OAS30ReadValidator
+        # Their patterns run with a time bound (schema_checks), not on `re`.
+        self._validator = bounded_validator(
+            OAS31Validator if version.startswith("3.1") else OAS30WriteValidator
+        )
+        self._answer_validator = bounded_validator(
+            OAS31Validator if version.startswith("3.1") else OAS30ReadValidator
+        )
         # Built once per schema, on first use: making a validator, and resolving its $refs
         # through the registry, cost more than the check itself (benchmarks/openapi.py).
         self._validators: dict[tuple[str, bool], Any] = {}
@@ -128,8 +142,11 @@ class Contract:
     def match(self, method: str, path: str) -> Operation | None:
         """The operation for *method* and *path* (its query string ignored), or None."""
         key = (method.upper(), path.split("?", 1)[0])
-        if key in self._matched:
-            return self._matched[key]
+        # One lookup, not `in` then `[]`: a check in a thread may find the table cleared
+        # between the two.
+        found = self._matched.get(key, _UNMATCHED)
+        if found is not _UNMATCHED:
+            return found  # type: ignore[return-value]
         found = next(
             (o for o in self.operations if o.method == key[0] and o.pattern.match(key[1])), None
         )
@@ -150,8 +167,11 @@ class Contract:
             self._validators[(pointer, answer)] = validator
         return validator
 
-    def problems(self, item: SubRequest, *, strict_routes: bool) -> list[Problem]:
-        """What is wrong with *item* according to the document; empty when nothing is."""
+    def problems(
+        self, item: SubRequest, *, strict_routes: bool, budget: RequestBudget
+    ) -> list[Problem]:
+        """What is wrong with *item* according to the document; empty when nothing is. Its
+        body's check is charged to *budget*."""
         operation = self.match(item.method.value, item.path)
         if operation is None:
             if not strict_routes:
@@ -169,9 +189,11 @@ class Contract:
             for name in operation.required_query
             if name not in {key for key, _ in item.query} and f"{name}=" not in item.path
         ]
-        return found + self._body_problems(item, operation)
+        return found + self._body_problems(item, operation, budget)
 
-    def _body_problems(self, item: SubRequest, operation: Operation) -> list[Problem]:
+    def _body_problems(
+        self, item: SubRequest, operation: Operation, budget: RequestBudget
+    ) -> list[Problem]:
         if operation.body_pointer is None:
             return []
         if not item.has_body:
@@ -180,20 +202,34 @@ class Contract:
             message = f"{operation.method} {operation.template} requires a JSON body"
             return [_problem(item, ErrorCode.INVALID_INPUT, message, "body")]
         validator = self._validator_for(operation.body_pointer, answer=False)
-        return [
+        route = f"{operation.method} {operation.template}"
+        try:
+            errors = schema_errors(validator, item.body, budget, _judged)
+        except CheckTooCostly as exc:
+            message = f"body cannot be checked against {route}'s schema: {exc}"
+            return [_problem(item, ErrorCode.REQUEST_TOO_LARGE, message, "body")]
+        problems = [
             _problem(
                 item,
                 ErrorCode.INVALID_INPUT,
-                f"body{_pointer(error)} does not match {operation.method} {operation.template}'s "
-                f"schema: {error.message}",
+                f"body{_pointer(error)} does not match {route}'s schema: {short(error.message)}",
                 "body" + _pointer(error),
             )
-            for error in _judged(validator.iter_errors(item.body))
+            for error in errors[:ERRORS_SHOWN]
         ]
+        if len(errors) > ERRORS_SHOWN:
+            message = (
+                f"body has more problems with {route}'s schema; the first {ERRORS_SHOWN} are listed"
+            )
+            problems.append(_problem(item, ErrorCode.INVALID_INPUT, message, "body"))
+        return problems
 
-    def answer_problems(self, method: str, path: str, status: int, body: object) -> list[str]:
+    def answer_problems(
+        self, method: str, path: str, status: int, body: object, budget: RequestBudget
+    ) -> list[str]:
         """How an upstream's JSON answer breaks its documented schema, one line per error
-        with its JSON pointer; empty when it keeps to it, or nothing documents it."""
+        with its JSON pointer (the first few); empty when it keeps to it, or nothing documents
+        it. The check is charged to *budget*; one it cannot pay for is one line saying so."""
         operation = self.match(method, path)
         if operation is None:
             return []
@@ -204,7 +240,11 @@ class Contract:
         if pointer is None:
             return []
         validator = self._validator_for(pointer, answer=True)
-        return [f"body{_pointer(error)}: {error.message}" for error in validator.iter_errors(body)]
+        try:
+            errors = schema_errors(validator, body, budget)
+        except CheckTooCostly as exc:
+            return [f"the answer cannot be checked: {exc}"]
+        return [f"body{_pointer(error)}: {short(error.message)}" for error in errors]
 
     def missing_field(self, operation: Operation, selectors: Sequence[Selector]) -> str | None:
         """Why *selectors* cannot select anything in *operation*'s success answer, such as
@@ -315,11 +355,9 @@ def _no_field(name: str, field: str, properties: Mapping[str, Any]) -> str:
     return f"{name} has no field {field!r}{hint}"
 
 
-def _judged(errors: Iterator[ValidationError]) -> Iterator[ValidationError]:
-    """The errors about values known now: a placeholder's value is known only at run time."""
-    for error in errors:
-        if not _is_placeholder(error.instance):
-            yield error
+def _judged(error: ValidationError) -> bool:
+    """Whether *error* is about a value known now: a placeholder's is known only at run time."""
+    return not _is_placeholder(error.instance)
 
 
 def _is_placeholder(value: object) -> bool:

@@ -41,6 +41,7 @@ from gqlbatch.doors.http import (
     IDENTIFIER,
     INFLIGHT,
     JOBS,
+    OFFLOAD,
     OUTSTANDING,
     PLANS,
     SETTINGS,
@@ -67,6 +68,7 @@ from gqlbatch.execution.engine import (
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from gqlbatch.execution.jobs import Jobs, JobStore, MemoryJobStore
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
+from gqlbatch.execution.offload import OffLoop
 from gqlbatch.execution.persisted import (
     MemoryPersistedQueries,
     PersistedQueries,
@@ -131,6 +133,8 @@ def create_app(
     )
     app.on_cleanup.append(lambda _app: jobs.close())
     app[PLANS] = PlanCache()
+    app[OFFLOAD] = offload = OffLoop()
+    app.on_cleanup.append(lambda _app: _closed(offload))
     app[OUTSTANDING] = OutstandingCalls(
         per_client=settings.max_outstanding_per_client,
         per_address=settings.max_outstanding_per_address,
@@ -264,6 +268,10 @@ def _job_worker(queue: SaqQueue) -> Callable[[web.Application], AsyncIterator[No
 
 
 _LEASE_MARGIN_MS = 60_000
+
+
+async def _closed(offload: OffLoop) -> None:
+    offload.close()
 
 
 async def _client_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -21,6 +21,7 @@ from gqlbatch.execution.engine import BatchContext, request_budget
 from gqlbatch.execution.idempotency import IdempotencyStore
 from gqlbatch.execution.jobs import Job, Jobs
 from gqlbatch.execution.limits import OutstandingCalls
+from gqlbatch.execution.offload import OffLoop
 from gqlbatch.execution.plans import PlanCache
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
@@ -34,6 +35,7 @@ __all__ = [
     "INFLIGHT",
     "JOBS",
     "NO_STORE",
+    "OFFLOAD",
     "OUTSTANDING",
     "PLANS",
     "SETTINGS",
@@ -74,6 +76,8 @@ JOBS: Final = web.AppKey("jobs", Jobs)
 PLANS: Final = web.AppKey("plans", PlanCache)
 CONTRACTS: Final = web.AppKey("contracts", dict[str, Contract])
 """The upstreams' OpenAPI documents, read at start-up."""
+OFFLOAD: Final = web.AppKey("offload", OffLoop)
+"""Where checks too large for the event loop run."""
 
 
 def _contracts(app: web.Application) -> dict[str, Contract]:
@@ -103,6 +107,7 @@ def batch_context(request: web.Request) -> BatchContext:
         jobs=request.app[JOBS],
         contracts=_contracts(request.app),
         plans=request.app[PLANS],
+        offload=request.app[OFFLOAD],
     )
 
 
@@ -123,6 +128,7 @@ def job_context(app: web.Application, job: Job) -> BatchContext:
         jobs=app[JOBS],
         contracts=_contracts(app),
         plans=app[PLANS],
+        offload=app[OFFLOAD],
     )
 
 

@@ -4,7 +4,8 @@ makes its item fail with UPSTREAM_BAD_RESPONSE and the first JSON pointer, so th
 downstream reads a body its document says cannot be.
 
 It wraps the batch's fetch, so each item's own answer is checked (a bulk call's rows too, once
-split), before any dependent reads it.
+split), before any dependent reads it. The check is charged to the request's budget
+(`core.schema_checks`), and a large answer is checked off the event loop.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from gqlbatch.core.budget import RequestBudget
 from gqlbatch.core.errors import UpstreamBadResponse
 from gqlbatch.core.openapi import Contract
+from gqlbatch.core.schema_checks import ERRORS_SHOWN, count_values
 from gqlbatch.core.wire import BodyEncoding, Fetch, Fetched, UpstreamCall
+from gqlbatch.execution.offload import INLINE_VALUES, Offload
 
 __all__ = ["checking_answers"]
 
@@ -22,9 +26,14 @@ log = logging.getLogger("gqlbatch.upstream")
 
 
 def checking_answers(
-    fetch: Fetch, contracts: Mapping[str, Contract], modes: Mapping[str, str]
+    fetch: Fetch,
+    contracts: Mapping[str, Contract],
+    modes: Mapping[str, str],
+    budget: RequestBudget,
+    offload: Offload | None,
 ) -> Fetch:
-    """*fetch*, with the answers of upstreams whose mode is "log" or "fail" checked."""
+    """*fetch*, with the answers of upstreams whose mode is "log" or "fail" checked, at the
+    cost of *budget*; those too large to check on the loop are checked by *offload*."""
 
     async def checked(call: UpstreamCall) -> Fetched:
         fetched = await fetch(call)
@@ -35,13 +44,23 @@ def checking_answers(
         )
         if mode is None or contract is None or response.body_encoding is not BodyEncoding.JSON:
             return fetched
-        problems = contract.answer_problems(call.method, call.path, response.status, response.body)
+
+        def check() -> list[str]:
+            return contract.answer_problems(
+                call.method, call.path, response.status, response.body, budget
+            )
+
+        heavy = count_values(response.body, INLINE_VALUES + 1) > INLINE_VALUES
+        problems = await offload(check) if heavy and offload is not None else check()
         if not problems:
             return fetched
         said = (
             f"{call.method} {call.path} answered {response.status}, not as {contract.source} says"
         )
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        more = ""
+        if len(problems) > 1:
+            others = "more" if len(problems) > ERRORS_SHOWN else f"{len(problems) - 1} more"
+            more = f" (and {others})"
         if mode == "log":
             log.warning("%s: %s%s", said, problems[0], more)
             return fetched

@@ -7,6 +7,7 @@ the `BatchOutcome`; it never builds plans or loaders itself.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -22,6 +23,7 @@ from gqlbatch.core.openapi import Contract, reference_problems
 from gqlbatch.core.plan import Plan, build_plan, static_calls
 from gqlbatch.core.request import KnownItems, Rules, parse_batch
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
+from gqlbatch.core.schema_checks import count_values
 from gqlbatch.core.types import Headers, frozen_for_type_checkers
 from gqlbatch.core.wire import READ_METHODS, Fetch, Method, Send
 from gqlbatch.execution import metrics
@@ -30,6 +32,7 @@ from gqlbatch.execution.atomic import roll_back
 from gqlbatch.execution.executor import Resumable, execute
 from gqlbatch.execution.idempotency import IdempotencyStore, check_key, fingerprint
 from gqlbatch.execution.limits import Admission, OutstandingCalls
+from gqlbatch.execution.offload import INLINE_VALUES, Offload
 from gqlbatch.execution.plans import PlanCache
 from gqlbatch.upstreams.loaders import Loaders
 from gqlbatch.upstreams.retries import Retrying
@@ -41,6 +44,7 @@ __all__ = [
     "BatchContext",
     "OnResult",
     "admit_early",
+    "planned",
     "prepare",
     "request_budget",
     "run_batch",
@@ -74,10 +78,12 @@ def prepare(
     read_only: bool = False,
     contracts: Mapping[str, Contract] = MappingProxyType({}),
     known: KnownItems | None = None,
+    budget: RequestBudget | None = None,
 ) -> Plan:
     """Validate and plan a batch without running anything; an item whose upstream has an
-    OpenAPI document (*contracts*, by upstream) is also checked against it. Items in *known*
-    (parsed before) are not parsed again.
+    OpenAPI document (*contracts*, by upstream) is also checked against it, at the cost of
+    its request's *budget* (a fresh one by default). Items in *known* (parsed before) are not
+    parsed again.
 
     Raises:
         BatchRejected: with every problem found; nothing may be sent upstream.
@@ -90,11 +96,13 @@ def prepare(
         methods=READ_METHODS if read_only else frozenset(Method),
     )
     parsed = parse_batch(items, options, rules, known)
+    if contracts and budget is None:
+        budget = request_budget(settings)
     for item in parsed.batch.items if contracts else ():
         contract = contracts.get(item.upstream)
-        if contract is not None:
+        if contract is not None and budget is not None:
             strict = settings.upstreams[item.upstream].strict_routes
-            parsed.problems.extend(contract.problems(item, strict_routes=strict))
+            parsed.problems.extend(contract.problems(item, strict_routes=strict, budget=budget))
     if contracts:
         parsed.problems.extend(reference_problems(parsed.batch.items, contracts))
     return build_plan(parsed, max_fanout=settings.max_fanout)
@@ -136,6 +144,9 @@ class BatchContext:
     """Batches of this GraphQL operation that have already run, by response key: the
     compiled path hands them over when graphql-core is to write their answers instead, so
     that no batch runs twice."""
+    offload: Offload | None = None
+    """Where checks too large for the event loop run (`execution.offload`); None runs them
+    where they are asked for."""
 
 
 async def run_batch(
@@ -271,7 +282,61 @@ def request_budget(settings: Settings) -> RequestBudget:
         rendered_bytes=settings.max_rendered_batch_bytes,
         response_bytes=settings.max_batch_response_bytes,
         max_call_bytes=settings.max_rendered_call_bytes,
+        checked_values=settings.max_checked_values,
     )
+
+
+async def planned(
+    items: object, options: object, ctx: BatchContext, *, read_only: bool = False
+) -> Plan:
+    """`prepare`, for a batch of *ctx*'s request: from the plans kept for batches sent again,
+    and off the event loop when its bodies are large to check against OpenAPI documents.
+
+    Raises:
+        BatchRejected: as `prepare`.
+    """
+    budget = ctx.budget or request_budget(ctx.settings)
+    if ctx.offload is not None and _heavy(items, ctx.contracts):
+        # Nothing the loop's batches share is read off it: no kept plans or items.
+        return await ctx.offload(
+            lambda: prepare(
+                items,
+                options,
+                ctx.settings,
+                read_only=read_only,
+                contracts=ctx.contracts,
+                budget=budget,
+            )
+        )
+    plans = ctx.plans
+
+    def make() -> Plan:
+        known = None if plans is None else plans.items
+        return prepare(
+            items,
+            options,
+            ctx.settings,
+            read_only=read_only,
+            contracts=ctx.contracts,
+            known=known,
+            budget=budget,
+        )
+
+    return make() if plans is None else plans.plan(items, options, read_only, make)
+
+
+def _heavy(items: object, contracts: Mapping[str, Contract]) -> bool:
+    """Whether the bodies of *items* hold more JSON values than a check on the loop may take
+    (counted no further than that)."""
+    if not contracts or not isinstance(items, list):
+        return False
+    left = INLINE_VALUES
+    for item in items:
+        if isinstance(item, dict) and "body" in item:
+            left -= count_values(item["body"], left + 1)
+            if left < 0:
+                return True
+    return False
 
 
 def _log_rejected(ctx: BatchContext, started: float, exc: BatchRejected) -> None:
@@ -304,24 +369,14 @@ async def _run(
     # A client at its limit was refused before its body was read (admit_early), and `admit`
     # checks again below, once the batch is known to be valid.
     outstanding = ctx.outstanding
-    plan = _plan(items, options, ctx, read_only)
+    if ctx.budget is None:  # one budget for the checks and the run of this batch
+        ctx = dataclasses.replace(ctx, budget=request_budget(ctx.settings))
+    plan = await planned(items, options, ctx, read_only=read_only)
     budget = BatchBudget(_take_budget(plan, ctx))
     if outstanding is None:
         return await _execute(plan, ctx, budget, None, on_result, resumable)
     async with outstanding.admit(ctx.client, ctx.address) as admission:
         return await _execute(plan, ctx, budget, admission, on_result, resumable)
-
-
-def _plan(items: object, options: object, ctx: BatchContext, read_only: bool) -> Plan:
-    plans = ctx.plans
-
-    def make() -> Plan:
-        known = None if plans is None else plans.items
-        return prepare(
-            items, options, ctx.settings, read_only=read_only, contracts=ctx.contracts, known=known
-        )
-
-    return make() if plans is None else plans.plan(items, options, read_only, make)
 
 
 def _take_budget(plan: Plan, ctx: BatchContext) -> RequestBudget:
@@ -365,7 +420,7 @@ async def _execute(
         if u.validate_responses != "off"
     }
     if checked and ctx.contracts:
-        fetch = checking_answers(fetch, ctx.contracts, checked)
+        fetch = checking_answers(fetch, ctx.contracts, checked, budget.request, ctx.offload)
     # Set in this task, so every task the batch starts (items, calls) inherits it.
     token = current_budget.set(budget)
     try:

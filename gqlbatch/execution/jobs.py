@@ -32,7 +32,7 @@ from gqlbatch.core.plan import PlannedItem
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.result import BatchOutcome, ErrorInfo, ItemResult, State
 from gqlbatch.core.types import Headers
-from gqlbatch.execution.engine import BatchContext, prepare, request_budget, run_batch
+from gqlbatch.execution.engine import BatchContext, planned, request_budget, run_batch
 from gqlbatch.execution.executor import Resumable
 
 __all__ = [
@@ -298,9 +298,7 @@ class Jobs:
         Raises:
             BatchRejected: the batch is invalid (nothing ran), or too many jobs are kept.
         """
-        plan = prepare(
-            items, options, ctx.settings, contracts=ctx.contracts
-        )  # refused now, not in the background
+        plan = await planned(items, options, ctx)  # refused now, not in the background
         spec = JobSpec(items, options, ctx.forwarded, ctx.address, ctx.request_id)
         job = Job(uuid.uuid4().hex, ctx.client, len(plan.items), spec=spec)
         if not await self._store.add(job):
@@ -439,7 +437,10 @@ class Jobs:
         settled = dict(job.results)
         if not job.started - settled.keys():
             return settled
-        plan = prepare(job.spec.items, job.spec.options, ctx.settings, contracts=ctx.contracts)
+        # Checked on a budget of its own: the run that follows has the job's whole budget.
+        plan = await planned(
+            job.spec.items, job.spec.options, dataclasses.replace(ctx, budget=None)
+        )
         for index in sorted(job.started - settled.keys()):
             item = plan.items[index]
             if item.request.idempotency_key is None:

@@ -85,6 +85,7 @@ _LIMITS = {
     "max_rendered_batch_bytes": int,
     "max_batch_response_bytes": int,
     "max_select_paths": int,
+    "max_checked_values": int,
 }
 _UPSTREAM = {
     "base_url": str,
