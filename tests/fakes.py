@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gqlbatch.execution.offload import OffLoop
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -237,3 +239,16 @@ class FaultServer:
             writer.write(b" ")
             await writer.drain()
             await asyncio.sleep(0.05)
+
+
+class CountingOffload(OffLoop):
+    """The server's own thread for heavy work, counting the work it was given: set it as the
+    app's `OFFLOAD` before the app starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given = 0
+
+    def __call__(self, work: Any) -> Any:
+        self.given += 1
+        return super().__call__(work)

@@ -18,8 +18,7 @@ from gqlbatch.core.config import UpstreamSettings
 from gqlbatch.core.errors import ConfigError
 from gqlbatch.core.openapi import Contract
 from gqlbatch.doors.http import OFFLOAD
-from gqlbatch.execution.offload import OffLoop
-from tests.fakes import FakeService
+from tests.fakes import CountingOffload, FakeService
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -480,18 +479,6 @@ def _checked_document(pattern: str = "^(a|aa)+$") -> dict[str, Any]:
         }
     }
     return document
-
-
-class CountingOffload(OffLoop):
-    """The server's own thread for heavy checks, counting the checks it was given."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.given = 0
-
-    def __call__(self, work: Any) -> Any:
-        self.given += 1
-        return super().__call__(work)
 
 
 async def _documented(

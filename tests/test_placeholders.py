@@ -23,10 +23,8 @@ from gqlbatch.core.placeholders import (
     parse_selectors,
     parse_template,
     project,
-    render_json,
-    render_text,
-    to_text,
 )
+from gqlbatch.core.rendering import render_json, render_text, to_text
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from gqlbatch.core.errors import BatchTooLarge, CallTooLarge
+from gqlbatch.core.rendering import Meter
 
-__all__ = ["BatchBudget", "RequestBudget", "current_budget"]
+__all__ = ["BatchBudget", "RenderedTooMuch", "RequestBudget", "current_budget"]
+
+
+class RenderedTooMuch(Exception):
+    """A rendering on the event loop passed what it may write there (`BatchBudget.meter`'s
+    *inline*): it is to be done again off the loop, within the budget's own limits."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -91,6 +97,34 @@ class BatchBudget:
             raise exc
         self.request.rendered_bytes -= size
         self.rendered_bytes += size
+
+    def meter(self, inline: int | None = None, *, alone: bool = False) -> Meter:
+        """A meter for rendering one call: it stops the rendering at the first substituted
+        value past the call's limit or the request's bytes left (only the call's limit, for a
+        call that is not charged, *alone*), with the error that the size check of the whole
+        call (`charge_rendered`) would raise; or, sooner, past *inline* characters, with
+        RenderedTooMuch."""
+        call = self.request.max_call_bytes
+        left = call if alone else self.request.rendered_bytes
+        limit = min(call, left)
+        if inline is not None and inline < limit:
+            return Meter(inline, RenderedTooMuch)
+        return Meter(limit, self._call_too_large if call <= left else self._request_ran_out)
+
+    def _call_too_large(self) -> Exception:
+        return CallTooLarge(
+            "the call would send more than max_rendered_call_bytes "
+            f"({self.request.max_call_bytes}) once its placeholders are substituted; "
+            "nothing was sent"
+        )
+
+    def _request_ran_out(self) -> Exception:
+        exc = BatchTooLarge(
+            f"the call would send more than the {self.request.rendered_bytes} bytes the "
+            "request has left of max_rendered_batch_bytes; nothing was sent"
+        )
+        exc.attempts = 0
+        return exc
 
     def charge_response(self, size: int) -> None:
         """Charge *size* bytes of an upstream body as they are read.

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
 from gqlbatch.core.errors import ForbiddenValue
-from gqlbatch.core.placeholders import Scope, Template, render_json, render_text
+from gqlbatch.core.placeholders import Scope, Template
 from gqlbatch.core.plan import PlannedItem
+from gqlbatch.core.rendering import Meter, render_json, render_text
 from gqlbatch.core.targets import header_value_problem, segment_problem
 from gqlbatch.core.types import JSON, Headers
 from gqlbatch.core.wire import Method, UpstreamCall
@@ -30,27 +31,33 @@ _METHOD_TEXT = {method: method.value for method in Method}
 """Each method's name as a plain str: an enum's `.value` is a Python-level property."""
 
 
-def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -> UpstreamCall:
-    """Render *item* against the results in *scope*, with the headers forwarded to its upstream.
+def to_call(
+    item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers], meter: Meter
+) -> UpstreamCall:
+    """Render *item* against the results in *scope*, with the headers forwarded to its upstream;
+    what its placeholders write is charged to *meter*.
 
     Raises:
         ReferenceNotFound: a placeholder's selector matched nothing.
         ForbiddenValue: a substituted value would change the target or split a header.
+        Exception: what *meter* raises when the rendering passes it.
     """
     request = item.request
-    path = render_text(item.path, scope, _path_segment)
+    path = render_text(item.path, scope, _path_segment, meter)
     if not _KEPT_AS_IS.fullmatch(path):
         path = quote(path, safe=_PATH_SAFE)
-    query = _query(item.query, scope) if item.query else ()
+    query = _query(item.query, scope, meter) if item.query else ()
     own: Headers = ()
     if item.headers:
-        own = tuple((n, _header_value(n, render_text(t, scope))) for n, t in item.headers)
+        own = tuple(
+            (n, _header_value(n, render_text(t, scope, meter=meter))) for n, t in item.headers
+        )
     if request.idempotency_key is not None:
         own += (("Idempotency-Key", request.idempotency_key),)
     headers = _merge_headers(forwarded.get(request.upstream, ()), own)
     body = None
     if request.has_body:
-        body, headers = _encode_body(render_json(item.body, scope), headers)
+        body, headers = _encode_body(render_json(item.body, scope, meter), headers)
     return UpstreamCall(
         upstream=request.upstream,
         method=_METHOD_TEXT[request.method],
@@ -62,12 +69,14 @@ def to_call(item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers]) -
     )
 
 
-def _query(query: tuple[tuple[str, Template], ...], scope: Scope) -> tuple[tuple[str, str], ...]:
+def _query(
+    query: tuple[tuple[str, Template], ...], scope: Scope, meter: Meter
+) -> tuple[tuple[str, str], ...]:
     # In order, so that the same query in any order is the same call (one read, not two).
     if len(query) == 1:
         ((name, template),) = query
-        return ((name, render_text(template, scope)),)
-    return tuple(sorted((n, render_text(t, scope)) for n, t in query))
+        return ((name, render_text(template, scope, meter=meter)),)
+    return tuple(sorted((n, render_text(t, scope, meter=meter)) for n, t in query))
 
 
 def forwarded_headers(incoming: Iterable[tuple[str, str]], allow: Iterable[str]) -> Headers:

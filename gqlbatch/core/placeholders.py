@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -36,9 +36,6 @@ __all__ = [
     "parse_selectors",
     "parse_template",
     "project",
-    "render_json",
-    "render_text",
-    "to_text",
 ]
 
 
@@ -379,41 +376,8 @@ def json_references(value: JSON) -> Iterator[Ref]:
             yield from json_references(v)
 
 
-def render_json(value: JSON, scope: Scope) -> JSON:
-    """Substitute a compiled JSON value: whole placeholders keep their type, others become text."""
-    if isinstance(value, Template):
-        whole = value.whole
-        return evaluate(whole, scope) if whole else render_text(value, scope)
-    if isinstance(value, list):
-        return [render_json(v, scope) for v in value]
-    if isinstance(value, dict):
-        return {k: render_json(v, scope) for k, v in value.items()}
-    return value
-
-
 # ---------------------------------------------------------------------------------------------
-# Evaluating
-
-
-def render_text(template: Template, scope: Scope, encode: Callable[[str], str] = str) -> str:
-    """Substitute *template* as text; each substituted value passes through *encode*."""
-    out: list[str] = []
-    for part in template.parts:
-        out.append(part if isinstance(part, str) else encode(to_text(evaluate(part, scope))))
-    return "".join(out)
-
-
-def to_text(value: JSON) -> str:
-    """A JSON value as text: lists are joined with ',', objects become compact JSON."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return ",".join(to_text(v) for v in value)
-    if value is None:
-        return ""
-    if type(value) is int or type(value) is float:  # ids, mostly; not bool, which is an int
-        return repr(value)  # what json.dumps writes for them, without its encoder's set-up
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# Evaluating (rendering a template with what it evaluates to is `core.rendering`'s)
 
 
 def evaluate(ref: Ref, scope: Scope) -> JSON:

@@ -12,19 +12,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from gqlbatch.core.call import to_call
 from gqlbatch.core.errors import ItemError
 from gqlbatch.core.placeholders import Scope
 from gqlbatch.core.plan import Plan, PlannedItem
 from gqlbatch.core.result import ItemResult, Rollback, RollbackState, State
-from gqlbatch.core.types import Headers, RequestId
+from gqlbatch.core.types import RequestId
 from gqlbatch.core.wire import SAFE_METHODS, Fetch
+from gqlbatch.execution.renderer import Renderer
 
 __all__ = ["roll_back"]
 
 
 async def roll_back(
-    plan: Plan, results: tuple[ItemResult, ...], fetch: Fetch, forwarded: Mapping[str, Headers]
+    plan: Plan, results: tuple[ItemResult, ...], fetch: Fetch, renderer: Renderer
 ) -> tuple[ItemResult, ...]:
     """*results*, with the succeeded items of each all-or-nothing unit that did not wholly
     succeed compensated, newest first: the whole batch when it is atomic, else each of its
@@ -37,7 +37,7 @@ async def roll_back(
             continue
         for index in reversed(members):
             if results[index].state is State.SUCCEEDED:
-                rollback = await _undo(plan.items[index], by_id, fetch, forwarded)
+                rollback = await _undo(plan.items[index], by_id, fetch, renderer)
                 updated[index] = dataclasses.replace(results[index], rollback=rollback)
     return tuple(updated)
 
@@ -46,7 +46,7 @@ async def _undo(
     item: PlannedItem,
     results: Mapping[RequestId, ItemResult],
     fetch: Fetch,
-    forwarded: Mapping[str, Headers],
+    renderer: Renderer,
 ) -> Rollback:
     if item.compensation is None:
         if item.request.method in SAFE_METHODS:
@@ -56,7 +56,7 @@ async def _undo(
             "no compensate was declared, so this item's effect was not undone",
         )
     try:
-        call = to_call(item.compensation, Scope(results), forwarded)
+        call = await renderer.uncharged(item.compensation, Scope(results))
         fetched = await fetch(call)
     except ItemError as exc:
         return Rollback(

@@ -34,6 +34,7 @@ from gqlbatch.execution.idempotency import IdempotencyStore, check_key, fingerpr
 from gqlbatch.execution.limits import Admission, OutstandingCalls
 from gqlbatch.execution.offload import INLINE_VALUES, Offload
 from gqlbatch.execution.plans import PlanCache
+from gqlbatch.execution.renderer import Renderer
 from gqlbatch.upstreams.loaders import Loaders
 from gqlbatch.upstreams.retries import Retrying
 
@@ -437,10 +438,12 @@ async def _execute(
             # A result an atomic batch or group may still undo is not final until the end.
             on_result=None if plan.options.atomic or plan.groups else on_result,
             resumable=resumable,
+            offload=ctx.offload,
         )
         results = execution.results
         if plan.options.atomic or plan.groups:
-            results = await roll_back(plan, results, fetch, ctx.forwarded)
+            renderer = Renderer(budget, ctx.forwarded, ctx.offload)
+            results = await roll_back(plan, results, fetch, renderer)
     finally:
         await loaders.close()
         current_budget.reset(token)

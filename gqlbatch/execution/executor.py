@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from gqlbatch.core.budget import BatchBudget, RequestBudget
-from gqlbatch.core.call import to_call
 from gqlbatch.core.errors import (
     ErrorCode,
     ItemError,
@@ -25,12 +24,15 @@ from gqlbatch.core.errors import (
     UpstreamError,
     mask_internal,
 )
-from gqlbatch.core.placeholders import Scope, evaluate, render_json
+from gqlbatch.core.placeholders import Scope, evaluate
 from gqlbatch.core.plan import Plan, PlannedItem
+from gqlbatch.core.rendering import render_json
 from gqlbatch.core.request import Mode, OnError
 from gqlbatch.core.result import ElementResult, ErrorInfo, ItemResult, Route, State
 from gqlbatch.core.types import JSON, Headers, RequestId, frozen_for_type_checkers
 from gqlbatch.core.wire import SAFE_METHODS, BodyEncoding, Fetch, Fetched, UpstreamCall
+from gqlbatch.execution.offload import Offload
+from gqlbatch.execution.renderer import Renderer
 
 __all__ = ["Execution", "Fetch", "Resumable", "execute"]
 
@@ -65,6 +67,7 @@ async def execute(
     budget: BatchBudget | None = None,
     on_result: Callable[[ItemResult], None] | None = None,
     resumable: Resumable | None = None,
+    offload: Offload | None = None,
 ) -> Execution:
     """Run every item of *plan* through *fetch* and return one result per item.
 
@@ -72,10 +75,12 @@ async def execute(
     keep their results. *budget* bounds the calls a forEach may add and the bytes every call
     may send; the engine has already charged it for the calls known before running.
     *on_result* is told each item's result as it settles (not those the deadline cancels).
-    A job passes *resumable*: its settled items keep their results, untold.
+    A job passes *resumable*: its settled items keep their results, untold. A call too large
+    to render on the event loop is rendered by *offload*.
     """
     budget = budget or BatchBudget(_UNLIMITED)
-    run = _Run(plan, fetch, forwarded or {}, _InFlight(max_concurrency), budget)
+    renderer = Renderer(budget, forwarded or {}, offload)
+    run = _Run(plan, fetch, renderer, _InFlight(max_concurrency))
     run.on_result = on_result
     run.resumable = resumable
     started = run.started
@@ -112,13 +117,12 @@ class _Run:
         self,
         plan: Plan,
         fetch: Fetch,
-        forwarded: Mapping[str, Headers],
+        renderer: Renderer,
         limit: _InFlight,
-        budget: BatchBudget,
     ) -> None:
         self._plan = plan
         self._fetch = fetch
-        self._forwarded = forwarded
+        self._render = renderer
         self._limit = limit
         self._waits = _waits(plan)
         self._next_wait: dict[RequestId, int] = {}
@@ -127,7 +131,7 @@ class _Run:
         self._tasks: dict[RequestId, asyncio.Task[None]] = {}
         """Each running item's task, by its requestId."""
         self._stopped_by: RequestId | None = None
-        self._budget = budget
+        self._budget = renderer.budget
         self.on_result: Callable[[ItemResult], None] | None = None
         self.resumable: Resumable | None = None
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -248,8 +252,8 @@ class _Run:
         started = time.perf_counter()
         began = self._ms_since_start(started)
         try:
-            call = to_call(item, Scope(deps) if deps else _NO_RESULTS, self._forwarded)
-            self._budget.charge_rendered(call.size)
+            scope = Scope(deps) if deps else _NO_RESULTS
+            call = self._render.now(item, scope) or await self._render.later(item, scope)
             fetched = await self._send(item, call)
         except ItemError as exc:
             return _failed(item, exc, _since(started), began)
@@ -289,9 +293,9 @@ class _Run:
         followers: list[tuple[int, UpstreamCall]] = []
         reads: set[UpstreamCall] = set()
         for i, value in enumerate(elements):
+            scope = Scope(deps, item=value, index=i)
             try:
-                call = to_call(item, Scope(deps, item=value, index=i), self._forwarded)
-                self._budget.charge_rendered(call.size)
+                call = self._render.now(item, scope) or await self._render.later(item, scope)
             except ItemError as exc:
                 outcomes[i] = _element_error(i, exc)
                 continue

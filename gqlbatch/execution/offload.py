@@ -1,6 +1,6 @@
 """Work that a client or an upstream can make large, run off the event loop (issue 24):
-checking a large body or answer against an OpenAPI document. The loop keeps answering
-everyone else meanwhile.
+checking a large body or answer against an OpenAPI document, and rendering a call whose
+placeholders write a lot. The loop keeps answering everyone else meanwhile.
 
 One thread, so that such checks queue behind each other instead of taking every core and
 the GIL from the loop in turn; each is bounded by its request's budget
@@ -14,13 +14,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
-__all__ = ["INLINE_VALUES", "OffLoop", "Offload"]
+__all__ = ["INLINE_CHARS", "INLINE_VALUES", "OffLoop", "Offload"]
 
 T = TypeVar("T")
 
 INLINE_VALUES = 5_000
 """A check of up to this many JSON values runs where it is asked for: a few milliseconds at
 most, less than a thread's hand-off costs; a larger one goes off the loop."""
+INLINE_CHARS = 256 * 1024
+"""A call whose placeholders write up to this many characters is rendered on the loop (a few
+milliseconds); one that writes more is rendered again, off it."""
 
 
 class Offload(Protocol):
