@@ -4,6 +4,8 @@ and only ever shown to the client that submitted them."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +16,8 @@ from gqlbatch import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode
 from gqlbatch.core.result import ItemResult, State
 from gqlbatch.execution.engine import BatchContext
-from gqlbatch.execution.jobs import Job, Jobs, JobSpec, JobState, MemoryJobStore
+from gqlbatch.execution.job_store import Job, JobSpec, JobState, MemoryJobStore
+from gqlbatch.execution.jobs import Jobs
 from gqlbatch.upstreams.client import UpstreamClient
 from tests.conftest import graphql_caller
 from tests.fakes import FakeService
@@ -230,7 +233,7 @@ async def test_a_resumed_job_runs_only_what_its_dead_run_left(
 
     done = await store.get(job.id)
     assert done is not None and done.state is JobState.SUCCEEDED
-    states = {r.request_id: (r.state, r.error and r.error.code) for r in done.items()}
+    states = {r.request_id: (r.state, r.error and r.error.code) for r in done.unpacked().items()}
     assert states == {
         "a": (State.SUCCEEDED, None),  # kept, not run again
         "w": (State.FAILED, ErrorCode.OUTCOME_UNKNOWN),  # not sent blindly
@@ -288,3 +291,188 @@ async def test_a_job_that_keeps_killing_its_workers_fails(upstream: BatchContext
     failed = await store.get(job.id)
     assert failed is not None and failed.state is JobState.FAILED
     assert failed.error is not None and "stopped 2 times" in failed.error
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 24: followers share one reader, and every client is held to its own quotas
+
+
+class CountedReads(MemoryJobStore):
+    """The memory store, counting its reads."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reads: dict[str, int] = {"get": 0, "changes": 0}
+
+    async def get(self, job_id: str) -> Job | None:
+        self.reads["get"] += 1
+        return await super().get(job_id)
+
+    async def changes(self, job_id: str, since: int) -> Any:
+        self.reads["changes"] += 1
+        return await super().changes(job_id, since)
+
+
+@pytest.fixture
+async def contexts(upstream_url: str) -> AsyncIterator[Any]:
+    """Contexts of the fake service's clients, by name, over one pooled upstream client."""
+    settings = Settings.from_upstream_urls([upstream_url])
+    pooled = UpstreamClient(settings)
+    yield lambda client="anonymous": BatchContext(settings, pooled.send, client=client)
+    await pooled.close()
+
+
+ENGINE_ITEMS = [{"requestId": "fast", "path": "/fast"}, {"requestId": "slow", "path": "/slow"}]
+
+
+async def test_followers_of_a_job_share_one_reader(contexts: Any, service: FakeService) -> None:
+    # Issue 24, finding 2: 2,000 followers each re-read the whole job on every change, and
+    # held the loop 46 s. Now the reads of the store do not grow with the followers.
+    gates = [asyncio.Event() for _ in range(5)]
+    for n, gate in enumerate(gates):
+        service.route("GET", f"/i{n}", json={"n": n}, gate=gate)
+    store = CountedReads(ttl_s=60, max_jobs=10)
+    jobs = Jobs(store, ttl_s=60, max_jobs=10)
+    items = [{"requestId": f"i{n}", "path": f"/i{n}"} for n in range(5)]
+    job = await jobs.submit(items, None, contexts())
+    await service.received(5)
+
+    async def follow() -> list[str]:
+        return [
+            getattr(event, "request_id", None) or event.state.value  # type: ignore[union-attr]
+            async for event in jobs.follow(job.id, "anonymous")
+        ]
+
+    followers = [asyncio.create_task(follow()) for _ in range(20)]
+    await asyncio.sleep(0)  # a turn of the loop: every follower joins before anything settles
+    for gate in gates:
+        gate.set()
+    for seen in await asyncio.gather(*followers):
+        assert sorted(seen[:-1]) == ["i0", "i1", "i2", "i3", "i4"] and seen[-1] == "SUCCEEDED"
+    # One opening read, one per change (five results and the end), one read of the final
+    # job, and the run's own: never one per follower.
+    assert store.reads["get"] <= 3
+    assert store.reads["changes"] <= 8
+
+
+async def test_followers_per_job_and_per_client_are_bounded(
+    contexts: Any, gate: asyncio.Event
+) -> None:
+    jobs = Jobs(
+        MemoryJobStore(ttl_s=60, max_jobs=10),
+        ttl_s=60,
+        max_jobs=10,
+        max_followers=2,
+        max_followers_per_client=3,
+    )
+    alice, bob = contexts("alice"), contexts("bob")
+    first = await jobs.submit(ENGINE_ITEMS, None, alice)
+    second = await jobs.submit(ENGINE_ITEMS, None, alice)
+    theirs = await jobs.submit(ENGINE_ITEMS, None, bob)
+    held = [jobs.follow(first.id, "alice") for _ in range(2)]
+    for follower in held:
+        await anext(follower)  # following; the slow item is held by the gate
+    with pytest.raises(BatchRejected) as per_job:
+        await anext(jobs.follow(first.id, "alice"))
+    assert per_job.value.code is ErrorCode.TOO_MANY_REQUESTS
+    assert "jobs.max_followers 2" in str(per_job.value)
+    third = jobs.follow(second.id, "alice")
+    await anext(third)
+    with pytest.raises(BatchRejected) as per_client:
+        await anext(jobs.follow(second.id, "alice"))
+    assert "jobs.max_followers_per_client 3" in str(per_client.value)
+    others = jobs.follow(theirs.id, "bob")  # another client is never refused for alice
+    await anext(others)
+    for follower in [*held, third, others]:
+        await follower.aclose()
+    again = jobs.follow(first.id, "alice")  # those who left no longer count
+    await anext(again)
+    await again.aclose()
+    gate.set()
+
+
+async def test_one_client_cannot_fill_the_job_table(gateway_for_jobs: Any) -> None:
+    # Issue 24, finding 6: one anonymous client filled the 10,000-job table in 24 s, and
+    # everyone else's jobs were refused for a day. Each client now has its own share.
+    client = gateway_for_jobs
+    mallory = {"Authorization": "Bearer mallory", "Prefer": "respond-async"}
+    batch = {"requests": [{"path": "/fast"}]}
+    statuses = [(await client.post("/batch", json=batch, headers=mallory)).status for _ in range(3)]
+    assert statuses == [202, 202, 429]
+    refused = await client.post("/batch", json=batch, headers=mallory)
+    error = (await refused.json())["error"]
+    assert error["code"] == "TOO_MANY_REQUESTS" and "jobs.max_per_client" in error["message"]
+    assert refused.headers["Retry-After"] == "1"
+    assert (await client.post("/batch", json=batch, headers=ASYNC)).status == 202
+
+
+@pytest.fixture
+async def gateway_for_jobs(make_gateway: Any, upstream_url: str, service: FakeService) -> Any:
+    service.route("GET", "/fast", json={"n": 1})
+    return await make_gateway(upstream_url, jobs_max_per_client=2, jobs_max=100)
+
+
+def test_a_finished_jobs_outcome_is_kept_compactly() -> None:
+    from gqlbatch.core.result import BatchOutcome, BatchStats
+    from gqlbatch.core.wire import BodyEncoding
+    from gqlbatch.execution.job_store import pack, unpack
+
+    rows = [{"id": n, "title": "a title that repeats", "userId": n % 7} for n in range(5_000)]
+    result = ItemResult(
+        request_id="r",
+        index=0,
+        state=State.SUCCEEDED,
+        status=200,
+        body=rows,
+        body_encoding=BodyEncoding.JSON,
+    )
+    stats = BatchStats(
+        sub_requests=1,
+        calls_requested=1,
+        upstream_calls=1,
+        calls_saved=0,
+        saved_by_dedupe=0,
+        saved_by_bulk=0,
+        wall_ms=1.0,
+        critical_path_ms=1.0,
+    )
+    outcome = BatchOutcome((result,), stats)
+    packed = pack(outcome)
+    import json
+
+    assert packed.startswith("z:")
+    assert len(packed) * 5 < len(json.dumps(rows))  # kept in a fifth of its JSON, or less
+    assert unpack(packed) == outcome
+    one = ItemResult(request_id="s", index=0, state=State.SUCCEEDED, status=200)
+    small = BatchOutcome((one,), stats)
+    assert not pack(small).startswith("z:") and unpack(pack(small)) == small
+
+
+async def test_a_clients_finished_jobs_are_held_to_its_bytes(
+    contexts: Any, service: FakeService
+) -> None:
+    # Issue 24, finding 7: 16 finished jobs took the process from 57 to 1,211 MiB, for a day.
+    # Bodies of random text, which compression cannot shrink much: 30,000 characters each.
+    blobs = [base64.b64encode(os.urandom(22_500)).decode() for _ in range(3)]
+    for n, blob in enumerate(blobs):
+        service.route("GET", f"/big{n}", json={"blob": blob})
+    store = MemoryJobStore(ttl_s=60, max_jobs=10, max_bytes_per_client=50_000)
+    jobs = Jobs(store, ttl_s=60, max_jobs=10, max_bytes_per_client=50_000)
+    alice, bob = contexts("alice"), contexts("bob")
+
+    async def finished(items: list[dict[str, Any]], ctx: BatchContext) -> Job:
+        job = await jobs.submit(items, None, ctx)
+        return [e async for e in jobs.follow(job.id, ctx.client)][-1]  # type: ignore[return-value]
+
+    bobs = await finished([{"path": "/big0"}], bob)
+    first = await finished([{"path": "/big0"}], alice)
+    second = await finished([{"path": "/big1"}], alice)  # over 50,000: alice's oldest goes
+    with pytest.raises(BatchRejected):
+        await jobs.get(first.id, "alice")
+    assert (await jobs.get(second.id, "alice")).items()[0].body == {"blob": blobs[1]}
+    assert (await jobs.get(bobs.id, "bob")).state is JobState.SUCCEEDED  # bob's are his own
+    # A job whose results alone are over the client's bytes keeps what each item became.
+    huge = await finished([{"path": f"/big{n}"} for n in range(3)], alice)
+    assert [r.status for r in huge.items()] == [200, 200, 200]
+    assert [r.body for r in huge.items()] == [None, None, None]
+    assert huge.error is not None and "jobs.max_bytes_per_client" in huge.error

@@ -9,6 +9,7 @@ client's limit holds across both.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,7 +31,7 @@ from gqlbatch.core.result import (
 )
 from gqlbatch.core.wire import BodyEncoding
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
-from gqlbatch.execution.jobs import Job, JobSpec, JobState, JobStore, MemoryJobStore
+from gqlbatch.execution.job_store import Job, JobSpec, JobState, JobStore, MemoryJobStore, pack
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from tests.fakes import FakeService
 from tests.processes import SERVING, gqlbatch_server
@@ -255,22 +256,66 @@ def test_a_stored_outcome_reads_back_equal() -> None:
 
 async def test_a_job_store_keeps_results_ends_once_and_is_bounded(jobs_store: JobStore) -> None:
     job = Job("j1", "cred:a", 2)
-    assert await jobs_store.add(job)
-    assert await jobs_store.add(Job("j2", "cred:a", 1))
-    assert not await jobs_store.add(Job("j3", "cred:a", 1))  # max_jobs is 2
+    assert await jobs_store.add(job) is None
+    assert await jobs_store.add(Job("j2", "cred:b", 1)) is None
+    assert await jobs_store.add(Job("j3", "cred:c", 1)) == "jobs.max"  # max_jobs is 2
     await jobs_store.record("j1", _outcome("one").results[0])
     read = await jobs_store.get("j1")
     assert read is not None
     assert (read.client, read.total, read.state, read.done) == ("cred:a", 2, JobState.RUNNING, 1)
-    assert await jobs_store.finish("j1", JobState.SUCCEEDED, _outcome("final"), None)
-    assert not await jobs_store.finish("j1", JobState.CANCELLED, None, None)  # ended once
+    news = await jobs_store.changes("j1", 0)
+    assert news is not None and [r.body for r in news.results] == [{"marker": "one"}]
+    final = pack(_outcome("final"))
+    assert await jobs_store.finish("j1", "cred:a", JobState.SUCCEEDED, final, None)
+    assert not await jobs_store.finish("j1", "cred:a", JobState.CANCELLED, None, None)  # once
     ended = await jobs_store.get("j1")
     assert ended is not None and ended.state is JobState.SUCCEEDED
-    assert ended.outcome is not None and ended.items()[0].body == {"marker": "final"}
-    assert await jobs_store.finish("j2", JobState.FAILED, None, "a limit")
+    assert ended.packed == final  # kept packed: read back only when asked for
+    assert ended.unpacked().items()[0].body == {"marker": "final"}
+    assert await jobs_store.finish("j2", "cred:b", JobState.FAILED, None, "a limit")
     failed = await jobs_store.get("j2")
     assert failed is not None and failed.error == "a limit"
     assert await jobs_store.get("unknown") is None
+
+
+@pytest.fixture
+def quota_store(redis: Any) -> JobStore:
+    if redis is None:
+        return MemoryJobStore(ttl_s=60, max_jobs=10, max_per_client=2, max_bytes_per_client=250)
+    from gqlbatch.execution.redis_store import RedisJobStore
+
+    return RedisJobStore(redis, ttl_s=60, max_jobs=10, max_per_client=2, max_bytes_per_client=250)
+
+
+async def test_a_job_store_holds_each_client_to_its_share(quota_store: JobStore) -> None:
+    # Issue 24, findings 6 and 7, in either store: jobs and bytes per client.
+    assert await quota_store.add(Job("a1", "cred:a", 1)) is None
+    assert await quota_store.add(Job("a2", "cred:a", 1)) is None
+    assert await quota_store.add(Job("a3", "cred:a", 1)) == "jobs.max_per_client"
+    assert await quota_store.add(Job("b1", "cred:b", 1)) is None  # b has a share of its own
+    packed = pack(_outcome("1" * 20))  # about 200 characters: one fits in 250, two do not
+    assert await quota_store.finish("a1", "cred:a", JobState.SUCCEEDED, packed, None)
+    assert await quota_store.finish("b1", "cred:b", JobState.SUCCEEDED, packed, None)
+    assert await quota_store.finish("a2", "cred:a", JobState.SUCCEEDED, packed, None)
+    assert await quota_store.get("a1") is None  # a's oldest finished job made room
+    assert await quota_store.get("a2") is not None and await quota_store.get("b1") is not None
+    assert await quota_store.add(Job("a3", "cred:a", 1)) is None  # its place is free again
+
+
+async def test_a_job_store_tells_followers_only_what_changed(jobs_store: JobStore) -> None:
+    assert await jobs_store.add(Job("j1", "cred:a", 3)) is None
+    one, two, three = (_outcome(str(n)).results[0] for n in range(3))
+    await jobs_store.record("j1", dataclasses.replace(two, index=1))
+    await jobs_store.record("j1", one)
+    news = await jobs_store.changes("j1", 0)
+    assert news is not None and (news.client, news.state) == ("cred:a", JobState.RUNNING)
+    assert [r.index for r in news.results] == [1, 0]  # in the order they settled
+    await jobs_store.record("j1", dataclasses.replace(three, index=2))
+    later = await jobs_store.changes("j1", 2)
+    assert later is not None and [r.index for r in later.results] == [2]
+    state_only = await jobs_store.changes("j1", 3)
+    assert state_only is not None and state_only.results == []
+    assert await jobs_store.changes("gone", 0) is None
 
 
 async def test_a_job_store_keeps_what_a_resumed_run_needs(jobs_store: JobStore) -> None:
@@ -281,7 +326,7 @@ async def test_a_job_store_keeps_what_a_resumed_run_needs(jobs_store: JobStore) 
         "addr:10.0.0.1",
         "req-7",
     )
-    assert await jobs_store.add(Job("j1", "cred:a", 1, spec=spec))
+    assert await jobs_store.add(Job("j1", "cred:a", 1, spec=spec)) is None
     await jobs_store.mark_started("j1", 0)
     read = await jobs_store.get("j1")
     assert read is not None and (read.spec, read.started) == (spec, {0})
@@ -296,7 +341,7 @@ async def test_a_job_store_keeps_what_a_resumed_run_needs(jobs_store: JobStore) 
     assert await jobs_store.take("j1", "r2", lease_ms=60_000) == 2  # the job's second run
     assert not await jobs_store.renew("j1", "r1", lease_ms=60_000)
     # Once it ends, the spec goes: its headers may carry credentials.
-    assert await jobs_store.finish("j1", JobState.SUCCEEDED, _outcome("x"), None)
+    assert await jobs_store.finish("j1", "cred:a", JobState.SUCCEEDED, pack(_outcome("x")), None)
     ended = await jobs_store.get("j1")
     assert ended is not None and ended.spec is None
     # Nothing is kept for a job the store no longer has.

@@ -264,6 +264,16 @@ def _origin(text: str) -> str | None:
 
 
 _STORE_SCHEMES = frozenset({"redis", "rediss", "unix"})
+_JOB_FIELDS = (
+    "ttl_s",
+    "max",
+    "max_per_client",
+    "max_bytes_per_client",
+    "max_followers",
+    "max_followers_per_client",
+    "heartbeat_s",
+    "attempts",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -322,6 +332,14 @@ class Settings:
             process's memory.
         jobs_ttl_s: how long a finished async batch (a job) and its results are kept.
         jobs_max: jobs kept at once; past it a new one is refused with TOO_MANY_REQUESTS.
+        jobs_max_per_client: jobs one client may have kept at once, running or finished;
+            past it that client's new ones are refused with TOO_MANY_REQUESTS.
+        jobs_max_bytes_per_client: the bytes one client's finished jobs' results may take,
+            packed; past it its oldest finished jobs are forgotten first, and a job that alone
+            is over it keeps its items' states, statuses and errors, not their bodies.
+        jobs_max_followers: followers one job may have at once in one process
+            (`Subscription.batchJob`); past it TOO_MANY_REQUESTS.
+        jobs_max_followers_per_client: followers one client may have at once in one process.
         jobs_heartbeat_s: with the shared store, a running job's process tells the queue it is
             alive every third of this; a job not heard of for this long is taken over by
             another worker, which resumes it.
@@ -387,6 +405,10 @@ class Settings:
     store_url: str | None = None
     jobs_ttl_s: int = 86_400
     jobs_max: int = 10_000
+    jobs_max_per_client: int = 100
+    jobs_max_bytes_per_client: int = 64 * 1024 * 1024
+    jobs_max_followers: int = 32
+    jobs_max_followers_per_client: int = 64
     jobs_heartbeat_s: int = 10
     jobs_attempts: int = 3
     jobs_in_process: bool = True
@@ -403,7 +425,7 @@ class Settings:
                 f"store.url {self.store_url!r} must start with redis://, rediss:// or unix://"
             )
         _check_positive("limits", self, _LIMIT_FIELDS)
-        for key in ("ttl_s", "max", "heartbeat_s", "attempts"):
+        for key in _JOB_FIELDS:
             value = getattr(self, f"jobs_{key}")
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"jobs.{key} must be a positive integer, got {value!r}")

@@ -66,7 +66,8 @@ from gqlbatch.execution.engine import (
     admit_early,
 )
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
-from gqlbatch.execution.jobs import Jobs, JobStore, MemoryJobStore
+from gqlbatch.execution.job_store import JobStore, MemoryJobStore
+from gqlbatch.execution.jobs import Jobs
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from gqlbatch.execution.offload import OffLoop
 from gqlbatch.execution.persisted import (
@@ -123,6 +124,7 @@ def create_app(
     shared = _shared_state(app, settings)
     app[IDEMPOTENCY] = shared.idempotency
     queue = shared.queue
+    app[OFFLOAD] = offload = OffLoop()
     app[JOBS] = jobs = Jobs(
         shared.jobs,
         ttl_s=settings.jobs_ttl_s,
@@ -130,11 +132,16 @@ def create_app(
         attempts=settings.jobs_attempts,
         lease_s=settings.jobs_heartbeat_s,
         queue=queue,
+        offload=offload,
+        max_per_client=settings.jobs_max_per_client,
+        max_bytes_per_client=settings.jobs_max_bytes_per_client,
+        max_followers=settings.jobs_max_followers,
+        max_followers_per_client=settings.jobs_max_followers_per_client,
+        retry_after_s=settings.retry_after_s,
     )
     app.on_cleanup.append(lambda _app: jobs.close())
-    app[PLANS] = PlanCache()
-    app[OFFLOAD] = offload = OffLoop()
     app.on_cleanup.append(lambda _app: _closed(offload))
+    app[PLANS] = PlanCache()
     app[OUTSTANDING] = OutstandingCalls(
         per_client=settings.max_outstanding_per_client,
         per_address=settings.max_outstanding_per_address,
@@ -194,7 +201,12 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
                 max_bytes=settings.idempotency_max_bytes,
                 max_record_bytes=settings.idempotency_max_record_bytes,
             ),
-            MemoryJobStore(ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
+            MemoryJobStore(
+                ttl_s=settings.jobs_ttl_s,
+                max_jobs=settings.jobs_max,
+                max_per_client=settings.jobs_max_per_client,
+                max_bytes_per_client=settings.jobs_max_bytes_per_client,
+            ),
             MemoryPersistedQueries(settings.persisted_queries_max_bytes),
             None,
         )

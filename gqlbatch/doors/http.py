@@ -19,7 +19,8 @@ from gqlbatch.core.openapi import Contract
 from gqlbatch.core.types import Headers
 from gqlbatch.execution.engine import BatchContext, request_budget
 from gqlbatch.execution.idempotency import IdempotencyStore
-from gqlbatch.execution.jobs import Job, Jobs
+from gqlbatch.execution.job_store import Job
+from gqlbatch.execution.jobs import Jobs
 from gqlbatch.execution.limits import OutstandingCalls
 from gqlbatch.execution.offload import OffLoop
 from gqlbatch.execution.plans import PlanCache

@@ -4,6 +4,7 @@ engine's plain values. One of the two modules that import strawberry (the other 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -57,7 +58,8 @@ from gqlbatch.doors.extensions import (
 from gqlbatch.doors.graphiql import local_page, offline_notice
 from gqlbatch.doors.http import CONTEXT, NO_STORE, in_door_shape, invalid, read_json
 from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
-from gqlbatch.execution.jobs import Job, Jobs, JobState
+from gqlbatch.execution.job_store import Job, JobState
+from gqlbatch.execution.jobs import Jobs
 from gqlbatch.execution.persisted import PersistedQueries, PersistedQueryRefused
 
 __all__ = [
@@ -582,7 +584,10 @@ class BatchJob:
         description="The results so far, in the order the items were sent."
     )
     stats: BatchStatsType | None = strawberry.field(description="Once the job succeeded.")
-    error: str | None = strawberry.field(description="Why the job failed, when it did.")
+    error: str | None = strawberry.field(
+        description="Why the job failed, when it did; for one that succeeded, what of its "
+        "results could not be kept (their bodies, past jobs.max_bytes_per_client)."
+    )
 
 
 def _to_job(job: Job) -> BatchJob:
@@ -631,10 +636,12 @@ async def _stream_batch(
 async def _follow_job(
     info: strawberry.Info[Context, None], id: strawberry.ID
 ) -> AsyncGenerator[object, None]:
-    events = _jobs(info.context).follow(str(id), info.context.client)
+    following = _jobs(info.context).follow(str(id), info.context.client)
     try:
-        async for event in events:
-            yield _to_job(event) if isinstance(event, Job) else event
+        # aclosing: a follower that stops is counted out of the job's followers at once.
+        async with contextlib.aclosing(following) as events:
+            async for event in events:
+                yield _to_job(event) if isinstance(event, Job) else event
     except BatchRejected as exc:
         raise rejection(exc) from None
 

@@ -4,7 +4,8 @@ and after, cancelled on request (DESIGN §2 `submitBatch`, `Prefer: respond-asyn
 A job is validated when it is submitted, so an invalid batch is refused then, as any batch is;
 from then on its items' results are recorded in a `JobStore` as each one settles. Only the
 client that submitted a job (its credentials' digest) can read or cancel it; to anyone else it
-does not exist. A finished job is kept for `jobs_ttl_s`; at most `jobs_max` are kept at once.
+does not exist. A finished job is kept for `jobs_ttl_s`; at most `jobs_max` are kept at once,
+and `jobs_max_per_client` of one client (`job_store` says what else each client is held to).
 
 The store is this process's memory, where the job runs in the process that accepted it; or
 Redis (`[store] url`), where any process reads a job and cancels it, and the job waits on a
@@ -18,236 +19,26 @@ sent again with its `idempotencyKey`, which tells the upstream it is the same wr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-import time
+import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Protocol
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem, mask_internal
 from gqlbatch.core.plan import PlannedItem
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.result import BatchOutcome, ErrorInfo, ItemResult, State
-from gqlbatch.core.types import Headers
+from gqlbatch.core.wire import BodyEncoding
 from gqlbatch.execution.engine import BatchContext, planned, request_budget, run_batch
 from gqlbatch.execution.executor import Resumable
+from gqlbatch.execution.job_feeds import Feeds
+from gqlbatch.execution.job_store import COMPACT_CHARS, Job, JobSpec, JobState, JobStore, pack
+from gqlbatch.execution.offload import Offload
 
-__all__ = [
-    "ContextFor",
-    "Job",
-    "JobQueue",
-    "JobSpec",
-    "JobState",
-    "JobStore",
-    "Jobs",
-    "MemoryJobStore",
-]
-
-
-class JobState(StrEnum):
-    """Where a job is."""
-
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    """Finished: every item has its result (items may have failed, as in any batch)."""
-    FAILED = "FAILED"
-    """Ended without an outcome: refused when it ran (a limit), or broken by a bug."""
-    CANCELLED = "CANCELLED"
-
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    """What any process needs to run a job: the batch as submitted, and who sent it. Kept
-    while the job runs, dropped when it ends: its headers may carry credentials."""
-
-    items: Any
-    """The items in the engine's plain form (JSON)."""
-    options: Any
-    forwarded: Mapping[str, Headers]
-    address: str
-    request_id: str
-
-    def to_json(self) -> dict[str, Any]:
-        forwarded = {name: [list(h) for h in headers] for name, headers in self.forwarded.items()}
-        return {
-            "items": self.items,
-            "options": self.options,
-            "forwarded": forwarded,
-            "address": self.address,
-            "request_id": self.request_id,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> JobSpec:
-        forwarded = {
-            name: tuple((str(k), str(v)) for k, v in headers)
-            for name, headers in data["forwarded"].items()
-        }
-        return cls(data["items"], data["options"], forwarded, data["address"], data["request_id"])
-
-
-@dataclass
-class Job:
-    """What is known of a job: its state and the results so far."""
-
-    id: str
-    client: str
-    total: int
-    state: JobState = JobState.RUNNING
-    results: dict[int, ItemResult] = field(default_factory=dict)
-    """The results settled so far, by item index."""
-    outcome: BatchOutcome | None = None
-    error: str | None = None
-    spec: JobSpec | None = field(default=None, repr=False)
-    """How to run it; None once it has ended."""
-    started: set[int] = field(default_factory=set)
-    """Items that began sending a write (settled or not): the ones a resumed job must not
-    send blindly."""
-
-    @property
-    def done(self) -> int:
-        """Items with their result."""
-        return len(self.results)
-
-    def items(self) -> list[ItemResult]:
-        """The results so far, in the client's order."""
-        return [self.results[i] for i in sorted(self.results)]
-
-
-class JobStore(Protocol):
-    """Where jobs are kept: this process's memory, or one that processes share."""
-
-    async def add(self, job: Job) -> bool:
-        """Keep a new job; False when the store already keeps its most."""
-        ...
-
-    async def get(self, job_id: str) -> Job | None:
-        """The job as it is now, or None when it is unknown or expired."""
-        ...
-
-    async def record(self, job_id: str, result: ItemResult) -> None:
-        """Keep one item's settled result."""
-        ...
-
-    async def mark_started(self, job_id: str, index: int) -> None:
-        """Keep that item *index* is about to send a write."""
-        ...
-
-    async def take(self, job_id: str, runner: str, lease_ms: int) -> int | None:
-        """Make *runner* the one process that runs the job, for *lease_ms*; the number of this
-        run (1 the first time), or None while another runner's lease lasts."""
-        ...
-
-    async def renew(self, job_id: str, runner: str, lease_ms: int) -> bool:
-        """Extend *runner*'s lease; False when it has lost it (it lapsed, another took it)."""
-        ...
-
-    async def release(self, job_id: str, runner: str) -> None:
-        """End *runner*'s lease, if it still holds it: the next runner need not wait."""
-        ...
-
-    async def finish(
-        self, job_id: str, state: JobState, outcome: BatchOutcome | None, error: str | None
-    ) -> bool:
-        """End a running job (start its expiry, drop its spec); False when it had ended."""
-        ...
-
-    async def changed(self, job_id: str) -> None:
-        """Return when the job may have news (a result, its end)."""
-        ...
-
-
-class MemoryJobStore:
-    """Jobs in this process's memory; finished ones go `ttl_s` after they end."""
-
-    def __init__(
-        self, *, ttl_s: int, max_jobs: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._ttl_s = ttl_s
-        self._max_jobs = max_jobs
-        self._clock = clock
-        self._jobs: dict[str, Job] = {}
-        self._ended: dict[str, float] = {}
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._leases: dict[str, tuple[str, float]] = {}
-        self._runs: dict[str, int] = {}
-
-    async def add(self, job: Job) -> bool:
-        self._expire()
-        if len(self._jobs) >= self._max_jobs:
-            return False
-        self._jobs[job.id] = job
-        return True
-
-    async def get(self, job_id: str) -> Job | None:
-        self._expire()
-        return self._jobs.get(job_id)
-
-    async def record(self, job_id: str, result: ItemResult) -> None:
-        job = self._jobs.get(job_id)
-        if job is not None:
-            job.results[result.index] = result
-            self._wake(job_id)
-
-    async def mark_started(self, job_id: str, index: int) -> None:
-        job = self._jobs.get(job_id)
-        if job is not None:
-            job.started.add(index)
-
-    async def take(self, job_id: str, runner: str, lease_ms: int) -> int | None:
-        holder, until = self._leases.get(job_id, (runner, 0.0))
-        if job_id not in self._jobs or (holder != runner and until > self._clock()):
-            return None
-        self._leases[job_id] = (runner, self._clock() + lease_ms / 1000)
-        self._runs[job_id] = self._runs.get(job_id, 0) + 1
-        return self._runs[job_id]
-
-    async def renew(self, job_id: str, runner: str, lease_ms: int) -> bool:
-        holder, until = self._leases.get(job_id, ("", 0.0))
-        if holder != runner or until <= self._clock():
-            return False
-        self._leases[job_id] = (runner, self._clock() + lease_ms / 1000)
-        return True
-
-    async def release(self, job_id: str, runner: str) -> None:
-        if self._leases.get(job_id, ("", 0.0))[0] == runner:
-            del self._leases[job_id]
-
-    async def finish(
-        self, job_id: str, state: JobState, outcome: BatchOutcome | None, error: str | None
-    ) -> bool:
-        job = self._jobs.get(job_id)
-        if job is None or job.state is not JobState.RUNNING:
-            return False
-        job.state, job.outcome, job.error, job.spec = state, outcome, error, None
-        if outcome is not None:
-            job.results = {r.index: r for r in outcome.results}
-        self._ended[job_id] = self._clock()
-        self._wake(job_id)
-        return True
-
-    async def changed(self, job_id: str) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(job_id, []).append(waiter)
-        await waiter
-
-    def _wake(self, job_id: str) -> None:
-        for waiter in self._waiters.pop(job_id, []):
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _expire(self) -> None:
-        now = self._clock()
-        for job_id in [j for j, ended in self._ended.items() if now - ended > self._ttl_s]:
-            del self._jobs[job_id], self._ended[job_id]
-            self._leases.pop(job_id, None)
-            self._runs.pop(job_id, None)
-
-    def __len__(self) -> int:
-        return len(self._jobs)
+__all__ = ["ContextFor", "JobQueue", "Jobs"]
 
 
 log = logging.getLogger("gqlbatch.jobs")
@@ -280,38 +71,50 @@ class Jobs:
         attempts: int = 3,
         lease_s: int = 10,
         queue: JobQueue | None = None,
+        offload: Offload | None = None,
+        max_per_client: int = 100,
+        max_bytes_per_client: int = 64 * 1024 * 1024,
+        max_followers: int = 32,
+        max_followers_per_client: int = 64,
+        retry_after_s: int = 1,
     ) -> None:
         """Without a *queue*, a job runs in the process that accepted it. A process running
         a job holds its lease (*lease_s*, renewed while it runs): the queue may deliver a job
-        twice, and only one process runs it at a time."""
+        twice, and only one process runs it at a time. A large outcome is packed and read
+        back by *offload*, off the event loop. The *max_…* limits are the store's, said
+        again here for the messages that refuse a client."""
         self._store = store
         self._ttl_s = ttl_s
         self._max_jobs = max_jobs
+        self._max_per_client = max_per_client
+        self._max_bytes = max_bytes_per_client
         self._attempts = attempts
         self._lease_ms = lease_s * 1000
         self._queue = queue
+        self._offload = offload
+        self._retry_after_s = retry_after_s
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._feeds = Feeds(
+            store,
+            self._unpacked,
+            per_job=max_followers,
+            per_client=max_followers_per_client,
+            retry_after_s=retry_after_s,
+        )
 
     async def submit(self, items: object, options: object, ctx: BatchContext) -> Job:
         """Validate the batch and start it (here, or on the queue); the job, at once.
 
         Raises:
-            BatchRejected: the batch is invalid (nothing ran), or too many jobs are kept.
+            BatchRejected: the batch is invalid (nothing ran), or too many jobs are kept, by
+                the server or for this client.
         """
         plan = await planned(items, options, ctx)  # refused now, not in the background
         spec = JobSpec(items, options, ctx.forwarded, ctx.address, ctx.request_id)
         job = Job(uuid.uuid4().hex, ctx.client, len(plan.items), spec=spec)
-        if not await self._store.add(job):
-            raise BatchRejected(
-                [
-                    Problem(
-                        ErrorCode.TOO_MANY_REQUESTS,
-                        f"the server already keeps {self._max_jobs} jobs (jobs.max); "
-                        "send it again once some have finished and expired",
-                    )
-                ],
-                retry_after_s=ctx.settings.retry_after_s,
-            )
+        refused = await self._store.add(job)
+        if refused is not None:
+            raise self._full(refused)
         if self._queue is not None:
             await self._queue.enqueue(job.id)
             return job
@@ -322,25 +125,71 @@ class Jobs:
         task.add_done_callback(lambda _: self._running.pop(job.id, None))
         return job
 
+    def _full(self, limit: str) -> BatchRejected:
+        if limit == "jobs.max_per_client":
+            message = (
+                f"these credentials already have {self._max_per_client} jobs kept "
+                "(jobs.max_per_client); send it again once some have finished and expired, "
+                "or cancel one"
+            )
+        else:
+            message = (
+                f"the server already keeps {self._max_jobs} jobs (jobs.max); "
+                "send it again once some have finished and expired"
+            )
+        return BatchRejected(
+            [Problem(ErrorCode.TOO_MANY_REQUESTS, message)], retry_after_s=self._retry_after_s
+        )
+
     async def get(self, job_id: str, client: str) -> Job:
-        """The job *job_id*, if *client* submitted it.
+        """The job *job_id*, if *client* submitted it, with its outcome read.
 
         Raises:
             BatchRejected: JOB_NOT_FOUND, for an unknown, expired or someone else's job.
         """
         job = await self._store.get(job_id)
         if job is None or job.client != client:
-            raise BatchRejected(
-                [
-                    Problem(
-                        ErrorCode.JOB_NOT_FOUND,
-                        f"no job {job_id[:64]!r} for these credentials; jobs are kept "
-                        f"{self._ttl_s} s after they finish",
-                        field="id",
-                    )
-                ]
+            raise self._not_found(job_id)
+        return await self._unpacked(job)
+
+    def _not_found(self, job_id: str) -> BatchRejected:
+        return BatchRejected(
+            [
+                Problem(
+                    ErrorCode.JOB_NOT_FOUND,
+                    f"no job {job_id[:64]!r} for these credentials; jobs are kept "
+                    f"{self._ttl_s} s after they finish",
+                    field="id",
+                )
+            ]
+        )
+
+    async def _unpacked(self, job: Job) -> Job:
+        """*job* with its packed outcome read: off the event loop, when it is large."""
+        if job.packed is None:
+            return job
+        if self._offload is not None and len(job.packed) > COMPACT_CHARS:
+            return await self._offload(job.unpacked)
+        return job.unpacked()
+
+    async def _packed(self, outcome: BatchOutcome) -> tuple[str, str | None]:
+        """*outcome* packed to be kept (off the event loop, when it is large), and a note
+        when only its items' states, statuses and errors could be: it alone was over its
+        client's bytes (jobs.max_bytes_per_client)."""
+
+        def packed() -> tuple[str, str | None]:
+            text = pack(outcome)
+            if len(text) <= self._max_bytes:
+                return text, None
+            note = (
+                f"the job's results took {len(text)} bytes packed, more than the "
+                f"{self._max_bytes} its client may keep (jobs.max_bytes_per_client): their "
+                "bodies were not kept; states, statuses and errors were"
             )
-        return job
+            return pack(_without_bodies(outcome)), note
+
+        large = outcome.stats.response_bytes > COMPACT_CHARS
+        return await self._offload(packed) if large and self._offload is not None else packed()
 
     async def cancel(self, job_id: str, client: str) -> Job:
         """Stop *job_id*: items not finished never report; finished ones keep their results.
@@ -350,30 +199,29 @@ class Jobs:
             BatchRejected: JOB_NOT_FOUND, as `get`.
         """
         await self.get(job_id, client)
-        await self._store.finish(job_id, JobState.CANCELLED, None, None)
+        await self._store.finish(job_id, client, JobState.CANCELLED, None, None)
         task = self._running.get(job_id)
         if task is not None:
             task.cancel()
         return await self.get(job_id, client)
 
-    async def follow(self, job_id: str, client: str) -> AsyncIterator[ItemResult | Job]:
+    async def follow(self, job_id: str, client: str) -> AsyncGenerator[ItemResult | Job, None]:
         """Each item's result as it settles (those already settled first), then the job
         once it has ended.
 
         Raises:
-            BatchRejected: JOB_NOT_FOUND, as `get`, before anything is yielded.
+            BatchRejected: JOB_NOT_FOUND, as `get`, or TOO_MANY_REQUESTS past the followers
+                of a job or a client; before anything is yielded.
         """
-        told: set[int] = set()
-        while True:
-            job = await self.get(job_id, client)
-            for result in job.items():
-                if result.index not in told:
-                    told.add(result.index)
-                    yield result
-            if job.state is not JobState.RUNNING:
-                yield job
-                return
-            await self._store.changed(job_id)
+        try:
+            feed = await self._feeds.join(job_id, client)
+        except LookupError:
+            raise self._not_found(job_id) from None
+        # aclosing: a follower that leaves is counted out now, not when its generator is
+        # collected.
+        async with contextlib.aclosing(self._feeds.events(feed)) as events:
+            async for event in events:
+                yield event
 
     async def close(self) -> None:
         """Cancel the jobs this process runs without a queue: the process is stopping."""
@@ -402,7 +250,7 @@ class Jobs:
                     f"the processes running this job stopped {run - 1} times before it "
                     f"finished (jobs.attempts is {self._attempts}); it is not started again"
                 )
-                await self._store.finish(job_id, JobState.FAILED, None, message)
+                await self._store.finish(job_id, job.client, JobState.FAILED, None, message)
                 return
             ctx = context_for(job)
             token = current_request_id.set(ctx.request_id or None)
@@ -410,7 +258,7 @@ class Jobs:
                 settled = await self._settled(job, ctx)
             except Exception as exc:  # a bug: the job fails, the worker carries on
                 message = mask_internal(exc, f"in job {job_id}").message
-                await self._store.finish(job_id, JobState.FAILED, None, message)
+                await self._store.finish(job_id, job.client, JobState.FAILED, None, message)
                 return
             try:
                 await self._run(job, ctx, runner, Resumable(settled, self._marker(job_id)))
@@ -422,8 +270,7 @@ class Jobs:
     async def _take(self, job_id: str, runner: str) -> int | None:
         """This run's number once *runner* holds the job's lease; None if the job ended."""
         while (run := await self._store.take(job_id, runner, self._lease_ms)) is None:
-            job = await self._store.get(job_id)
-            if job is None or job.state is not JobState.RUNNING:
+            if not await self._is_running(job_id):
                 return None
             # Another process runs it (the queue delivered it twice), or did until it died:
             # its lease ends within lease_s.
@@ -469,7 +316,7 @@ class Jobs:
                 job.spec.items, job.spec.options, ctx, on_result=record, resumable=resumable
             )
         except BatchRejected as exc:  # a limit met when it ran (outstanding calls)
-            await self._store.finish(job.id, JobState.FAILED, None, str(exc))
+            await self._store.finish(job.id, job.client, JobState.FAILED, None, str(exc))
             return
         except asyncio.CancelledError:
             if watch.done() and not watch.cancelled():  # the watch stopped it: it is over here
@@ -482,13 +329,20 @@ class Jobs:
             raise
         except Exception as exc:  # a bug: its id in the job, its traceback in the log
             message = mask_internal(exc, f"in job {job.id}").message
-            await self._store.finish(job.id, JobState.FAILED, None, message)
+            await self._store.finish(job.id, job.client, JobState.FAILED, None, message)
             return
         finally:
             watch.cancel()
             if recorded:
                 await asyncio.wait(recorded)
-        await self._store.finish(job.id, JobState.SUCCEEDED, outcome, None)
+        packed, note = await self._packed(outcome)
+        await self._store.finish(job.id, job.client, JobState.SUCCEEDED, packed, note)
+
+    async def _is_running(self, job_id: str) -> bool:
+        # Its state alone: asked for no results past the most it could have, the store sends
+        # none (a whole job, read twice a second while it runs, was a large job's every byte).
+        news = await self._store.changes(job_id, sys.maxsize)
+        return news is not None and news.state is JobState.RUNNING
 
     async def _watch(self, job_id: str, runner: str, run: asyncio.Task[object] | None) -> None:
         # Keeps the lease, and stops the run when the job was cancelled in the shared store
@@ -497,8 +351,7 @@ class Jobs:
         while True:
             await asyncio.sleep(_WATCH_S)
             kept = await self._store.renew(job_id, runner, self._lease_ms)
-            job = await self._store.get(job_id)
-            if not kept or job is None or job.state is not JobState.RUNNING:
+            if not kept or not await self._is_running(job_id):
                 if not kept:
                     log.warning("job %s: lease lost; its run stops here", job_id)
                 if run is not None:
@@ -518,3 +371,10 @@ def _outcome_unknown(item: PlannedItem) -> ItemResult:
         state=State.FAILED,
         error=ErrorInfo(ErrorCode.OUTCOME_UNKNOWN, message),
     )
+
+
+def _without_bodies(outcome: BatchOutcome) -> BatchOutcome:
+    results = tuple(
+        dataclasses.replace(r, body=None, body_encoding=BodyEncoding.EMPTY) for r in outcome.results
+    )
+    return BatchOutcome(results, outcome.stats, outcome.replayed)

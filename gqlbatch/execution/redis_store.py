@@ -39,7 +39,7 @@ from gqlbatch.core.result import (
     outcome_to_json,
 )
 from gqlbatch.execution.idempotency import Run, outcome_bytes, reused
-from gqlbatch.execution.jobs import Job, JobSpec, JobState
+from gqlbatch.execution.job_store import Job, JobNews, JobSpec, JobState
 
 __all__ = [
     "RedisIdempotencyStore",
@@ -191,30 +191,65 @@ def _replayed(record: dict[str, Any]) -> BatchOutcome:
     return BatchOutcome(outcome.results, outcome.stats, replayed=True)
 
 
-# KEYS: the job's hash, the index of jobs. ARGV: state, outcome JSON ("" for none), error ("" for
-# none), ttl_s, job id. Ends a RUNNING job; returns 1 when it did, 0 when it had ended.
+# KEYS: the job's hash, the index of jobs, its client's jobs, its client's finished jobs, their
+# sizes. ARGV: state, packed outcome ("" for none), error ("" for none), ttl_s, job id, the
+# client's bytes, the prefix of a job's hash. Ends a RUNNING job (its results now live in its
+# outcome, so each one's own field goes), then forgets the client's oldest finished jobs while
+# their outcomes are over the client's bytes. Returns 1 when it ended the job, 0 when it had ended.
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
 redis.call('HSET', KEYS[1], 'state', ARGV[1])
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'outcome', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
 redis.call('HDEL', KEYS[1], 'spec')
+local now = tonumber(redis.call('TIME')[1])
+local expiry = now + tonumber(ARGV[4])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-local now = redis.call('TIME')
-redis.call('ZADD', KEYS[2], tonumber(now[1]) + tonumber(ARGV[4]), ARGV[5])
+redis.call('ZADD', KEYS[2], expiry, ARGV[5])
+redis.call('ZADD', KEYS[3], expiry, ARGV[5])
+if ARGV[2] == '' then return 1 end
+for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local kind = string.sub(name, 1, 2)
+  if kind == 'r:' or kind == 'o:' or kind == 's:' then redis.call('HDEL', KEYS[1], name) end
+end
+redis.call('HSET', KEYS[1], 'outcome', ARGV[2])
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
+  redis.call('HDEL', KEYS[5], old)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+redis.call('ZADD', KEYS[4], expiry, ARGV[5])
+redis.call('HSET', KEYS[5], ARGV[5], string.len(ARGV[2]))
+local total = 0
+for _, size in ipairs(redis.call('HVALS', KEYS[5])) do total = total + tonumber(size) end
+for _, old in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  if total <= tonumber(ARGV[6]) then break end
+  if old ~= ARGV[5] then
+    total = total - tonumber(redis.call('HGET', KEYS[5], old) or '0')
+    redis.call('HDEL', KEYS[5], old)
+    redis.call('ZREM', KEYS[4], old)
+    redis.call('ZREM', KEYS[3], old)
+    redis.call('ZREM', KEYS[2], old)
+    redis.call('DEL', ARGV[7] .. old)
+  end
+end
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[4]))
+redis.call('EXPIRE', KEYS[5], tonumber(ARGV[4]))
 return 1
 """
 
-# KEYS: the index of jobs, the new job's hash. ARGV: max, meta JSON, running expiry (s), id,
-# spec JSON. Drops the index's expired entries, then adds the job unless the store keeps its
-# most.
+# KEYS: the index of jobs, the new job's hash, its client's jobs. ARGV: max, meta JSON, running
+# expiry (s), id, spec JSON, the client's max. Drops the expired entries, then adds the job
+# unless the store keeps its most (0), or its client does (-1).
 _ADD = """
 local now = tonumber(redis.call('TIME')[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[6]) then return -1 end
 redis.call('HSET', KEYS[2], 'meta', ARGV[2], 'state', 'RUNNING', 'spec', ARGV[5])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[4])
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3]))
 return 1
 """
 
@@ -222,6 +257,32 @@ return 1
 # job's hash would make a new one that never expires.
 _SET_FIELD = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+"""
+
+# KEYS: a job's hash. ARGV: item index, result JSON. Only while the job is kept, and its outcome
+# not: a result settled for the first time also goes at the end of the order its followers
+# read (`o:1`, `o:2`, ... name the indexes; `n` counts them).
+_RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then
+  return
+end
+if redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[2]) == 1 then
+  local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+  redis.call('HSET', KEYS[1], 'o:' .. n, ARGV[1])
+end
+"""
+
+# KEYS: a job's hash. ARGV: since. Returns {meta, state, then each result settled after the first
+# *since*, in the order they settled}, or {} when the job is gone.
+_CHANGES = """
+local got = redis.call('HMGET', KEYS[1], 'meta', 'state', 'n')
+if not got[1] then return {} end
+local out = {got[1], got[2]}
+for p = tonumber(ARGV[1]) + 1, tonumber(got[3] or '0') do
+  local index = redis.call('HGET', KEYS[1], 'o:' .. p)
+  out[#out + 1] = redis.call('HGET', KEYS[1], 'r:' .. index)
+end
+return out
 """
 
 # KEYS: a job's hash, its runner key. ARGV: runner, lease_ms. Gives the job's lease to the runner
@@ -264,26 +325,40 @@ class RedisPersistedQueries:
 
 
 class RedisJobStore:
-    """`jobs.JobStore` in Redis: any process reads a job, follows it, and cancels it."""
+    """`job_store.JobStore` in Redis: any process reads a job, follows it, and cancels it."""
 
-    def __init__(self, redis: Redis, *, ttl_s: int, max_jobs: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ttl_s: int,
+        max_jobs: int,
+        max_per_client: int = 100,
+        max_bytes_per_client: int = 64 * 1024 * 1024,
+    ) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
         self._max_jobs = max_jobs
+        self._max_per_client = max_per_client
+        self._max_bytes = max_bytes_per_client
         self._add = redis.register_script(_ADD)
         self._finish = redis.register_script(_FINISH)
         self._set_field = redis.register_script(_SET_FIELD)
+        self._record = redis.register_script(_RECORD)
+        self._changes = redis.register_script(_CHANGES)
         self._take_job = redis.register_script(_TAKE_JOB)
         self._renew_job = redis.register_script(_RENEW_JOB)
 
-    async def add(self, job: Job) -> bool:
+    async def add(self, job: Job) -> str | None:
         meta = json.dumps({"client": job.client, "total": job.total})
         spec = json.dumps(None if job.spec is None else job.spec.to_json())
-        added = await self._add(
-            keys=[_PREFIX + "jobs", _job_key(job.id)],
-            args=[self._max_jobs, meta, _RUNNING_S, job.id, spec],
+        added = int(
+            await self._add(
+                keys=[_PREFIX + "jobs", _job_key(job.id), _client_key("jobs", job.client)],
+                args=[self._max_jobs, meta, _RUNNING_S, job.id, spec, self._max_per_client],
+            )
         )
-        return int(added) == 1
+        return None if added == 1 else "jobs.max" if added == 0 else "jobs.max_per_client"
 
     async def get(self, job_id: str) -> Job | None:
         # Decoded (decode_responses): every name and value is a str.
@@ -300,15 +375,24 @@ class RedisJobStore:
             for name, value in fields.items()
             if name.startswith("r:")
         }
-        if "outcome" in fields:
-            job.outcome = outcome_from_json(json.loads(fields["outcome"]))
-            job.results = {r.index: r for r in job.outcome.results}
+        job.packed = fields.get("outcome")  # read when it is asked for (Jobs, off the loop)
         job.error = fields.get("error")
         return job
 
+    async def changes(self, job_id: str, since: int) -> JobNews | None:
+        found = cast(list[str], await self._changes(keys=[_job_key(job_id)], args=[since]))
+        if not found:
+            return None
+        meta, state, *results = found
+        return JobNews(
+            json.loads(meta)["client"],
+            JobState(state),
+            [item_from_json(json.loads(r)) for r in results],
+        )
+
     async def record(self, job_id: str, result: ItemResult) -> None:
         value = json.dumps(item_to_json(result))
-        await self._set_field(keys=[_job_key(job_id)], args=[f"r:{result.index}", value])
+        await self._record(keys=[_job_key(job_id)], args=[result.index, value])
 
     async def mark_started(self, job_id: str, index: int) -> None:
         await self._set_field(keys=[_job_key(job_id)], args=[f"s:{index}", "1"])
@@ -326,18 +410,36 @@ class RedisJobStore:
         await self._renew_job(keys=[_job_key(job_id) + ":runner"], args=[runner, 0])
 
     async def finish(
-        self, job_id: str, state: JobState, outcome: BatchOutcome | None, error: str | None
+        self, job_id: str, client: str, state: JobState, packed: str | None, error: str | None
     ) -> bool:
-        data = "" if outcome is None else json.dumps(outcome_to_json(outcome))
+        owner = client
         ended = await self._finish(
-            keys=[_job_key(job_id), _PREFIX + "jobs"],
-            args=[state.value, data, error or "", self._ttl_s, job_id],
+            keys=[
+                _job_key(job_id),
+                _PREFIX + "jobs",
+                _client_key("jobs", owner),
+                _client_key("done", owner),
+                _client_key("sizes", owner),
+            ],
+            args=[
+                state.value,
+                packed or "",
+                error or "",
+                self._ttl_s,
+                job_id,
+                self._max_bytes,
+                _job_key(""),
+            ],
         )
         return int(ended) == 1
 
     async def changed(self, job_id: str) -> None:
         # Another process records the results: look again soon.
         await asyncio.sleep(_POLL_S[1])
+
+
+def _client_key(kind: str, client: str) -> str:
+    return f"{_PREFIX}{kind}:client:{client}"
 
 
 def _job_key(job_id: str) -> str:

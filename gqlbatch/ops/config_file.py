@@ -52,7 +52,17 @@ _DOOR_OPTIONS = {"mode": str, "on_error": str, "atomic": bool}
 _PERSISTED = {"enabled": bool, "max_bytes": int, "ttl_s": int, "trusted_documents": str}
 _GRAPHIQL = {"enabled": bool, "assets_dir": str}
 _CORS = {"origins": list, "allow_credentials": bool, "max_age_s": int}
-_JOBS = {"ttl_s": int, "max": int, "heartbeat_s": int, "attempts": int, "in_process": bool}
+_JOBS = {
+    "ttl_s": int,
+    "max": int,
+    "max_per_client": int,
+    "max_bytes_per_client": int,
+    "max_followers": int,
+    "max_followers_per_client": int,
+    "heartbeat_s": int,
+    "attempts": int,
+    "in_process": bool,
+}
 _CHOICES = {"mode": Mode, "on_error": OnError}
 _IDEMPOTENCY = {"ttl_s": int, "max_records": int, "max_bytes": int, "max_record_bytes": int}
 _SERVER = {
