@@ -177,3 +177,45 @@ async def test_a_document_registered_on_one_process_runs_on_another(
     await one.post("/graphql", data=hashed(query=SCREEN), headers=APOLLO)
     hit = await other.get("/graphql", params=get_params())
     assert (await hit.json())["data"]["batch"]["items"][0]["body"]["name"] == "Ada"
+
+
+@pytest.mark.parametrize("protocol", ["graphql-ws", "graphql-transport-ws"])
+async def test_trusted_documents_hold_over_websockets(
+    protocol: str, upstream_url: str, users: FakeService, tmp_path: Path
+) -> None:
+    # Issue 24, finding 4: six documents outside the manifest ran over websockets, a POST
+    # upstream among them, while HTTP refused them all.
+    from gql import Client, gql
+    from gql.transport.aiohttp_websockets import AIOHTTPWebsocketsTransport
+    from gql.transport.exceptions import TransportQueryError
+    from graphql import parse, print_ast
+
+    from gqlbatch import create_app, running
+
+    printed = print_ast(parse(SCREEN))  # the text gql sends: its printer's
+    path = tmp_path / "manifest.json"
+    path.write_text(manifest(printed))
+    settings = Settings.from_upstream_urls([upstream_url], trusted_documents=str(path))
+    outside = [
+        'query Q { batch(requests: [{path: "/users/2"}]) { items { status } } }',
+        'mutation M { batch(requests: [{method: POST, path: "/users"}]) { items { status } } }',
+        'subscription S { batch(requests: [{path: "/users/3"}]) { __typename } }',
+    ]
+    async with running(create_app(settings)) as url:
+        transport = AIOHTTPWebsocketsTransport(
+            url=url.replace("http://", "ws://") + "/graphql", subprotocols=[protocol]
+        )
+        async with Client(transport=transport) as session:
+            trusted = await session.execute(gql(printed))
+            assert trusted["batch"]["items"][0]["status"] == 200
+            for document in outside:
+                with pytest.raises(TransportQueryError) as refused:
+                    if document.startswith("subscription"):
+                        async for _ in session.subscribe(gql(document)):
+                            pass
+                    else:
+                        await session.execute(gql(document))
+                assert refused.value.errors is not None
+                code = refused.value.errors[0]["extensions"]["code"]
+                assert code == "PERSISTED_QUERY_NOT_IN_LIST"
+    assert users.lines == ["GET /users/1"]  # the trusted screen's call, and nothing else

@@ -76,6 +76,27 @@ async def test_query_limits_hold_over_websockets(session: Any) -> None:
     assert refused.value.errors[0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
 
 
+async def test_a_document_refused_while_parsing_is_answered_over_websockets(
+    request: pytest.FixtureRequest, session: Any
+) -> None:
+    # Issue 24, finding 16: a refusal raised while parsing escaped Strawberry's handling of
+    # parse errors; over graphql-ws the operation hung, over graphql-transport-ws it ended
+    # with no answer and a traceback in the log. Now graphql-ws answers with the error, and
+    # graphql-transport-ws closes with 4400 and the reason, as its protocol says to for a
+    # document that does not parse.
+    from gql.transport.exceptions import TransportConnectionFailed
+
+    tokens = "{ " + " ".join(f"a{i}: __typename" for i in range(3_000)) + " }"
+    if request.node.callspec.params["session"] == "graphql-ws":
+        with pytest.raises(TransportQueryError) as refused:
+            await session.execute(gql(tokens))
+        assert refused.value.errors is not None
+        assert refused.value.errors[0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+    else:
+        with pytest.raises(TransportConnectionFailed):
+            await session.execute(gql(tokens))
+
+
 async def test_an_internal_error_is_masked_over_websockets(
     session: Any, service: FakeService, monkeypatch: pytest.MonkeyPatch
 ) -> None:

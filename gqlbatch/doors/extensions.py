@@ -7,6 +7,7 @@ does; nothing here knows about batches.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import re
 from collections import OrderedDict
@@ -83,11 +84,13 @@ def schema_extensions(
     answer_types: frozenset[str] = frozenset(),
     run_batch: BatchRunner | None = None,
     typed: TypedData | None = None,
+    trusted: frozenset[str] | None = None,
 ) -> list[Callable[[], SchemaExtension]]:
     """The schema's one extension, as a factory, so that each operation gets a fresh instance
     (Strawberry shares an extension *instance* between concurrent operations). *answer_types*
     are the types generated from upstreams' OpenAPI documents; with *run_batch*, operations
-    made of `batch` fields take the compiled path."""
+    made of `batch` fields take the compiled path. With *trusted* (SHA-256 digests), no other
+    document runs, whatever brought it (HTTP or a websocket)."""
     # Each limiter instance makes a new validation rule *class*, and ValidationCache keys its
     # cache on the rule classes: a limiter built per request made every request miss the cache
     # and validate the whole document again (about 4 ms per batch here). The rule classes are
@@ -101,7 +104,7 @@ def schema_extensions(
         OperationSetup(tuple(rules), limits.max_tokens),
         # Clients send the same few documents with different variables: caching the parsed
         # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
-        CheckedDocuments(ShapeChecks(limits), KnownErrors()),
+        CheckedDocuments(ShapeChecks(limits), KnownErrors(), trusted),
         MaskInternalErrors(answer_types),
     )
     if run_batch is None:
@@ -257,6 +260,22 @@ class ShapeChecks:
 
 _parsed = functools.lru_cache(maxsize=CACHE_SIZE)(parse)
 """graphql-core's parse, by document text and parse options (the token limit)."""
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+
+def _stand_in(operation_name: str | None) -> DocumentNode:
+    """The document an operation refused while parsing is given, so that Strawberry finds the
+    operation it asked for (by name, when it gave one); it is never executed."""
+    if operation_name is None or not _NAME.fullmatch(operation_name):
+        return parse("{ __typename }")
+    return parse(f"query {operation_name} {{ __typename }}")
+
+
+_NOT_TRUSTED = GraphQLError(
+    "only the trusted documents of the manifest run here, and this one is not among them "
+    "([persisted_queries] trusted_documents)",
+    extensions={"code": ErrorCode.PERSISTED_QUERY_NOT_IN_LIST.value},
+)
 
 
 class CheckedDocuments:
@@ -275,26 +294,50 @@ class CheckedDocuments:
     therefore refused before the rules run, with only their errors.
     """
 
-    def __init__(self, shapes: ShapeChecks, validated: KnownErrors) -> None:
+    def __init__(
+        self, shapes: ShapeChecks, validated: KnownErrors, trusted: frozenset[str] | None = None
+    ) -> None:
         self._shapes = shapes
         self._validated = validated
+        self._trusted = trusted
 
     def parse(self, execution: ExecutionContext) -> None:
-        """Give *execution* its parsed document.
+        """Give *execution* its parsed document, if it may run; else a stand-in, and the
+        reason it may not as its errors before execution: it is not a trusted document (in
+        trusted-documents mode), it does not parse, or it has more tokens than its limit.
 
-        Raises:
-            GraphQLError: the document does not parse, or has more tokens than its limit.
+        Not raised: an error raised from this hook escapes Strawberry's handling of parse
+        errors, and over websockets the operation then never answered (graphql-ws hung,
+        graphql-transport-ws completed with nothing). Validation reports these errors, as it
+        does its own, on every transport.
         """
-        # A document over the token limit (parse_options, OperationSetup) raises from here;
-        # lru_cache keeps no exception, so it is refused again each time it comes.
-        if execution.graphql_document is None and execution.query is not None:
+        if execution.graphql_document is not None or execution.query is None:
+            return
+        # Checked here, where every operation passes, and not in the HTTP view: a websocket's
+        # operations never go through the view (issue 24: six documents outside the manifest
+        # ran over websockets, a POST upstream among them).
+        if self._trusted is not None and not _trusted(execution.query, self._trusted):
+            self._refuse(execution, _NOT_TRUSTED)
+            return
+        # lru_cache keeps no exception: a document over the token limit (parse_options,
+        # OperationSetup) is refused again each time it comes.
+        try:
             execution.graphql_document = _parsed(execution.query, **execution.parse_options)
+        except GraphQLError as error:
+            self._refuse(execution, error)
+
+    @staticmethod
+    def _refuse(execution: ExecutionContext, error: GraphQLError) -> None:
+        execution.graphql_document = _stand_in(execution.operation_name)
+        execution.pre_execution_errors = [error]
 
     def validate(
         self, execution: ExecutionContext, validate: Callable[[], list[GraphQLError]]
     ) -> None:
         """Set *execution*'s errors before execution: our checks' or, when they pass, those of
         *validate* (Strawberry's validation)."""
+        if execution.pre_execution_errors:
+            return  # refused while parsing (`parse`)
         document = execution.graphql_document
         assert document is not None  # parsed before validation
         problems = self._shapes.problems(execution.query, document)
@@ -304,6 +347,10 @@ class CheckedDocuments:
             key = None if execution.query is None else (execution.query, execution.validation_rules)
             problems = self._validated.get(key, validate)
         execution.pre_execution_errors = problems
+
+
+def _trusted(query: str | None, trusted: frozenset[str]) -> bool:
+    return query is not None and hashlib.sha256(query.encode()).hexdigest() in trusted
 
 
 def is_internal(error: GraphQLError) -> bool:

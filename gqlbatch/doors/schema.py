@@ -885,12 +885,14 @@ def build_schema(
     answers: AnswerTypes | None = None,
     *,
     compiled: bool = True,
+    trusted: frozenset[str] | None = None,
 ) -> strawberry.Schema:
     """The gqlbatch GraphQL schema, with *limits* on query depth, aliases and tokens, and up
     to *max_operations* operations per HTTP request (an array of them in one POST). With
     *answers*, Succeeded has `data`, typed by the upstreams' OpenAPI documents. `compiled`
     answers `batch` operations on the compiled path (`doors.compiled`); without it,
-    graphql-core executes every operation, which is the reference the tests compare with."""
+    graphql-core executes every operation, which is the reference the tests compare with.
+    With *trusted* (SHA-256 digests), only those documents run, over HTTP and websockets."""
     succeeded: type = Succeeded
     if answers is not None and answers.members:
         succeeded = _succeeded_with_data(answers, _typed_classes(answers))
@@ -904,6 +906,7 @@ def build_schema(
             frozenset(o.name for o in answers.objects) if answers is not None else frozenset(),
             run_batch=compiled_batch if compiled else None,
             typed=None if answers is None or not answers.members else _compiled_data(answers),
+            trusted=trusted,
         ),
         execution_context_class=ReleasingExecutionContext,
         config=StrawberryConfig(
@@ -954,7 +957,12 @@ class BatchView(GraphQLView[Context, None]):
             max_select_paths=settings.max_select_paths,
         )
         super().__init__(
-            schema=build_schema(limits, settings.max_operations, answers),
+            schema=build_schema(
+                limits,
+                settings.max_operations,
+                answers,
+                trusted=None if persisted is None else persisted.trusted,
+            ),
             graphql_ide="graphiql" if settings.graphiql else None,
             # A websocket is not covered by CORS: Strawberry refuses one whose Origin is
             # neither the gateway's own nor listed (cross-site websocket hijacking).

@@ -96,6 +96,11 @@ class PersistedQueries:
         self._store = store
         self._trusted = trusted
 
+    @property
+    def trusted(self) -> frozenset[str] | None:
+        """The SHA-256 digests of the documents that may run; None when any may."""
+        return None if self._trusted is None else frozenset(self._trusted)
+
     async def document(self, query: str | None, extensions: object) -> str | None:
         """The document to run: *query*, or the one its persisted-query hash names.
 
