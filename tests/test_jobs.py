@@ -476,3 +476,30 @@ async def test_a_clients_finished_jobs_are_held_to_its_bytes(
     assert [r.status for r in huge.items()] == [200, 200, 200]
     assert [r.body for r in huge.items()] == [None, None, None]
     assert huge.error is not None and "jobs.max_bytes_per_client" in huge.error
+
+
+async def test_submit_batch_aliases_share_their_requests_calls(
+    make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    # Issue 24, finding 5: 3 operations of 10 submitBatch aliases made 30 jobs and 27,232
+    # upstream calls, from one request whose batch fields together may make 1,000.
+    service.route("GET", "/list", json=[{"id": n} for n in range(300)])
+    # Outstanding calls are not what this test is about: the jobs run at once.
+    gateway = await make_gateway(upstream_url, max_fanout=1_000, max_outstanding_per_client=2_000)
+    literal = "[" + ",".join(map(str, range(400))) + "]"
+    fields = " ".join(
+        f'j{n}: submitBatch(requests: [{{forEach: {literal}, path: "/x/{{item}}"}}]) {{ id }}'
+        for n in range(3)
+    )
+    answer = await graphql_caller(gateway)(f"mutation {{ {fields} }}", headers=ALICE)
+    jobs = [answer["data"][f"j{n}"] for n in range(3)]
+    assert [job is not None for job in jobs] == [True, True, False]  # 400 + 400, then 200 left
+    assert answer["errors"][0]["extensions"]["code"] == "BATCH_TOO_LARGE"
+    # A forEach whose list is known only when it runs takes every call the request has left.
+    dynamic = '{requestId: "l", path: "/list"}, {forEach: "{resultOf(l)[*].id}", path: "/x/{item}"}'
+    two = " ".join(f"d{n}: submitBatch(requests: [{dynamic}]) {{ id }}" for n in range(2))
+    answer = await graphql_caller(gateway)(f"mutation {{ {two} }}", headers=ALICE)
+    assert answer["data"]["d0"] is not None and answer["data"]["d1"] is None
+    for job, total in [(jobs[0], 1), (jobs[1], 1), (answer["data"]["d0"], 2)]:
+        await read_until(gateway, f"/batch/jobs/{job['id']}", total, "SUCCEEDED")
+    assert len(service.calls) == 2 * 400 + 1 + 300  # the two jobs', then the list and its 300

@@ -114,7 +114,7 @@ def batch_context(request: web.Request) -> BatchContext:
 
 def job_context(app: web.Application, job: Job) -> BatchContext:
     """The engine's context for a queued job this process runs: the one its request had,
-    from what the job kept of it, with a budget of its own."""
+    from what the job kept of it, with a budget of its own: the calls it reserved."""
     assert job.spec is not None, "a job is run only while it keeps its spec"
     settings = app[SETTINGS]
     return BatchContext(
@@ -123,7 +123,7 @@ def job_context(app: web.Application, job: Job) -> BatchContext:
         forwarded=job.spec.forwarded,
         client=job.client,
         address=job.spec.address,
-        budget=request_budget(settings),
+        budget=request_budget(settings, job.spec.calls),
         outstanding=app[OUTSTANDING],
         request_id=job.spec.request_id,
         jobs=app[JOBS],

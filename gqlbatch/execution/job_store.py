@@ -59,6 +59,9 @@ class JobSpec:
     forwarded: Mapping[str, Headers]
     address: str
     request_id: str
+    calls: int | None = None
+    """The upstream calls it may make, taken from its request's when it was submitted
+    (`engine.reserve_calls`); None for a spec kept before calls were reserved."""
 
     def to_json(self) -> dict[str, Any]:
         forwarded = {name: [list(h) for h in headers] for name, headers in self.forwarded.items()}
@@ -68,6 +71,7 @@ class JobSpec:
             "forwarded": forwarded,
             "address": self.address,
             "request_id": self.request_id,
+            "calls": self.calls,
         }
 
     @classmethod
@@ -76,7 +80,14 @@ class JobSpec:
             name: tuple((str(k), str(v)) for k, v in headers)
             for name, headers in data["forwarded"].items()
         }
-        return cls(data["items"], data["options"], forwarded, data["address"], data["request_id"])
+        return cls(
+            data["items"],
+            data["options"],
+            forwarded,
+            data["address"],
+            data["request_id"],
+            data.get("calls"),
+        )
 
 
 @dataclass

@@ -32,7 +32,13 @@ from gqlbatch.core.plan import PlannedItem
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.result import BatchOutcome, ErrorInfo, ItemResult, State
 from gqlbatch.core.wire import BodyEncoding
-from gqlbatch.execution.engine import BatchContext, planned, request_budget, run_batch
+from gqlbatch.execution.engine import (
+    BatchContext,
+    planned,
+    request_budget,
+    reserve_calls,
+    run_batch,
+)
 from gqlbatch.execution.executor import Resumable
 from gqlbatch.execution.job_feeds import Feeds
 from gqlbatch.execution.job_store import COMPACT_CHARS, Job, JobSpec, JobState, JobStore, pack
@@ -110,7 +116,9 @@ class Jobs:
                 the server or for this client.
         """
         plan = await planned(items, options, ctx)  # refused now, not in the background
-        spec = JobSpec(items, options, ctx.forwarded, ctx.address, ctx.request_id)
+        # Its calls count against its request's, as those of a `batch` field do.
+        calls = reserve_calls(plan, ctx)
+        spec = JobSpec(items, options, ctx.forwarded, ctx.address, ctx.request_id, calls)
         job = Job(uuid.uuid4().hex, ctx.client, len(plan.items), spec=spec)
         refused = await self._store.add(job)
         if refused is not None:
@@ -118,8 +126,8 @@ class Jobs:
         if self._queue is not None:
             await self._queue.enqueue(job.id)
             return job
-        # The job has a request budget of its own: the request that submitted it is over.
-        own = dataclasses.replace(ctx, budget=request_budget(ctx.settings))
+        # The job has a budget of its own, of the calls it reserved: the request is over.
+        own = dataclasses.replace(ctx, budget=request_budget(ctx.settings, calls))
         task = asyncio.create_task(self.run(job.id, lambda _: own), name="gqlbatch:job")
         self._running[job.id] = task
         task.add_done_callback(lambda _: self._running.pop(job.id, None))
