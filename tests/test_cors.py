@@ -56,9 +56,9 @@ async def test_an_unlisted_origin_gets_no_cors_headers(cors_gateway: Any) -> Non
     refused = await cors_gateway.options("/graphql", headers=preflight(EVIL))
     assert refused.status == 403
     assert "Access-Control-Allow-Origin" not in refused.headers
-    # Its real request still runs (a browser will not let the page read it; a script
-    # that is not a browser was never stopped by CORS), but carries no permission.
+    # Its real request is refused: a page may send some POSTs with no preflight at all.
     resp = await cors_gateway.post("/batch", json=[], headers={"Origin": EVIL})
+    assert resp.status == 403
     assert "Access-Control-Allow-Origin" not in resp.headers
     # Every answer says it varies by Origin, so that no cache hands one origin's to another.
     for headers in ({"Origin": EVIL}, {}):
@@ -127,3 +127,72 @@ async def test_a_websocket_from_a_foreign_page_is_refused(cors_gateway: Any) -> 
             async with http.ws_connect(url, protocols=protocols, headers=headers) as ws:
                 await ws.send_json({"type": "connection_init"})
                 assert (await ws.receive_json())["type"] == "connection_ack"
+
+
+def form_batch(path: str) -> aiohttp.FormData:
+    """A one-part multipart/form-data batch, as a page's form (or the Aspose SDK) sends it:
+    no preflight precedes it."""
+    form = aiohttp.FormData()
+    form.add_field("r0", f"POST {path} HTTP/1.1\r\n\r\n", content_type="application/http")
+    return form
+
+
+async def test_a_state_changing_request_from_an_unlisted_page_is_refused(
+    make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    # Issue 24, finding 11: a multipart/form-data POST from a page on another origin needs no
+    # preflight, and /batch and /$batch ran it with the user's cookie.
+    service.route("POST", "/w", status=201, json={})
+    gateway = await make_gateway(upstream_url, forward_headers=("Cookie",))
+    url = gateway.make_url("/")
+    own = f"http://{url.host}:{url.port}"
+    cookie = {"Cookie": "session=alice"}
+    for path in ("/batch", "/$batch", "/graphql"):
+        resp = await gateway.post(path, data=form_batch("/w"), headers={"Origin": EVIL, **cookie})
+        assert resp.status == 403, path
+        assert (await resp.text()).count("FORBIDDEN_ORIGIN") == 1
+    refused = await gateway.delete("/batch/jobs/x", headers={"Origin": EVIL, **cookie})
+    assert refused.status == 403
+    assert service.lines == []
+    for headers in ({"Origin": own}, {"Sec-Fetch-Site": "same-origin", "Origin": own}, {}):
+        resp = await gateway.post("/batch", data=form_batch("/w"), headers={**headers, **cookie})
+        assert resp.status == 200
+    assert service.lines == ["POST /w"] * 3
+
+
+async def test_a_page_allowed_by_a_wildcard_never_carries_the_users_credentials(
+    make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    # Issue 24, finding 10: with origins = ["*"] ("any page, without credentials") and Cookie
+    # forwarded, a page on another origin opened the websocket and ran a POST with the
+    # user's cookie.
+    service.route("POST", "/w", status=201, json={})
+    gateway = await make_gateway(
+        upstream_url,
+        cors=CorsSettings(origins=("*",)),
+        forward_headers=("Authorization", "Cookie"),
+    )
+    page = {"Origin": EVIL, "Cookie": "session=alice", "Authorization": "Bearer its-own"}
+    http = await gateway.post("/batch", json=[{"method": "POST", "path": "/w"}], headers=page)
+    assert http.status == 200
+    url = gateway.make_url("/graphql")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, protocols=("graphql-transport-ws",), headers=page) as ws,
+    ):
+        await ws.send_json({"type": "connection_init"})
+        assert (await ws.receive_json())["type"] == "connection_ack"
+        query = 'mutation { batch(requests: [{method: POST, path: "/w"}]) { items { status } } }'
+        await ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": query}})
+        assert (await ws.receive_json())["payload"]["data"]["batch"]["items"] == [{"status": 201}]
+    over_http, over_websocket = service.calls
+    assert "Cookie" not in over_http.headers
+    assert over_http.headers["Authorization"] == "Bearer its-own"  # the page set it itself
+    assert "Cookie" not in over_websocket.headers
+    assert "Authorization" not in over_websocket.headers  # a handshake's is the browser's
+    # A page the gateway trusts, its own, keeps the user's cookie.
+    own = f"http://{url.host}:{url.port}"
+    await gateway.post(
+        "/batch", json=[{"method": "POST", "path": "/w"}], headers={**page, "Origin": own}
+    )
+    assert service.calls[-1].headers["Cookie"] == "session=alice"

@@ -31,7 +31,7 @@ from gqlbatch.core.openapi import Contract
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.wire import UpstreamCall
 from gqlbatch.doors.caching import install_compression
-from gqlbatch.doors.cors import install_cors
+from gqlbatch.doors.cors import Standing, install_cors, standing
 from gqlbatch.doors.graphiql import add_graphiql_assets
 from gqlbatch.doors.http import (
     CLIENT,
@@ -347,6 +347,8 @@ async def _front_door(request: web.Request, handler: Handler) -> web.StreamRespo
     traceback."""
     settings = request.app[SETTINGS]
     try:
+        if request.method not in _SAFE and standing(request, settings.cors) is Standing.REFUSED:
+            return _cross_site(request)
         _check_content_type(request)
         if request.path in _BATCH_DOORS:
             # One context per request, for either door; a client already at its limit is
@@ -386,6 +388,23 @@ async def _front_door(request: web.Request, handler: Handler) -> web.StreamRespo
         return in_door_shape(
             request, 500, ErrorCode.INTERNAL_ERROR, masked.message, errorId=masked.error_id
         )
+
+
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _cross_site(request: web.Request) -> web.Response:
+    """A state-changing request from a page on an origin that is not allowed: refused before
+    its body is read (a form's POST needs no preflight, so CORS alone does not stop it)."""
+    response = in_door_shape(
+        request,
+        403,
+        ErrorCode.FORBIDDEN_ORIGIN,
+        f"a {request.method} from a page on {request.headers.get('Origin')!r} is refused: only "
+        "the gateway's own origin and those of [cors] origins may change anything here",
+    )
+    response.force_close()  # its body, unread, is not read either
+    return response
 
 
 def _check_content_type(request: web.Request) -> None:

@@ -10,11 +10,22 @@ A websocket is not covered by CORS: a browser opens one to any origin, with the 
 cookies. Strawberry's view refuses one whose `Origin` is neither the gateway's own nor a
 listed one (`allowed_origins`, given the same list in `schema.BatchView`), with
 FORBIDDEN_ORIGIN. Clients that are not browsers send no `Origin`.
+
+Every door holds a request to the same rules (`standing`, issue 24):
+- a state-changing request (anything but GET, HEAD and OPTIONS) from a page whose origin is
+  neither the gateway's own nor allowed is refused with FORBIDDEN_ORIGIN before its body is
+  read: a `multipart/form-data` POST needs no preflight, and the REST door ran one with the
+  user's cookie;
+- a page allowed only by `"*"` ("any page, without credentials") never has the user's
+  ambient credentials forwarded or counted: its `Cookie`, and on a websocket (whose
+  handshake the page cannot give headers to) its `Authorization` too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
+from enum import Enum
+from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -22,7 +33,52 @@ from aiohttp.typedefs import Handler
 from gqlbatch.core.config import CorsSettings, Settings
 from gqlbatch.core.http_cache import add_vary
 
-__all__ = ["install_cors"]
+__all__ = ["Standing", "install_cors", "standing", "without_ambient_credentials"]
+
+
+class Standing(Enum):
+    """What a request's page may do here, by its `Origin`."""
+
+    TRUSTED = "trusted"
+    """No page (a client that is not a browser), the gateway's own, or a listed origin."""
+    ANONYMOUS = "anonymous"
+    """A page allowed only by `"*"`: it may call, without the user's ambient credentials."""
+    REFUSED = "refused"
+    """A page on another origin that is not allowed."""
+
+
+def standing(request: web.Request, cors: CorsSettings) -> Standing:
+    """The standing of *request*'s page (see `Standing`)."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is None or _is_own(request, origin) or origin in cors.origins:
+        return Standing.TRUSTED
+    return Standing.ANONYMOUS if "*" in cors.origins else Standing.REFUSED
+
+
+def without_ambient_credentials(
+    headers: Iterable[tuple[str, str]], *, websocket: bool
+) -> list[tuple[str, str]]:
+    """*headers* less those a browser adds on its own: `Cookie`, and on a websocket's
+    handshake `Authorization` (a page cannot set headers there, so one is the browser's)."""
+    ambient = _AMBIENT_ON_WEBSOCKETS if websocket else _AMBIENT
+    return [(name, value) for name, value in headers if name.lower() not in ambient]
+
+
+_AMBIENT = frozenset({"cookie"})
+_AMBIENT_ON_WEBSOCKETS = frozenset({"cookie", "authorization"})
+
+
+def _is_own(request: web.Request, origin: str) -> bool:
+    # The page is the gateway's own when its origin names the host the request was sent to
+    # (behind a proxy that keeps Host, its scheme may differ: the host is what is compared);
+    # browsers also say so in Sec-Fetch-Site.
+    if request.headers.get("Sec-Fetch-Site") == "same-origin":
+        return True
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return bool(netloc) and netloc.lower() == request.host.lower()
 
 _METHODS = ("GET", "POST", "PUT", "DELETE")
 _REQUEST_HEADERS = (

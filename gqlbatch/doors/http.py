@@ -17,6 +17,7 @@ from gqlbatch.core.http_cache import NO_STORE
 from gqlbatch.core.identity import Identifier
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.types import Headers
+from gqlbatch.doors.cors import Standing, standing, without_ambient_credentials
 from gqlbatch.execution.engine import BatchContext, request_budget
 from gqlbatch.execution.idempotency import IdempotencyStore
 from gqlbatch.execution.job_store import Job
@@ -92,11 +93,14 @@ def batch_context(request: web.Request) -> BatchContext:
         BatchRejected: a credential header was sent twice.
     """
     settings = request.app[SETTINGS]
-    identity = request.app[IDENTIFIER].identify(request.headers.items(), request.remote)
+    incoming = list(request.headers.items())
+    if standing(request, settings.cors) is Standing.ANONYMOUS:  # a page allowed by "*"
+        incoming = without_ambient_credentials(incoming, websocket="Upgrade" in request.headers)
+    identity = request.app[IDENTIFIER].identify(incoming, request.remote)
     return BatchContext(
         settings=settings,
         send=request.app[INFLIGHT].sender,
-        forwarded=_forwarded(request, settings),
+        forwarded=_forwarded(incoming, settings),
         client=identity.client,
         address=identity.address,
         budget=request_budget(settings),
@@ -133,9 +137,8 @@ def job_context(app: web.Application, job: Job) -> BatchContext:
     )
 
 
-def _forwarded(request: web.Request, settings: Settings) -> dict[str, Headers]:
+def _forwarded(incoming: list[tuple[str, str]], settings: Settings) -> dict[str, Headers]:
     # Upstreams mostly share the server's allow-list: each distinct list is read once.
-    incoming = list(request.headers.items())
     by_list: dict[tuple[str, ...], Headers] = {}
     forwarded: dict[str, Headers] = {}
     for name, upstream in settings.upstreams.items():
