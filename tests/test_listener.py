@@ -15,6 +15,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,38 @@ def _queued_connections(port: int, count: int) -> int:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _cut_slow_readers() -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("gqlbatch_connections_closed_total", {"why": "slow_reader"})
+    return value or 0.0
+
+
+@pytest.mark.timeout(30)
+async def test_a_client_that_does_not_read_its_answer_is_cut_off(
+    upstream_url: str, service: Any
+) -> None:
+    # Issue 24, finding 8: eight clients that never read held 1.2 GiB for a minute and more.
+    service.route("GET", "/big", text="x" * 2_000_000)
+    settings = Settings.from_upstream_urls([upstream_url], write_timeout_s=1)
+    async with running(create_app(settings)) as base:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        slow = socket.create_connection((host, int(port)))
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # 30 MB: more than the kernel's buffers hold (4 MiB here), so most waits in the server.
+        body = ("[" + ",".join(f'{{"path": "/big?n={n}"}}' for n in range(15)) + "]").encode()
+        slow.sendall(
+            b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        before = _cut_slow_readers()
+        # Until the server cuts it: each look is a request of another client (an event to
+        # wait for, bounded by the test's timeout).
+        reader, writer = await connect(base)
+        while _cut_slow_readers() == before:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.readuntil(b"}")
+        writer.close()
+        slow.close()

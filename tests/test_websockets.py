@@ -115,3 +115,95 @@ async def test_an_internal_error_is_masked_over_websockets(
     assert "secret" not in str(error)
     assert error["extensions"]["code"] == "INTERNAL_ERROR"
     assert error["extensions"]["errorId"] in error["message"]
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 24, finding 9: idle websockets, and how many one client may hold
+
+
+async def _handshake(http: Any, url: Any, headers: dict[str, str]) -> Any:
+    ws = await http.ws_connect(url, protocols=("graphql-transport-ws",), headers=headers)
+    await ws.send_json({"type": "connection_init"})
+    assert (await ws.receive_json())["type"] == "connection_ack"
+    return ws
+
+
+async def test_websockets_per_client_are_bounded_and_others_still_connect(
+    make_gateway: Any, upstream_url: str
+) -> None:
+    import aiohttp
+
+    gateway = await make_gateway(upstream_url, ws_max_per_client=2, ws_max_per_address=3)
+    url = gateway.make_url("/graphql")
+    alice, bob, carol = ({"Authorization": f"Bearer {who}"} for who in ("alice", "bob", "carol"))
+    async with aiohttp.ClientSession() as http:
+        held = [await _handshake(http, url, alice) for _ in range(2)]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url, protocols=("graphql-transport-ws",), headers=alice)
+        assert refused.value.status == 429
+        assert refused.value.headers is not None and refused.value.headers["Retry-After"] == "1"
+        third = await _handshake(http, url, bob)  # another client is not refused for alice's
+        with pytest.raises(aiohttp.WSServerHandshakeError):  # the address has its three
+            await http.ws_connect(url, protocols=("graphql-transport-ws",), headers=carol)
+        await held[0].close()
+        assert (await gateway.get("/healthz")).status == 200  # plain requests never wait
+        again = await _handshake(http, url, alice)  # the one closed no longer counts
+        for ws in (held[1], third, again):
+            await ws.close()
+
+
+async def test_an_idle_websocket_is_closed(make_gateway: Any, upstream_url: str) -> None:
+    import aiohttp
+
+    gateway = await make_gateway(upstream_url, ws_idle_timeout_s=1)
+    async with aiohttp.ClientSession() as http:
+        ws = await _handshake(http, gateway.make_url("/graphql"), {})
+        closing = await ws.receive()  # nothing sent: the server closes it
+        assert closing.type is aiohttp.WSMsgType.CLOSE
+        assert (closing.data, closing.extra) == (1000, "idle for 1 s (ws_idle_timeout_s)")
+
+
+def test_a_websocket_with_an_operation_open_is_not_idle() -> None:
+    from gqlbatch.doors.websockets import _SOCKET, Sockets, _Socket
+
+    now = [0.0]
+    sockets = Sockets(per_client=4, per_address=4, idle_s=60, clock=lambda: now[0])
+    busy, quiet = (_Socket(ws, "c", "a", seen=0.0) for ws in ("busy", "quiet"))
+    for socket in (busy, quiet):
+        sockets._open.add(socket)
+    request: Any = {_SOCKET: busy}
+    sockets.heard(request, {"type": "subscribe", "id": "1", "payload": {}})
+    now[0] = 61.0
+    assert sockets.idle() == ["quiet"]
+    sockets.told(request, {"type": "ka"})  # the server's keep-alive is not use
+    sockets.told(request, {"type": "complete", "id": "1"})
+    now[0] = 122.0
+    assert sorted(sockets.idle()) == ["busy", "quiet"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_message_the_strict_reader_refuses_is_invalid_json_to_the_protocol(
+    protocol: str, make_gateway: Any, upstream_url: str
+) -> None:
+    # Issue 24, finding 16: the refusal reached the HTTP middleware, which wrote
+    # "HTTP/1.1 400" into the open websocket.
+    import aiohttp
+
+    gateway = await make_gateway(upstream_url)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(gateway.make_url("/graphql"), protocols=(protocol,)) as ws,
+    ):
+        await ws.send_json({"type": "connection_init"})
+        assert (await ws.receive_json())["type"] == "connection_ack"
+        await ws.send_str('{"type": "start", "id": "1", "payload": {"n": NaN}}')
+        if protocol == "graphql-transport-ws":
+            closing = await ws.receive()
+            assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4400)
+            assert closing.extra == "WebSocket message must be valid JSON"
+        else:  # graphql-ws ignores what it cannot read, and goes on
+            await ws.send_json({"type": "start", "id": "2", "payload": {"query": "{ __typename }"}})
+            answer = await ws.receive_json()
+            while answer["type"] == "ka":  # graphql-ws's keep-alive, every second
+                answer = await ws.receive_json()
+            assert answer["payload"] == {"data": {"__typename": "Query"}}

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_HEADER_TIMEOUT_S",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_UPSTREAM",
+    "DEFAULT_WRITE_TIMEOUT_S",
     "BulkRoute",
     "CorsSettings",
     "RetrySettings",
@@ -29,6 +30,7 @@ __all__ = [
 
 DEFAULT_UPSTREAM = "default"
 DEFAULT_HEADER_TIMEOUT_S = 10
+DEFAULT_WRITE_TIMEOUT_S = 30
 DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_FORWARD_HEADERS = ("Authorization", "Accept-Language", "X-Request-Id", "traceparent")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -61,7 +63,12 @@ _LIMIT_FIELDS = (
     "max_outstanding_per_address",
     "header_timeout_s",
     "body_timeout_s",
+    "write_timeout_s",
     "max_connections",
+    "ws_max_per_client",
+    "ws_max_per_address",
+    "ws_idle_timeout_s",
+    "ws_init_timeout_s",
 )
 
 
@@ -325,7 +332,15 @@ class Settings:
         header_timeout_s: the time a connection has to send a complete request head, from
             when it opened or its previous response was sent; then it is closed.
         body_timeout_s: the time a request has to send its whole body; then it gets 408.
+        write_timeout_s: the time a client that does not read may keep an answer waiting
+            (bytes written and not yet taken); then its connection is closed.
         max_connections: client connections served at once; more are closed on arrival.
+        ws_max_per_client: websockets one client may hold open; past it, 429.
+        ws_max_per_address: websockets one address may hold open; past it, 429.
+        ws_idle_timeout_s: a websocket with no operation open and nothing from its client
+            for this long is closed.
+        ws_init_timeout_s: a graphql-transport-ws websocket that has not sent
+            `connection_init` within this long is closed.
         introspection: answer `__schema` and `__type` queries; switch off for production.
         store_url: a Redis URL (`redis://host:6379/0`) for the state several processes
             share: outstanding-call places and idempotency records. None keeps them in this
@@ -394,7 +409,12 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     header_timeout_s: int = DEFAULT_HEADER_TIMEOUT_S
     body_timeout_s: int = 30
+    write_timeout_s: int = DEFAULT_WRITE_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    ws_max_per_client: int = 16
+    ws_max_per_address: int = 64
+    ws_idle_timeout_s: int = 60
+    ws_init_timeout_s: int = 10
     introspection: bool = True
     door_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     cors: CorsSettings = field(default_factory=CorsSettings)

@@ -61,6 +61,7 @@ from gqlbatch.doors.rest import (
     rejection_status,
 )
 from gqlbatch.doors.schema import GraphQLDoor, rejection
+from gqlbatch.doors.websockets import SOCKETS, Sockets, closing_idle
 from gqlbatch.execution import metrics
 from gqlbatch.execution.engine import (
     admit_early,
@@ -150,6 +151,13 @@ def create_app(
         places=shared.places,
     )
     app[IDENTIFIER] = Identifier(settings.forwarded_header_names(), settings.trusted_proxies)
+    app[SOCKETS] = Sockets(
+        per_client=settings.ws_max_per_client,
+        per_address=settings.ws_max_per_address,
+        idle_s=settings.ws_idle_timeout_s,
+        retry_after_s=settings.retry_after_s,
+    )
+    app.cleanup_ctx.append(closing_idle)
     app.cleanup_ctx.append(_client_ctx)
     if queue is not None and settings.jobs_in_process:
         app.cleanup_ctx.append(_job_worker(queue))  # stopped first: cleanups run in reverse

@@ -80,6 +80,7 @@ def _is_own(request: web.Request, origin: str) -> bool:
         return False
     return bool(netloc) and netloc.lower() == request.host.lower()
 
+
 _METHODS = ("GET", "POST", "PUT", "DELETE")
 _REQUEST_HEADERS = (
     "Content-Type",

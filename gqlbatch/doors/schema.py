@@ -10,6 +10,7 @@ import enum
 import functools
 import operator
 from collections.abc import AsyncGenerator, Mapping
+from datetime import timedelta
 from keyword import iskeyword
 from typing import Annotated, Any, TypeGuard, cast
 
@@ -57,6 +58,7 @@ from gqlbatch.doors.extensions import (
 )
 from gqlbatch.doors.graphiql import local_page, offline_notice
 from gqlbatch.doors.http import CONTEXT, NO_STORE, in_door_shape, invalid, read_json
+from gqlbatch.doors.websockets import SOCKETS, SocketAdapter
 from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
 from gqlbatch.execution.job_store import Job, JobState
 from gqlbatch.execution.jobs import Jobs
@@ -967,6 +969,7 @@ class BatchView(GraphQLView[Context, None]):
             # A websocket is not covered by CORS: Strawberry refuses one whose Origin is
             # neither the gateway's own nor listed (cross-site websocket hijacking).
             allowed_origins=settings.cors.origins,
+            connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_s),
         )
         self._settings = settings
         self._persisted = persisted or PersistedQueries(None)
@@ -974,7 +977,25 @@ class BatchView(GraphQLView[Context, None]):
         page = self.graphql_ide_html if settings.graphiql else ""
         self._ide_page = local_page(page) if settings.graphiql_assets_dir else offline_notice(page)
 
+    websocket_adapter_class = SocketAdapter
+
+    async def create_websocket_response(
+        self, request: web.Request, subprotocol: str | None
+    ) -> web.WebSocketResponse:
+        # Counted per client and per address, and closed once idle (`doors.websockets`).
+        context = request[CONTEXT]
+        protocols = [subprotocol] if subprotocol else []
+        return await request.app[SOCKETS].open(request, protocols, context.client, context.address)
+
     async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if "Upgrade" in request.headers:
+            try:
+                return await self._answer(request)
+            finally:
+                request.app[SOCKETS].closed(request)
+        return await self._answer(request)
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         # Strawberry answers a request it cannot take (no query, a bad `variables`, PUT) with
         # its reason as plain text; here it is a GraphQL error with a code, as every other
         # refusal is.

@@ -196,6 +196,12 @@ CALLS_SAVED = _counts(
     "gqlbatch_calls_saved", "Upstream calls a batch did not send, by why.", ["by"]
 )
 RETRIES = _counts("gqlbatch_retries", "Attempts beyond a call's first.")
+CLOSED = _counts(
+    "gqlbatch_connections_closed",
+    "Client connections the server cut, by why (slow_reader: it did not read its answer "
+    "within write_timeout_s; idle_websocket: ws_idle_timeout_s).",
+    ["why"],
+)
 REFUSALS = _counts("gqlbatch_refusals", "Batches refused whole, by error code.", ["code"])
 BATCH_SECONDS = _durations("gqlbatch_batch_seconds", "Time to run a batch, refused ones included.")
 UPSTREAM_CALLS = _counts(
@@ -260,6 +266,11 @@ def record_batch(outcome: BatchOutcome, seconds: float) -> None:
     CALLS_SAVED.add(("dedupe",), stats.saved_by_dedupe)
     CALLS_SAVED.add(("bulk",), stats.saved_by_bulk)
     RETRIES.add((), stats.retries)
+
+
+def record_closed(why: str) -> None:
+    """Count a client connection the server cut."""
+    CLOSED.add((why,))
 
 
 def record_refusal(exc: BatchRejected, seconds: float) -> None:

@@ -70,7 +70,12 @@ _SERVER = {
     "port": int,
     "header_timeout_s": int,
     "body_timeout_s": int,
+    "write_timeout_s": int,
     "max_connections": int,
+    "ws_max_per_client": int,
+    "ws_max_per_address": int,
+    "ws_idle_timeout_s": int,
+    "ws_init_timeout_s": int,
     "trusted_proxies": list,
 }
 _LISTEN = ("host", "port")  # for the CLI; the rest of [server] are Settings
