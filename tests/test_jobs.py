@@ -503,3 +503,41 @@ async def test_submit_batch_aliases_share_their_requests_calls(
     for job, total in [(jobs[0], 1), (jobs[1], 1), (answer["data"]["d0"], 2)]:
         await read_until(gateway, f"/batch/jobs/{job['id']}", total, "SUCCEEDED")
     assert len(service.calls) == 2 * 400 + 1 + 300  # the two jobs', then the list and its 300
+
+
+async def test_cancelling_an_atomic_job_undoes_what_it_did(
+    gateway: TestClient, service: FakeService
+) -> None:
+    # Issue 24, finding 12: a DELETE of an atomic job after its POST succeeded sent no
+    # compensation, and the job showed no responses at all.
+    gate = asyncio.Event()
+    service.route("POST", "/users", status=201, json={"id": 7})
+    service.route("POST", "/audit", status=201, json={}, gate=gate)
+    service.route("DELETE", "/users/7", status=204)
+    batch = {
+        "requests": [
+            {
+                "id": "user",
+                "method": "POST",
+                "url": "/users",
+                "compensate": {"method": "DELETE", "path": "/users/{resultOf(user).id}"},
+            },
+            {"id": "audit", "method": "POST", "url": "/audit", "dependsOn": ["user"]},
+        ],
+        "atomic": True,
+    }
+    resp = await gateway.post("/batch", json=batch, headers=ASYNC)
+    location = resp.headers["Location"]
+    await service.received(2)  # the user is created; the audit write is in flight, held
+    cancelled = await (await gateway.delete(location, headers=ALICE)).json()
+    assert cancelled["state"] == "CANCELLED"
+    gate.set()  # the write in flight finishes (never cut half-way), then the undo runs
+    await service.received(3)
+    assert service.lines == ["POST /users", "POST /audit", "DELETE /users/7"]
+    while True:  # until the run has kept what it did (each look is a request)
+        job = await (await gateway.get(location, headers=ALICE)).json()
+        if job["responses"] and all("rollback" in r for r in job["responses"]):
+            break
+    assert job["state"] == "CANCELLED"
+    rollbacks = [r["rollback"]["state"] for r in job["responses"]]
+    assert rollbacks == ["ROLLED_BACK", "NOT_ROLLED_BACK"]  # the audit declared no undo

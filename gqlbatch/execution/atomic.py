@@ -24,16 +24,24 @@ __all__ = ["roll_back"]
 
 
 async def roll_back(
-    plan: Plan, results: tuple[ItemResult, ...], fetch: Fetch, renderer: Renderer
+    plan: Plan,
+    results: tuple[ItemResult, ...],
+    fetch: Fetch,
+    renderer: Renderer,
+    *,
+    cancelled: bool = False,
 ) -> tuple[ItemResult, ...]:
     """*results*, with the succeeded items of each all-or-nothing unit that did not wholly
     succeed compensated, newest first: the whole batch when it is atomic, else each of its
-    atomicity groups."""
+    atomicity groups. An atomic batch *cancelled* while it ran (a job its client cancelled)
+    is undone whole, even if its last item finished after the cancel: its client chose
+    nothing."""
     units = [plan.order] if plan.options.atomic else list(plan.groups.values())
     by_id = {r.request_id: r for r in results}
     updated = list(results)
+    undo_all = cancelled and plan.options.atomic
     for members in units:  # each in the order its items ran
-        if all(results[i].state is State.SUCCEEDED for i in members):
+        if not undo_all and all(results[i].state is State.SUCCEEDED for i in members):
             continue
         for index in reversed(members):
             if results[index].state is State.SUCCEEDED:

@@ -463,7 +463,8 @@ async def _execute(
         results = execution.results
         if plan.options.atomic or plan.groups:
             renderer = Renderer(budget, ctx.forwarded, ctx.offload)
-            results = await roll_back(plan, results, fetch, renderer)
+            cancelled = resumable is not None and resumable.halt.reason is not None
+            results = await roll_back(plan, results, fetch, renderer, cancelled=cancelled)
     finally:
         await loaders.close()
         current_budget.reset(token)

@@ -14,7 +14,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gqlbatch.core.budget import BatchBudget, RequestBudget
 from gqlbatch.core.errors import (
@@ -34,7 +34,7 @@ from gqlbatch.core.wire import SAFE_METHODS, BodyEncoding, Fetch, Fetched, Upstr
 from gqlbatch.execution.offload import Offload
 from gqlbatch.execution.renderer import Renderer
 
-__all__ = ["Execution", "Fetch", "Resumable", "execute"]
+__all__ = ["Execution", "Fetch", "Halt", "Resumable", "execute"]
 
 
 @frozen_for_type_checkers()
@@ -46,6 +46,18 @@ class Execution:
     critical_path_ms: float
 
 
+class Halt:
+    """A run's way to be stopped gently: once `reason` is set, no item starts, the calls in
+    flight finish, and the batch ends as it would at a failure under onError STOP (an atomic
+    batch is then rolled back). A cancelled job stops this way: cutting a write half-way
+    would leave its outcome unknown, and an atomic job must undo what it did."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Resumable:
     """A job's run, made so that another process can take it over when this one stops."""
@@ -55,6 +67,7 @@ class Resumable:
     before_write: Callable[[int], Awaitable[None]]
     """Told an item's index before that item sends a write, and awaited: a write sent when
     the process stops is then known as such, and never sent blindly again."""
+    halt: Halt = field(default_factory=Halt)
 
 
 async def execute(
@@ -240,6 +253,9 @@ class _Run:
         if self._stopped_by is not None:
             message = f"not started: item '{self._stopped_by}' failed and onError is STOP"
             return _not_run(item, State.CANCELLED, ErrorCode.CANCELLED, message)
+        halted = None if self.resumable is None else self.resumable.halt.reason
+        if halted is not None:
+            return _not_run(item, State.CANCELLED, ErrorCode.CANCELLED, f"not started: {halted}")
         results = {dep: self._results[dep] for dep in item.depends_on} if item.depends_on else {}
         if item.for_each is not None:
             return await self._fan_out(item, results)

@@ -206,6 +206,12 @@ class JobStore(Protocol):
         ended."""
         ...
 
+    async def keep_outcome(self, job_id: str, client: str, packed: str, error: str | None) -> bool:
+        """Keep the *packed* outcome of *client*'s job that was cancelled while it ran: what
+        its run did before it stopped (its rollback included); False unless the job is
+        CANCELLED without one."""
+        ...
+
     async def changed(self, job_id: str) -> None:
         """Return when the job may have news (a result, its end)."""
         ...
@@ -299,6 +305,19 @@ class MemoryJobStore:
         job = self._jobs.get(job_id)
         if job is None or job.state is not JobState.RUNNING:
             return False
+        self._end(job, state, packed, error)
+        return True
+
+    async def keep_outcome(self, job_id: str, client: str, packed: str, error: str | None) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None or job.state is not JobState.CANCELLED or job.packed is not None:
+            return False
+        self._ended.pop(job_id, None)  # it ends now, with its outcome
+        self._end(job, JobState.CANCELLED, packed, error)
+        return True
+
+    def _end(self, job: Job, state: JobState, packed: str | None, error: str | None) -> None:
+        job_id = job.id
         job.state, job.packed, job.error, job.spec = state, packed, error, None
         if packed is not None:
             job.results = {}  # kept packed, not as objects
@@ -307,7 +326,6 @@ class MemoryJobStore:
         self._order.pop(job_id, None)
         self._ended[job_id] = self._clock()
         self._wake(job_id)
-        return True
 
     async def changed(self, job_id: str) -> None:
         waiter = asyncio.get_running_loop().create_future()

@@ -39,7 +39,7 @@ from gqlbatch.execution.engine import (
     reserve_calls,
     run_batch,
 )
-from gqlbatch.execution.executor import Resumable
+from gqlbatch.execution.executor import Halt, Resumable
 from gqlbatch.execution.job_feeds import Feeds
 from gqlbatch.execution.job_store import COMPACT_CHARS, Job, JobSpec, JobState, JobStore, pack
 from gqlbatch.execution.offload import Offload
@@ -49,6 +49,7 @@ __all__ = ["ContextFor", "JobQueue", "Jobs"]
 
 log = logging.getLogger("gqlbatch.jobs")
 
+_CANCELLED = "the job was cancelled"
 _WATCH_S = 0.5
 """How often a running job renews its lease and looks whether another process cancelled it."""
 
@@ -100,6 +101,8 @@ class Jobs:
         self._offload = offload
         self._retry_after_s = retry_after_s
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._halts: dict[str, Halt] = {}
+        """The way to stop each job this process runs, gently (`cancel`)."""
         self._feeds = Feeds(
             store,
             self._unpacked,
@@ -200,17 +203,19 @@ class Jobs:
         return await self._offload(packed) if large and self._offload is not None else packed()
 
     async def cancel(self, job_id: str, client: str) -> Job:
-        """Stop *job_id*: items not finished never report; finished ones keep their results.
-        Whichever process runs it stops it (this one at once, another within a second).
+        """End *job_id* as CANCELLED, and stop its run gently: no item starts, the calls in
+        flight finish (a write is never cut half-way), an atomic batch or group is rolled back,
+        and what the run did is kept with the job once it has stopped. Whichever process runs
+        it stops it (this one at once, another within a second).
 
         Raises:
             BatchRejected: JOB_NOT_FOUND, as `get`.
         """
         await self.get(job_id, client)
         await self._store.finish(job_id, client, JobState.CANCELLED, None, None)
-        task = self._running.get(job_id)
-        if task is not None:
-            task.cancel()
+        halt = self._halts.get(job_id)
+        if halt is not None:
+            halt.reason = _CANCELLED
         return await self.get(job_id, client)
 
     async def follow(self, job_id: str, client: str) -> AsyncGenerator[ItemResult | Job, None]:
@@ -269,10 +274,13 @@ class Jobs:
                 await self._store.finish(job_id, job.client, JobState.FAILED, None, message)
                 return
             try:
-                await self._run(job, ctx, runner, Resumable(settled, self._marker(job_id)))
+                resumable = Resumable(settled, self._marker(job_id))
+                self._halts[job_id] = resumable.halt
+                await self._run(job, ctx, runner, resumable)
             finally:
                 current_request_id.reset(token)
         finally:
+            self._halts.pop(job_id, None)
             await self._store.release(job_id, runner)
 
     async def _take(self, job_id: str, runner: str) -> int | None:
@@ -318,7 +326,9 @@ class Jobs:
             recorded.add(task)
             task.add_done_callback(recorded.discard)
 
-        watch = asyncio.create_task(self._watch(job.id, runner, asyncio.current_task()))
+        watch = asyncio.create_task(
+            self._watch(job.id, runner, asyncio.current_task(), resumable.halt)
+        )
         try:
             outcome = await run_batch(
                 job.spec.items, job.spec.options, ctx, on_result=record, resumable=resumable
@@ -344,7 +354,9 @@ class Jobs:
             if recorded:
                 await asyncio.wait(recorded)
         packed, note = await self._packed(outcome)
-        await self._store.finish(job.id, job.client, JobState.SUCCEEDED, packed, note)
+        if not await self._store.finish(job.id, job.client, JobState.SUCCEEDED, packed, note):
+            # Cancelled while it ran: what it did before it stopped, its rollback included.
+            await self._store.keep_outcome(job.id, job.client, packed, note)
 
     async def _is_running(self, job_id: str) -> bool:
         # Its state alone: asked for no results past the most it could have, the store sends
@@ -352,18 +364,21 @@ class Jobs:
         news = await self._store.changes(job_id, sys.maxsize)
         return news is not None and news.state is JobState.RUNNING
 
-    async def _watch(self, job_id: str, runner: str, run: asyncio.Task[object] | None) -> None:
-        # Keeps the lease, and stops the run when the job was cancelled in the shared store
-        # (by another process), or when the lease was lost (this process stalled past it, and
-        # another runner may have taken the job over).
+    async def _watch(
+        self, job_id: str, runner: str, run: asyncio.Task[object] | None, halt: Halt
+    ) -> None:
+        # Keeps the lease; halts the run when the job was cancelled in the shared store (by
+        # another process), and stops it at once when the lease was lost (this process
+        # stalled past it, and another runner may have taken the job over).
         while True:
             await asyncio.sleep(_WATCH_S)
-            kept = await self._store.renew(job_id, runner, self._lease_ms)
-            if not kept or not await self._is_running(job_id):
-                if not kept:
-                    log.warning("job %s: lease lost; its run stops here", job_id)
+            if not await self._store.renew(job_id, runner, self._lease_ms):
+                log.warning("job %s: lease lost; its run stops here", job_id)
                 if run is not None:
-                    run.cancel()
+                    run.cancel()  # another runner may have it now: stop at once
+                return
+            if not await self._is_running(job_id):  # cancelled, by any process
+                halt.reason = halt.reason or _CANCELLED
                 return
 
 

@@ -193,11 +193,18 @@ def _replayed(record: dict[str, Any]) -> BatchOutcome:
 
 # KEYS: the job's hash, the index of jobs, its client's jobs, its client's finished jobs, their
 # sizes. ARGV: state, packed outcome ("" for none), error ("" for none), ttl_s, job id, the
-# client's bytes, the prefix of a job's hash. Ends a RUNNING job (its results now live in its
-# outcome, so each one's own field goes), then forgets the client's oldest finished jobs while
-# their outcomes are over the client's bytes. Returns 1 when it ended the job, 0 when it had ended.
+# client's bytes, the prefix of a job's hash, "1" to keep the outcome of a job cancelled while
+# it ran ("0" to end a running one). Ends a RUNNING job (its results now live in its outcome, so
+# each one's own field goes), then forgets the client's oldest finished jobs while their
+# outcomes are over the client's bytes. Returns 1 when it ended the job (or kept the outcome),
+# 0 when it could not.
 _FINISH = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if ARGV[8] == '1' then
+  if state ~= 'CANCELLED' or redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then return 0 end
+elseif state ~= 'RUNNING' then
+  return 0
+end
 redis.call('HSET', KEYS[1], 'state', ARGV[1])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
 redis.call('HDEL', KEYS[1], 'spec')
@@ -412,14 +419,28 @@ class RedisJobStore:
     async def finish(
         self, job_id: str, client: str, state: JobState, packed: str | None, error: str | None
     ) -> bool:
-        owner = client
+        return await self._end(job_id, client, state, packed, error, after_cancel=False)
+
+    async def keep_outcome(self, job_id: str, client: str, packed: str, error: str | None) -> bool:
+        return await self._end(job_id, client, JobState.CANCELLED, packed, error, after_cancel=True)
+
+    async def _end(
+        self,
+        job_id: str,
+        client: str,
+        state: JobState,
+        packed: str | None,
+        error: str | None,
+        *,
+        after_cancel: bool,
+    ) -> bool:
         ended = await self._finish(
             keys=[
                 _job_key(job_id),
                 _PREFIX + "jobs",
-                _client_key("jobs", owner),
-                _client_key("done", owner),
-                _client_key("sizes", owner),
+                _client_key("jobs", client),
+                _client_key("done", client),
+                _client_key("sizes", client),
             ],
             args=[
                 state.value,
@@ -429,6 +450,7 @@ class RedisJobStore:
                 job_id,
                 self._max_bytes,
                 _job_key(""),
+                "1" if after_cancel else "0",
             ],
         )
         return int(ended) == 1
