@@ -152,70 +152,66 @@ def test_a_bad_manifest_stops_start_up(tmp_path: Path) -> None:
 
 
 async def test_memory_keeps_the_most_recently_used_within_its_bytes() -> None:
-    store = MemoryPersistedQueries(max_bytes=10)
-    await store.put("a", "aaaa")
-    await store.put("b", "bbbb")
+    store = MemoryPersistedQueries(max_bytes=10, max_bytes_per_client=10)
+    await store.put("a", "aaaa", "c1")
+    await store.put("b", "bbbb", "c2")
     assert await store.get("a") == "aaaa"  # now the most recently used
-    await store.put("c", "cccc")  # 12 bytes: "b" goes
+    await store.put("c", "cccc", "c3")  # 12 bytes: "b" goes
     assert (await store.get("a"), await store.get("b"), await store.get("c")) == (
         "aaaa",
         None,
         "cccc",
     )
-    await store.put("big", "x" * 11)  # larger than the whole store: not kept
+    assert not await store.put("big", "x" * 11, "c4")  # larger than the whole store
     assert await store.get("big") is None
 
 
-async def test_a_document_registered_on_one_process_runs_on_another(
-    aiohttp_client: Any, redis_url: str, upstream_url: str, users: FakeService
+@pytest.fixture(params=["memory", "redis"])
+async def document_store(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        yield MemoryPersistedQueries(max_bytes=100, max_bytes_per_client=10)
+        return
+    from gqlbatch.execution.redis_store import RedisPersistedQueries, connect
+
+    redis = connect(request.getfixturevalue("redis_url"))
+    await redis.flushdb()
+    yield RedisPersistedQueries(redis, ttl_s=60, max_bytes=100, max_bytes_per_client=10)
+    await redis.aclose()
+
+
+async def test_each_client_registers_within_its_own_bytes(document_store: Any) -> None:
+    # Issue 24, finding 13: 1,500 registrations kept 94 MiB for 7 days.
+    assert await document_store.put("a", "aaaaaa", "mallory")
+    assert not await document_store.put("b", "bbbbbb", "mallory")  # 12 of her 10 bytes
+    assert await document_store.get("b") is None
+    assert await document_store.put("c", "cccccc", "alice")  # alice has her own
+    assert await document_store.put("a", "aaaaaa", "alice")  # kept already: nothing to add
+    assert await document_store.get("c") == "cccccc"
+
+
+async def test_a_document_is_registered_only_once_it_has_validated(
+    gateway: Any, users: FakeService
 ) -> None:
-    def settings() -> Settings:
-        return Settings.from_upstream_urls([upstream_url], store_url=redis_url)
+    invalid = 'query Screen { batch(requests: [{path: "/users/1"}]) { nope } }'
+    sha = hashlib.sha256(invalid.encode()).hexdigest()
+    refused = await gateway.post("/graphql", data=hashed(sha, query=invalid), headers=APOLLO)
+    assert refused.status == 400  # it does not validate...
+    again = await gateway.post("/graphql", data=hashed(sha), headers=APOLLO)
+    assert error_of(await again.json())[0] == "PERSISTED_QUERY_NOT_FOUND"  # ...so not kept
+    assert users.lines == []
 
-    one = await aiohttp_client(create_app(settings()))
-    other = await aiohttp_client(create_app(settings()))
-    await one.post("/graphql", data=hashed(query=SCREEN), headers=APOLLO)
-    hit = await other.get("/graphql", params=get_params())
-    assert (await hit.json())["data"]["batch"]["items"][0]["body"]["name"] == "Ada"
 
-
-@pytest.mark.parametrize("protocol", ["graphql-ws", "graphql-transport-ws"])
-async def test_trusted_documents_hold_over_websockets(
-    protocol: str, upstream_url: str, users: FakeService, tmp_path: Path
+async def test_past_its_bytes_a_clients_documents_run_unkept(
+    make_gateway: Any, upstream_url: str, users: FakeService
 ) -> None:
-    # Issue 24, finding 4: six documents outside the manifest ran over websockets, a POST
-    # upstream among them, while HTTP refused them all.
-    from gql import Client, gql
-    from gql.transport.aiohttp_websockets import AIOHTTPWebsocketsTransport
-    from gql.transport.exceptions import TransportQueryError
-    from graphql import parse, print_ast
-
-    from gqlbatch import create_app, running
-
-    printed = print_ast(parse(SCREEN))  # the text gql sends: its printer's
-    path = tmp_path / "manifest.json"
-    path.write_text(manifest(printed))
-    settings = Settings.from_upstream_urls([upstream_url], trusted_documents=str(path))
-    outside = [
-        'query Q { batch(requests: [{path: "/users/2"}]) { items { status } } }',
-        'mutation M { batch(requests: [{method: POST, path: "/users"}]) { items { status } } }',
-        'subscription S { batch(requests: [{path: "/users/3"}]) { __typename } }',
-    ]
-    async with running(create_app(settings)) as url:
-        transport = AIOHTTPWebsocketsTransport(
-            url=url.replace("http://", "ws://") + "/graphql", subprotocols=[protocol]
-        )
-        async with Client(transport=transport) as session:
-            trusted = await session.execute(gql(printed))
-            assert trusted["batch"]["items"][0]["status"] == 200
-            for document in outside:
-                with pytest.raises(TransportQueryError) as refused:
-                    if document.startswith("subscription"):
-                        async for _ in session.subscribe(gql(document)):
-                            pass
-                    else:
-                        await session.execute(gql(document))
-                assert refused.value.errors is not None
-                code = refused.value.errors[0]["extensions"]["code"]
-                assert code == "PERSISTED_QUERY_NOT_IN_LIST"
-    assert users.lines == ["GET /users/1"]  # the trusted screen's call, and nothing else
+    gateway = await make_gateway(upstream_url, persisted_queries_max_bytes_per_client=50)
+    sent = await gateway.post("/graphql", data=hashed(query=SCREEN), headers=APOLLO)
+    assert (await sent.json())["data"]["batch"]["items"][0]["status"] == 200  # it runs
+    again = await gateway.post("/graphql", data=hashed(), headers=APOLLO)
+    assert error_of(await again.json())[0] == "PERSISTED_QUERY_NOT_FOUND"  # over 50: unkept
+    small = "query Screen { __typename }"
+    sha = hashlib.sha256(small.encode()).hexdigest()
+    alice = {**APOLLO, "Authorization": "Bearer alice"}
+    await gateway.post("/graphql", data=hashed(sha, query=small), headers=alice)
+    kept = await gateway.post("/graphql", data=hashed(sha), headers=alice)
+    assert (await kept.json())["data"] == {"__typename": "Query"}

@@ -367,8 +367,11 @@ class Settings:
         persisted_queries: answer Apollo's automatic persisted queries (a document registered
             once, then sent by its SHA-256 alone).
         persisted_queries_max_bytes: the documents kept in this process's memory, in bytes;
-            the least recently used go first. (In the shared store, `persisted_queries_ttl_s`
-            bounds them.)
+            the least recently used go first (in the shared store, those registered per
+            `persisted_queries_ttl_s`, which then bounds them too).
+        persisted_queries_max_bytes_per_client: the documents one client may register, in
+            bytes (in the shared store, per `persisted_queries_ttl_s`); past it its
+            documents still run, sent in full, and are not kept.
         persisted_queries_ttl_s: how long the shared store keeps a registered document.
         trusted_documents: an Apollo persisted-query manifest: only its documents may run.
         door_options: batch options each door applies when its client does not set them,
@@ -420,6 +423,7 @@ class Settings:
     cors: CorsSettings = field(default_factory=CorsSettings)
     persisted_queries: bool = True
     persisted_queries_max_bytes: int = 16 * 1024 * 1024
+    persisted_queries_max_bytes_per_client: int = 1024 * 1024
     persisted_queries_ttl_s: int = 7 * 86_400
     trusted_documents: str | None = None
     store_url: str | None = None
@@ -449,7 +453,7 @@ class Settings:
             value = getattr(self, f"jobs_{key}")
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"jobs.{key} must be a positive integer, got {value!r}")
-        for key in ("max_bytes", "ttl_s"):
+        for key in ("max_bytes", "max_bytes_per_client", "ttl_s"):
             value = getattr(self, f"persisted_queries_{key}")
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(

@@ -215,7 +215,10 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
                 max_per_client=settings.jobs_max_per_client,
                 max_bytes_per_client=settings.jobs_max_bytes_per_client,
             ),
-            MemoryPersistedQueries(settings.persisted_queries_max_bytes),
+            MemoryPersistedQueries(
+                settings.persisted_queries_max_bytes,
+                settings.persisted_queries_max_bytes_per_client,
+            ),
             None,
         )
     try:  # redis-py and saq are the [redis] extra
@@ -249,7 +252,12 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
             max_record_bytes=settings.idempotency_max_record_bytes,
         ),
         redis_store.RedisJobStore(redis, ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
-        redis_store.RedisPersistedQueries(redis, ttl_s=settings.persisted_queries_ttl_s),
+        redis_store.RedisPersistedQueries(
+            redis,
+            ttl_s=settings.persisted_queries_ttl_s,
+            max_bytes=settings.persisted_queries_max_bytes,
+            max_bytes_per_client=settings.persisted_queries_max_bytes_per_client,
+        ),
         queue,
     )
 

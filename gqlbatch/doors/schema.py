@@ -1036,9 +1036,10 @@ class BatchView(GraphQLView[Context, None]):
         except PersistedQueryRefused as exc:
             error = GraphQLError(exc.message, extensions={"code": exc.code.value})
             return ExecutionResult(data=None, errors=[error])
-        if document is not request_data.query:
+        registering = document is request_data.query
+        if not registering:
             request_data = dataclasses.replace(request_data, query=document)
-        return await super().execute_single(
+        result = await super().execute_single(
             request=request,
             request_adapter=request_adapter,
             sub_response=sub_response,
@@ -1046,6 +1047,10 @@ class BatchView(GraphQLView[Context, None]):
             root_value=root_value,
             request_data=request_data,
         )
+        # Kept once it has parsed and validated: a document that cannot run is never stored.
+        if registering and (result.data is not None or not _request_errors(result.errors)):
+            await self._persisted.register(document, request_data.extensions, context.client)
+        return result
 
     async def render_graphql_ide(self, request: web.Request) -> web.Response:
         return web.Response(text=self._ide_page, content_type="text/html")
@@ -1185,6 +1190,11 @@ def _without_null_data(answer: Any) -> Any:
     if _is_request_error(answer):
         return {k: v for k, v in answer.items() if k != "data"}
     return answer
+
+
+def _request_errors(errors: list[GraphQLError] | None) -> bool:
+    """Whether *errors* are a request's (parse, validation), which carry no path."""
+    return bool(errors) and all(not e.path for e in errors or ())
 
 
 def _is_request_error(data: Any) -> bool:

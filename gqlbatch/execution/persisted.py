@@ -12,6 +12,12 @@ manifest): only the documents of the manifest run, by hash or in full; nothing r
 
 The documents live in a `PersistedQueryStore`: memory (bounded, least recently used goes
 first), or the shared Redis store (`redis_store.RedisPersistedQueries`).
+
+A document is registered only once it has parsed and validated (`PersistedQueries.register`,
+called by the view after execution), and each client may register so many bytes of them
+(`[persisted_queries] max_bytes_per_client`, per `ttl_s` in Redis) beside the store's own
+bound: past it, its documents run, sent in full, and are not kept (issue 24: 1,500
+registrations kept 94 MiB for 7 days, invalid documents among them).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -53,33 +59,48 @@ class PersistedQueryStore(Protocol):
 
     async def get(self, sha256: str) -> str | None: ...
 
-    async def put(self, sha256: str, document: str) -> None: ...
+    async def put(self, sha256: str, document: str, client: str) -> bool:
+        """Keep *document*, registered by *client*; False when the client's quota refused
+        it (it is not kept)."""
+        ...
 
 
 class MemoryPersistedQueries:
-    """This process's documents, at most *max_bytes* of them: the least recently used go
-    first, so that registering documents without end cannot grow the process."""
+    """This process's documents, at most *max_bytes* of them, and *max_bytes_per_client* of
+    one client's registering: the least recently used go first, so that registering
+    documents without end cannot grow the process, nor one client's crowd out the others'."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_bytes_per_client: int = 1024 * 1024) -> None:
         self._max_bytes = max_bytes
+        self._per_client = max_bytes_per_client
         self._bytes = 0
-        self._documents: OrderedDict[str, str] = OrderedDict()
+        self._documents: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        """Each document, by hash, with the client that registered it."""
+        self._clients: Counter[str] = Counter()
 
     async def get(self, sha256: str) -> str | None:
-        document = self._documents.get(sha256)
-        if document is not None:
-            self._documents.move_to_end(sha256)
-        return document
+        kept = self._documents.get(sha256)
+        if kept is None:
+            return None
+        self._documents.move_to_end(sha256)
+        return kept[0]
 
-    async def put(self, sha256: str, document: str) -> None:
+    async def put(self, sha256: str, document: str, client: str) -> bool:
         size = len(document.encode())
-        if sha256 in self._documents or size > self._max_bytes:
-            return
-        self._documents[sha256] = document
+        if sha256 in self._documents:
+            return True
+        if size > self._max_bytes or self._clients[client] + size > self._per_client:
+            return False
+        self._documents[sha256] = (document, client)
         self._bytes += size
+        self._clients[client] += size
         while self._bytes > self._max_bytes:
-            _, oldest = self._documents.popitem(last=False)
+            _, (oldest, owner) = self._documents.popitem(last=False)
             self._bytes -= len(oldest.encode())
+            self._clients[owner] -= len(oldest.encode())
+            if self._clients[owner] <= 0:
+                del self._clients[owner]
+        return True
 
 
 class PersistedQueries:
@@ -102,7 +123,8 @@ class PersistedQueries:
         return None if self._trusted is None else frozenset(self._trusted)
 
     async def document(self, query: str | None, extensions: object) -> str | None:
-        """The document to run: *query*, or the one its persisted-query hash names.
+        """The document to run: *query*, or the one its persisted-query hash names. A
+        document sent with its hash is registered only once it has run (`register`).
 
         Raises:
             PersistedQueryRefused: PERSISTED_QUERY_NOT_FOUND, _NOT_SUPPORTED or _NOT_IN_LIST,
@@ -121,8 +143,21 @@ class PersistedQueries:
                 raise PersistedQueryRefused(ErrorCode.PERSISTED_QUERY_NOT_FOUND, NOT_FOUND)
             return stored
         _check_hash(query, sha256)
-        await self._store.put(sha256, query)
         return query
+
+    async def register(self, query: str | None, extensions: object, client: str) -> bool:
+        """Keep *query* under the hash its *extensions* name, for *client*, once it has
+        parsed and validated (the view calls this after running it); False when nothing was
+        kept (no hash, trusted documents, or the client's quota)."""
+        if self._store is None or self._trusted is not None or query is None:
+            return False
+        try:
+            sha256 = _requested_hash(extensions)
+        except PersistedQueryRefused:
+            return False
+        if sha256 is None or _sha256(query) != sha256:
+            return False
+        return await self._store.put(sha256, query, client)
 
     def _trusted_document(self, query: str | None, sha256: str | None) -> str | None:
         assert self._trusted is not None

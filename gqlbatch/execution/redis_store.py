@@ -314,21 +314,54 @@ _RUNNING_S = 7 * 86_400
 """How long a job's record lasts while it runs: past it, a job whose process died is gone."""
 
 
+# KEYS: the document's key, the store's registered bytes, the client's. ARGV: document, ttl_s,
+# max bytes, max bytes of the client. Keeps the document unless it is kept already (1), or its
+# bytes would pass the store's or the client's for this window of ttl_s (0). Each count lives
+# ttl_s from its first registration: as long as the documents it counts.
+_PUT_DOCUMENT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+local size = string.len(ARGV[1])
+local ttl = tonumber(ARGV[2])
+if tonumber(redis.call('GET', KEYS[2]) or '0') + size > tonumber(ARGV[3]) then return 0 end
+if tonumber(redis.call('GET', KEYS[3]) or '0') + size > tonumber(ARGV[4]) then return 0 end
+for _, key in ipairs({KEYS[2], KEYS[3]}) do
+  redis.call('INCRBY', key, size)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+return 1
+"""
+
+
 class RedisPersistedQueries:
     """`persisted.PersistedQueryStore` in Redis: a document registered through one process
     runs by its hash on any other. Each is kept *ttl_s* from its registration; a client that
-    sends a hash after that registers it again, as Apollo's link does on any miss."""
+    sends a hash after that registers it again, as Apollo's link does on any miss. At most
+    *max_bytes* of documents, and *max_bytes_per_client* of one client's, are registered in
+    each window of *ttl_s*."""
 
-    def __init__(self, redis: Redis, *, ttl_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ttl_s: int,
+        max_bytes: int = 16 * 1024 * 1024,
+        max_bytes_per_client: int = 1024 * 1024,
+    ) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
+        self._max_bytes = max_bytes
+        self._per_client = max_bytes_per_client
+        self._put = redis.register_script(_PUT_DOCUMENT)
 
     async def get(self, sha256: str) -> str | None:
         document = await self._redis.get(_PREFIX + "pq:" + sha256)
         return None if document is None else str(document)  # decode_responses: a str
 
-    async def put(self, sha256: str, document: str) -> None:
-        await self._redis.set(_PREFIX + "pq:" + sha256, document, ex=self._ttl_s, nx=True)
+    async def put(self, sha256: str, document: str, client: str) -> bool:
+        keys = [_PREFIX + "pq:" + sha256, _PREFIX + "pq-bytes", _client_key("pq-bytes", client)]
+        args: list[str | int] = [document, self._ttl_s, self._max_bytes, self._per_client]
+        return int(await self._put(keys=keys, args=args)) == 1
 
 
 class RedisJobStore:

@@ -49,7 +49,13 @@ _RETRIES = {
 }
 _DOORS = {"graphql", "json", "multipart"}
 _DOOR_OPTIONS = {"mode": str, "on_error": str, "atomic": bool}
-_PERSISTED = {"enabled": bool, "max_bytes": int, "ttl_s": int, "trusted_documents": str}
+_PERSISTED = {
+    "enabled": bool,
+    "max_bytes": int,
+    "max_bytes_per_client": int,
+    "ttl_s": int,
+    "trusted_documents": str,
+}
 _GRAPHIQL = {"enabled": bool, "assets_dir": str}
 _CORS = {"origins": list, "allow_credentials": bool, "max_age_s": int}
 _JOBS = {
