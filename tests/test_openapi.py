@@ -593,3 +593,57 @@ async def test_an_answer_too_large_to_check_fails_when_answers_must_keep_to_it(
     assert answer[0]["status"] == 200
     assert answer[1]["error"]["code"] == "UPSTREAM_BAD_RESPONSE"
     assert "the answer cannot be checked" in answer[1]["error"]["message"]
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 24, finding 14: documents are bounded as they are read
+
+
+async def test_a_document_that_never_ends_stops_start_up_at_its_cap(
+    aiohttp_server: Any,
+) -> None:
+    from gqlbatch.core.openapi import MAX_BYTES
+
+    sent = [0]
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        chunk = b" " * 65536
+        while True:  # until the reader stops reading
+            await response.write(chunk)
+            sent[0] += len(chunk)
+
+    app = web.Application()
+    app.router.add_get("/openapi.json", endless)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    url = str(server.make_url("/openapi.json"))
+    upstream = UpstreamSettings(name="blog", base_url=url.rsplit("/", 1)[0], openapi=url)
+    runner = web.AppRunner(create_app(Settings(upstreams={"blog": upstream})))
+    try:
+        with pytest.raises(ConfigError, match=f"longer than {MAX_BYTES} bytes"):
+            await runner.setup()
+    finally:
+        await runner.cleanup()
+    assert sent[0] < 2 * MAX_BYTES
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested more than 64 levels deep"),
+        ('{"a": ' + "[" * 65 + "]" * 65 + "}", "nested more than 64 levels deep"),
+    ],
+    ids=["too deep for the parser", "deeper than 64"],
+)
+def test_a_deep_document_is_one_line(text: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=why) as refused:
+        Contract.from_text(text, "upstreams.blog.openapi deep.json")
+    assert "\n" not in str(refused.value)
+
+
+def test_a_document_of_too_many_operations_is_refused_at_once() -> None:
+    paths = {f"/t{n}": {"get": {"responses": {"200": {"description": "ok"}}}} for n in range(2_001)}
+    document = {"openapi": "3.0.3", "info": {"title": "big", "version": "1"}, "paths": paths}
+    with pytest.raises(ConfigError, match="2001 operations, more than the 2000"):
+        Contract.from_text(json.dumps(document), "big")

@@ -41,6 +41,7 @@ from gqlbatch.core.schema_checks import (
     schema_errors,
     short,
 )
+from gqlbatch.core.strict_json import depth
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -49,7 +50,24 @@ if TYPE_CHECKING:
 # read (`Contract`), not with this module: a server whose upstreams name no document never
 # loads them: 18 MiB less in each process (53 MiB after start-up, from 71).
 
-__all__ = ["Contract", "Operation", "reference_problems"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_OPERATIONS",
+    "Contract",
+    "Operation",
+    "reference_problems",
+]
+
+MAX_BYTES = 16 * 1024 * 1024
+"""The largest document read, from a file or a URL (issue 24: a URL that streamed without end
+took the process to 8.1 GiB at start-up)."""
+MAX_DEPTH = 64
+"""The deepest a document may nest: real ones stay under 20; 100,000 levels stopped start-up
+with a traceback."""
+MAX_OPERATIONS = 2_000
+"""The most operations a document may have: start-up checks it and types its answers in
+about 10 ms an operation (10,000 took 72 s and 481 MiB)."""
 
 _DOCUMENT = "urn:gqlbatch:openapi"
 _TEMPLATE_PART = re.compile(r"\{[^}/]+\}")
@@ -123,6 +141,8 @@ class Contract:
 
         try:  # JSON first: PyYAML's pure-Python loader took 0.8 s on a 100 KiB JSON document
             document = json.loads(text)
+        except RecursionError:
+            raise ConfigError(f"{source}: nested more than {MAX_DEPTH} levels deep") from None
         except ValueError:
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, if PyYAML has it
             try:
@@ -131,6 +151,7 @@ class Contract:
                 raise ConfigError(f"{source}: not JSON or YAML: {_one_line(exc)}") from None
         if not isinstance(document, dict):
             raise ConfigError(f"{source}: an OpenAPI document is an object")
+        _check_size(document, source)
         try:
             validate(document)
         except OpenAPIValidationError as exc:
@@ -367,6 +388,26 @@ def _is_placeholder(value: object) -> bool:
         return bool(parse_template(value).refs)
     except TemplateSyntaxError:
         return False  # reported as INVALID_REFERENCE by the planner
+
+
+def _check_size(document: Mapping[str, Any], source: str) -> None:
+    """Raises:
+    ConfigError: *document* nests deeper than MAX_DEPTH, or has more than MAX_OPERATIONS."""
+    if depth(document) > MAX_DEPTH:
+        raise ConfigError(f"{source}: nested more than {MAX_DEPTH} levels deep")
+    paths = document.get("paths")
+    count = sum(
+        1
+        for item in (paths.values() if isinstance(paths, dict) else ())
+        if isinstance(item, dict)
+        for method in _METHODS
+        if method in item
+    )
+    if count > MAX_OPERATIONS:
+        raise ConfigError(
+            f"{source}: {count} operations, more than the {MAX_OPERATIONS} a document may "
+            "have; give the gateway a document of the operations it fronts"
+        )
 
 
 def _operations(document: Mapping[str, Any]) -> Iterator[Operation]:

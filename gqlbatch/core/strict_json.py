@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from gqlbatch.core.types import JSON
 
-__all__ = ["DEFAULT_MAX_DEPTH", "JSONRefused", "loads"]
+__all__ = ["DEFAULT_MAX_DEPTH", "JSONRefused", "depth", "loads"]
 
 DEFAULT_MAX_DEPTH = 128
 """Deep enough for any real document; shallow enough that every recursive walk of it (ours,
@@ -45,7 +45,7 @@ def loads(data: str | bytes | bytearray, *, max_depth: int = DEFAULT_MAX_DEPTH) 
         raise JSONRefused(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except ValueError as exc:  # int() past sys.get_int_max_str_digits()
         raise JSONRefused(f"a number is too long: {exc}") from None
-    if _may_nest_deeper(data, max_depth) and _depth(value) > max_depth:
+    if _may_nest_deeper(data, max_depth) and depth(value) > max_depth:
         raise JSONRefused(f"nested more than {max_depth} levels deep")
     return value
 
@@ -79,7 +79,7 @@ def _may_nest_deeper(data: str | bytes | bytearray, max_depth: int) -> bool:
     return data.count(b"[") + data.count(b"{") > max_depth
 
 
-def _depth(value: JSON) -> int:
+def depth(value: JSON) -> int:
     """The nesting depth of a parsed value, without recursion: a scalar is 0."""
     deepest = 0
     stack: list[tuple[JSON, int]] = [(value, 0)]

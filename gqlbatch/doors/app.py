@@ -27,7 +27,7 @@ from gqlbatch.core.errors import (
     mask_internal,
 )
 from gqlbatch.core.identity import Identifier
-from gqlbatch.core.openapi import Contract
+from gqlbatch.core.openapi import MAX_BYTES, Contract
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.wire import UpstreamCall
 from gqlbatch.doors.caching import install_compression
@@ -467,9 +467,19 @@ async def load_contracts(settings: Settings) -> dict[str, Contract]:
 
 
 async def _document_text(location: str, source: str) -> str:
+    """The text of the document at *location*, no longer than openapi.MAX_BYTES.
+
+    Raises:
+        ConfigError: it cannot be read, or is longer.
+    """
+    too_long = ConfigError(f"{source}: longer than {MAX_BYTES} bytes")
     if not location.startswith(("http://", "https://")):
         try:
-            return Path(location).read_text(encoding="utf-8")
+            with Path(location).open("rb") as file:
+                data = file.read(MAX_BYTES + 1)
+            if len(data) > MAX_BYTES:
+                raise too_long
+            return data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{source}: {exc}") from None
     try:
@@ -477,8 +487,13 @@ async def _document_text(location: str, source: str) -> str:
         async with aiohttp.ClientSession(timeout=timeout) as http, http.get(location) as resp:
             if resp.status != 200:
                 raise ConfigError(f"{source}: answered {resp.status}")
-            return await resp.text()
-    except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
+            received = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                received += chunk
+                if len(received) > MAX_BYTES:  # read as it comes: it may never end
+                    raise too_long
+            return received.decode(resp.get_encoding())
+    except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError, LookupError) as exc:
         raise ConfigError(f"{source}: {type(exc).__name__}: {exc}") from None
 
 
