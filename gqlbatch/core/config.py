@@ -60,6 +60,7 @@ _LIMIT_FIELDS = (
     "max_batch_response_bytes",
     "max_select_paths",
     "max_checked_values",
+    "max_document_check_ms",
     "max_outstanding_per_address",
     "header_timeout_s",
     "body_timeout_s",
@@ -322,6 +323,9 @@ class Settings:
         max_batch_response_bytes: upstream response bytes one batch may read; items past it
             fail with BATCH_TOO_LARGE.
         max_select_paths: paths one `body(select:)` may name.
+        max_document_check_ms: the time one request's GraphQL documents may take to parse
+            and validate, together (a document seen before costs next to nothing); the
+            operations past it are refused with QUERY_TOO_COMPLEX.
         max_checked_values: JSON values (each scalar, list and object) of the bodies and
             answers one request may have checked against OpenAPI documents; a body past it
             is refused with REQUEST_TOO_LARGE, an answer past it goes unchecked.
@@ -408,6 +412,7 @@ class Settings:
     max_batch_response_bytes: int = 64 * 1024 * 1024
     max_select_paths: int = 64
     max_checked_values: int = 100_000
+    max_document_check_ms: int = 250
     max_outstanding_per_address: int = 500
     trusted_proxies: tuple[str, ...] = ()
     header_timeout_s: int = DEFAULT_HEADER_TIMEOUT_S

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from strawberry.schema.name_converter import HasGraphQLName, NameConverter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext
 
+from gqlbatch.core.budget import RequestBudget
 from gqlbatch.core.errors import ErrorCode, mask_internal
 from gqlbatch.core.result import BatchOutcome
 from gqlbatch.doors.compiled import Anomaly, CompiledOperation, Compiler, TypedData
@@ -319,12 +321,20 @@ class CheckedDocuments:
         if self._trusted is not None and not _trusted(execution.query, self._trusted):
             self._refuse(execution, _NOT_TRUSTED)
             return
+        budget = _budget(execution)
+        if budget is not None and budget.documents_s <= 0:
+            self._refuse(execution, _TOO_MUCH_CHECKING)
+            return
         # lru_cache keeps no exception: a document over the token limit (parse_options,
         # OperationSetup) is refused again each time it comes.
+        started = time.perf_counter()
         try:
             execution.graphql_document = _parsed(execution.query, **execution.parse_options)
         except GraphQLError as error:
             self._refuse(execution, error)
+        finally:
+            if budget is not None:
+                budget.documents_s -= time.perf_counter() - started
 
     @staticmethod
     def _refuse(execution: ExecutionContext, error: GraphQLError) -> None:
@@ -345,8 +355,25 @@ class CheckedDocuments:
             # The rules are the same classes on every request (see schema_extensions); they
             # are part of the key all the same, as they are of Strawberry's.
             key = None if execution.query is None else (execution.query, execution.validation_rules)
+            started = time.perf_counter()
             problems = self._validated.get(key, validate)
+            budget = _budget(execution)
+            if budget is not None:
+                budget.documents_s -= time.perf_counter() - started
         execution.pre_execution_errors = problems
+
+
+def _budget(execution: ExecutionContext) -> RequestBudget | None:
+    context = execution.context
+    return context.budget if isinstance(context, BatchContext) else None
+
+
+_TOO_MUCH_CHECKING = GraphQLError(
+    "this request's GraphQL documents took longer to parse and validate than it may "
+    "(max_document_check_ms), so this one was not; send fewer new documents in one request "
+    "(documents sent before cost next to nothing)",
+    extensions={"code": ErrorCode.QUERY_TOO_COMPLEX.value},
+)
 
 
 def _trusted(query: str | None, trusted: frozenset[str]) -> bool:

@@ -286,6 +286,7 @@ def request_budget(settings: Settings, calls: int | None = None) -> RequestBudge
         response_bytes=settings.max_batch_response_bytes,
         max_call_bytes=settings.max_rendered_call_bytes,
         checked_values=settings.max_checked_values,
+        documents_s=settings.max_document_check_ms / 1000,
     )
 
 

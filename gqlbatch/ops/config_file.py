@@ -107,6 +107,7 @@ _LIMITS = {
     "max_batch_response_bytes": int,
     "max_select_paths": int,
     "max_checked_values": int,
+    "max_document_check_ms": int,
 }
 _UPSTREAM = {
     "base_url": str,
