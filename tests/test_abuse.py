@@ -5,6 +5,7 @@ bytes a batch may render and read, and the headers a client may not repeat.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -361,3 +362,60 @@ async def test_a_literal_fan_out_of_max_fanout_elements_is_counted_once(
     (out,) = await resp.json()
     assert out["state"] == "SUCCEEDED" and len(out["elements"]) == 50
     assert len(service.calls) == 50
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 24, finding 16: errors that should be clear answers
+
+
+async def test_a_subscription_sent_as_a_plain_request_is_told_where_it_goes(
+    gateway: TestClient, service: FakeService
+) -> None:
+    document = 'subscription { batch(requests: [{path: "/a"}]) { __typename } }'
+    answer = await (await gateway.post("/graphql", json={"query": document})).json()
+    error = answer["errors"][0]
+    assert error["extensions"]["code"] == "INVALID_INPUT"  # not INTERNAL_ERROR
+    assert "over a websocket" in error["message"]
+    assert service.calls == []  # its batch never ran
+
+
+async def test_an_integer_past_what_an_option_takes_is_refused(
+    gateway: TestClient, service: FakeService
+) -> None:
+    huge = "1" + "0" * 400
+    for body in (
+        f'[{{"path": "/a", "timeoutMs": {huge}}}]',
+        f'{{"requests": [{{"path": "/a"}}], "timeoutMs": {huge}}}',
+    ):
+        resp = await gateway.post("/batch", data=body, headers={"Content-Type": "application/json"})
+        assert resp.status == 400
+        problem = (await resp.json())["error"]["problems"][0]
+        assert problem["code"] == "INVALID_INPUT" and "1 to 2147483647" in problem["message"]
+        assert len(problem["message"]) < 200
+    assert service.calls == []
+
+
+async def test_an_async_batch_is_refused_for_a_key_the_batch_door_refuses(
+    gateway: TestClient, service: FakeService
+) -> None:
+    for prefer in ({"Prefer": "respond-async"}, {}):
+        resp = await gateway.post(
+            "/batch", json=[{"path": "/a"}], headers={"Idempotency-Key": "k" * 300, **prefer}
+        )
+        assert resp.status == 400, prefer
+        assert "Idempotency-Key" in (await resp.json())["error"]["message"]
+    assert service.calls == []
+
+
+async def test_a_body_declared_too_large_is_refused_before_it_is_sent(
+    gateway: TestClient,
+) -> None:
+    url = gateway.make_url("/batch")
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(
+        b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 50000000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    answer = await reader.read()  # 413 and a close, not "100 Continue"
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"REQUEST_TOO_LARGE" in answer

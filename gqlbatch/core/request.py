@@ -615,11 +615,18 @@ def _upstream(value: JSON, rules: Rules, add: _Add) -> str | None:
     return str(value)
 
 
+_MAX_INT = 2**31 - 1
+"""The largest integer an option takes: GraphQL's Int, on the REST door too (a timeoutMs of
+10**400 failed its item with INTERNAL_ERROR once it became seconds)."""
+
+
 def _positive_int(value: JSON, field: str, add: _Add) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        add(ErrorCode.INVALID_INPUT, f"{field} must be a positive integer, got {value!r}", field)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_INT:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        message = f"{field} must be an integer from 1 to {_MAX_INT}, got {shown}"
+        add(ErrorCode.INVALID_INPUT, message, field)
         return None
     return value
 

@@ -430,6 +430,17 @@ class MaskInternalErrors:
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         missing = _NULL_IN_NON_NULL.match(str(error.original_error))
+        if missing is not None and missing[1] == "Subscription":
+            # A subscription executed as a plain request: graphql-core completes its field
+            # with the stream its resolver returned (which is never iterated: nothing ran).
+            return GraphQLError(
+                "a subscription streams: send it over a websocket (graphql-transport-ws or "
+                'graphql-ws), or as a stream (Accept: multipart/mixed;subscriptionSpec="1.0"), '
+                "not as a plain request",
+                nodes=error.nodes,
+                path=error.path,
+                extensions={"code": ErrorCode.INVALID_INPUT.value},
+            )
         if missing is not None and missing[1] in self._answer_types:
             return GraphQLError(
                 f"the upstream's answer has no {missing[2]!r}, which {missing[1]} requires "

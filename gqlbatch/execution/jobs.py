@@ -40,6 +40,7 @@ from gqlbatch.execution.engine import (
     run_batch,
 )
 from gqlbatch.execution.executor import Halt, Resumable
+from gqlbatch.execution.idempotency import check_key
 from gqlbatch.execution.job_feeds import Feeds
 from gqlbatch.execution.job_store import COMPACT_CHARS, Job, JobSpec, JobState, JobStore, pack
 from gqlbatch.execution.offload import Offload
@@ -118,6 +119,8 @@ class Jobs:
             BatchRejected: the batch is invalid (nothing ran), or too many jobs are kept, by
                 the server or for this client.
         """
+        if ctx.idempotency_key is not None:
+            check_key(ctx.idempotency_key)  # refused as the batch door refuses it
         plan = await planned(items, options, ctx)  # refused now, not in the background
         # Its calls count against its request's, as those of a `batch` field do.
         calls = reserve_calls(plan, ctx)
