@@ -61,6 +61,7 @@ from gqlbatch.doors.rest import (
     rejection_status,
 )
 from gqlbatch.doors.schema import GraphQLDoor, rejection
+from gqlbatch.doors.slow_readers import SLOW_READERS, SlowReaders, cutting_slow_readers
 from gqlbatch.doors.websockets import SOCKETS, Sockets, closing_idle
 from gqlbatch.execution import metrics
 from gqlbatch.execution.engine import (
@@ -158,6 +159,8 @@ def create_app(
         retry_after_s=settings.retry_after_s,
     )
     app.cleanup_ctx.append(closing_idle)
+    app[SLOW_READERS] = SlowReaders(settings.write_timeout_s)
+    app.cleanup_ctx.append(cutting_slow_readers)
     app.cleanup_ctx.append(_client_ctx)
     if queue is not None and settings.jobs_in_process:
         app.cleanup_ctx.append(_job_worker(queue))  # stopped first: cleanups run in reverse
@@ -363,6 +366,7 @@ async def _front_door(request: web.Request, handler: Handler) -> web.StreamRespo
     which gets INTERNAL_ERROR with an id that finds its traceback in the log, never the
     traceback."""
     settings = request.app[SETTINGS]
+    request.app[SLOW_READERS].watch(request.transport)
     try:
         if request.method not in _SAFE and standing(request, settings.cors) is Standing.REFUSED:
             return _cross_site(request)

@@ -1,6 +1,6 @@
 """Serving an application on a socket, with the limits that keep slow or idle clients from
-holding the server: a deadline for each request head, a deadline for taking each answer,
-and a cap on connections.
+holding the server: a deadline for each request head, and a cap on connections (the
+deadline for taking each answer is the application's own, `doors.slow_readers`).
 
 aiohttp has no header-read timeout, but its keep-alive timer already closes a connection that
 has not delivered a complete request head when it fires, both on a new connection and after
@@ -8,10 +8,6 @@ each response; gqlbatch sets it to `header_timeout_s`, so a client dripping its 
 second is cut off there. The body's deadline is the doors' (`body_timeout_s`, 408). Past
 `max_connections`, a new connection is answered 503 and closed at once, before it costs a
 request handler; connections are what run out first (file descriptors), not CPU.
-
-A client that does not read its answer holds the bytes written for it (issue 24: eight such
-clients held 1.2 GiB for a minute and more). Once a second, each connection whose written
-bytes have waited without any being taken for `write_timeout_s` is cut, and its buffers go.
 """
 
 from __future__ import annotations
@@ -19,20 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from gqlbatch.core.config import (
-    DEFAULT_HEADER_TIMEOUT_S,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_WRITE_TIMEOUT_S,
-)
+from gqlbatch.core.config import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
 from gqlbatch.core.errors import ErrorCode
 from gqlbatch.doors.http import SETTINGS
-from gqlbatch.execution import metrics
 
 __all__ = ["app_runner", "running", "started"]
 
@@ -65,7 +55,6 @@ async def running(
     # a dripping client hold its connection 10 s past its 408.
     runner = app_runner(app, header_timeout_s)
     listening: asyncio.Server | None = None
-    cutting: asyncio.Task[None] | None = None
     try:
         await runner.setup()
         server = runner.server
@@ -74,15 +63,9 @@ async def running(
         listening = await loop.create_server(
             _capped(server, max_connections), sock=sock, backlog=LISTEN_BACKLOG
         )
-        write_timeout_s = settings.write_timeout_s if settings else DEFAULT_WRITE_TIMEOUT_S
-        cutting = asyncio.create_task(
-            _cut_slow_readers(server, write_timeout_s), name="gqlbatch:slow-readers"
-        )
         bound_host, bound_port = sock.getsockname()[:2]
         yield f"http://{_url_host(bound_host)}:{bound_port}"
     finally:
-        if cutting is not None:
-            cutting.cancel()
         if listening is not None:
             listening.close()
         await runner.cleanup()
@@ -106,30 +89,6 @@ def app_runner(app: web.Application, header_timeout_s: int) -> web.AppRunner:
     return web.AppRunner(
         app, access_log=None, keepalive_timeout=header_timeout_s, lingering_time=_LINGER_S
     )
-
-
-async def _cut_slow_readers(server: web.Server, timeout_s: float) -> None:
-    """Cut each connection whose written bytes have waited *timeout_s* with none taken."""
-    waiting: dict[asyncio.BaseTransport, tuple[int, float]] = {}
-    while True:
-        await asyncio.sleep(min(timeout_s / 4, 1.0))
-        now = time.monotonic()
-        seen: dict[asyncio.BaseTransport, tuple[int, float]] = {}
-        for connection in server.connections:
-            transport = connection.transport
-            if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
-                continue
-            size = transport.get_write_buffer_size()
-            if size == 0:
-                continue
-            before, since = waiting.get(transport, (size + 1, now))
-            since = now if size < before else since  # some were taken: it reads, slowly
-            if now - since >= timeout_s:
-                transport.abort()
-                metrics.record_closed("slow_reader")
-                continue
-            seen[transport] = (size, since)
-        waiting = seen
 
 
 def _capped(server: web.Server, limit: int) -> Callable[[], asyncio.BaseProtocol]:
