@@ -541,3 +541,24 @@ async def test_cancelling_an_atomic_job_undoes_what_it_did(
     assert job["state"] == "CANCELLED"
     rollbacks = [r["rollback"]["state"] for r in job["responses"]]
     assert rollbacks == ["ROLLED_BACK", "NOT_ROLLED_BACK"]  # the audit declared no undo
+
+
+async def test_several_processes_without_a_store_take_no_jobs(
+    aiohttp_client: Any, upstream_url: str, service: FakeService
+) -> None:
+    # Issue 24, finding 17: with --workers 2 and no store, 17 of 30 job reads answered 404:
+    # each job is kept by the worker that took it.
+    from gqlbatch import create_app
+
+    settings = Settings.from_upstream_urls([upstream_url])
+    client = await aiohttp_client(create_app(settings, processes=2))
+    resp = await client.post("/batch", json=[{"path": "/fast"}], headers=ASYNC)
+    assert resp.status == 400
+    assert "need a shared store" in (await resp.json())["error"]["message"]
+    answer = await graphql_caller(client)(
+        'mutation { submitBatch(requests: [{path: "/fast"}]) { id } }'
+    )
+    assert answer["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+    service.route("GET", "/fast", json={})
+    assert (await client.post("/batch", json=[{"path": "/fast"}])).status == 200  # batches run
+    assert service.lines == ["GET /fast"]

@@ -153,7 +153,7 @@ async def test_readyz_reports_each_upstream_the_store_and_draining(
     assert body["store"] == "ok"
     assert body["upstreams"]["good"] == "ok"
     assert body["upstreams"]["quiet"] == "not probed"
-    assert body["upstreams"]["sick"] == "failing: GET /sick answered 503"
+    assert body["upstreams"]["sick"] == "failing: answered 503"
 
     del upstreams["sick"]
     healthy = await aiohttp_client(create_app(Settings(upstreams=upstreams, store_url=redis_url)))
@@ -166,7 +166,7 @@ async def test_readyz_reports_each_upstream_the_store_and_draining(
     lost = await aiohttp_client(create_app(Settings(upstreams=upstreams, store_url=gone)))
     resp = await lost.get("/readyz")
     assert resp.status == 503
-    assert re.match(r"failing: \w*ConnectionError", (await resp.json())["store"])
+    assert re.fullmatch(r"failing: \w*ConnectionError", (await resp.json())["store"])
 
 
 async def test_the_in_flight_gauge_counts_calls_out_now(gateway: Any, service: FakeService) -> None:
@@ -180,3 +180,33 @@ async def test_the_in_flight_gauge_counts_calls_out_now(gateway: Any, service: F
     assert (await batch).status == 200
     after = samples(await (await gateway.get("/metrics")).text())
     assert after["gqlbatch_upstream_in_flight"] == 0
+
+
+async def test_readyz_probes_once_for_many_and_tells_no_details(
+    aiohttp_client: Any, service: FakeService, upstream_url: str, caplog: Any
+) -> None:
+    # Issue 24, finding 17: every anonymous GET of /readyz probed every upstream, and the
+    # answer quoted each failure in its own words.
+    service.route("GET", "/health", status=503, json={"internal": "db-7.corp:5432 is down"})
+    upstream = UpstreamSettings(name="api", base_url=upstream_url, probe_path="/health")
+    client = await aiohttp_client(create_app(Settings(upstreams={"api": upstream})))
+    answers = await asyncio.gather(*(client.get("/readyz") for _ in range(20)))
+    assert {a.status for a in answers} == {503}
+    again = await client.get("/readyz")  # within the second: the same findings
+    assert (await again.json())["upstreams"]["api"] == "failing: answered 503"
+    assert service.lines == ["GET /health"]  # one probe for all of them
+    assert "failing: answered 503 to GET /health" in caplog.text  # the log has the details
+
+
+async def test_an_upstreams_unusual_status_is_counted_by_its_class(
+    gateway: Any, service: FakeService
+) -> None:
+    # Issue 24, finding 17: each status an upstream chose (100 to 999) was a series of its own.
+    for status in (299, 599, 999):
+        service.route("GET", f"/s{status}", status=status, text="odd")
+    await gateway.post("/batch", json=[{"path": f"/s{s}"} for s in (299, 599, 999)])
+    text = await (await gateway.get("/metrics")).text()
+    labels = set(re.findall(r'gqlbatch_upstream_calls_total\{status="([^"]+)"', text))
+    labels |= set(re.findall(r'gqlbatch_upstream_calls_total\{[^}]*status="([^"]+)"', text))
+    assert {"2xx", "5xx", "9xx"} <= labels
+    assert not {"299", "599", "999"} & labels

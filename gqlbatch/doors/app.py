@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
@@ -23,15 +23,13 @@ from gqlbatch.core.errors import (
     ConfigError,
     ErrorCode,
     Problem,
-    UpstreamError,
     mask_internal,
 )
 from gqlbatch.core.identity import Identifier
-from gqlbatch.core.openapi import MAX_BYTES, Contract
 from gqlbatch.core.request_scope import current_request_id
-from gqlbatch.core.wire import UpstreamCall
 from gqlbatch.doors.caching import install_compression
 from gqlbatch.doors.cors import Standing, install_cors, standing
+from gqlbatch.doors.documents import load_contracts
 from gqlbatch.doors.graphiql import add_graphiql_assets
 from gqlbatch.doors.http import (
     CLIENT,
@@ -53,6 +51,7 @@ from gqlbatch.doors.http import (
 )
 from gqlbatch.doors.multipart import MULTIPART_TYPES, multipart_batch
 from gqlbatch.doors.playground import add_playground
+from gqlbatch.doors.readiness import READINESS, Readiness, draining, readyz
 from gqlbatch.doors.rest import (
     cancel_job,
     json_batch,
@@ -85,31 +84,25 @@ from gqlbatch.upstreams.inflight import SharedInflight
 if TYPE_CHECKING:  # saq is imported only when the shared store is configured
     from gqlbatch.execution.job_queue import SaqQueue
 
-__all__ = ["CLIENT", "SETTINGS", "create_app", "load_contracts"]
-
-
-@dataclasses.dataclass
-class Readiness:
-    """What `/readyz` reports besides the upstreams."""
-
-    draining: bool = False
-    """Set when the server begins to stop: a load balancer should send it nothing new."""
-    store: Callable[[], Awaitable[object]] | None = None
-    """Pings the shared store, when there is one."""
+__all__ = ["CLIENT", "SETTINGS", "create_app"]
 
 
 REST_DOORS = ("/batch", "/$batch")
 """The REST door's paths: ours, and OData's and Microsoft Graph's."""
 _BATCH_DOORS = frozenset({*REST_DOORS, "/graphql"})
-READINESS: Final = web.AppKey("readiness", Readiness)
 GRAPHQL: Final = web.AppKey("graphql", GraphQLDoor)
 
 
 def create_app(
-    settings: Settings, *, landing_query: str | None = None, playground_example: str = "[]"
+    settings: Settings,
+    *,
+    landing_query: str | None = None,
+    playground_example: str = "[]",
+    processes: int = 1,
 ) -> web.Application:
-    """The gqlbatch server for *settings*. `/playground` opens with *playground_example* (a
-    batch as JSON) in its editor.
+    """The gqlbatch server for *settings*, one of *processes* that serve them alike (`serve
+    --workers`). `/playground` opens with *playground_example* (a batch as JSON) in its
+    editor.
 
     With *landing_query*, `GET /` opens the playground, and `GET /graphiql` opens GraphiQL
     with that query filled in (the demo).
@@ -122,7 +115,7 @@ def create_app(
     app[CONTRACTS] = {}
     if any(u.openapi for u in settings.upstreams.values()):
         app.on_startup.append(_load_contracts)
-    app.on_shutdown.append(_draining)
+    app.on_shutdown.append(draining)
     shared = _shared_state(app, settings)
     app[IDEMPOTENCY] = shared.idempotency
     queue = shared.queue
@@ -140,6 +133,7 @@ def create_app(
         max_followers=settings.jobs_max_followers,
         max_followers_per_client=settings.jobs_max_followers_per_client,
         retry_after_s=settings.retry_after_s,
+        refusal=_no_shared_jobs(processes) if shared.queue is None else None,
     )
     app.on_cleanup.append(lambda _app: jobs.close())
     app.on_cleanup.append(lambda _app: _closed(offload))
@@ -177,7 +171,7 @@ def create_app(
         app.router.add_delete(path + "/jobs/{id}", cancel_job)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/readyz", readyz)
     add_playground(app, playground_example)
     if settings.graphiql and settings.graphiql_assets_dir:
         add_graphiql_assets(app, settings.graphiql_assets_dir)
@@ -300,6 +294,18 @@ def _job_worker(queue: SaqQueue) -> Callable[[web.Application], AsyncIterator[No
 
 
 _LEASE_MARGIN_MS = 60_000
+
+
+def _no_shared_jobs(processes: int) -> str | None:
+    """Why several processes without a shared store take no jobs: a job is kept by the
+    process that took it, and a read that reaches another answers 404 (issue 24: 17 of 30)."""
+    if processes == 1:
+        return None
+    return (
+        f"async batches need a shared store when {processes} processes serve: a job would be "
+        "readable only through the one that took it. Set [store] url (docs/deploying.md), "
+        "or send the batch without Prefer: respond-async"
+    )
 
 
 async def _closed(offload: OffLoop) -> None:
@@ -466,9 +472,6 @@ def _check_content_type(request: web.Request) -> None:
         raise invalid("the Content-Type header is malformed") from None
 
 
-_DOCUMENT_TIMEOUT_S = 30
-
-
 async def _load_contracts(app: web.Application) -> None:
     """Read each upstream's OpenAPI document once, before the server takes requests.
 
@@ -480,102 +483,8 @@ async def _load_contracts(app: web.Application) -> None:
     app[GRAPHQL].type_answers(contracts)
 
 
-async def load_contracts(settings: Settings) -> dict[str, Contract]:
-    """The OpenAPI documents the upstreams of *settings* name, read and checked, by upstream.
-
-    Raises:
-        ConfigError: one line naming the document that cannot be read, and why.
-    """
-    contracts = {}
-    for upstream in settings.upstreams.values():
-        if upstream.openapi is not None:
-            source = f"upstreams.{upstream.name}.openapi {upstream.openapi}"
-            text = await _document_text(upstream.openapi, source)
-            contracts[upstream.name] = Contract.from_text(text, source)
-    return contracts
-
-
-async def _document_text(location: str, source: str) -> str:
-    """The text of the document at *location*, no longer than openapi.MAX_BYTES.
-
-    Raises:
-        ConfigError: it cannot be read, or is longer.
-    """
-    too_long = ConfigError(f"{source}: longer than {MAX_BYTES} bytes")
-    if not location.startswith(("http://", "https://")):
-        try:
-            with Path(location).open("rb") as file:
-                data = file.read(MAX_BYTES + 1)
-            if len(data) > MAX_BYTES:
-                raise too_long
-            return data.decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-    try:
-        timeout = aiohttp.ClientTimeout(total=_DOCUMENT_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(location) as resp:
-            if resp.status != 200:
-                raise ConfigError(f"{source}: answered {resp.status}")
-            received = bytearray()
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                received += chunk
-                if len(received) > MAX_BYTES:  # read as it comes: it may never end
-                    raise too_long
-            return received.decode(resp.get_encoding())
-    except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError, LookupError) as exc:
-        raise ConfigError(f"{source}: {type(exc).__name__}: {exc}") from None
-
-
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
-
-
-async def _draining(app: web.Application) -> None:
-    app[READINESS].draining = True
-
-
-_PROBE_TIMEOUT_MS = 2_000
-
-
-async def _readyz(request: web.Request) -> web.Response:
-    """200 when this process should get traffic: not draining, its store answers, and each
-    upstream with a `probe_path` answers it below 500; else 503, saying which failed."""
-    readiness, settings = request.app[READINESS], request.app[SETTINGS]
-    probed = [u for u in settings.upstreams.values() if u.probe_path]
-    checks = await asyncio.gather(
-        _check_store(readiness),
-        *(_probe(request.app[CLIENT], u.name, u.probe_path) for u in probed),
-    )
-    upstreams: dict[str, str] = dict.fromkeys(settings.upstreams, "not probed")
-    upstreams.update(zip((u.name for u in probed), checks[1:], strict=True))
-    ready = not readiness.draining and all(c == "ok" for c in checks)
-    body = {
-        "status": "ready" if ready else "not ready",
-        "draining": readiness.draining,
-        "store": checks[0],
-        "upstreams": upstreams,
-    }
-    return web.json_response(body, status=200 if ready else 503)
-
-
-async def _check_store(readiness: Readiness) -> str:
-    if readiness.store is None:
-        return "ok"  # in memory
-    try:
-        async with asyncio.timeout(_PROBE_TIMEOUT_MS / 1000):
-            await readiness.store()
-    except Exception as exc:  # any failure to answer is "not ready", said in its own words
-        return f"failing: {type(exc).__name__}: {exc}"
-    return "ok"
-
-
-async def _probe(client: UpstreamClient, upstream: str, path: str | None) -> str:
-    call = UpstreamCall(upstream, "GET", path or "/", timeout_ms=_PROBE_TIMEOUT_MS)
-    try:
-        response = await client.send(call)
-    except UpstreamError as exc:
-        return f"failing: {exc.code.value}: {exc.message}"
-    return "ok" if response.status < 500 else f"failing: GET {path} answered {response.status}"
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -85,12 +85,14 @@ class Jobs:
         max_followers: int = 32,
         max_followers_per_client: int = 64,
         retry_after_s: int = 1,
+        refusal: str | None = None,
     ) -> None:
         """Without a *queue*, a job runs in the process that accepted it. A process running
         a job holds its lease (*lease_s*, renewed while it runs): the queue may deliver a job
         twice, and only one process runs it at a time. A large outcome is packed and read
         back by *offload*, off the event loop. The *max_…* limits are the store's, said
-        again here for the messages that refuse a client."""
+        again here for the messages that refuse a client. With *refusal*, no job is taken,
+        and each submission is refused with it."""
         self._store = store
         self._ttl_s = ttl_s
         self._max_jobs = max_jobs
@@ -101,6 +103,7 @@ class Jobs:
         self._queue = queue
         self._offload = offload
         self._retry_after_s = retry_after_s
+        self._refusal = refusal
         self._running: dict[str, asyncio.Task[None]] = {}
         self._halts: dict[str, Halt] = {}
         """The way to stop each job this process runs, gently (`cancel`)."""
@@ -119,6 +122,8 @@ class Jobs:
             BatchRejected: the batch is invalid (nothing ran), or too many jobs are kept, by
                 the server or for this client.
         """
+        if self._refusal is not None:
+            raise BatchRejected([Problem(ErrorCode.INVALID_INPUT, self._refusal, field="Prefer")])
         if ctx.idempotency_key is not None:
             check_key(ctx.idempotency_key)  # refused as the batch door refuses it
         plan = await planned(items, options, ctx)  # refused now, not in the background

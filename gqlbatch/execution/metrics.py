@@ -16,6 +16,7 @@ import os
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator, Sequence
+from http import HTTPStatus
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -237,7 +238,7 @@ def observed(send: Send) -> Send:
             _in_flight[0] += 1
         try:
             response = await send(call)
-            status = str(response.status)
+            status = _status_label(response.status)
             return response
         except Exception as exc:
             status = str(getattr(exc, "code", "error"))
@@ -251,6 +252,16 @@ def observed(send: Send) -> Send:
             UPSTREAM_SECONDS.observe((call.upstream,), time.perf_counter() - started)
 
     return observe
+
+
+_KNOWN_STATUSES = frozenset(status.value for status in HTTPStatus)
+
+
+def _status_label(status: int) -> str:
+    """An upstream's status as a label: the code when HTTP defines it, else its class
+    ("5xx"). An upstream may answer any code from 100 to 999, and each label is a series
+    kept for the life of the process (issue 24)."""
+    return str(status) if status in _KNOWN_STATUSES else f"{status // 100}xx"
 
 
 def record_batch(outcome: BatchOutcome, seconds: float) -> None:

@@ -248,7 +248,8 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.store_url is None:
         log.warning(
             "%d workers without [store] url: each keeps its own outstanding-call limits and "
-            "idempotency keys (docs/deploying.md)",
+            "idempotency keys, and async batches (jobs) are refused, since a job could be "
+            "read only through the worker that took it (docs/deploying.md)",
             args.workers,
         )
     serve_workers(
@@ -450,7 +451,7 @@ async def _until_terminated(coro: Coroutine[Any, Any, None]) -> None:
 def _exported_contracts(args: argparse.Namespace) -> dict[str, Contract]:
     """The OpenAPI documents whose answer types `export-schema` adds: none by default."""
     from gqlbatch.core.openapi import Contract
-    from gqlbatch.doors.app import load_contracts
+    from gqlbatch.doors.documents import load_contracts
     from gqlbatch.ops.demo import openapi_document
 
     if args.demo:  # demo.toml's one upstream
@@ -462,7 +463,7 @@ def _exported_contracts(args: argparse.Namespace) -> dict[str, Contract]:
 
 
 def _routes(args: argparse.Namespace) -> int:
-    from gqlbatch.doors.app import load_contracts
+    from gqlbatch.doors.documents import load_contracts
     from gqlbatch.execution.engine import bulk_routes
 
     settings, _ = _settings(args)

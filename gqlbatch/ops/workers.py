@@ -42,7 +42,7 @@ def serve_workers(
 
     async def application() -> web.AppRunner:
         # An async factory, as aiohttp's worker requires: each worker builds its own app.
-        runner = app_runner(create_app(settings), settings.header_timeout_s)
+        runner = app_runner(create_app(settings, processes=workers), settings.header_timeout_s)
         on_worker_start()
         return runner
 
