@@ -66,7 +66,7 @@ SLOW_READERS: Final = web.AppKey("slow_readers", SlowReaders)
 
 async def cutting_slow_readers(app: web.Application) -> AsyncIterator[None]:
     """The cleanup context that cuts *app*'s slow readers while it serves."""
-    task = asyncio.create_task(app[SLOW_READERS].cut(), name="gqlbatch:slow-readers")
+    task = asyncio.create_task(app[SLOW_READERS].cut(), name="gqlbatch-server:slow-readers")
     yield
     task.cancel()
     await asyncio.wait([task])

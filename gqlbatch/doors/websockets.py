@@ -204,7 +204,7 @@ class SocketAdapter(AiohttpWebSocketAdapter):
 
 async def closing_idle(app: web.Application) -> AsyncIterator[None]:
     """The cleanup context that closes *app*'s idle websockets while it serves."""
-    task = asyncio.create_task(app[SOCKETS].close_idle(), name="gqlbatch:idle-websockets")
+    task = asyncio.create_task(app[SOCKETS].close_idle(), name="gqlbatch-server:idle-websockets")
     yield
     task.cancel()
     await asyncio.wait([task])
