@@ -544,7 +544,7 @@ async def test_a_backtracking_pattern_is_stopped_by_its_time_bound(
 ) -> None:
     # ^(a|aa)+$ against 60 a's and a '!': the standard library's `re` backtracks through
     # about 10^12 paths. The pattern runs with the request's time for patterns instead.
-    client, _ = await _documented(aiohttp_client, service, upstream_url)
+    client, offload = await _documented(aiohttp_client, service, upstream_url)
     service.route("POST", "/slugs", status=201, json={})
 
     async def send(slug: str) -> Any:
@@ -554,9 +554,12 @@ async def test_a_backtracking_pattern_is_stopped_by_its_time_bound(
     slow = await send("a" * 60 + "!")
     assert problems(slow) == [("0", "REQUEST_TOO_LARGE", "body")]
     assert "did not finish matching" in slow["error"]["problems"][0]["message"]
+    # On the loop, the pattern had 10 ms; then the check was made again off it.
+    assert offload.given == 1
     assert problems(await send("ab")) == [("0", "INVALID_INPUT", "body/slug")]
     assert [r["status"] for r in await send("aaa")] == [201]
     assert service.lines == ["POST /slugs"]
+    assert offload.given == 1  # the quick ones never left the loop
 
 
 async def test_a_large_check_runs_off_the_event_loop(

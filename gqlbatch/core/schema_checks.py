@@ -7,7 +7,9 @@ on a short string with the standard library's `re`). Here:
 - a value's JSON values are counted before it is checked, against what its request may still
   have checked (`RequestBudget.checked_values`, `[limits] max_checked_values`);
 - patterns run on the `regex` module, with a time bound (`RequestBudget.pattern_s`, shared by
-  every pattern of one request), and without holding the GIL while they match;
+  every pattern of one request), and without holding the GIL while they match; a check made
+  on the event loop (`on_the_loop`) gives a pattern a few milliseconds only, and stops with
+  `TooSlowForTheLoop` past them, to be made again off the loop;
 - no more than `ERRORS_SHOWN` errors are listed, each message cut short.
 
 Pure and synchronous: where a check runs (on the event loop, or off it) is the caller's call.
@@ -29,9 +31,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ERRORS_SHOWN",
+    "LOOP_PATTERN_S",
     "CheckTooCostly",
+    "TooSlowForTheLoop",
     "bounded_validator",
     "count_values",
+    "on_the_loop",
     "schema_errors",
     "short",
 ]
@@ -44,6 +49,19 @@ _MESSAGE_CHARS = 300
 
 class CheckTooCostly(Exception):
     """A check would cost more than its request may still spend; the text says which bound."""
+
+
+class TooSlowForTheLoop(Exception):
+    """A check made on the event loop met a pattern that takes longer than the loop may wait
+    (`LOOP_PATTERN_S`): the check is to be made again off the loop, within the request's own
+    time for patterns."""
+
+
+LOOP_PATTERN_S = 0.01
+"""The longest one pattern may match on the event loop."""
+
+on_the_loop: ContextVar[bool] = ContextVar("gqlbatch_check_on_the_loop", default=False)
+"""Set while a check runs on the event loop (`engine.planned`, `answer_check`)."""
 
 
 def count_values(value: object, stop: int) -> int:
@@ -130,16 +148,21 @@ def _search(pattern: str, text: str) -> bool:
 
     budget = _budget.get()
     left = _NO_BUDGET_S if budget is None else budget.pattern_s
+    loop = on_the_loop.get()
+    allowed = min(left, LOOP_PATTERN_S) if loop else left
     started = time.perf_counter()
     try:
         # concurrent=True lets go of the GIL while it matches: a check running in a thread
         # leaves the event loop's thread free meanwhile.
-        return regex.search(pattern, text, timeout=max(left, 0.001), concurrent=True) is not None
+        found = regex.search(pattern, text, timeout=max(allowed, 0.001), concurrent=True)
+        return found is not None
     except regex.error as exc:
         raise ValueError(
             f"the pattern {short(pattern)!r} is not a regular expression: {exc}"
         ) from exc
     except TimeoutError:
+        if loop and allowed < left:
+            raise TooSlowForTheLoop from None
         raise CheckTooCostly(
             f"the pattern {short(pattern)!r} did not finish matching within the {left:.2f} s "
             "left to its request's patterns"

@@ -11,12 +11,17 @@ split), before any dependent reads it. The check is charged to the request's bud
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from gqlbatch.core.budget import RequestBudget
 from gqlbatch.core.errors import UpstreamBadResponse
 from gqlbatch.core.openapi import Contract
-from gqlbatch.core.schema_checks import ERRORS_SHOWN, count_values
+from gqlbatch.core.schema_checks import (
+    ERRORS_SHOWN,
+    TooSlowForTheLoop,
+    count_values,
+    on_the_loop,
+)
 from gqlbatch.core.wire import BodyEncoding, Fetch, Fetched, UpstreamCall
 from gqlbatch.execution.offload import INLINE_VALUES, Offload
 
@@ -51,7 +56,9 @@ def checking_answers(
             )
 
         heavy = count_values(response.body, INLINE_VALUES + 1) > INLINE_VALUES
-        problems = await offload(check) if heavy and offload is not None else check()
+        problems = await offload(check) if heavy and offload is not None else None
+        if problems is None:
+            problems = await _checked_here(check, budget, offload)
         if not problems:
             return fetched
         said = (
@@ -69,3 +76,19 @@ def checking_answers(
         raise error
 
     return checked
+
+
+async def _checked_here(
+    check: Callable[[], list[str]], budget: RequestBudget, offload: Offload | None
+) -> list[str]:
+    """*check*'s findings, made on the loop unless a pattern would hold it there."""
+    if offload is None:
+        return check()
+    values, token = budget.checked_values, on_the_loop.set(True)
+    try:
+        return check()
+    except TooSlowForTheLoop:
+        budget.checked_values = values  # counted again where it is made again
+    finally:
+        on_the_loop.reset(token)
+    return await offload(check)

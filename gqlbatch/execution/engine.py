@@ -23,7 +23,7 @@ from gqlbatch.core.openapi import Contract, reference_problems
 from gqlbatch.core.plan import Plan, build_plan, known_calls, static_calls
 from gqlbatch.core.request import KnownItems, Rules, parse_batch
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
-from gqlbatch.core.schema_checks import count_values
+from gqlbatch.core.schema_checks import TooSlowForTheLoop, count_values, on_the_loop
 from gqlbatch.core.types import Headers, frozen_for_type_checkers
 from gqlbatch.core.wire import READ_METHODS, Fetch, Method, Send
 from gqlbatch.execution import metrics
@@ -300,18 +300,20 @@ async def planned(
         BatchRejected: as `prepare`.
     """
     budget = ctx.budget or request_budget(ctx.settings)
-    if ctx.offload is not None and _heavy(items, ctx.contracts):
+
+    def off_loop() -> Plan:
         # Nothing the loop's batches share is read off it: no kept plans or items.
-        return await ctx.offload(
-            lambda: prepare(
-                items,
-                options,
-                ctx.settings,
-                read_only=read_only,
-                contracts=ctx.contracts,
-                budget=budget,
-            )
+        return prepare(
+            items,
+            options,
+            ctx.settings,
+            read_only=read_only,
+            contracts=ctx.contracts,
+            budget=budget,
         )
+
+    if ctx.offload is not None and _heavy(items, ctx.contracts):
+        return await ctx.offload(off_loop)
     plans = ctx.plans
 
     def make() -> Plan:
@@ -326,7 +328,18 @@ async def planned(
             budget=budget,
         )
 
-    return make() if plans is None else plans.plan(items, options, read_only, make)
+    if ctx.offload is None or not ctx.contracts:
+        return make() if plans is None else plans.plan(items, options, read_only, make)
+    # A document's pattern may take long on a short string: on the loop it gets a few
+    # milliseconds, then the check is made again off it, as a large one is.
+    values, token = budget.checked_values, on_the_loop.set(True)
+    try:
+        return make() if plans is None else plans.plan(items, options, read_only, make)
+    except TooSlowForTheLoop:
+        budget.checked_values = values  # counted again where it is made again
+    finally:
+        on_the_loop.reset(token)
+    return await ctx.offload(off_loop)
 
 
 def _heavy(items: object, contracts: Mapping[str, Contract]) -> bool:
