@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
 
 from gqlbatch import Settings, create_app
 from gqlbatch.core.config import UpstreamSettings
@@ -19,6 +20,7 @@ from gqlbatch.core.errors import ConfigError
 from gqlbatch.core.openapi import Contract
 from gqlbatch.doors.http import OFFLOAD
 from tests.fakes import CountingOffload, FakeService
+from tests.test_placeholders import _JSON
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -569,10 +571,10 @@ async def test_a_large_check_runs_off_the_event_loop(
     service.route("POST", "/posts", status=201, json={"id": 1})
     small = {"title": "t", "userId": 1, "tags": ["x"] * 10}
     large = {"title": "t", "userId": 1, "tags": ["x"] * 6_000}
-    for body, given in [(small, 0), (large, 1)]:
+    for body, handed in [(small, 0), (large, 1)]:
         resp = await client.post("/batch", json=[{"method": "POST", "url": "/posts", "body": body}])
         assert [r["status"] for r in await resp.json()] == [201]
-        assert offload.given == given
+        assert offload.given == handed
     wrong = {"title": "t", "userId": 1, "tags": [0] * 6_000}
     resp = await client.post("/batch", json=[{"method": "POST", "url": "/posts", "body": wrong}])
     assert problems(await resp.json())[0] == ("0", "INVALID_INPUT", "body/tags/0")
@@ -650,3 +652,42 @@ def test_a_document_of_too_many_operations_is_refused_at_once() -> None:
     document = {"openapi": "3.0.3", "info": {"title": "big", "version": "1"}, "paths": paths}
     with pytest.raises(ConfigError, match="2001 operations, more than the 2000"):
         Contract.from_text(json.dumps(document), "big")
+
+
+def _strings_reference(value: Any, where: str) -> Any:
+    """openapi._strings as first written: every string, with its pointer."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _strings_reference(
+                inner, f"{where}/{str(key).replace('~', '~0').replace('/', '~1')}"
+            )
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _strings_reference(inner, f"{where}/{index}")
+
+
+def _with_placeholders(found: Any) -> list[tuple[str, str]]:
+    from gqlbatch.core.placeholders import TemplateSyntaxError, parse_template
+
+    kept = []
+    for where, text in found:
+        try:
+            if parse_template(text).refs:
+                kept.append((where, text))
+        except TemplateSyntaxError:
+            kept.append((where, text))
+    return kept
+
+
+@given(_JSON)
+@settings(max_examples=300)
+def test_the_strings_looked_at_for_placeholders_are_those_that_can_hold_one(value: Any) -> None:
+    # Issue 24: only strings that can hold a placeholder are given their pointer and parsed;
+    # the placeholders found are those of every string, as before.
+    from gqlbatch.core.openapi import _strings
+    from gqlbatch.core.placeholders import may_hold_placeholders
+
+    found = list(_strings(value, "body")) if may_hold_placeholders(value) else []
+    assert _with_placeholders(found) == _with_placeholders(_strings_reference(value, "body"))

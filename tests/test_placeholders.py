@@ -20,6 +20,7 @@ from gqlbatch.core.placeholders import (
     TemplateSyntaxError,
     compile_json,
     evaluate,
+    json_references,
     parse_selectors,
     parse_template,
     project,
@@ -393,3 +394,66 @@ def _walked(value: Any, selectors: list[Any]) -> Any:
         else:
             return _NOTHING
     return value
+
+
+def _compiled_reference(value: Any, where: str, errors: list[tuple[str, str]]) -> Any:
+    """compile_json as first written: every string parsed, every list and object copied."""
+    if isinstance(value, str):
+        try:
+            template = parse_template(value)
+        except TemplateSyntaxError as exc:
+            errors.append((where, str(exc)))
+            return value
+        return template if template.refs else value
+    if isinstance(value, list):
+        return [_compiled_reference(v, f"{where}[{i}]", errors) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _compiled_reference(v, f"{where}.{k}", errors) for k, v in value.items()}
+    return value
+
+
+_TEXTS = st.sampled_from(
+    [
+        "x",
+        "{",
+        "{{",
+        "}",
+        "resultOf(a)",
+        "{resultOf(a).id}",
+        "{resultOf(",
+        "{item}",
+        "{index}",
+        "item",
+        "{{item}}",
+        "statusOf(a)",
+        "{statusOf(a)}",
+        "{headerOf(a, Location)}",
+        " ",
+        "é",
+    ]
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.lists(_TEXTS, max_size=4).map("".join),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "b", "item", "{x}"]), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_JSON)
+@settings(max_examples=300)
+def test_compiling_a_body_skips_only_what_cannot_hold_a_placeholder(value: Any) -> None:
+    # Issue 24: compile_json returns a body that can hold no placeholder as it is (found by
+    # searching its JSON text for the words a placeholder opens with), and parses only the
+    # strings that can: a million strings went from 8.9 s of planning to 0.24 s. Both ways
+    # must give the same body, the same placeholders, and the same errors, where they are.
+    errors: list[tuple[str, str]] = []
+    reference: list[tuple[str, str]] = []
+    compiled = compile_json(value, "body", errors)
+    assert compiled == _compiled_reference(value, "body", reference)
+    assert errors == reference
+    assert list(json_references(compiled)) == list(
+        json_references(_compiled_reference(value, "body", []))
+    )

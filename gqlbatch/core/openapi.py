@@ -31,6 +31,7 @@ from gqlbatch.core.placeholders import (
     RefKind,
     Selector,
     TemplateSyntaxError,
+    may_hold_placeholders,
     parse_template,
 )
 from gqlbatch.core.request import SubRequest
@@ -349,7 +350,8 @@ def _refs(item: SubRequest) -> Iterator[tuple[str, Ref]]:
     texts += [(f"headers.{name}", value) for name, value in item.headers]
     if isinstance(item.for_each, str):
         texts.append(("forEach", item.for_each))
-    texts += list(_strings(item.body, "body"))
+    if may_hold_placeholders(item.body):
+        texts += list(_strings(item.body, "body"))
     for where, text in texts:
         try:
             refs = parse_template(text).refs
@@ -360,14 +362,29 @@ def _refs(item: SubRequest) -> Iterator[tuple[str, Ref]]:
 
 
 def _strings(value: object, where: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield where, value
-    elif isinstance(value, dict):
-        for key, inner in value.items():
-            yield from _strings(inner, f"{where}/{_escape(str(key))}")
-    elif isinstance(value, list):
-        for index, inner in enumerate(value):
-            yield from _strings(inner, f"{where}/{index}")
+    """Each string of *value* that may hold a placeholder (one with a `{`, or the bare
+    `resultOf(` form), with its JSON pointer below *where*, in order. The pointers are
+    written only for those: a body of a million plain strings is one quick walk."""
+    stack: list[tuple[object, tuple[str, ...]]] = [(value, (where,))]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, str):
+            yield "/".join(at), node
+            continue
+        inners = (
+            [(_escape(str(key)), inner) for key, inner in node.items()]
+            if isinstance(node, dict)
+            else enumerate(node)
+            if isinstance(node, list)
+            else ()
+        )
+        found = [
+            (inner, (*at, str(key)))
+            for key, inner in inners
+            if (type(inner) is str and ("{" in inner or inner.startswith("resultOf(")))
+            or isinstance(inner, (dict, list))
+        ]
+        stack.extend(reversed(found))
 
 
 def _no_field(name: str, field: str, properties: Mapping[str, Any]) -> str:

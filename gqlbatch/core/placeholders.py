@@ -33,6 +33,7 @@ __all__ = [
     "compile_json",
     "evaluate",
     "json_references",
+    "may_hold_placeholders",
     "parse_selectors",
     "parse_template",
     "project",
@@ -347,33 +348,91 @@ def _parse_selector(text: str, pos: int) -> tuple[Selector, int]:
 def compile_json(value: JSON, where: str, errors: list[tuple[str, str]]) -> JSON:
     """Return *value* with each string that holds a placeholder replaced by its Template.
 
-    Strings without placeholders stay plain strings. Each syntax error is appended to *errors*
-    as (field, message) and the string is kept as it was, so that every problem is reported.
+    Strings without placeholders stay plain strings, and a list or object without any is
+    returned as it is, not copied: most bodies hold none. Each syntax error is appended to
+    *errors* as (field, message) and the string is kept as it was, so that every problem is
+    reported. A string that holds no `{` and does not begin `resultOf(` is not parsed: no
+    placeholder can open in it (issue 24: a body of a million strings took seconds to plan,
+    most of them spent naming each string's place for an error it could not have).
     """
+    if isinstance(value, (list, dict)) and not may_hold_placeholders(value):
+        return value
+    return _compiled(value, (where,), errors)
+
+
+_OPENER_WORDS = ("resultOf(", "statusOf(", "headerOf(", "item", "index")
+
+
+def may_hold_placeholders(value: JSON) -> bool:
+    """Whether any string of *value* could hold a placeholder: one of the words a placeholder
+    opens with appears somewhere in it. Written out as JSON and searched, at the speed of C:
+    a body of a million strings holding none needs no walk at all (a `{{` escape matters
+    only before those words too)."""
+    try:
+        text = value if isinstance(value, str) else json.dumps(value)
+    except (TypeError, ValueError):  # not plain JSON: every string is looked at
+        return True
+    return any(word in text for word in _OPENER_WORDS)
+
+
+def _compiled(value: JSON, at: tuple[str | int, ...], errors: list[tuple[str, str]]) -> JSON:
+    # *at* is the value's place as parts, written out (`body.a[3]`) only for an error.
     if isinstance(value, str):
+        if "{" not in value and not value.startswith("resultOf("):
+            return value
         try:
             template = parse_template(value)
         except TemplateSyntaxError as exc:
-            errors.append((where, str(exc)))
+            errors.append((_written(at), str(exc)))
             return value
         return template if template.refs else value
     if isinstance(value, list):
-        return [compile_json(v, f"{where}[{i}]", errors) for i, v in enumerate(value)]
+        changed: dict[int, JSON] = {}
+        for i, inner in enumerate(value):
+            # The usual element is a number or a plain string: looked at here, in a few
+            # steps, without a call.
+            if type(inner) is str:
+                if "{" not in inner and not inner.startswith("resultOf("):
+                    continue
+            elif not isinstance(inner, (str, list, dict)):
+                continue
+            compiled = _compiled(inner, (*at, i), errors)
+            if compiled is not inner:
+                changed[i] = compiled
+        if not changed:
+            return value
+        return [changed.get(i, inner) for i, inner in enumerate(value)]
     if isinstance(value, dict):
-        return {k: compile_json(v, f"{where}.{k}", errors) for k, v in value.items()}
+        found: dict[str, JSON] = {}
+        for key, inner in value.items():
+            if isinstance(inner, (str, list, dict)):
+                compiled = _compiled(inner, (*at, key), errors)
+                if compiled is not inner:
+                    found[key] = compiled
+        return {**value, **found} if found else value
     return value
 
 
+def _written(at: tuple[str | int, ...]) -> str:
+    first, *rest = at
+    return str(first) + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in rest
+    )
+
+
 def json_references(value: JSON) -> Iterator[Ref]:
-    """Every placeholder in a compiled JSON value."""
-    if isinstance(value, Template):
-        yield from value.refs
-    elif isinstance(value, list):
-        for v in value:
-            yield from json_references(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from json_references(v)
+    """Every placeholder in a compiled JSON value, in order."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Template):
+            yield from node.refs
+        elif isinstance(node, list):
+            stack.extend(v for v in reversed(node) if isinstance(v, (Template, list, dict)))
+        elif isinstance(node, dict):
+            stack.extend(
+                v for v in reversed(node.values()) if isinstance(v, (Template, list, dict))
+            )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -143,7 +143,8 @@ def _plan_item(
     body = None
     if item.body is not None:
         body = compile_json(item.body, "body", errors)
-        refs += [("body", r) for r in json_references(body)]
+        if body is not item.body:  # the same value back: it holds no placeholder
+            refs += [("body", r) for r in json_references(body)]
     for_each = None if item.for_each is None else _for_each(item, errors)
     for field, message in errors:
         problems.append(_problem(item, ErrorCode.INVALID_REFERENCE, message, field))
