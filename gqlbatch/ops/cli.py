@@ -30,6 +30,7 @@ from gqlbatch.core.config import Settings, upstream_flags
 from gqlbatch.core.errors import ConfigError
 from gqlbatch.ops.config_file import settings_from_mapping, settings_from_toml
 from gqlbatch.ops.logs import LOG_FORMATS, configure_logging
+from gqlbatch.ops.memory import give_back_large_blocks
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -236,6 +237,7 @@ def _version() -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     settings, server = _settings(args)
+    give_back_large_blocks()  # before gunicorn forks: its workers inherit it
     host = args.host or server.get("host", DEFAULT_HOST)
     port = args.port if args.port is not None else server.get("port", DEFAULT_PORT)
     if args.workers == 1:
@@ -275,6 +277,7 @@ def _share_metrics_between_workers() -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    give_back_large_blocks()
     settings, _ = _settings(args)
     if settings.store_url is None:
         raise ConfigError(
@@ -354,6 +357,7 @@ def _tune_collector() -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    give_back_large_blocks()
     host, port = args.host or DEFAULT_HOST, DEFAULT_PORT if args.port is None else args.port
     return _run_until_interrupted(_demo_forever(args, host, port), args.loop)
 
