@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gqlbatch import Settings, create_app
 from tests.fakes import FakeService
@@ -545,3 +547,39 @@ async def test_mixed_parts_echo_their_request_id(sample_gateway: TestClient) -> 
     )
     ((headers, _),) = _parse_multipart(resp.headers["Content-Type"], await resp.read())
     assert headers["RequestId"] == "u1"
+
+
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+        max_leaves=10,
+    ),
+    st.booleans(),
+)
+@settings(max_examples=200)
+def test_an_answer_written_in_pieces_is_the_same_json(value: Any, wrapped: bool) -> None:
+    # Issue 24: a large answer is written a response at a time, off the loop; it must read
+    # back as the answer written at once.
+    from gqlbatch.doors.rest import _in_pieces
+
+    answer: Any = {"responses": value if isinstance(value, list) else [value]} if wrapped else value
+    if wrapped and isinstance(value, dict):
+        answer = {**value, "responses": [value]}
+    assert json.loads("".join(_in_pieces(answer))) == json.loads(json.dumps(answer))
+
+
+async def test_a_large_answer_is_written_a_response_at_a_time(
+    gateway: Any, service: FakeService
+) -> None:
+    service.route("GET", "/big", json={"blob": "x" * 1_100_000})
+    service.route("GET", "/small", json={"n": 1})
+    small = await gateway.post("/batch", json=[{"path": "/small"}])
+    assert "Content-Length" in small.headers  # written at once
+    assert (await small.json())[0]["body"] == {"n": 1}
+    items = {"requests": [{"path": "/big"}, {"path": "/small"}]}
+    large = await gateway.post("/batch", json=items, headers={"Accept-Encoding": "gzip"})
+    assert large.headers["Transfer-Encoding"] == "chunked"  # written as it goes
+    assert large.headers["Content-Encoding"] == "gzip"
+    answer = await large.json()
+    assert [r["body"] for r in answer["responses"]] == [{"blob": "x" * 1_100_000}, {"n": 1}]

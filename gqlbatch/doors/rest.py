@@ -10,9 +10,11 @@ read the request and write the response.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +25,12 @@ from gqlbatch.core.request import OPTION_KEYS, with_defaults
 from gqlbatch.core.result import BatchOutcome, ItemResult, State
 from gqlbatch.core.types import JSON, Headers
 from gqlbatch.core.wire import FRAMING_HEADERS, HOP_BY_HOP_HEADERS, BodyEncoding
-from gqlbatch.doors.http import IDENTIFIER, JOBS, NO_STORE, OFFLOAD, read_json
+from gqlbatch.doors.http import IDENTIFIER, JOBS, NO_STORE, read_json
 from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
-from gqlbatch.execution.job_store import COMPACT_CHARS, Job
+from gqlbatch.execution.job_store import Job
 
 __all__ = [
+    "LARGE_ANSWER_BYTES",
     "JsonBatch",
     "answer_headers",
     "cancel_job",
@@ -45,6 +48,8 @@ __all__ = [
     "responses_json",
     "stream_line",
 ]
+
+log = logging.getLogger("gqlbatch.rest")
 
 # The status of an item that got no upstream response, by why it did not.
 _STATUS = {
@@ -308,35 +313,75 @@ async def json_batch(request: web.Request, ctx: BatchContext) -> web.StreamRespo
     if _accepts(request, NDJSON):
         return await _streamed(request, stream_batch(batch.items, options, ctx))
     outcome = await run_batch(batch.items, options, ctx)
-    return web.json_response(
-        responses_json(outcome, bare=batch.bare), headers=answer_headers(outcome)
-    )
+    answer = responses_json(outcome, bare=batch.bare)
+    if outcome.stats.response_bytes <= LARGE_ANSWER_BYTES:
+        return web.json_response(answer, headers=answer_headers(outcome))
+    return await _large_answer(request, answer, answer_headers(outcome))
 
 
-async def read_job(request: web.Request) -> web.Response:
+async def read_job(request: web.Request) -> web.StreamResponse:
     """GET /batch/jobs/{id}: the job's state and the results so far, to its submitter."""
     job = await request.app[JOBS].get(request.match_info["id"], _client(request))
     return await _job_answer(request, job)
 
 
-async def cancel_job(request: web.Request) -> web.Response:
+async def cancel_job(request: web.Request) -> web.StreamResponse:
     """DELETE /batch/jobs/{id}: stop the job; what finished stays readable."""
     job = await request.app[JOBS].cancel(request.match_info["id"], _client(request))
     return await _job_answer(request, job)
 
 
-async def _job_answer(request: web.Request, job: Job) -> web.Response:
+async def _job_answer(request: web.Request, job: Job) -> web.StreamResponse:
     """*job* as JSON: written off the event loop when its results are large (a 56 MiB job
     held the loop 1.1 s on each GET)."""
+    answer = job_json(job)
+    headers = {"Cache-Control": NO_STORE}
+    if job.outcome is None or job.outcome.stats.response_bytes <= LARGE_ANSWER_BYTES:
+        return web.json_response(answer, headers=headers)
+    return await _large_answer(request, answer, headers)
 
-    def written() -> bytes:
-        return json.dumps(job_json(job)).encode()
 
-    large = job.outcome is not None and job.outcome.stats.response_bytes > COMPACT_CHARS
-    body = await request.app[OFFLOAD](written) if large else written()
-    return web.Response(
-        body=body, content_type="application/json", headers={"Cache-Control": NO_STORE}
-    )
+LARGE_ANSWER_BYTES = 1024 * 1024
+"""An answer of more upstream bytes than this is written a response at a time."""
+
+
+async def _large_answer(
+    request: web.Request, answer: JSON, headers: dict[str, str]
+) -> web.StreamResponse:
+    """*answer* written a response at a time, each written as soon as the client takes the
+    one before (issue 24). Written at once, 64 MiB held the event loop half a second, and
+    eight clients that never read held every byte of theirs; written off the loop, each piece
+    still held the GIL, and the loop with it. A client that takes nothing is cut by the write
+    deadline (`doors.slow_readers`), and what was not written was never made."""
+    response = web.StreamResponse(headers=headers)
+    response.content_type = "application/json"
+    response.enable_compression()  # as the client accepts, chunk by chunk
+    await response.prepare(request)
+    try:
+        for piece in _in_pieces(answer):
+            await response.write(piece.encode())
+            await asyncio.sleep(0)  # a turn of the loop for others between pieces
+        await response.write_eof()
+    except ConnectionError:  # the client went, or was cut for not reading: nobody to tell
+        log.info("a large answer was not taken whole: its connection closed")
+    return response
+
+
+def _in_pieces(value: JSON) -> Iterator[str]:
+    """*value* as json.dumps writes it (but for the place of `responses` in an object), a
+    response at a time."""
+    if isinstance(value, list):
+        yield "["
+        for n, inner in enumerate(value):
+            yield (", " if n else "") + json.dumps(inner)
+        yield "]"
+    elif isinstance(value, dict) and isinstance(value.get("responses"), list):
+        rest = {k: v for k, v in value.items() if k != "responses"}
+        yield json.dumps(rest)[:-1] + (", " if rest else "") + '"responses": '
+        yield from _in_pieces(value["responses"])
+        yield "}"
+    else:
+        yield json.dumps(value)
 
 
 def _client(request: web.Request) -> str:
