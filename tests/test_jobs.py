@@ -562,3 +562,58 @@ async def test_several_processes_without_a_store_take_no_jobs(
     service.route("GET", "/fast", json={})
     assert (await client.post("/batch", json=[{"path": "/fast"}])).status == 200  # batches run
     assert service.lines == ["GET /fast"]
+
+
+class TakesSeen(MemoryJobStore):
+    """The memory store, noting each job a runner takes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.taken: list[str] = []
+
+    async def take(self, job_id: str, runner: str, lease_ms: int) -> int | None:
+        self.taken.append(job_id)
+        return await super().take(job_id, runner, lease_ms)
+
+
+async def test_a_clients_jobs_take_turns(contexts: Any, service: FakeService) -> None:
+    # Issue 24, finding 7: a client's jobs all ran at once, each holding its answers (sixteen
+    # of 30 MB took the process to 900 MiB). Past max_running_per_client, they wait.
+    gate = asyncio.Event()
+    service.route("GET", "/held", json={}, gate=gate)
+    service.route("GET", "/free", json={})
+    store = TakesSeen(ttl_s=60, max_jobs=10)
+    jobs = Jobs(store, ttl_s=60, max_jobs=10, max_running_per_client=1)
+    first = await jobs.submit([{"requestId": "h", "path": "/held"}], None, contexts("alice"))
+    second = await jobs.submit([{"requestId": "f", "path": "/free"}], None, contexts("alice"))
+    theirs = await jobs.submit([{"requestId": "f", "path": "/free"}], None, contexts("bob"))
+    await service.received(2)  # alice's first, held; and bob's, which never waits for hers
+    assert store.taken == [first.id, theirs.id]  # alice's second waits its turn
+    gate.set()
+    [e async for e in jobs.follow(second.id, "alice")]
+    assert store.taken == [first.id, theirs.id, second.id]
+    assert service.lines == ["GET /held", "GET /free", "GET /free"]
+
+
+def test_an_outcome_packed_whole_before_lines_is_read_still() -> None:
+    # Outcomes were once packed as one JSON object; a store kept across the upgrade still
+    # holds some, and they read as before.
+    import json
+
+    from gqlbatch.core.result import BatchOutcome, BatchStats, outcome_to_json
+    from gqlbatch.execution.job_store import pack, unpack
+
+    stats = BatchStats(
+        sub_requests=1,
+        calls_requested=1,
+        upstream_calls=1,
+        calls_saved=0,
+        saved_by_dedupe=0,
+        saved_by_bulk=0,
+        wall_ms=1.0,
+        critical_path_ms=1.0,
+    )
+    one = ItemResult(request_id="s", index=0, state=State.SUCCEEDED, status=200, body={"a": 1})
+    outcome = BatchOutcome((one,), stats)
+    assert unpack(json.dumps(outcome_to_json(outcome))) == outcome
+    assert unpack(pack(outcome)) == outcome

@@ -30,7 +30,7 @@ __all__ = [
 
 DEFAULT_UPSTREAM = "default"
 DEFAULT_HEADER_TIMEOUT_S = 10
-DEFAULT_WRITE_TIMEOUT_S = 30
+DEFAULT_WRITE_TIMEOUT_S = 10
 DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_FORWARD_HEADERS = ("Authorization", "Accept-Language", "X-Request-Id", "traceparent")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -70,6 +70,7 @@ _LIMIT_FIELDS = (
     "ws_max_per_address",
     "ws_idle_timeout_s",
     "ws_init_timeout_s",
+    "ws_max_operations",
 )
 
 
@@ -279,6 +280,8 @@ _JOB_FIELDS = (
     "max_bytes_per_client",
     "max_followers",
     "max_followers_per_client",
+    "max_running",
+    "max_running_per_client",
     "heartbeat_s",
     "attempts",
 )
@@ -345,6 +348,8 @@ class Settings:
             for this long is closed.
         ws_init_timeout_s: a graphql-transport-ws websocket that has not sent
             `connection_init` within this long is closed.
+        ws_max_operations: operations one websocket may have running at once; past it a new
+            one gets an error ("Subscription limit reached", Strawberry's) without running.
         introspection: answer `__schema` and `__type` queries; switch off for production.
         store_url: a Redis URL (`redis://host:6379/0`) for the state several processes
             share: outstanding-call places and idempotency records. None keeps them in this
@@ -359,6 +364,10 @@ class Settings:
         jobs_max_followers: followers one job may have at once in one process
             (`Subscription.batchJob`); past it TOO_MANY_REQUESTS.
         jobs_max_followers_per_client: followers one client may have at once in one process.
+        jobs_max_running: jobs one process runs at once; the others wait their turn (with
+            the shared store, on its queue).
+        jobs_max_running_per_client: of those, jobs of one client, without the shared store
+            (with it, jobs are taken from the queue in the order they came).
         jobs_heartbeat_s: with the shared store, a running job's process tells the queue it is
             alive every third of this; a job not heard of for this long is taken over by
             another worker, which resumes it.
@@ -423,6 +432,7 @@ class Settings:
     ws_max_per_address: int = 64
     ws_idle_timeout_s: int = 60
     ws_init_timeout_s: int = 10
+    ws_max_operations: int = 16
     introspection: bool = True
     door_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     cors: CorsSettings = field(default_factory=CorsSettings)
@@ -438,6 +448,8 @@ class Settings:
     jobs_max_bytes_per_client: int = 64 * 1024 * 1024
     jobs_max_followers: int = 32
     jobs_max_followers_per_client: int = 64
+    jobs_max_running: int = 10
+    jobs_max_running_per_client: int = 4
     jobs_heartbeat_s: int = 10
     jobs_attempts: int = 3
     jobs_in_process: bool = True

@@ -134,6 +134,8 @@ def create_app(
         max_followers_per_client=settings.jobs_max_followers_per_client,
         retry_after_s=settings.retry_after_s,
         refusal=_no_shared_jobs(processes) if shared.queue is None else None,
+        max_running=settings.jobs_max_running,
+        max_running_per_client=settings.jobs_max_running_per_client,
     )
     app.on_cleanup.append(lambda _app: jobs.close())
     app.on_cleanup.append(lambda _app: _closed(offload))
@@ -232,6 +234,7 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
         redis_store.connect_blocking(settings.store_url),
         heartbeat_s=settings.jobs_heartbeat_s,
         timeout_s=lease_ms // 1000,
+        at_once=settings.jobs_max_running,
     )
 
     async def close(_app: web.Application) -> AsyncIterator[None]:

@@ -970,6 +970,9 @@ class BatchView(GraphQLView[Context, None]):
             # neither the gateway's own nor listed (cross-site websocket hijacking).
             allowed_origins=settings.cors.origins,
             connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_s),
+            # A burst of operations on one websocket runs back to back on the loop: 2,000
+            # follow requests over 20 websockets held it a second (issue 24).
+            max_subscriptions_per_connection=settings.ws_max_operations,
         )
         self._settings = settings
         self._persisted = persisted or PersistedQueries(None)

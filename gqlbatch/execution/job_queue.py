@@ -45,8 +45,6 @@ log = logging.getLogger("gqlbatch.jobs")
 _NAME = "gqlbatch-jobs"
 _FUNCTION = "gqlbatch.run_job"
 _DEQUEUE_S = 1.0
-_JOBS_AT_ONCE = 10
-"""Jobs one process runs at once; each is a batch with the limits of any batch."""
 _DELIVERIES = 100
 """saq's bound on deliveries of one job. The job store counts the runs that matter (`[jobs]
 attempts`); saq's count also has the deliveries its sweep makes by mistake (below)."""
@@ -57,9 +55,11 @@ _KEPT_S = 60
 class SaqQueue:
     """`jobs.JobQueue` on saq: queue a job for any worker; `work` to be one."""
 
-    def __init__(self, redis: Any, *, heartbeat_s: int, timeout_s: int) -> None:
+    def __init__(self, redis: Any, *, heartbeat_s: int, timeout_s: int, at_once: int = 10) -> None:
         """*redis* is a redis-py asyncio client without a socket timeout, with bytes replies.
-        *timeout_s* bounds one run of a job (the batch deadline and a margin)."""
+        *timeout_s* bounds one run of a job (the batch deadline and a margin); a process runs
+        *at_once* jobs at most, each a batch with the limits of any batch."""
+        self._at_once = at_once
         self._redis = redis
         self._queue = RedisQueue(redis, name=_NAME)
         self._heartbeat_s = heartbeat_s
@@ -90,7 +90,7 @@ class SaqQueue:
         worker = Worker(
             self._queue,
             [(_FUNCTION, run_job)],
-            concurrency=_JOBS_AT_ONCE,
+            concurrency=self._at_once,
             # saq's own defaults, but for the sweep. (All four: its PartialTimersDict inherits
             # required keys.)
             timers=PartialTimersDict(schedule=1, worker_info=10, sweep=self._heartbeat_s, abort=1),

@@ -12,16 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from gqlbatch.core.result import BatchOutcome, ItemResult, outcome_from_json, outcome_to_json
+from gqlbatch.core.result import (
+    BatchOutcome,
+    BatchStats,
+    ItemResult,
+    item_from_json,
+    item_to_json,
+    outcome_from_json,
+)
 from gqlbatch.core.types import Headers
 
 __all__ = [
@@ -32,7 +40,11 @@ __all__ = [
     "JobState",
     "JobStore",
     "MemoryJobStore",
+    "lines",
+    "opened",
     "pack",
+    "read",
+    "seal",
     "unpack",
 ]
 
@@ -140,24 +152,59 @@ class JobNews:
 
 
 COMPACT_CHARS = 64 * 1024
-"""A packed outcome longer than this, as JSON, is kept compressed."""
+"""A packed outcome longer than this, as text, is kept compressed."""
 _COMPRESSED = "z:"
 
 
-def pack(outcome: BatchOutcome) -> str:
-    """*outcome* as a store keeps it: its JSON, or, past `COMPACT_CHARS`, the JSON compressed
-    (zlib, then base64 to stay text: a store may hold only text)."""
-    text = json.dumps(outcome_to_json(outcome), separators=(",", ":"))
+def lines(outcome: BatchOutcome) -> Iterator[str]:
+    """*outcome* as the lines of its packed text, made one at a time: its statistics, then
+    each item. One json.dumps per item, never one for the whole: a C call holds the GIL for
+    as long as it writes, and a 30 MB outcome written at once held the event loop a third of a
+    second, even from another thread."""
+    yield json.dumps(dataclasses.asdict(outcome.stats), separators=(",", ":"))
+    for result in outcome.results:
+        yield json.dumps(item_to_json(result), separators=(",", ":"))
+
+
+def seal(text: str) -> str:
+    """The packed *text* as a store keeps it: as it is, or, past `COMPACT_CHARS`, compressed
+    (zlib, which lets go of the GIL, then base64 to stay text: a store may hold only text)."""
     if len(text) <= COMPACT_CHARS:
         return text
     return _COMPRESSED + base64.b64encode(zlib.compress(text.encode(), 6)).decode()
 
 
+def opened(packed: str) -> str:
+    """The text *packed* holds, uncompressed."""
+    if packed.startswith(_COMPRESSED):
+        return zlib.decompress(base64.b64decode(packed[len(_COMPRESSED) :])).decode()
+    return packed
+
+
+def read(text: str) -> Iterator[ItemResult | BatchStats]:
+    """What the lines of a packed *text* hold: its statistics first, then each item, read one
+    at a time. (A text packed before outcomes were kept as lines is one JSON object.)"""
+    if text.startswith('{"results":'):
+        outcome = outcome_from_json(json.loads(text))
+        yield outcome.stats
+        yield from outcome.results
+        return
+    first, *rest = text.split("\n")
+    yield BatchStats(**json.loads(first))
+    for line in rest:
+        yield item_from_json(json.loads(line))
+
+
+def pack(outcome: BatchOutcome) -> str:
+    """*outcome* as a store keeps it (`lines`, `seal`)."""
+    return seal("\n".join(lines(outcome)))
+
+
 def unpack(packed: str) -> BatchOutcome:
     """The outcome `pack` packed."""
-    if packed.startswith(_COMPRESSED):
-        packed = zlib.decompress(base64.b64decode(packed[len(_COMPRESSED) :])).decode()
-    return outcome_from_json(json.loads(packed))
+    stats, *results = read(opened(packed))
+    assert isinstance(stats, BatchStats)
+    return BatchOutcome(tuple(r for r in results if isinstance(r, ItemResult)), stats)
 
 
 class JobStore(Protocol):

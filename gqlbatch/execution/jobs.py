@@ -24,13 +24,14 @@ import dataclasses
 import logging
 import sys
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem, mask_internal
 from gqlbatch.core.plan import PlannedItem
 from gqlbatch.core.request_scope import current_request_id
-from gqlbatch.core.result import BatchOutcome, ErrorInfo, ItemResult, State
+from gqlbatch.core.result import BatchOutcome, BatchStats, ErrorInfo, ItemResult, State
 from gqlbatch.core.wire import BodyEncoding
 from gqlbatch.execution.engine import (
     BatchContext,
@@ -42,7 +43,17 @@ from gqlbatch.execution.engine import (
 from gqlbatch.execution.executor import Halt, Resumable
 from gqlbatch.execution.idempotency import check_key
 from gqlbatch.execution.job_feeds import Feeds
-from gqlbatch.execution.job_store import COMPACT_CHARS, Job, JobSpec, JobState, JobStore, pack
+from gqlbatch.execution.job_store import (
+    COMPACT_CHARS,
+    Job,
+    JobSpec,
+    JobState,
+    JobStore,
+    lines,
+    opened,
+    read,
+    seal,
+)
 from gqlbatch.execution.offload import Offload
 
 __all__ = ["ContextFor", "JobQueue", "Jobs"]
@@ -51,6 +62,8 @@ __all__ = ["ContextFor", "JobQueue", "Jobs"]
 log = logging.getLogger("gqlbatch.jobs")
 
 _CANCELLED = "the job was cancelled"
+_ITEMS_A_TURN = 8
+"""Items packed or read per turn of the event loop: each is an upstream answer or less."""
 _WATCH_S = 0.5
 """How often a running job renews its lease and looks whether another process cancelled it."""
 
@@ -86,13 +99,17 @@ class Jobs:
         max_followers_per_client: int = 64,
         retry_after_s: int = 1,
         refusal: str | None = None,
+        max_running: int = 10,
+        max_running_per_client: int = 4,
     ) -> None:
         """Without a *queue*, a job runs in the process that accepted it. A process running
         a job holds its lease (*lease_s*, renewed while it runs): the queue may deliver a job
         twice, and only one process runs it at a time. A large outcome is packed and read
         back by *offload*, off the event loop. The *max_…* limits are the store's, said
         again here for the messages that refuse a client. With *refusal*, no job is taken,
-        and each submission is refused with it."""
+        and each submission is refused with it. Without a queue, at most *max_running* jobs
+        run at once here, and *max_running_per_client* of one client; the others wait their
+        turn, RUNNING with nothing done yet."""
         self._store = store
         self._ttl_s = ttl_s
         self._max_jobs = max_jobs
@@ -105,6 +122,7 @@ class Jobs:
         self._retry_after_s = retry_after_s
         self._refusal = refusal
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._turns = _Turns(max_running, max_running_per_client)
         self._halts: dict[str, Halt] = {}
         """The way to stop each job this process runs, gently (`cancel`)."""
         self._feeds = Feeds(
@@ -139,10 +157,16 @@ class Jobs:
             return job
         # The job has a budget of its own, of the calls it reserved: the request is over.
         own = dataclasses.replace(ctx, budget=request_budget(ctx.settings, calls))
-        task = asyncio.create_task(self.run(job.id, lambda _: own), name="gqlbatch:job")
+        task = asyncio.create_task(self._in_turn(job, own), name="gqlbatch:job")
         self._running[job.id] = task
         task.add_done_callback(lambda _: self._running.pop(job.id, None))
         return job
+
+    async def _in_turn(self, job: Job, ctx: BatchContext) -> None:
+        # Each running job holds its results and its calls' answers: sixteen 30 MB jobs of
+        # one client, run at once, took the process to 900 MiB (issue 24).
+        async with self._turns.turn(job.client):
+            await self.run(job.id, lambda _: ctx)
 
     def _full(self, limit: str) -> BatchRejected:
         if limit == "jobs.max_per_client":
@@ -184,31 +208,55 @@ class Jobs:
         )
 
     async def _unpacked(self, job: Job) -> Job:
-        """*job* with its packed outcome read: off the event loop, when it is large."""
+        """*job* with its packed outcome read: decompressed off the event loop, and read an
+        item at a time on it (json.loads holds the GIL, so a thread would not spare the loop
+        the time of one large read)."""
         if job.packed is None:
             return job
-        if self._offload is not None and len(job.packed) > COMPACT_CHARS:
-            return await self._offload(job.unpacked)
-        return job.unpacked()
+        packed = job.packed
+        large = len(packed) > COMPACT_CHARS and self._offload is not None
+        text = (
+            await self._offload(lambda: opened(packed))
+            if large and self._offload
+            else opened(packed)
+        )
+        stats: BatchStats | None = None
+        results: dict[int, ItemResult] = {}
+        for n, part in enumerate(read(text)):
+            if isinstance(part, BatchStats):
+                stats = part
+            else:
+                results[part.index] = part
+            if large and n % _ITEMS_A_TURN == 0:
+                await asyncio.sleep(0)
+        assert stats is not None
+        outcome = BatchOutcome(tuple(results[i] for i in sorted(results)), stats)
+        return Job(job.id, job.client, job.total, job.state, results, outcome, None, job.error)
 
     async def _packed(self, outcome: BatchOutcome) -> tuple[str, str | None]:
-        """*outcome* packed to be kept (off the event loop, when it is large), and a note
-        when only its items' states, statuses and errors could be: it alone was over its
-        client's bytes (jobs.max_bytes_per_client)."""
-
-        def packed() -> tuple[str, str | None]:
-            text = pack(outcome)
-            if len(text) <= self._max_bytes:
-                return text, None
+        """*outcome* packed to be kept: written an item at a time on the event loop, and
+        compressed off it when it is large; with a note when only its items' states,
+        statuses and errors could be kept: it alone was over its client's bytes
+        (jobs.max_bytes_per_client)."""
+        text = await self._written(outcome)
+        if len(text) > self._max_bytes:
             note = (
-                f"the job's results took {len(text)} bytes packed, more than the "
-                f"{self._max_bytes} its client may keep (jobs.max_bytes_per_client): their "
-                "bodies were not kept; states, statuses and errors were"
+                f"the job's results took {len(text)} bytes, more than the {self._max_bytes} "
+                "its client may keep (jobs.max_bytes_per_client): their bodies were not kept; "
+                "states, statuses and errors were"
             )
-            return pack(_without_bodies(outcome)), note
+            return seal(await self._written(_without_bodies(outcome))), note
+        if len(text) > COMPACT_CHARS and self._offload is not None:
+            return await self._offload(lambda: seal(text)), None
+        return seal(text), None
 
-        large = outcome.stats.response_bytes > COMPACT_CHARS
-        return await self._offload(packed) if large and self._offload is not None else packed()
+    async def _written(self, outcome: BatchOutcome) -> str:
+        written = []
+        for n, line in enumerate(lines(outcome)):
+            written.append(line)
+            if n % _ITEMS_A_TURN == _ITEMS_A_TURN - 1:
+                await asyncio.sleep(0)  # a turn of the loop for others
+        return "\n".join(written)
 
     async def cancel(self, job_id: str, client: str) -> Job:
         """End *job_id* as CANCELLED, and stop its run gently: no item starts, the calls in
@@ -402,6 +450,28 @@ def _outcome_unknown(item: PlannedItem) -> ItemResult:
         state=State.FAILED,
         error=ErrorInfo(ErrorCode.OUTCOME_UNKNOWN, message),
     )
+
+
+class _Turns:
+    """At most *total* holders at once, and *per_key* of one key; the others wait, in turn."""
+
+    def __init__(self, total: int, per_key: int) -> None:
+        self._total = asyncio.Semaphore(total)
+        self._per_key = per_key
+        self._keys: dict[str, asyncio.Semaphore] = {}
+        self._users: Counter[str] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        own = self._keys.setdefault(key, asyncio.Semaphore(self._per_key))
+        self._users[key] += 1
+        try:
+            async with own, self._total:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._keys[key]
 
 
 def _without_bodies(outcome: BatchOutcome) -> BatchOutcome:

@@ -65,6 +65,8 @@ _JOBS = {
     "max_bytes_per_client": int,
     "max_followers": int,
     "max_followers_per_client": int,
+    "max_running": int,
+    "max_running_per_client": int,
     "heartbeat_s": int,
     "attempts": int,
     "in_process": bool,
@@ -82,6 +84,7 @@ _SERVER = {
     "ws_max_per_address": int,
     "ws_idle_timeout_s": int,
     "ws_init_timeout_s": int,
+    "ws_max_operations": int,
     "trusted_proxies": list,
 }
 _LISTEN = ("host", "port")  # for the CLI; the rest of [server] are Settings
