@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gqlbatch.core.budget import BatchBudget, RenderedTooMuch, RequestBudget
+from gqlbatch.core.budget import BatchBudget, RequestBudget
 from gqlbatch.core.call import to_call
 from gqlbatch.core.errors import BatchTooLarge, CallTooLarge
 from gqlbatch.core.placeholders import Scope, compile_json, parse_template
@@ -116,8 +116,21 @@ def test_a_call_stops_at_whichever_limit_is_nearer(
     with pytest.raises(error, match="nothing was sent"):
         to_call(item, Scope(results), {}, _budget(call, left).meter())
     assert results.reads == 5
-    # On the event loop, a rendering stops sooner, to be done again off it.
-    results.reads = 0
-    with pytest.raises(RenderedTooMuch):
-        to_call(item, Scope(results), {}, _budget(call, left).meter(inline=250_000))
-    assert results.reads == 3
+
+
+def test_a_value_in_every_call_of_a_batch_is_measured_once() -> None:
+    # The meters of one batch share what they learnt: a result embedded in each of its calls
+    # is written out, to be measured, once (and then once more by each call, as its body).
+    class Counted(dict[str, int]):
+        written = 0
+
+        def items(self) -> Any:  # what json.dumps reads of a dict's subclass
+            Counted.written += 1
+            return super().items()
+
+    budget = _budget(10**9, 10**9)
+    item = _planned({"copy": "{resultOf(big)}"})
+    scope = Scope(CountedResults(big=Result(Counted(a=1))))
+    for _ in range(5):
+        to_call(item, scope, {}, budget.meter())
+    assert Counted.written == 1 + 5

@@ -18,13 +18,9 @@ from dataclasses import dataclass
 
 from gqlbatch.core.errors import BatchTooLarge, CallTooLarge
 from gqlbatch.core.rendering import Meter
+from gqlbatch.core.types import JSON
 
-__all__ = ["BatchBudget", "RenderedTooMuch", "RequestBudget", "current_budget"]
-
-
-class RenderedTooMuch(Exception):
-    """A rendering on the event loop passed what it may write there (`BatchBudget.meter`'s
-    *inline*): it is to be done again off the loop, within the budget's own limits."""
+__all__ = ["BatchBudget", "RequestBudget", "current_budget"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -77,6 +73,10 @@ class BatchBudget:
         self.request = request
         self.rendered_bytes = 0
         self.response_bytes = 0
+        # What the batch's renderings learnt of its values (`Meter`): shared, so that a result
+        # embedded in every call of a batch is written out to be measured once, not per call.
+        self._texts: dict[int, tuple[JSON, str]] = {}
+        self._sizes: dict[int, tuple[JSON, int]] = {}
 
     def charge_rendered(self, size: int) -> None:
         """Charge a rendered call of *size* bytes before it is sent.
@@ -102,18 +102,16 @@ class BatchBudget:
         self.request.rendered_bytes -= size
         self.rendered_bytes += size
 
-    def meter(self, inline: int | None = None, *, alone: bool = False) -> Meter:
+    def meter(self, *, alone: bool = False) -> Meter:
         """A meter for rendering one call: it stops the rendering at the first substituted
         value past the call's limit or the request's bytes left (only the call's limit, for a
         call that is not charged, *alone*), with the error that the size check of the whole
-        call (`charge_rendered`) would raise; or, sooner, past *inline* characters, with
-        RenderedTooMuch."""
+        call (`charge_rendered`) would raise. The sizes of the values it writes are worked
+        out once for the whole batch (`Meter`'s memos are the batch's)."""
         call = self.request.max_call_bytes
         left = call if alone else self.request.rendered_bytes
-        limit = min(call, left)
-        if inline is not None and inline < limit:
-            return Meter(inline, RenderedTooMuch)
-        return Meter(limit, self._call_too_large if call <= left else self._request_ran_out)
+        over = self._call_too_large if call <= left else self._request_ran_out
+        return Meter(min(call, left), over, self._texts, self._sizes)
 
     def _call_too_large(self) -> Exception:
         return CallTooLarge(

@@ -25,14 +25,21 @@ class Meter:
 
     __slots__ = ("_over", "_sizes", "_texts", "left")
 
-    def __init__(self, left: int, over: Callable[[], Exception]) -> None:
+    def __init__(
+        self,
+        left: int,
+        over: Callable[[], Exception],
+        texts: dict[int, tuple[JSON, str]] | None = None,
+        sizes: dict[int, tuple[JSON, int]] | None = None,
+    ) -> None:
+        """*texts* and *sizes* are what earlier renderings learnt of their values, by id, to
+        be shared by renderings of values that live as long (a batch's results); this one
+        adds to them. The value is kept beside each: a list a selector built for one
+        placeholder must not be freed, and its id given to another's, while they last."""
         self.left = left
         self._over = over
-        # By id, with the value itself kept: a list a selector built for one placeholder must
-        # not be freed, and its id given to another's, while this rendering lasts. Made on
-        # first use: most calls substitute no list or object at all.
-        self._texts: dict[int, tuple[JSON, str]] | None = None
-        self._sizes: dict[int, tuple[JSON, int]] | None = None
+        self._texts = texts
+        self._sizes = sizes
 
     def charge(self, size: int) -> None:
         """Write *size* characters, or stop the rendering here."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from gqlbatch.core.budget import BatchBudget
+from gqlbatch.core.call import to_call
 from gqlbatch.core.errors import ItemError
 from gqlbatch.core.placeholders import Scope
 from gqlbatch.core.plan import Plan, PlannedItem
 from gqlbatch.core.result import ItemResult, Rollback, RollbackState, State
-from gqlbatch.core.types import RequestId
+from gqlbatch.core.types import Headers, RequestId
 from gqlbatch.core.wire import SAFE_METHODS, Fetch
-from gqlbatch.execution.renderer import Renderer
 
 __all__ = ["roll_back"]
 
@@ -27,7 +28,8 @@ async def roll_back(
     plan: Plan,
     results: tuple[ItemResult, ...],
     fetch: Fetch,
-    renderer: Renderer,
+    forwarded: Mapping[str, Headers],
+    budget: BatchBudget,
     *,
     cancelled: bool = False,
 ) -> tuple[ItemResult, ...]:
@@ -45,7 +47,7 @@ async def roll_back(
             continue
         for index in reversed(members):
             if results[index].state is State.SUCCEEDED:
-                rollback = await _undo(plan.items[index], by_id, fetch, renderer)
+                rollback = await _undo(plan.items[index], by_id, fetch, forwarded, budget)
                 updated[index] = dataclasses.replace(results[index], rollback=rollback)
     return tuple(updated)
 
@@ -54,7 +56,8 @@ async def _undo(
     item: PlannedItem,
     results: Mapping[RequestId, ItemResult],
     fetch: Fetch,
-    renderer: Renderer,
+    forwarded: Mapping[str, Headers],
+    budget: BatchBudget,
 ) -> Rollback:
     if item.compensation is None:
         if item.request.method in SAFE_METHODS:
@@ -64,7 +67,9 @@ async def _undo(
             "no compensate was declared, so this item's effect was not undone",
         )
     try:
-        call = await renderer.uncharged(item.compensation, Scope(results))
+        # Within the limit of one call, and not charged: a compensation must not be refused
+        # for the bytes its batch spent.
+        call = to_call(item.compensation, Scope(results), forwarded, budget.meter(alone=True))
         fetched = await fetch(call)
     except ItemError as exc:
         return Rollback(

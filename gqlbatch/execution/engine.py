@@ -34,7 +34,6 @@ from gqlbatch.execution.idempotency import IdempotencyStore, check_key, fingerpr
 from gqlbatch.execution.limits import Admission, OutstandingCalls
 from gqlbatch.execution.offload import INLINE_VALUES, Offload
 from gqlbatch.execution.plans import PlanCache
-from gqlbatch.execution.renderer import Renderer
 from gqlbatch.upstreams.loaders import Loaders
 from gqlbatch.upstreams.retries import Retrying
 
@@ -482,13 +481,13 @@ async def _execute(
             # A result an atomic batch or group may still undo is not final until the end.
             on_result=None if plan.options.atomic or plan.groups else on_result,
             resumable=resumable,
-            offload=ctx.offload,
         )
         results = execution.results
         if plan.options.atomic or plan.groups:
-            renderer = Renderer(budget, ctx.forwarded, ctx.offload)
             cancelled = resumable is not None and resumable.halt.reason is not None
-            results = await roll_back(plan, results, fetch, renderer, cancelled=cancelled)
+            results = await roll_back(
+                plan, results, fetch, ctx.forwarded, budget, cancelled=cancelled
+            )
     finally:
         await loaders.close()
         current_budget.reset(token)

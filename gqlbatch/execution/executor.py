@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from gqlbatch.core.budget import BatchBudget, RequestBudget
+from gqlbatch.core.call import to_call
 from gqlbatch.core.errors import (
     ErrorCode,
     ItemError,
@@ -31,8 +32,6 @@ from gqlbatch.core.request import Mode, OnError
 from gqlbatch.core.result import ElementResult, ErrorInfo, ItemResult, Route, State
 from gqlbatch.core.types import JSON, Headers, RequestId, frozen_for_type_checkers
 from gqlbatch.core.wire import SAFE_METHODS, BodyEncoding, Fetch, Fetched, UpstreamCall
-from gqlbatch.execution.offload import Offload
-from gqlbatch.execution.renderer import Renderer
 
 __all__ = ["Execution", "Fetch", "Halt", "Resumable", "execute"]
 
@@ -80,7 +79,6 @@ async def execute(
     budget: BatchBudget | None = None,
     on_result: Callable[[ItemResult], None] | None = None,
     resumable: Resumable | None = None,
-    offload: Offload | None = None,
 ) -> Execution:
     """Run every item of *plan* through *fetch* and return one result per item.
 
@@ -88,12 +86,10 @@ async def execute(
     keep their results. *budget* bounds the calls a forEach may add and the bytes every call
     may send; the engine has already charged it for the calls known before running.
     *on_result* is told each item's result as it settles (not those the deadline cancels).
-    A job passes *resumable*: its settled items keep their results, untold. A call too large
-    to render on the event loop is rendered by *offload*.
+    A job passes *resumable*: its settled items keep their results, untold.
     """
     budget = budget or BatchBudget(_UNLIMITED)
-    renderer = Renderer(budget, forwarded or {}, offload)
-    run = _Run(plan, fetch, renderer, _InFlight(max_concurrency))
+    run = _Run(plan, fetch, forwarded or {}, _InFlight(max_concurrency), budget)
     run.on_result = on_result
     run.resumable = resumable
     started = run.started
@@ -130,12 +126,13 @@ class _Run:
         self,
         plan: Plan,
         fetch: Fetch,
-        renderer: Renderer,
+        forwarded: Mapping[str, Headers],
         limit: _InFlight,
+        budget: BatchBudget,
     ) -> None:
         self._plan = plan
         self._fetch = fetch
-        self._render = renderer
+        self._forwarded = forwarded
         self._limit = limit
         self._waits = _waits(plan)
         self._next_wait: dict[RequestId, int] = {}
@@ -144,7 +141,7 @@ class _Run:
         self._tasks: dict[RequestId, asyncio.Task[None]] = {}
         """Each running item's task, by its requestId."""
         self._stopped_by: RequestId | None = None
-        self._budget = renderer.budget
+        self._budget = budget
         self.on_result: Callable[[ItemResult], None] | None = None
         self.resumable: Resumable | None = None
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -268,12 +265,21 @@ class _Run:
         started = time.perf_counter()
         began = self._ms_since_start(started)
         try:
-            scope = Scope(deps) if deps else _NO_RESULTS
-            call = self._render.now(item, scope) or await self._render.later(item, scope)
+            call = self._rendered(item, Scope(deps) if deps else _NO_RESULTS)
             fetched = await self._send(item, call)
         except ItemError as exc:
             return _failed(item, exc, _since(started), began)
         return _from_response(item, call, fetched, _since(started), began)
+
+    def _rendered(self, item: PlannedItem, scope: Scope) -> UpstreamCall:
+        """*item*'s call, its placeholders metered as they are written, and charged.
+
+        Raises:
+            ItemError: as `to_call`, and when the call is over its limits (nothing is sent).
+        """
+        call = to_call(item, scope, self._forwarded, self._budget.meter())
+        self._budget.charge_rendered(call.size)
+        return call
 
     async def _send(self, item: PlannedItem, call: UpstreamCall) -> Fetched:
         if not self._limit.take_now():
@@ -309,9 +315,8 @@ class _Run:
         followers: list[tuple[int, UpstreamCall]] = []
         reads: set[UpstreamCall] = set()
         for i, value in enumerate(elements):
-            scope = Scope(deps, item=value, index=i)
             try:
-                call = self._render.now(item, scope) or await self._render.later(item, scope)
+                call = self._rendered(item, Scope(deps, item=value, index=i))
             except ItemError as exc:
                 outcomes[i] = _element_error(i, exc)
                 continue
