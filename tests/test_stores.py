@@ -66,7 +66,7 @@ def places(redis: Any) -> Places:
 def jobs_store(redis: Any) -> JobStore:
     if redis is None:
         return MemoryJobStore(ttl_s=60, max_jobs=2)
-    from gqlbatch.execution.redis_store import RedisJobStore
+    from gqlbatch.execution.redis_jobs import RedisJobStore
 
     return RedisJobStore(redis, ttl_s=60, max_jobs=2)
 
@@ -282,7 +282,7 @@ async def test_a_job_store_keeps_results_ends_once_and_is_bounded(jobs_store: Jo
 def quota_store(redis: Any) -> JobStore:
     if redis is None:
         return MemoryJobStore(ttl_s=60, max_jobs=10, max_per_client=2, max_bytes_per_client=250)
-    from gqlbatch.execution.redis_store import RedisJobStore
+    from gqlbatch.execution.redis_jobs import RedisJobStore
 
     return RedisJobStore(redis, ttl_s=60, max_jobs=10, max_per_client=2, max_bytes_per_client=250)
 

@@ -222,7 +222,7 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
             None,
         )
     try:  # redis-py and saq are the [redis] extra
-        from gqlbatch.execution import job_queue, redis_store
+        from gqlbatch.execution import job_queue, redis_jobs, redis_store
     except ImportError as exc:
         raise ConfigError(
             f"store.url needs redis-py ({exc.name} is not installed): pip install 'gqlbatch[redis]'"
@@ -252,7 +252,7 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
             running_lease_ms=lease_ms,
             max_record_bytes=settings.idempotency_max_record_bytes,
         ),
-        redis_store.RedisJobStore(redis, ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
+        redis_jobs.RedisJobStore(redis, ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
         redis_store.RedisPersistedQueries(
             redis,
             ttl_s=settings.persisted_queries_ttl_s,

@@ -1,6 +1,7 @@
-"""The shared store: outstanding-call places, idempotency records and jobs in Redis, so that
-several gqlbatch processes (workers, hosts) hold one set of limits, keys and jobs. The only
-module that imports redis-py; `[store] url` (or `GQLBATCH_STORE__URL`) turns it on.
+"""The shared store: outstanding-call places, idempotency records, persisted queries and (in
+`redis_jobs`) jobs in Redis, so that several gqlbatch processes (workers, hosts) hold one set
+of limits, keys and jobs. With `redis_jobs`, the only modules that import redis-py; `[store]
+url` (or `GQLBATCH_STORE__URL`) turns them on.
 
 Places are leases: each taken place is a member of a sorted set per key, scored by when its
 lease ends, taken in all of a batch's keys at once by one Lua script (atomic in Redis). A
@@ -13,10 +14,6 @@ runs (with a lease, for the same reason), then the outcome as JSON for `idempote
 repeat on any process waits for a running record by polling it, and replays a finished one;
 a record that went while it waited (its batch was refused, or the process running it died and
 its lease ended) is claimed again, as a first send would be.
-
-A job is a hash (its submitter, size, state, spec while it runs, each item's result as it
-settles, a mark for each write started, and its outcome) and an entry in a sorted set of jobs
-scored by expiry, which bounds how many are kept.
 """
 
 from __future__ import annotations
@@ -25,32 +22,30 @@ import asyncio
 import json
 import uuid
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from redis.asyncio import Redis
 
 from gqlbatch.core.errors import BatchRejected
 from gqlbatch.core.result import (
     BatchOutcome,
-    ItemResult,
-    item_from_json,
-    item_to_json,
     outcome_from_json,
     outcome_to_json,
 )
 from gqlbatch.execution.idempotency import Run, outcome_bytes, reused
-from gqlbatch.execution.job_store import Job, JobNews, JobSpec, JobState
 
 __all__ = [
+    "POLL_S",
+    "PREFIX",
     "RedisIdempotencyStore",
-    "RedisJobStore",
     "RedisPersistedQueries",
     "RedisPlaces",
+    "client_key",
     "connect",
     "connect_blocking",
 ]
 
-_PREFIX = "gqlbatch:"
+PREFIX = "gqlbatch:"
 
 # KEYS: one sorted set per limit key. ARGV: lease_ms, member, then one limit per key.
 # Returns 0 when a place was taken in every key, else the 1-based index of a full key.
@@ -77,7 +72,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
 return redis.call('ZCARD', KEYS[1])
 """
 
-_POLL_S = (0.002, 0.05)
+POLL_S = (0.002, 0.05)
 """How often a waiter looks again, from the first look to the slowest: Redis cannot wake it."""
 
 
@@ -103,7 +98,7 @@ class RedisPlaces:
 
     async def take(self, limits: Mapping[str, int]) -> object | None:
         member = uuid.uuid4().hex
-        keys = [_PREFIX + "held:" + key for key in limits]
+        keys = [PREFIX + "held:" + key for key in limits]
         full = await self._take(keys=keys, args=[self._lease_ms, member, *limits.values()])
         return member if int(full) == 0 else None
 
@@ -111,16 +106,16 @@ class RedisPlaces:
         if limits:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in limits:
-                    pipe.zrem(_PREFIX + "held:" + key, str(token))
+                    pipe.zrem(PREFIX + "held:" + key, str(token))
                 await pipe.execute()
 
     async def held(self, key: str) -> int:
-        return int(await self._held(keys=[_PREFIX + "held:" + key]))
+        return int(await self._held(keys=[PREFIX + "held:" + key]))
 
     async def wait(self) -> None:
         # Another process gives places back without telling this one: look again soon. The
         # caller loops, so a short sleep costs one more round trip, never a missed place.
-        await asyncio.sleep(_POLL_S[0])
+        await asyncio.sleep(POLL_S[0])
 
 
 class RedisIdempotencyStore:
@@ -142,9 +137,9 @@ class RedisIdempotencyStore:
     async def run_once(self, key: str, fingerprint: str, run: Run) -> BatchOutcome:
         """See `IdempotencyStore.run_once`: whichever process claims the key first runs the
         batch; the others wait for its record and replay it."""
-        name = _PREFIX + "idem:" + key
+        name = PREFIX + "idem:" + key
         running = json.dumps({"fingerprint": fingerprint, "state": "running"})
-        delay = _POLL_S[0]
+        delay = POLL_S[0]
         while True:
             if await self._redis.set(name, running, nx=True, px=self._running_lease_ms):
                 return await self._run(name, fingerprint, run)
@@ -159,7 +154,7 @@ class RedisIdempotencyStore:
                 if record["state"] == "done":
                     return _replayed(record)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _POLL_S[1])
+            delay = min(delay * 2, POLL_S[1])
 
     async def _run(self, name: str, fingerprint: str, run: Run) -> BatchOutcome:
         # As in memory: the batch runs in its own task, so a dropped client connection does
@@ -189,129 +184,6 @@ def _replayed(record: dict[str, Any]) -> BatchOutcome:
         )
     outcome = outcome_from_json(record["outcome"])
     return BatchOutcome(outcome.results, outcome.stats, replayed=True)
-
-
-# KEYS: the job's hash, the index of jobs, its client's jobs, its client's finished jobs, their
-# sizes. ARGV: state, packed outcome ("" for none), error ("" for none), ttl_s, job id, the
-# client's bytes, the prefix of a job's hash, "1" to keep the outcome of a job cancelled while
-# it ran ("0" to end a running one). Ends a RUNNING job (its results now live in its outcome, so
-# each one's own field goes), then forgets the client's oldest finished jobs while their
-# outcomes are over the client's bytes. Returns 1 when it ended the job (or kept the outcome),
-# 0 when it could not.
-_FINISH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if ARGV[8] == '1' then
-  if state ~= 'CANCELLED' or redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then return 0 end
-elseif state ~= 'RUNNING' then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'state', ARGV[1])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
-redis.call('HDEL', KEYS[1], 'spec')
-local now = tonumber(redis.call('TIME')[1])
-local expiry = now + tonumber(ARGV[4])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-redis.call('ZADD', KEYS[2], expiry, ARGV[5])
-redis.call('ZADD', KEYS[3], expiry, ARGV[5])
-if ARGV[2] == '' then return 1 end
-for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
-  local kind = string.sub(name, 1, 2)
-  if kind == 'r:' or kind == 'o:' or kind == 's:' then redis.call('HDEL', KEYS[1], name) end
-end
-redis.call('HSET', KEYS[1], 'outcome', ARGV[2])
-for _, old in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
-  redis.call('HDEL', KEYS[5], old)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-redis.call('ZADD', KEYS[4], expiry, ARGV[5])
-redis.call('HSET', KEYS[5], ARGV[5], string.len(ARGV[2]))
-local total = 0
-for _, size in ipairs(redis.call('HVALS', KEYS[5])) do total = total + tonumber(size) end
-for _, old in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
-  if total <= tonumber(ARGV[6]) then break end
-  if old ~= ARGV[5] then
-    total = total - tonumber(redis.call('HGET', KEYS[5], old) or '0')
-    redis.call('HDEL', KEYS[5], old)
-    redis.call('ZREM', KEYS[4], old)
-    redis.call('ZREM', KEYS[3], old)
-    redis.call('ZREM', KEYS[2], old)
-    redis.call('DEL', ARGV[7] .. old)
-  end
-end
-redis.call('EXPIRE', KEYS[4], tonumber(ARGV[4]))
-redis.call('EXPIRE', KEYS[5], tonumber(ARGV[4]))
-return 1
-"""
-
-# KEYS: the index of jobs, the new job's hash, its client's jobs. ARGV: max, meta JSON, running
-# expiry (s), id, spec JSON, the client's max. Drops the expired entries, then adds the job
-# unless the store keeps its most (0), or its client does (-1).
-_ADD = """
-local now = tonumber(redis.call('TIME')[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[6]) then return -1 end
-redis.call('HSET', KEYS[2], 'meta', ARGV[2], 'state', 'RUNNING', 'spec', ARGV[5])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[4])
-redis.call('EXPIRE', KEYS[3], tonumber(ARGV[3]))
-return 1
-"""
-
-# KEYS: a job's hash. ARGV: field, value. Only while the job is kept: a write to an expired
-# job's hash would make a new one that never expires.
-_SET_FIELD = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-"""
-
-# KEYS: a job's hash. ARGV: item index, result JSON. Only while the job is kept, and its outcome
-# not: a result settled for the first time also goes at the end of the order its followers
-# read (`o:1`, `o:2`, ... name the indexes; `n` counts them).
-_RECORD = """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then
-  return
-end
-if redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[2]) == 1 then
-  local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
-  redis.call('HSET', KEYS[1], 'o:' .. n, ARGV[1])
-end
-"""
-
-# KEYS: a job's hash. ARGV: since. Returns {meta, state, then each result settled after the first
-# *since*, in the order they settled}, or {} when the job is gone.
-_CHANGES = """
-local got = redis.call('HMGET', KEYS[1], 'meta', 'state', 'n')
-if not got[1] then return {} end
-local out = {got[1], got[2]}
-for p = tonumber(ARGV[1]) + 1, tonumber(got[3] or '0') do
-  local index = redis.call('HGET', KEYS[1], 'o:' .. p)
-  out[#out + 1] = redis.call('HGET', KEYS[1], 'r:' .. index)
-end
-return out
-"""
-
-# KEYS: a job's hash, its runner key. ARGV: runner, lease_ms. Gives the job's lease to the runner
-# unless another holds it; returns the run's number, 0 when another holds it, -1 when the job is
-# gone.
-_TAKE_JOB = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
-return redis.call('HINCRBY', KEYS[1], 'runs', 1)
-"""
-
-# KEYS: a job's runner key. ARGV: runner, lease_ms (0 to release). 1 when the runner held it.
-_RENEW_JOB = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1
-"""
-
-_RUNNING_S = 7 * 86_400
-"""How long a job's record lasts while it runs: past it, a job whose process died is gone."""
 
 
 # KEYS: the document's key, the store's registered bytes, the client's. ARGV: document, ttl_s,
@@ -355,147 +227,15 @@ class RedisPersistedQueries:
         self._put = redis.register_script(_PUT_DOCUMENT)
 
     async def get(self, sha256: str) -> str | None:
-        document = await self._redis.get(_PREFIX + "pq:" + sha256)
+        document = await self._redis.get(PREFIX + "pq:" + sha256)
         return None if document is None else str(document)  # decode_responses: a str
 
     async def put(self, sha256: str, document: str, client: str) -> bool:
-        keys = [_PREFIX + "pq:" + sha256, _PREFIX + "pq-bytes", _client_key("pq-bytes", client)]
+        keys = [PREFIX + "pq:" + sha256, PREFIX + "pq-bytes", client_key("pq-bytes", client)]
         args: list[str | int] = [document, self._ttl_s, self._max_bytes, self._per_client]
         return int(await self._put(keys=keys, args=args)) == 1
 
 
-class RedisJobStore:
-    """`job_store.JobStore` in Redis: any process reads a job, follows it, and cancels it."""
-
-    def __init__(
-        self,
-        redis: Redis,
-        *,
-        ttl_s: int,
-        max_jobs: int,
-        max_per_client: int = 100,
-        max_bytes_per_client: int = 64 * 1024 * 1024,
-    ) -> None:
-        self._redis = redis
-        self._ttl_s = ttl_s
-        self._max_jobs = max_jobs
-        self._max_per_client = max_per_client
-        self._max_bytes = max_bytes_per_client
-        self._add = redis.register_script(_ADD)
-        self._finish = redis.register_script(_FINISH)
-        self._set_field = redis.register_script(_SET_FIELD)
-        self._record = redis.register_script(_RECORD)
-        self._changes = redis.register_script(_CHANGES)
-        self._take_job = redis.register_script(_TAKE_JOB)
-        self._renew_job = redis.register_script(_RENEW_JOB)
-
-    async def add(self, job: Job) -> str | None:
-        meta = json.dumps({"client": job.client, "total": job.total})
-        spec = json.dumps(None if job.spec is None else job.spec.to_json())
-        added = int(
-            await self._add(
-                keys=[_PREFIX + "jobs", _job_key(job.id), _client_key("jobs", job.client)],
-                args=[self._max_jobs, meta, _RUNNING_S, job.id, spec, self._max_per_client],
-            )
-        )
-        return None if added == 1 else "jobs.max" if added == 0 else "jobs.max_per_client"
-
-    async def get(self, job_id: str) -> Job | None:
-        # Decoded (decode_responses): every name and value is a str.
-        fields = cast(dict[str, str], await self._redis.hgetall(_job_key(job_id)))
-        if "meta" not in fields:
-            return None
-        meta = json.loads(fields["meta"])
-        job = Job(job_id, meta["client"], meta["total"], JobState(fields["state"]))
-        spec = json.loads(fields.get("spec", "null"))
-        job.spec = None if spec is None else JobSpec.from_json(spec)
-        job.started = {int(name[2:]) for name in fields if name.startswith("s:")}
-        job.results = {
-            int(name[2:]): item_from_json(json.loads(value))
-            for name, value in fields.items()
-            if name.startswith("r:")
-        }
-        job.packed = fields.get("outcome")  # read when it is asked for (Jobs, off the loop)
-        job.error = fields.get("error")
-        return job
-
-    async def changes(self, job_id: str, since: int) -> JobNews | None:
-        found = cast(list[str], await self._changes(keys=[_job_key(job_id)], args=[since]))
-        if not found:
-            return None
-        meta, state, *results = found
-        return JobNews(
-            json.loads(meta)["client"],
-            JobState(state),
-            [item_from_json(json.loads(r)) for r in results],
-        )
-
-    async def record(self, job_id: str, result: ItemResult) -> None:
-        value = json.dumps(item_to_json(result))
-        await self._record(keys=[_job_key(job_id)], args=[result.index, value])
-
-    async def mark_started(self, job_id: str, index: int) -> None:
-        await self._set_field(keys=[_job_key(job_id)], args=[f"s:{index}", "1"])
-
-    async def take(self, job_id: str, runner: str, lease_ms: int) -> int | None:
-        keys = [_job_key(job_id), _job_key(job_id) + ":runner"]
-        run = int(await self._take_job(keys=keys, args=[runner, lease_ms]))
-        return run if run > 0 else None
-
-    async def renew(self, job_id: str, runner: str, lease_ms: int) -> bool:
-        keys = [_job_key(job_id) + ":runner"]
-        return int(await self._renew_job(keys=keys, args=[runner, lease_ms])) == 1
-
-    async def release(self, job_id: str, runner: str) -> None:
-        await self._renew_job(keys=[_job_key(job_id) + ":runner"], args=[runner, 0])
-
-    async def finish(
-        self, job_id: str, client: str, state: JobState, packed: str | None, error: str | None
-    ) -> bool:
-        return await self._end(job_id, client, state, packed, error, after_cancel=False)
-
-    async def keep_outcome(self, job_id: str, client: str, packed: str, error: str | None) -> bool:
-        return await self._end(job_id, client, JobState.CANCELLED, packed, error, after_cancel=True)
-
-    async def _end(
-        self,
-        job_id: str,
-        client: str,
-        state: JobState,
-        packed: str | None,
-        error: str | None,
-        *,
-        after_cancel: bool,
-    ) -> bool:
-        ended = await self._finish(
-            keys=[
-                _job_key(job_id),
-                _PREFIX + "jobs",
-                _client_key("jobs", client),
-                _client_key("done", client),
-                _client_key("sizes", client),
-            ],
-            args=[
-                state.value,
-                packed or "",
-                error or "",
-                self._ttl_s,
-                job_id,
-                self._max_bytes,
-                _job_key(""),
-                "1" if after_cancel else "0",
-            ],
-        )
-        return int(ended) == 1
-
-    async def changed(self, job_id: str) -> None:
-        # Another process records the results: look again soon.
-        await asyncio.sleep(_POLL_S[1])
-
-
-def _client_key(kind: str, client: str) -> str:
-    return f"{_PREFIX}{kind}:client:{client}"
-
-
-def _job_key(job_id: str) -> str:
-    return _PREFIX + "job:" + job_id
+def client_key(kind: str, client: str) -> str:
+    """The key of what the store keeps of *client* (its jobs, its bytes), of one *kind*."""
+    return f"{PREFIX}{kind}:client:{client}"
