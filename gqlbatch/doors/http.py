@@ -68,7 +68,7 @@ IDENTIFIER: Final = web.AppKey("identifier", Identifier)
 
 
 CONTEXT: Final = web.RequestKey("context", BatchContext)
-"""The request's BatchContext, made once by the `_front_door` middleware for both doors."""
+"""The request's BatchContext, made once by the `front_door` middleware for both doors."""
 
 
 IDEMPOTENCY: Final = web.AppKey("idempotency", IdempotencyStore)

@@ -403,7 +403,7 @@ async def _streamed(
 ) -> web.StreamResponse:
     """One JSON line per item as it finishes, then the stats. A refused batch is refused as
     usual: nothing is written before the first item is known."""
-    first = await anext(events)  # BatchRejected here reaches _front_door, nothing sent yet
+    first = await anext(events)  # BatchRejected here reaches front_door, nothing sent yet
     response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": NO_STORE})
     await response.prepare(request)
     await response.write(stream_line(first))

@@ -1095,7 +1095,7 @@ class BatchView(GraphQLView[Context, None]):
         parsing it), and no more operations than max_operations.
 
         Raises:
-            BatchRejected: which the `_front_door` middleware answers in GraphQL's shape.
+            BatchRejected: which the `front_door` middleware answers in GraphQL's shape.
         """
         settings = self._settings
         document = read_json(data, settings.max_json_depth)
