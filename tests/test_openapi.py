@@ -686,8 +686,8 @@ def _with_placeholders(found: Any) -> list[tuple[str, str]]:
 def test_the_strings_looked_at_for_placeholders_are_those_that_can_hold_one(value: Any) -> None:
     # Issue 24: only strings that can hold a placeholder are given their pointer and parsed;
     # the placeholders found are those of every string, as before.
-    from gqlbatch.core.openapi import _strings
     from gqlbatch.core.placeholders import may_hold_placeholders
+    from gqlbatch.core.references import _strings
 
     found = list(_strings(value, "body")) if may_hold_placeholders(value) else []
     assert _with_placeholders(found) == _with_placeholders(_strings_reference(value, "body"))

@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gqlbatch.core.openapi import Contract, Operation
+from gqlbatch.core.openapi import Contract, Operation, escape_pointer
 
 __all__ = ["AnswerTypes", "EnumType", "Field", "ListOf", "Member", "Named", "ObjectType", "Shape"]
 
@@ -321,7 +321,7 @@ class _Reader:
                     continue
                 if schema.get("writeOnly") is True:
                     continue
-                at = f"{piece_pointer}/properties/{_escape(key)}"
+                at = f"{piece_pointer}/properties/{escape_pointer(key)}"
                 shape = self._shape(at, owner + _pascal(key))
                 if key not in required:
                     shape = _with_nullable(shape, True)
@@ -401,7 +401,3 @@ def _description(node: Any) -> str | None:
         return None
     text = node.get("description") or node.get("title")
     return str(text) if text else None
-
-
-def _escape(text: str) -> str:
-    return text.replace("~", "~0").replace("/", "~1")

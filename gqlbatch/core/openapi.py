@@ -10,7 +10,7 @@ must be before it is sent (issue 14, "validation first"). Pure: the text is read
   with its JSON pointer; a value that is a placeholder is known only at run time and is not
   judged; a required query parameter must be present; with `strict_routes`, a method and path
   that match no operation are refused; a placeholder must select a field that the referenced
-  item's answer has (`reference_problems`).
+  item's answer has (`gqlbatch.core.references`).
 """
 
 from __future__ import annotations
@@ -27,11 +27,8 @@ from gqlbatch.core.config import BulkRoute
 from gqlbatch.core.errors import ConfigError, ErrorCode, Problem
 from gqlbatch.core.placeholders import (
     Key,
-    Ref,
-    RefKind,
     Selector,
     TemplateSyntaxError,
-    may_hold_placeholders,
     parse_template,
 )
 from gqlbatch.core.request import SubRequest
@@ -57,7 +54,8 @@ __all__ = [
     "MAX_OPERATIONS",
     "Contract",
     "Operation",
-    "reference_problems",
+    "escape_pointer",
+    "item_problem",
 ]
 
 MAX_BYTES = 16 * 1024 * 1024
@@ -200,9 +198,9 @@ class Contract:
                 return []
             path = item.path.split("?", 1)[0]
             message = f"{item.method.value} {path} matches no operation of {self.source}"
-            return [_problem(item, ErrorCode.UNKNOWN_ROUTE, message, "path")]
+            return [item_problem(item, ErrorCode.UNKNOWN_ROUTE, message, "path")]
         found = [
-            _problem(
+            item_problem(
                 item,
                 ErrorCode.INVALID_INPUT,
                 f"{operation.method} {operation.template} requires the query parameter {name!r}",
@@ -222,16 +220,16 @@ class Contract:
             if not operation.body_required:
                 return []
             message = f"{operation.method} {operation.template} requires a JSON body"
-            return [_problem(item, ErrorCode.INVALID_INPUT, message, "body")]
+            return [item_problem(item, ErrorCode.INVALID_INPUT, message, "body")]
         validator = self._validator_for(operation.body_pointer, answer=False)
         route = f"{operation.method} {operation.template}"
         try:
             errors = schema_errors(validator, item.body, budget, _judged)
         except CheckTooCostly as exc:
             message = f"body cannot be checked against {route}'s schema: {exc}"
-            return [_problem(item, ErrorCode.REQUEST_TOO_LARGE, message, "body")]
+            return [item_problem(item, ErrorCode.REQUEST_TOO_LARGE, message, "body")]
         problems = [
-            _problem(
+            item_problem(
                 item,
                 ErrorCode.INVALID_INPUT,
                 f"body{_pointer(error)} does not match {route}'s schema: {short(error.message)}",
@@ -243,7 +241,7 @@ class Contract:
             message = (
                 f"body has more problems with {route}'s schema; the first {ERRORS_SHOWN} are listed"
             )
-            problems.append(_problem(item, ErrorCode.INVALID_INPUT, message, "body"))
+            problems.append(item_problem(item, ErrorCode.INVALID_INPUT, message, "body"))
         return problems
 
     def answer_problems(
@@ -320,73 +318,6 @@ class Contract:
         return merged, name
 
 
-def reference_problems(
-    items: Sequence[SubRequest], contracts: Mapping[str, Contract]
-) -> list[Problem]:
-    """Placeholders that select a field the referenced item's answer cannot have, by that
-    item's upstream's document: `{resultOf(user).nmae}` when User has `name`."""
-    by_id = {item.request_id: item for item in items}
-    problems = []
-    for item in items:
-        for where, ref in _refs(item):
-            target = by_id.get(ref.target) if ref.target is not None else None
-            if ref.kind is not RefKind.RESULT or target is None or target.for_each is not None:
-                continue
-            contract = contracts.get(target.upstream)
-            operation = contract.match(target.method.value, target.path) if contract else None
-            if contract is None or operation is None:
-                continue
-            why = contract.missing_field(operation, ref.selectors)
-            if why is not None:
-                message = f"{ref.text or 'a placeholder'}: {why}"
-                problems.append(_problem(item, ErrorCode.INVALID_REFERENCE, message, where))
-    return problems
-
-
-def _refs(item: SubRequest) -> Iterator[tuple[str, Ref]]:
-    """Each placeholder of *item*, with the field it is in."""
-    texts: list[tuple[str, str]] = [("path", item.path)]
-    texts += [(f"query.{name}", value) for name, value in item.query]
-    texts += [(f"headers.{name}", value) for name, value in item.headers]
-    if isinstance(item.for_each, str):
-        texts.append(("forEach", item.for_each))
-    if may_hold_placeholders(item.body):
-        texts += list(_strings(item.body, "body"))
-    for where, text in texts:
-        try:
-            refs = parse_template(text).refs
-        except TemplateSyntaxError:
-            continue  # the planner reports it
-        for ref in refs:
-            yield where, ref
-
-
-def _strings(value: object, where: str) -> Iterator[tuple[str, str]]:
-    """Each string of *value* that may hold a placeholder (one with a `{`, or the bare
-    `resultOf(` form), with its JSON pointer below *where*, in order. The pointers are
-    written only for those: a body of a million plain strings is one quick walk."""
-    stack: list[tuple[object, tuple[str, ...]]] = [(value, (where,))]
-    while stack:
-        node, at = stack.pop()
-        if isinstance(node, str):
-            yield "/".join(at), node
-            continue
-        inners = (
-            [(_escape(str(key)), inner) for key, inner in node.items()]
-            if isinstance(node, dict)
-            else enumerate(node)
-            if isinstance(node, list)
-            else ()
-        )
-        found = [
-            (inner, (*at, str(key)))
-            for key, inner in inners
-            if (type(inner) is str and ("{" in inner or inner.startswith("resultOf(")))
-            or isinstance(inner, (dict, list))
-        ]
-        stack.extend(reversed(found))
-
-
 def _no_field(name: str, field: str, properties: Mapping[str, Any]) -> str:
     close = difflib.get_close_matches(field, list(properties), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -437,7 +368,7 @@ def _operations(document: Mapping[str, Any]) -> Iterator[Operation]:
             operation = path_item.get(method)
             if operation is None:
                 continue
-            pointer = f"/paths/{_escape(template)}/{method}"
+            pointer = f"/paths/{escape_pointer(template)}/{method}"
             yield Operation(
                 method=method.upper(),
                 template=template,
@@ -478,7 +409,7 @@ def _bulk_routes(document: Mapping[str, Any]) -> Iterator[BulkRoute]:
         operation = (path_item or {}).get("get")
         if "{" in template or not isinstance(operation, dict):
             continue
-        row = _row_properties(document, operation, f"/paths/{_escape(template)}/get")
+        row = _row_properties(document, operation, f"/paths/{escape_pointer(template)}/get")
         parameters = [*path_item.get("parameters", []), *operation.get("parameters", [])]
         for parameter in (_resolved(document, p) for p in parameters):
             name = parameter.get("name")
@@ -527,7 +458,7 @@ def _answer_pointers(
 ) -> Iterator[tuple[str, str]]:
     """Each documented status (`200`, `4XX`, `DEFAULT`) with its JSON answer's schema."""
     for status, response in (operation.get("responses") or {}).items():
-        where = f"{at}/responses/{_escape(str(status))}"
+        where = f"{at}/responses/{escape_pointer(str(status))}"
         pointer = _json_schema(document, response, where)
         if pointer is not None:
             yield str(status).upper(), pointer
@@ -549,7 +480,7 @@ def _json_schema(document: Mapping[str, Any], holder: Mapping[str, Any], at: str
     for media, content in (holder.get("content") or {}).items():
         is_json = media.split(";")[0].strip() == "application/json" or media.endswith("+json")
         if is_json and "schema" in content:
-            return f"{at}/content/{_escape(media)}/schema"
+            return f"{at}/content/{escape_pointer(media)}/schema"
     return None
 
 
@@ -575,15 +506,17 @@ def _pointed(document: Mapping[str, Any], ref: str) -> Any:
     return target
 
 
-def _escape(text: str) -> str:
+def escape_pointer(text: str) -> str:
+    """*text* as one step of a JSON pointer (RFC 6901)."""
     return text.replace("~", "~0").replace("/", "~1")
 
 
 def _pointer(error: ValidationError) -> str:
-    return "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
+    return "".join(f"/{escape_pointer(str(p))}" for p in error.absolute_path)
 
 
-def _problem(item: SubRequest, code: ErrorCode, message: str, field: str) -> Problem:
+def item_problem(item: SubRequest, code: ErrorCode, message: str, field: str) -> Problem:
+    """A problem of *item*, at its *field*."""
     return Problem(code, message, request_id=item.request_id, index=item.index, field=field)
 
 

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 from gqlbatch.core.budget import BatchBudget, RequestBudget, current_budget
 from gqlbatch.core.config import BulkRoute, Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
-from gqlbatch.core.openapi import Contract, reference_problems
+from gqlbatch.core.openapi import Contract
 from gqlbatch.core.plan import Plan, build_plan, known_calls, static_calls
+from gqlbatch.core.references import reference_problems
 from gqlbatch.core.request import KnownItems, Rules, parse_batch
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
 from gqlbatch.core.schema_checks import TooSlowForTheLoop, count_values, on_the_loop
