@@ -15,7 +15,6 @@ must be before it is sent (issue 14, "validation first"). Pure: the text is read
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,8 +25,6 @@ from gqlbatch.core.budget import RequestBudget
 from gqlbatch.core.config import BulkRoute
 from gqlbatch.core.errors import ConfigError, ErrorCode, Problem
 from gqlbatch.core.placeholders import (
-    Key,
-    Selector,
     TemplateSyntaxError,
     parse_template,
 )
@@ -265,63 +262,6 @@ class Contract:
         except CheckTooCostly as exc:
             return [f"the answer cannot be checked: {exc}"]
         return [f"body{_pointer(error)}: {short(error.message)}" for error in errors]
-
-    def missing_field(self, operation: Operation, selectors: Sequence[Selector]) -> str | None:
-        """Why *selectors* cannot select anything in *operation*'s success answer, such as
-        "User has no field 'nmae' (did you mean 'name'?)"; None when they may.
-
-        An object schema with `properties` is closed for this check unless it says
-        `additionalProperties`: an answer's documented fields are what a placeholder can rely
-        on. `oneOf`, `anyOf` and anything not understood are given the benefit of the doubt.
-        """
-        if operation.response_pointer is None:
-            return None
-        node, name = self._follow({"$ref": "#" + operation.response_pointer}, "the answer")
-        for selector in selectors:
-            node, name = self._merged(node, name)
-            if "oneOf" in node or "anyOf" in node:
-                return None
-            if isinstance(selector, Key):
-                properties = node.get("properties")
-                if not isinstance(properties, dict) or "additionalProperties" in node:
-                    return None
-                if selector.name not in properties:
-                    return _no_field(name, selector.name, properties)
-                node, name = self._follow(properties[selector.name], f"{name}.{selector.name}")
-            elif node.get("type") == "array" and "items" in node:  # [n] or [*]
-                node, name = self._follow(node["items"], f"{name}[]")
-            else:
-                return None
-        return None
-
-    def _follow(self, node: Any, name: str) -> tuple[dict[str, Any], str]:
-        """*node* with its `$ref`s followed; named after the last component it went through."""
-        for _ in range(32):
-            if not isinstance(node, dict) or "$ref" not in node:
-                break
-            ref = str(node["$ref"])
-            name = ref.rsplit("/", 1)[-1] if ref.startswith("#/components/schemas/") else name
-            node = _pointed(self._document, ref)
-        return (node if isinstance(node, dict) else {}), name
-
-    def _merged(self, node: dict[str, Any], name: str) -> tuple[dict[str, Any], str]:
-        """An `allOf` as one schema: its parts' properties together."""
-        if "allOf" not in node:
-            return node, name
-        merged: dict[str, Any] = {k: v for k, v in node.items() if k != "allOf"}
-        properties = dict(merged.get("properties") or {})
-        for part in node["allOf"]:
-            resolved, _ = self._merged(*self._follow(part, name))
-            properties.update(resolved.get("properties") or {})
-            merged.update({k: v for k, v in resolved.items() if k not in ("properties", "allOf")})
-        merged["properties"] = properties
-        return merged, name
-
-
-def _no_field(name: str, field: str, properties: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(field, list(properties), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"{name} has no field {field!r}{hint}"
 
 
 def _judged(error: ValidationError) -> bool:

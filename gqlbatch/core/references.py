@@ -8,20 +8,24 @@ strings is one quick walk (issue 24).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from gqlbatch.core.errors import ErrorCode, Problem
-from gqlbatch.core.openapi import Contract, escape_pointer, item_problem
+from gqlbatch.core.openapi import Contract, Operation, escape_pointer, item_problem
 from gqlbatch.core.placeholders import (
+    Key,
     Ref,
     RefKind,
+    Selector,
     TemplateSyntaxError,
     may_hold_placeholders,
     parse_template,
 )
 from gqlbatch.core.request import SubRequest
 
-__all__ = ["reference_problems"]
+__all__ = ["missing_field", "reference_problems"]
 
 
 def reference_problems(
@@ -40,7 +44,7 @@ def reference_problems(
             operation = contract.match(target.method.value, target.path) if contract else None
             if contract is None or operation is None:
                 continue
-            why = contract.missing_field(operation, ref.selectors)
+            why = missing_field(contract, operation, ref.selectors)
             if why is not None:
                 message = f"{ref.text or 'a placeholder'}: {why}"
                 problems.append(item_problem(item, ErrorCode.INVALID_REFERENCE, message, where))
@@ -89,3 +93,65 @@ def _strings(value: object, where: str) -> Iterator[tuple[str, str]]:
             or isinstance(inner, (dict, list))
         ]
         stack.extend(reversed(found))
+
+
+def missing_field(
+    contract: Contract, operation: Operation, selectors: Sequence[Selector]
+) -> str | None:
+    """Why *selectors* cannot select anything in *operation*'s success answer, such as
+    "User has no field 'nmae' (did you mean 'name'?)"; None when they may.
+
+    An object schema with `properties` is closed for this check unless it says
+    `additionalProperties`: an answer's documented fields are what a placeholder can rely on.
+    `oneOf`, `anyOf` and anything not understood are given the benefit of the doubt.
+    """
+    if operation.response_pointer is None:
+        return None
+    node, name = _follow(contract, {"$ref": "#" + operation.response_pointer}, "the answer")
+    for selector in selectors:
+        node, name = _merged(contract, node, name)
+        if "oneOf" in node or "anyOf" in node:
+            return None
+        if isinstance(selector, Key):
+            properties = node.get("properties")
+            if not isinstance(properties, dict) or "additionalProperties" in node:
+                return None
+            if selector.name not in properties:
+                return _no_field(name, selector.name, properties)
+            node, name = _follow(contract, properties[selector.name], f"{name}.{selector.name}")
+        elif node.get("type") == "array" and "items" in node:  # [n] or [*]
+            node, name = _follow(contract, node["items"], f"{name}[]")
+        else:
+            return None
+    return None
+
+
+def _follow(contract: Contract, node: Any, name: str) -> tuple[dict[str, Any], str]:
+    """*node* with its `$ref`s followed; named after the last component it went through."""
+    for _ in range(32):
+        if not isinstance(node, dict) or "$ref" not in node:
+            break
+        ref = str(node["$ref"])
+        name = ref.rsplit("/", 1)[-1] if ref.startswith("#/components/schemas/") else name
+        node = contract.node(ref.removeprefix("#"))
+    return (node if isinstance(node, dict) else {}), name
+
+
+def _merged(contract: Contract, node: dict[str, Any], name: str) -> tuple[dict[str, Any], str]:
+    """An `allOf` as one schema: its parts' properties together."""
+    if "allOf" not in node:
+        return node, name
+    merged: dict[str, Any] = {k: v for k, v in node.items() if k != "allOf"}
+    properties = dict(merged.get("properties") or {})
+    for part in node["allOf"]:
+        resolved, _ = _merged(contract, *_follow(contract, part, name))
+        properties.update(resolved.get("properties") or {})
+        merged.update({k: v for k, v in resolved.items() if k not in ("properties", "allOf")})
+    merged["properties"] = properties
+    return merged, name
+
+
+def _no_field(name: str, field: str, properties: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(field, list(properties), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{name} has no field {field!r}{hint}"
