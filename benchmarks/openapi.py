@@ -32,8 +32,9 @@ import tempfile
 from aiohttp import ClientSession, web
 
 from gqlbatch import create_app, running
-from gqlbatch.core.config import Settings, UpstreamSettings
+from gqlbatch.core.config import Settings
 from gqlbatch.core.openapi import Contract
+from gqlbatch.core.upstream_settings import UpstreamSettings
 from gqlbatch.doors.schema import answer_types, build_schema
 from gqlbatch.execution.engine import prepare
 

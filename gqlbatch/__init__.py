@@ -11,9 +11,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gqlbatch.core.config import Settings, UpstreamSettings
+    from gqlbatch.core.config import Settings
     from gqlbatch.core.errors import BatchRejected, ConfigError, ErrorCode, ItemError, Problem
     from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult, State
+    from gqlbatch.core.upstream_settings import UpstreamSettings
     from gqlbatch.doors.app import create_app
     from gqlbatch.doors.listener import running
     from gqlbatch.doors.schema import build_schema
@@ -52,7 +53,7 @@ _HOMES = {
     "Problem": "core.errors",
     "Settings": "core.config",
     "State": "core.result",
-    "UpstreamSettings": "core.config",
+    "UpstreamSettings": "core.upstream_settings",
     "build_schema": "doors.schema",
     "create_app": "doors.app",
     "prepare": "execution.engine",

@@ -17,8 +17,8 @@ from gql.transport.aiohttp_websockets import AIOHTTPWebsocketsTransport
 
 from gqlbatch import Settings, create_app, running
 from gqlbatch.core.answer_types import AnswerTypes
-from gqlbatch.core.config import UpstreamSettings
 from gqlbatch.core.openapi import Contract
+from gqlbatch.core.upstream_settings import UpstreamSettings
 from gqlbatch.doors.schema import answer_types, build_schema, builtin_type_names
 from gqlbatch.ops.cli import main
 from tests.conftest import graphql_caller

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gqlbatch.core.config import BulkRoute
 from gqlbatch.core.errors import UpstreamBadResponse
+from gqlbatch.core.upstream_settings import BulkRoute
 from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
 from gqlbatch.upstreams.bulk import BulkRoutes, split_response
 

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gqlbatch import Settings, create_app
-from gqlbatch.core.config import UpstreamSettings
+from gqlbatch.core.upstream_settings import UpstreamSettings
 from gqlbatch.ops.cli import demo_settings
 from gqlbatch.ops.demo import calls, sample_api
 from tests.conftest import GraphQL, graphql_caller

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gqlbatch import Settings, create_app
-from gqlbatch.core.config import RetrySettings, UpstreamSettings
+from gqlbatch.core.upstream_settings import RetrySettings, UpstreamSettings
 from tests.conftest import graphql_caller
 from tests.fakes import FaultServer
 

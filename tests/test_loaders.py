@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gqlbatch import Settings
-from gqlbatch.core.config import BulkRoute, UpstreamSettings
+from gqlbatch.core.upstream_settings import BulkRoute, UpstreamSettings
 from gqlbatch.core.wire import UpstreamCall
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.loaders import Loaders

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gqlbatch import Settings, create_app
-from gqlbatch.core.config import RetrySettings
+from gqlbatch.core.upstream_settings import RetrySettings
 from tests.processes import SERVING, gqlbatch_server
 
 OURS = ("gqlbatch", "graphql", "strawberry")

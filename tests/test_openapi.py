@@ -15,10 +15,10 @@ from aiohttp import web
 from hypothesis import given, settings
 
 from gqlbatch import Settings, create_app
-from gqlbatch.core.config import UpstreamSettings
 from gqlbatch.core.errors import ConfigError
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.references import missing_field
+from gqlbatch.core.upstream_settings import UpstreamSettings
 from gqlbatch.doors.http import OFFLOAD
 from tests.fakes import CountingOffload, FakeService
 from tests.test_placeholders import _JSON

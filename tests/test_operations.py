@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from gqlbatch import Settings, create_app
-from gqlbatch.core.config import UpstreamSettings
+from gqlbatch.core.upstream_settings import UpstreamSettings
 from gqlbatch.execution import metrics
 from tests.fakes import FakeService
 from tests.processes import SERVING, gqlbatch_server

@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gqlbatch.core.config import RetrySettings
 from gqlbatch.core.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnreachable
+from gqlbatch.core.upstream_settings import RetrySettings
 from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
 from gqlbatch.upstreams.retries import delay_ms, parse_retry_after, should_retry
 from tests.conftest import graphql_caller

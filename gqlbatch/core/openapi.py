@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gqlbatch.core.budget import RequestBudget
-from gqlbatch.core.config import BulkRoute
 from gqlbatch.core.errors import ConfigError, ErrorCode, Problem
 from gqlbatch.core.placeholders import (
     TemplateSyntaxError,
@@ -37,6 +36,7 @@ from gqlbatch.core.schema_checks import (
     short,
 )
 from gqlbatch.core.strict_json import depth
+from gqlbatch.core.upstream_settings import BulkRoute
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from gqlbatch.core.budget import BatchBudget, RequestBudget, current_budget
-from gqlbatch.core.config import BulkRoute, Settings
+from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.plan import Plan, build_plan, known_calls, static_calls
@@ -26,6 +26,7 @@ from gqlbatch.core.request import KnownItems, Rules, parse_batch
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
 from gqlbatch.core.schema_checks import TooSlowForTheLoop, count_values, on_the_loop
 from gqlbatch.core.types import Headers, frozen_for_type_checkers
+from gqlbatch.core.upstream_settings import BulkRoute
 from gqlbatch.core.wire import READ_METHODS, Fetch, Method, Send
 from gqlbatch.execution import metrics
 from gqlbatch.execution.answer_check import checking_answers

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
-from gqlbatch.core.config import Settings, upstream_flags
+from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import ConfigError
+from gqlbatch.core.upstream_settings import upstream_flags
 from gqlbatch.ops.config_file import settings_from_mapping, settings_from_toml
 from gqlbatch.ops.logs import LOG_FORMATS, configure_logging
 from gqlbatch.ops.memory import give_back_large_blocks

@@ -12,15 +12,10 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from gqlbatch.core.config import (
-    BulkRoute,
-    CorsSettings,
-    RetrySettings,
-    Settings,
-    UpstreamSettings,
-)
+from gqlbatch.core.config import CorsSettings, Settings
 from gqlbatch.core.errors import ConfigError
 from gqlbatch.core.request import Mode, OnError
+from gqlbatch.core.upstream_settings import BulkRoute, RetrySettings, UpstreamSettings
 
 __all__ = ["ENV_PREFIX", "settings_from_mapping", "settings_from_toml"]
 

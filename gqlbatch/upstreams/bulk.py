@@ -11,9 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from gqlbatch.core.config import BulkRoute
 from gqlbatch.core.errors import UpstreamBadResponse
 from gqlbatch.core.types import JSON, Headers
+from gqlbatch.core.upstream_settings import BulkRoute
 from gqlbatch.core.wire import BodyEncoding, UpstreamCall, UpstreamResponse
 
 __all__ = ["BulkGroup", "BulkRoutes", "split_response"]

@@ -16,7 +16,7 @@ from aiohttp import hdrs
 from yarl import URL
 
 from gqlbatch.core.budget import current_budget
-from gqlbatch.core.config import Settings, UpstreamSettings
+from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import (
     UpstreamBadResponse,
     UpstreamError,
@@ -24,6 +24,7 @@ from gqlbatch.core.errors import (
     UpstreamUnreachable,
 )
 from gqlbatch.core.strict_json import JSONRefused, loads
+from gqlbatch.core.upstream_settings import UpstreamSettings
 from gqlbatch.core.wire import BodyEncoding, UpstreamCall, UpstreamResponse
 
 __all__ = ["UpstreamClient"]

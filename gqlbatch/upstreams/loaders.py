@@ -18,8 +18,8 @@ from typing import Any, TypeVar, cast
 
 from aiodataloader import DataLoader
 
-from gqlbatch.core.config import BulkRoute
 from gqlbatch.core.errors import UpstreamError
+from gqlbatch.core.upstream_settings import BulkRoute
 from gqlbatch.core.wire import Fetched, Send, UpstreamCall, UpstreamResponse
 from gqlbatch.upstreams.bulk import BulkGroup, BulkRoutes, split_response
 

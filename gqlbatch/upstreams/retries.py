@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from gqlbatch.core.config import RetrySettings
 from gqlbatch.core.errors import UpstreamError, UpstreamUnreachable
+from gqlbatch.core.upstream_settings import RetrySettings
 from gqlbatch.core.wire import IDEMPOTENT_METHODS, Send, UpstreamCall, UpstreamResponse
 
 __all__ = ["RETRY_STATUSES", "Retrying", "delay_ms", "parse_retry_after", "should_retry"]
