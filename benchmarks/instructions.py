@@ -54,7 +54,7 @@ async def _child(items: int, mode: str) -> None:
     from gqlbatch import Settings
     from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
     from gqlbatch.doors.schema import build_schema
-    from gqlbatch.execution.engine import BatchContext
+    from gqlbatch.execution.context import BatchContext
     from gqlbatch.execution.plans import PlanCache
 
     async def send(_call: UpstreamCall) -> UpstreamResponse:

@@ -6,7 +6,7 @@ it before it runs, and reading its answers as typed `data`).
     python benchmarks/openapi.py --operations 300 --items 100 --rounds 50
 
 The document is generated (100 resources with a list, a create and a lookup each, `$ref`s to
-component schemas). Checks: batches are planned with `execution.engine.prepare`, with and
+component schemas). Checks: batches are planned with `execution.planning.prepare`, with and
 without the document, CPU only. Typed `data`: a gateway and an upstream that answers every
 lookup at once both run in this process on loopback, and a 100-lookup batch is sent selecting
 only `status`, then `body`, then `data` with the same four fields; the process's CPU time per
@@ -36,7 +36,7 @@ from gqlbatch.core.config import Settings
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.upstream_settings import UpstreamSettings
 from gqlbatch.doors.schema import answer_types, build_schema
-from gqlbatch.execution.engine import prepare
+from gqlbatch.execution.planning import prepare
 
 SELECTIONS = {
     "status only": "status",

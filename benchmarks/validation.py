@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from graphql.language import Lexer, Source, TokenKind
 
 from gqlbatch import Settings, build_schema
-from gqlbatch.execution.engine import BatchContext
+from gqlbatch.execution.context import BatchContext
 
 TOKENS = 4_990  # just under the default max_query_tokens (5,000)
 

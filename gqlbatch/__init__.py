@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from gqlbatch.doors.app import create_app
     from gqlbatch.doors.listener import running
     from gqlbatch.doors.schema import build_schema
-    from gqlbatch.execution.engine import prepare, run_batch
+    from gqlbatch.execution.engine import run_batch
+    from gqlbatch.execution.planning import prepare
 
 __all__ = [
     "BatchOutcome",
@@ -56,7 +57,7 @@ _HOMES = {
     "UpstreamSettings": "core.upstream_settings",
     "build_schema": "doors.schema",
     "create_app": "doors.app",
-    "prepare": "execution.engine",
+    "prepare": "execution.planning",
     "run_batch": "execution.engine",
     "running": "doors.listener",
 }

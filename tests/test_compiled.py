@@ -38,7 +38,7 @@ from gqlbatch.core.result import (
 )
 from gqlbatch.core.wire import BodyEncoding, UpstreamResponse
 from gqlbatch.doors.schema import answer_types, build_schema
-from gqlbatch.execution.engine import BatchContext
+from gqlbatch.execution.context import BatchContext
 
 OUTCOME = BatchOutcome(
     results=(

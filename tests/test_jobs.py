@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from gqlbatch import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode
 from gqlbatch.core.result import ItemResult, State
-from gqlbatch.execution.engine import BatchContext
+from gqlbatch.execution.context import BatchContext
 from gqlbatch.execution.job_store import Job, JobSpec, JobState, MemoryJobStore
 from gqlbatch.execution.jobs import Jobs
 from gqlbatch.upstreams.client import UpstreamClient
@@ -130,7 +130,7 @@ def test_finished_jobs_expire_and_the_count_is_bounded() -> None:
     async def scenario() -> None:
         from gqlbatch import Settings
         from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
-        from gqlbatch.execution.engine import BatchContext
+        from gqlbatch.execution.context import BatchContext
 
         async def send(_call: UpstreamCall) -> UpstreamResponse:
             return UpstreamResponse(200, (), {"ok": True})

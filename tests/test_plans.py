@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import gqlbatch.execution.engine as engine
+import gqlbatch.execution.planning as planning
 from gqlbatch import Settings, create_app
 from gqlbatch.core.errors import BatchRejected
 from gqlbatch.core.plan import Plan
@@ -27,7 +27,7 @@ def make(items: Any, read_only: bool = False) -> Any:
     made: list[Plan] = []
 
     def planned() -> Plan:
-        made.append(plan := engine.prepare(items, None, SETTINGS, read_only=read_only))
+        made.append(plan := planning.prepare(items, None, SETTINGS, read_only=read_only))
         return plan
 
     return planned, made
@@ -92,8 +92,8 @@ async def test_a_screen_sent_twice_is_planned_once_by_the_server(
     service.route("GET", "/users/1", json={"id": 1})
     service.route("GET", "/posts", json=[])
     planned: list[object] = []
-    prepare = engine.prepare
-    monkeypatch.setattr(engine, "prepare", lambda *a, **k: planned.append(a) or prepare(*a, **k))
+    prepare = planning.prepare
+    monkeypatch.setattr(planning, "prepare", lambda *a, **k: planned.append(a) or prepare(*a, **k))
     app = create_app(Settings.from_upstream_urls([upstream_url]))
     graphql = graphql_caller(await aiohttp_client(app))
     query = "mutation($r: [SubRequestInput!]!) { batch(requests: $r) { items { status } } }"
@@ -114,7 +114,7 @@ async def test_a_screen_sent_twice_is_planned_once_by_the_server(
 
 def prepared(cache: PlanCache, items: Any, read_only: bool = False) -> Plan:
     def planned() -> Plan:
-        return engine.prepare(items, None, SETTINGS, read_only=read_only, known=cache.items)
+        return planning.prepare(items, None, SETTINGS, read_only=read_only, known=cache.items)
 
     plan: Plan = cache.plan(items, None, read_only, planned)
     return plan

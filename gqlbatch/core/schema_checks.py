@@ -61,7 +61,7 @@ LOOP_PATTERN_S = 0.01
 """The longest one pattern may match on the event loop."""
 
 on_the_loop: ContextVar[bool] = ContextVar("gqlbatch_check_on_the_loop", default=False)
-"""Set while a check runs on the event loop (`engine.planned`, `answer_check`)."""
+"""Set while a check runs on the event loop (`planning.planned`, `answer_check`)."""
 
 
 def count_values(value: object, stop: int) -> int:

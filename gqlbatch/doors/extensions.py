@@ -32,7 +32,8 @@ from gqlbatch.core.errors import ErrorCode, mask_internal
 from gqlbatch.core.result import BatchOutcome
 from gqlbatch.doors.compiled import Anomaly, CompiledOperation, Compiler, TypedData
 from gqlbatch.doors.query_shape import LiteralRangeRule, document_problems
-from gqlbatch.execution.engine import BatchContext, request_budget
+from gqlbatch.execution.context import BatchContext
+from gqlbatch.execution.planning import request_budget
 
 __all__ = [
     "CACHE_SIZE",

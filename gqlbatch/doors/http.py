@@ -18,12 +18,13 @@ from gqlbatch.core.identity import Identifier
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.types import Headers
 from gqlbatch.doors.cors import Standing, standing, without_ambient_credentials
-from gqlbatch.execution.engine import BatchContext, request_budget
+from gqlbatch.execution.context import BatchContext
 from gqlbatch.execution.idempotency import IdempotencyStore
 from gqlbatch.execution.job_store import Job
 from gqlbatch.execution.jobs import Jobs
 from gqlbatch.execution.limits import OutstandingCalls
 from gqlbatch.execution.offload import OffLoop
+from gqlbatch.execution.planning import request_budget
 from gqlbatch.execution.plans import PlanCache
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight

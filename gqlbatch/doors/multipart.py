@@ -47,7 +47,8 @@ from gqlbatch.doors.rest import (
     options_from_prefer,
     response_headers,
 )
-from gqlbatch.execution.engine import BatchContext, run_batch
+from gqlbatch.execution.context import BatchContext
+from gqlbatch.execution.engine import run_batch
 
 __all__ = [
     "FORM_DATA",

@@ -26,7 +26,8 @@ from gqlbatch.core.result import BatchOutcome, ItemResult, State
 from gqlbatch.core.types import JSON, Headers
 from gqlbatch.core.wire import FRAMING_HEADERS, HOP_BY_HOP_HEADERS, BodyEncoding
 from gqlbatch.doors.http import IDENTIFIER, JOBS, NO_STORE, read_json
-from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
+from gqlbatch.execution.context import BatchContext
+from gqlbatch.execution.engine import run_batch, stream_batch
 from gqlbatch.execution.job_store import Job
 
 __all__ = [

@@ -59,7 +59,8 @@ from gqlbatch.doors.extensions import (
 from gqlbatch.doors.graphiql import local_page, offline_notice
 from gqlbatch.doors.http import CONTEXT, NO_STORE, in_door_shape, invalid, read_json
 from gqlbatch.doors.websockets import SOCKETS, SocketAdapter
-from gqlbatch.execution.engine import BatchContext, run_batch, stream_batch
+from gqlbatch.execution.context import BatchContext
+from gqlbatch.execution.engine import run_batch, stream_batch
 from gqlbatch.execution.job_store import Job, JobState
 from gqlbatch.execution.jobs import Jobs
 from gqlbatch.execution.persisted import PersistedQueries, PersistedQueryRefused

@@ -11,52 +11,30 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import field
-from types import MappingProxyType
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Coroutine, Mapping
 
-from gqlbatch.core.budget import BatchBudget, RequestBudget, current_budget
+from gqlbatch.core.budget import BatchBudget, current_budget
 from gqlbatch.core.config import Settings
-from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.errors import BatchRejected
 from gqlbatch.core.openapi import Contract
-from gqlbatch.core.plan import Plan, build_plan, known_calls, static_calls
-from gqlbatch.core.references import reference_problems
-from gqlbatch.core.request import KnownItems, Rules, parse_batch
+from gqlbatch.core.plan import Plan
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
-from gqlbatch.core.schema_checks import TooSlowForTheLoop, count_values, on_the_loop
-from gqlbatch.core.types import Headers, frozen_for_type_checkers
 from gqlbatch.core.upstream_settings import BulkRoute
-from gqlbatch.core.wire import READ_METHODS, Fetch, Method, Send
+from gqlbatch.core.wire import Fetch
 from gqlbatch.execution import metrics
 from gqlbatch.execution.answer_check import checking_answers
 from gqlbatch.execution.atomic import roll_back
+from gqlbatch.execution.context import BatchContext, OnResult
 from gqlbatch.execution.executor import Resumable, execute
-from gqlbatch.execution.idempotency import IdempotencyStore, check_key, fingerprint
-from gqlbatch.execution.limits import Admission, OutstandingCalls
-from gqlbatch.execution.offload import INLINE_VALUES, Offload
-from gqlbatch.execution.plans import PlanCache
+from gqlbatch.execution.idempotency import check_key, fingerprint
+from gqlbatch.execution.limits import Admission
+from gqlbatch.execution.planning import planned, request_budget, take_budget
 from gqlbatch.upstreams.loaders import Loaders
 from gqlbatch.upstreams.retries import Retrying
 
-if TYPE_CHECKING:  # jobs run batches through this module: for the annotation only
-    from gqlbatch.execution.jobs import Jobs
-
-__all__ = [
-    "BatchContext",
-    "OnResult",
-    "admit_early",
-    "planned",
-    "prepare",
-    "request_budget",
-    "reserve_calls",
-    "run_batch",
-    "stream_batch",
-]
+__all__ = ["admit_early", "bulk_routes", "run_batch", "stream_batch"]
 
 batch_log = logging.getLogger("gqlbatch.batch")
-OnResult = Callable[[ItemResult], None]
-"""Told an item's result the moment it is final."""
 
 
 def bulk_routes(
@@ -71,85 +49,6 @@ def bulk_routes(
         configured = {r.match for r in upstream.bulk}
         routes[name] = upstream.bulk + tuple(r for r in found if r.match not in configured)
     return routes
-
-
-def prepare(
-    items: object,
-    options: object,
-    settings: Settings,
-    *,
-    read_only: bool = False,
-    contracts: Mapping[str, Contract] = MappingProxyType({}),
-    known: KnownItems | None = None,
-    budget: RequestBudget | None = None,
-) -> Plan:
-    """Validate and plan a batch without running anything; an item whose upstream has an
-    OpenAPI document (*contracts*, by upstream) is also checked against it, at the cost of
-    its request's *budget* (a fresh one by default). Items in *known* (parsed before) are not
-    parsed again.
-
-    Raises:
-        BatchRejected: with every problem found; nothing may be sent upstream.
-    """
-    rules = Rules(
-        upstreams=frozenset(settings.upstreams),
-        default_upstream=settings.default_upstream(),
-        max_items=settings.max_items,
-        max_fanout=settings.max_fanout,
-        methods=READ_METHODS if read_only else frozenset(Method),
-    )
-    parsed = parse_batch(items, options, rules, known)
-    if contracts and budget is None:
-        budget = request_budget(settings)
-    for item in parsed.batch.items if contracts else ():
-        contract = contracts.get(item.upstream)
-        if contract is not None and budget is not None:
-            strict = settings.upstreams[item.upstream].strict_routes
-            parsed.problems.extend(contract.problems(item, strict_routes=strict, budget=budget))
-    if contracts:
-        parsed.problems.extend(reference_problems(parsed.batch.items, contracts))
-    return build_plan(parsed, max_fanout=settings.max_fanout)
-
-
-@frozen_for_type_checkers()
-class BatchContext:
-    """Everything about the caller and the server that running a batch needs; each door
-    builds one per request."""
-
-    settings: Settings
-    send: Send
-    forwarded: Mapping[str, Headers] = field(default_factory=dict)
-    """The allow-listed incoming headers, per upstream."""
-    client: str = "anonymous"
-    """Who the batch counts against for the outstanding-call limits and idempotency keys:
-    a digest of the forwarded credentials, or the address without any."""
-    address: str = "addr:unknown"
-    """The client's address, which has an outstanding-call limit of its own."""
-    budget: RequestBudget | None = None
-    """What the whole HTTP request may spend, shared by its batches; None gives each batch
-    a budget of its own (for callers outside an HTTP request)."""
-    outstanding: OutstandingCalls | None = None
-    idempotency: IdempotencyStore | None = None
-    idempotency_key: str | None = None
-    """The request's Idempotency-Key header, if it sent one."""
-    jobs: Jobs | None = None
-    """Where this server's async batches are submitted, read and cancelled."""
-    request_id: str = ""
-    """The request's X-Request-Id, or one made up for it; it names the batch's log line."""
-    contracts: Mapping[str, Contract] = field(default_factory=dict)
-    """The upstreams' OpenAPI documents, by upstream, that batches are checked against."""
-    seen: Callable[[BatchOutcome], None] | None = None
-    """Told each of the request's batches once it has run, for a door that derives its
-    answer's HTTP caching headers from them (`Query.batch` over GET)."""
-    plans: PlanCache | None = None
-    """The server's plans of batches sent again and again; None plans every batch anew."""
-    finished: Mapping[str, BatchOutcome] | None = None
-    """Batches of this GraphQL operation that have already run, by response key: the
-    compiled path hands them over when graphql-core is to write their answers instead, so
-    that no batch runs twice."""
-    offload: Offload | None = None
-    """Where checks too large for the event loop run (`execution.offload`); None runs them
-    where they are asked for."""
 
 
 async def run_batch(
@@ -287,86 +186,6 @@ async def admit_early(ctx: BatchContext) -> None:
         raise
 
 
-def request_budget(settings: Settings, calls: int | None = None) -> RequestBudget:
-    """A fresh budget for one HTTP request (DESIGN §9: its limits hold for all its batches);
-    with *calls*, no more upstream calls than that (a job's, reserved when it was submitted)."""
-    return RequestBudget(
-        items=settings.max_items,
-        calls=settings.max_fanout if calls is None else calls,
-        rendered_bytes=settings.max_rendered_batch_bytes,
-        response_bytes=settings.max_batch_response_bytes,
-        max_call_bytes=settings.max_rendered_call_bytes,
-        checked_values=settings.max_checked_values,
-        documents_s=settings.max_document_check_ms / 1000,
-    )
-
-
-async def planned(
-    items: object, options: object, ctx: BatchContext, *, read_only: bool = False
-) -> Plan:
-    """`prepare`, for a batch of *ctx*'s request: from the plans kept for batches sent again,
-    and off the event loop when its bodies are large to check against OpenAPI documents.
-
-    Raises:
-        BatchRejected: as `prepare`.
-    """
-    budget = ctx.budget or request_budget(ctx.settings)
-
-    def off_loop() -> Plan:
-        # Nothing the loop's batches share is read off it: no kept plans or items.
-        return prepare(
-            items,
-            options,
-            ctx.settings,
-            read_only=read_only,
-            contracts=ctx.contracts,
-            budget=budget,
-        )
-
-    if ctx.offload is not None and _heavy(items, ctx.contracts):
-        return await ctx.offload(off_loop)
-    plans = ctx.plans
-
-    def make() -> Plan:
-        known = None if plans is None else plans.items
-        return prepare(
-            items,
-            options,
-            ctx.settings,
-            read_only=read_only,
-            contracts=ctx.contracts,
-            known=known,
-            budget=budget,
-        )
-
-    if ctx.offload is None or not ctx.contracts:
-        return make() if plans is None else plans.plan(items, options, read_only, make)
-    # A document's pattern may take long on a short string: on the loop it gets a few
-    # milliseconds, then the check is made again off it, as a large one is.
-    values, token = budget.checked_values, on_the_loop.set(True)
-    try:
-        return make() if plans is None else plans.plan(items, options, read_only, make)
-    except TooSlowForTheLoop:
-        budget.checked_values = values  # counted again where it is made again
-    finally:
-        on_the_loop.reset(token)
-    return await ctx.offload(off_loop)
-
-
-def _heavy(items: object, contracts: Mapping[str, Contract]) -> bool:
-    """Whether the bodies of *items* hold more JSON values than a check on the loop may take
-    (counted no further than that)."""
-    if not contracts or not isinstance(items, list):
-        return False
-    left = INLINE_VALUES
-    for item in items:
-        if isinstance(item, dict) and "body" in item:
-            left -= count_values(item["body"], left + 1)
-            if left < 0:
-                return True
-    return False
-
-
 def _log_rejected(ctx: BatchContext, started: float, exc: BatchRejected) -> None:
     _log_batch(
         ctx, started, {"outcome": "rejected", "code": exc.code.value, "problems": len(exc.problems)}
@@ -400,43 +219,11 @@ async def _run(
     if ctx.budget is None:  # one budget for the checks and the run of this batch
         ctx = dataclasses.replace(ctx, budget=request_budget(ctx.settings))
     plan = await planned(items, options, ctx, read_only=read_only)
-    budget = BatchBudget(_take_budget(plan, ctx))
+    budget = BatchBudget(take_budget(plan, ctx))
     if outstanding is None:
         return await _execute(plan, ctx, budget, None, on_result, resumable)
     async with outstanding.admit(ctx.client, ctx.address) as admission:
         return await _execute(plan, ctx, budget, admission, on_result, resumable)
-
-
-def reserve_calls(plan: Plan, ctx: BatchContext) -> int:
-    """Take the items and calls of a batch that will run later, as a job, from its request's
-    budget: the calls known now, and, when a forEach's list is known only when it runs, all the
-    calls the request has left. The upstream calls the job may make.
-
-    Issue 24: 3 operations of 10 `submitBatch` aliases each made 30 jobs, and 27,232 upstream
-    calls, from one request whose `batch` fields together may make 1,000.
-
-    Raises:
-        BatchRejected: BATCH_TOO_LARGE, when the request has fewer left.
-    """
-    budget = _take_budget(plan, ctx)
-    calls = static_calls(plan.items)
-    if known_calls(plan.items) is None:
-        calls, budget.calls = calls + budget.calls, 0
-    return calls
-
-
-def _take_budget(plan: Plan, ctx: BatchContext) -> RequestBudget:
-    budget = ctx.budget or request_budget(ctx.settings)
-    calls = static_calls(plan.items)
-    if budget.take_batch(len(plan.items), calls):
-        return budget
-    message = (
-        f"this batch's {len(plan.items)} items and {calls} upstream calls are more than the "
-        f"{budget.items} items and {budget.calls} calls left to this request "
-        f"(max_items {ctx.settings.max_items}, max_fanout {ctx.settings.max_fanout}, "
-        "shared by every batch of one request)"
-    )
-    raise BatchRejected([Problem(ErrorCode.BATCH_TOO_LARGE, message, field="requests")])
 
 
 async def _execute(

@@ -33,13 +33,8 @@ from gqlbatch.core.plan import PlannedItem
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.result import BatchOutcome, BatchStats, ErrorInfo, ItemResult, State
 from gqlbatch.core.wire import BodyEncoding
-from gqlbatch.execution.engine import (
-    BatchContext,
-    planned,
-    request_budget,
-    reserve_calls,
-    run_batch,
-)
+from gqlbatch.execution.context import BatchContext
+from gqlbatch.execution.engine import run_batch
 from gqlbatch.execution.executor import Halt, Resumable
 from gqlbatch.execution.idempotency import check_key
 from gqlbatch.execution.job_feeds import Feeds
@@ -55,6 +50,7 @@ from gqlbatch.execution.job_store import (
     seal,
 )
 from gqlbatch.execution.offload import Offload
+from gqlbatch.execution.planning import planned, request_budget, reserve_calls
 
 __all__ = ["ContextFor", "JobQueue", "Jobs"]
 
