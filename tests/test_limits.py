@@ -194,7 +194,7 @@ async def test_a_repeated_query_is_validated_once(strict: TestClient, service: F
     # Strawberry's cache) and the repeats never reach it.
     from strawberry.extensions.validation_cache import _get_validate_cache
 
-    from gqlbatch.doors.extensions import CACHE_SIZE, _parsed
+    from gqlbatch.doors.graphql_documents import CACHE_SIZE, _parsed
 
     service.route("GET", "/a", json={})
     cache = _get_validate_cache(CACHE_SIZE)

@@ -140,7 +140,7 @@ async def test_validation_work_is_budgeted(gateway: TestClient) -> None:
 def test_a_document_is_walked_once_while_it_is_remembered() -> None:
     from graphql import parse
 
-    from gqlbatch.doors.extensions import QueryLimits, ShapeChecks
+    from gqlbatch.doors.graphql_documents import QueryLimits, ShapeChecks
 
     checks = ShapeChecks(QueryLimits(max_aliases=1))
     text = "{ batch(requests: []) { a: replayed b: replayed } }"

@@ -51,12 +51,12 @@ from gqlbatch.doors.caching import GET_ANSWER, GetAnswer, cached
 from gqlbatch.doors.compiled import TypedData, rejection
 from gqlbatch.doors.extensions import (
     GqlbatchSchema,
-    QueryLimits,
     ReleasingExecutionContext,
     RememberedNames,
     schema_extensions,
 )
 from gqlbatch.doors.graphiql import local_page, offline_notice
+from gqlbatch.doors.graphql_documents import QueryLimits
 from gqlbatch.doors.http import CONTEXT, NO_STORE, in_door_shape, invalid, read_json
 from gqlbatch.doors.websockets import SOCKETS, SocketAdapter
 from gqlbatch.execution.context import BatchContext
