@@ -9,6 +9,7 @@ import pytest
 
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import ConfigError
+from gqlbatch.ops import config_file
 from gqlbatch.ops.config_file import settings_from_toml
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "gqlbatch.toml"
@@ -25,6 +26,39 @@ def test_minimal_config_takes_the_defaults() -> None:
     users = settings.upstreams["users"]
     assert users.base_url == "http://127.0.0.1:9001/api"
     assert (settings.max_items, settings.max_fanout, users.timeout_ms) == (100, 1000, 10_000)
+
+
+def _section(text: str, header: str) -> str:
+    """The lines of *text* under the table *header* (commented out or not), to the next one."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip("# ").startswith(header))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].lstrip("# ").startswith("[")),
+        len(lines),
+    )
+    return "\n".join(lines[start:end])
+
+
+@pytest.mark.parametrize(
+    ("header", "keys"),
+    [
+        ("[server]", config_file._SERVER),
+        ("[limits]", config_file._LIMITS),
+        ("[jobs]", config_file._JOBS),
+        ("[persisted_queries]", config_file._PERSISTED),
+        ("[retries]", config_file._RETRIES),
+        ("[idempotency]", config_file._IDEMPOTENCY),
+        ("[cors]", config_file._CORS),
+        ("[upstreams.blog]", config_file._UPSTREAM.keys() - {"bulk", "forward_headers"}),
+        ("[[upstreams.blog.bulk]]", config_file._BULK),
+    ],
+)
+def test_the_example_config_shows_every_key(header: str, keys: object) -> None:
+    # docs/configuration.md calls examples/gqlbatch.toml "a commented example of every key":
+    # a key added to the file format and not to the example fails here.
+    section = _section(EXAMPLE.read_text(), header)
+    missing = [k for k in keys if not re.search(rf"^#?\s*{k}\s*=", section, re.M)]
+    assert not missing, f"examples/gqlbatch.toml {header} lacks {missing}"
 
 
 def test_example_config_parses_with_every_section() -> None:

@@ -595,6 +595,25 @@ async def test_a_clients_jobs_take_turns(contexts: Any, service: FakeService) ->
     assert service.lines == ["GET /held", "GET /free", "GET /free"]
 
 
+async def test_jobs_take_turns_past_max_running(contexts: Any, service: FakeService) -> None:
+    # Past max_running, any client's job waits for a running one to finish.
+    gate = asyncio.Event()
+    service.route("GET", "/held", json={}, gate=gate)
+    service.route("GET", "/free", json={})
+    store = TakesSeen(ttl_s=60, max_jobs=10)
+    jobs = Jobs(store, ttl_s=60, max_jobs=10, max_running=1)
+    first = await jobs.submit([{"requestId": "h", "path": "/held"}], None, contexts("alice"))
+    theirs = await jobs.submit([{"requestId": "f", "path": "/free"}], None, contexts("bob"))
+    # Bob's task was started right after alice's, so without turns it would have taken its
+    # job long before alice's call crossed the loopback socket.
+    await service.received(1)
+    assert store.taken == [first.id]  # bob's waits for alice's
+    gate.set()
+    [e async for e in jobs.follow(theirs.id, "bob")]
+    assert store.taken == [first.id, theirs.id]
+    assert service.lines == ["GET /held", "GET /free"]
+
+
 def test_an_outcome_packed_whole_before_lines_is_read_still() -> None:
     # Outcomes were once packed as one JSON object; a store kept across the upgrade still
     # holds some, and they read as before.

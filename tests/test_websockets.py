@@ -207,3 +207,48 @@ async def test_a_message_the_strict_reader_refuses_is_invalid_json_to_the_protoc
             while answer["type"] == "ka":  # graphql-ws's keep-alive, every second
                 answer = await ws.receive_json()
             assert answer["payload"] == {"data": {"__typename": "Query"}}
+
+
+async def _told(ws: Any) -> Any:
+    """The server's next message but its keep-alives (graphql-ws sends "ka" at once)."""
+    while (message := await ws.receive_json())["type"] == "ka":
+        pass
+    return message
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_websocket_runs_a_bounded_number_of_operations_at_once(
+    protocol: str, make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    import asyncio
+
+    import aiohttp
+
+    gate = asyncio.Event()
+    service.route("GET", "/slow", json={"id": 1}, gate=gate)
+    gateway = await make_gateway(upstream_url, ws_max_operations=1)
+    opens = "subscribe" if protocol == "graphql-transport-ws" else "start"
+    query = {"query": '{ batch(requests: [{path: "/slow"}]) { items { status } } }'}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(gateway.make_url("/graphql"), protocols=(protocol,)) as ws,
+    ):
+        await ws.send_json({"type": "connection_init"})
+        assert (await _told(ws))["type"] == "connection_ack"
+        await ws.send_json({"type": opens, "id": "1", "payload": query})
+        await service.received(1)  # the first runs, held at the upstream
+        await ws.send_json({"type": opens, "id": "2", "payload": query})
+        refused = await _told(ws)
+        assert (refused["type"], refused["id"]) == ("error", "2")
+        payload = refused["payload"]
+        error = payload[0] if isinstance(payload, list) else payload
+        assert error["extensions"]["code"] == "TOO_MANY_REQUESTS"
+        assert "ws_max_operations" in error["message"]
+        gate.set()
+        answered = await _told(ws)
+        assert answered["id"] == "1"
+        assert answered["payload"]["data"] == {"batch": {"items": [{"status": 200}]}}
+        assert (await _told(ws))["type"] == "complete"
+        await ws.send_json({"type": opens, "id": "3", "payload": query})  # its place is free
+        assert (await _told(ws))["payload"]["data"]["batch"]["items"] == [{"status": 200}]
+    assert service.lines == ["GET /slow", "GET /slow"]

@@ -10,6 +10,8 @@ connections were all taken: every new connection, anyone's, was refused. Now:
   Strawberry (4408, graphql-transport-ws);
 - a websocket with no operation open and no message from its client for `ws_idle_timeout_s`
   is closed (1000); the server's own keep-alive messages do not count as use;
+- a websocket runs at most `ws_max_operations` operations at once; Strawberry refuses the one
+  past them, and its error gets TOO_MANY_REQUESTS here;
 - a message the strict JSON reader refuses closes the websocket as its protocol says for
   invalid JSON (graphql-ws ignores it), where it once made the server write `HTTP/1.1 400`
   into the open socket.
@@ -199,7 +201,29 @@ class SocketAdapter(AiohttpWebSocketAdapter):
 
     async def send_json(self, message: Mapping[str, object]) -> None:
         self.request.app[SOCKETS].told(self.request, message)
-        await super().send_json(message)
+        await super().send_json(_with_code(message))
+
+
+_OVER_OPERATIONS: Final = "Subscription limit reached"
+"""Strawberry's words, on both protocols, for an operation past `max_subscriptions_per_connection`
+(our `ws_max_operations`); it gives them no code (checked with strawberry-graphql 0.341)."""
+
+
+def _with_code(message: Mapping[str, object]) -> Mapping[str, object]:
+    """*message*, with TOO_MANY_REQUESTS and the setting to name when it refuses an operation
+    for the operations its websocket already runs; anything else as it is."""
+    payload = message.get("payload")
+    errors = payload if isinstance(payload, list) else [payload]
+    if message.get("type") != "error" or not any(
+        isinstance(e, dict) and e.get("message") == _OVER_OPERATIONS for e in errors
+    ):
+        return message
+    error = {
+        "message": "this websocket already runs as many operations as it may at once "
+        "(ws_max_operations); wait for one to finish, or open another websocket",
+        "extensions": {"code": ErrorCode.TOO_MANY_REQUESTS.value},
+    }
+    return {**message, "payload": [error] if isinstance(payload, list) else error}
 
 
 async def closing_idle(app: web.Application) -> AsyncIterator[None]:
