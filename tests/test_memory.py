@@ -146,6 +146,33 @@ async def test_a_refused_batch_leaves_no_cycles_behind(
     assert leftovers() == []
 
 
+async def test_documents_kept_between_requests_are_bounded_by_their_size(
+    hostile: TestClient,
+) -> None:
+    # Issue 24: the parsed documents, their errors and Strawberry's validation cache were each
+    # kept by count (256), and a parsed document weighs about 70 times its text: 256 documents
+    # at the limits kept 0.5 GB each, for good. What is kept is bounded by the texts' size now.
+    from graphql import DocumentNode
+
+    from gqlbatch.doors.graphql_documents import CACHE_CHARS
+
+    aliases = " ".join(f"a{i}: __typename" for i in range(1500))  # refused: 50 at most
+    for n in range(100):
+        if n % 10 == 0:
+            query = f"query R{n} {{ {aliases} }}"
+            refused = await hostile.post("/graphql", json={"query": query})
+            assert "QUERY_TOO_COMPLEX" in await refused.text()
+        valid = f"query V{n} {{ __typename }} # {'x' * 27_000}"
+        assert (await (await hostile.post("/graphql", json={"query": valid})).json())["data"]
+    gc.collect()
+    alive = [
+        len(o.loc.source.body)
+        for o in gc.get_objects()
+        if isinstance(o, DocumentNode) and o.loc is not None
+    ]
+    assert sum(alive) <= 2 * CACHE_CHARS, f"{len(alive)} documents of {sum(alive)} chars kept"
+
+
 def rss_mib(pid: int) -> float:
     """The resident set of process *pid*, from /proc."""
     status = Path(f"/proc/{pid}/status").read_text()

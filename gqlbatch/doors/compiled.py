@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -52,9 +51,11 @@ from graphql import (
 from graphql.language import Visitor, visit
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode
+from gqlbatch.core.kept import Kept
 from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.core.result import BatchOutcome, ItemResult, State
 from gqlbatch.doors.coercion import Refused, VariableCoercers
+from gqlbatch.doors.graphql_documents import CACHE_CHARS, CACHE_SIZE
 
 __all__ = [
     "Anomaly",
@@ -65,8 +66,6 @@ __all__ = [
     "rejection",
 ]
 
-KEPT = 256
-"""Compiled operations kept, by document text and operation name (LRU)."""
 
 TYPE_NAMES: dict[State, str] = {
     State.SUCCEEDED: "Succeeded",
@@ -248,24 +247,27 @@ class Compiler:
         self._schema = schema
         self._max_select_paths = max_select_paths
         self._typed = typed
-        self._kept: OrderedDict[tuple[str, str | None], CompiledOperation | None] = OrderedDict()
+        # By document text and operation name, bounded as the documents are: a compiled
+        # operation holds its document's nodes.
+        self._kept: Kept[tuple[str, str | None], CompiledOperation | None] = Kept(
+            CACHE_SIZE, max_weight=CACHE_CHARS
+        )
 
     def compiled(
         self, query: str, document: DocumentNode, operation_name: str | None
     ) -> CompiledOperation | None:
         """The compiled operation, or None when graphql-core is to execute it."""
-        key = (query, operation_name)
-        if key in self._kept:
-            self._kept.move_to_end(key)
-            return self._kept[key]
+        return self._kept.recall(
+            (query, operation_name), lambda: self._compiled(document, operation_name), len(query)
+        )
+
+    def _compiled(
+        self, document: DocumentNode, operation_name: str | None
+    ) -> CompiledOperation | None:
         try:
-            compiled: CompiledOperation | None = self._compile(document, operation_name)
+            return self._compile(document, operation_name)
         except Unsupported:
-            compiled = None
-        self._kept[key] = compiled
-        if len(self._kept) > KEPT:
-            self._kept.popitem(last=False)
-        return compiled
+            return None
 
     def _compile(self, document: DocumentNode, operation_name: str | None) -> CompiledOperation:
         operation = get_operation_ast(document, operation_name)

@@ -27,7 +27,6 @@ from gqlbatch.core.errors import ErrorCode, mask_internal
 from gqlbatch.core.result import BatchOutcome
 from gqlbatch.doors.compiled import Anomaly, CompiledOperation, Compiler, TypedData
 from gqlbatch.doors.graphql_documents import (
-    CACHE_SIZE,
     LIBRARY_LIMITS,
     VALIDATION_BUDGET,
     CheckedDocuments,
@@ -278,11 +277,13 @@ class OperationHooks(ValidationCache):
     2.32M to 2.23M, callgrind).
 
     A `ValidationCache` for its `on_validate`, which runs Strawberry's own validation (the
-    only public way to it), as `CheckedDocuments` needs when a text is new.
+    only public way to it), as `CheckedDocuments` needs when a text is new. Its own cache is
+    off (size 0): `CheckedDocuments` keeps the errors by text, bounded by their weight, and a
+    second cache of the same validations held 256 more parsed documents, whatever their size.
     """
 
     def __init__(self, parts: _Parts) -> None:
-        super().__init__(maxsize=CACHE_SIZE)
+        super().__init__(maxsize=0)
         self._parts = parts
 
     def synchronous(self) -> OperationHooks:

@@ -6,19 +6,18 @@ calls these on every operation; they read its ExecutionContext and nothing else 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graphql import DocumentNode, GraphQLError, parse
 
 from gqlbatch.core.budget import RequestBudget
 from gqlbatch.core.errors import ErrorCode
+from gqlbatch.core.kept import Kept
 from gqlbatch.doors.query_shape import document_problems
 from gqlbatch.execution.context import BatchContext
 
@@ -26,6 +25,7 @@ if TYPE_CHECKING:  # the operation these checks are made for; Strawberry is the 
     from strawberry.types import ExecutionContext
 
 __all__ = [
+    "CACHE_CHARS",
     "CACHE_SIZE",
     "LIBRARY_LIMITS",
     "VALIDATION_BUDGET",
@@ -37,6 +37,14 @@ __all__ = [
 
 CACHE_SIZE = 256
 """Documents kept parsed and validated (LRU): clients send a few documents, varying variables."""
+CACHE_CHARS = 1024 * 1024
+"""... and at most this many characters of their texts, for each thing kept of them (the parsed
+documents, their shape problems, their validation errors, their compiled operations).
+
+A parsed document weighs about 70 times its text (graphql-core 3.2: a document of 5,000
+tokens, 28 KB, is 1.9 MB parsed), and errors and compiled operations hold its nodes: 256
+documents at the limits kept 0.5 GB for each, for as long as the process ran (issue 24).
+A screen's documents are a few KiB: 256 of them fit, and what is kept weighs 70 MiB at most."""
 
 # graphql-core's own limits give no structured signal (its parser raises a plain syntax error,
 # and the validation abort's class is not exported), so they are known by their messages:
@@ -76,22 +84,14 @@ class KnownErrors:
     cache): a screen sends the same document again and again."""
 
     def __init__(self) -> None:
-        self._known: OrderedDict[Hashable, list[GraphQLError]] = OrderedDict()
+        self._known: Kept[Hashable, list[GraphQLError]] = Kept(CACHE_SIZE, max_weight=CACHE_CHARS)
 
     def get(
-        self, key: Hashable | None, find: Callable[[], list[GraphQLError]]
+        self, key: Hashable | None, text: str, find: Callable[[], list[GraphQLError]]
     ) -> list[GraphQLError]:
-        """The errors *find* gives, kept under *key* (None: never kept)."""
-        found = self._known.get(key) if key is not None else None
-        if found is not None:
-            self._known.move_to_end(key)
-            return list(found)  # a copy: the request's error list is its own
-        found = find()
-        if key is not None:
-            self._known[key] = found
-            if len(self._known) > CACHE_SIZE:
-                self._known.popitem(last=False)
-        return list(found)
+        """The errors *find* gives, kept under *key* (None: never kept) as heavy as *text*."""
+        found = find() if key is None else self._known.recall(key, find, len(text))
+        return list(found)  # a copy: the request's error list is its own
 
 
 class ShapeChecks:
@@ -107,14 +107,17 @@ class ShapeChecks:
         limits = self._limits
         return self._known.get(
             query,
+            query or "",
             lambda: document_problems(
                 document, max_depth=limits.max_depth, max_aliases=limits.max_aliases
             ),
         )
 
 
-_parsed = functools.lru_cache(maxsize=CACHE_SIZE)(parse)
-"""graphql-core's parse, by document text and parse options (the token limit)."""
+_PARSED: Kept[tuple[str, tuple[tuple[str, Any], ...]], DocumentNode] = Kept(
+    CACHE_SIZE, max_weight=CACHE_CHARS
+)
+"""graphql-core's parses, by document text and parse options (the token limit)."""
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 
 
@@ -178,11 +181,14 @@ class CheckedDocuments:
         if budget is not None and budget.documents_s <= 0:
             self._refuse(execution, _TOO_MUCH_CHECKING)
             return
-        # lru_cache keeps no exception: a document over the token limit (parse_options,
+        # A refusal is not kept: a document over the token limit (parse_options,
         # OperationSetup) is refused again each time it comes.
+        query, options = execution.query, execution.parse_options
         started = time.perf_counter()
         try:
-            execution.graphql_document = _parsed(execution.query, **execution.parse_options)
+            execution.graphql_document = _PARSED.recall(
+                (query, tuple(options.items())), lambda: parse(query, **options), len(query)
+            )
         except GraphQLError as error:
             self._refuse(execution, error)
         finally:
@@ -209,7 +215,7 @@ class CheckedDocuments:
             # are part of the key all the same, as they are of Strawberry's.
             key = None if execution.query is None else (execution.query, execution.validation_rules)
             started = time.perf_counter()
-            problems = self._validated.get(key, validate)
+            problems = self._validated.get(key, execution.query or "", validate)
             budget = _budget(execution)
             if budget is not None:
                 budget.documents_s -= time.perf_counter() - started

@@ -11,7 +11,7 @@ is not kept: it is refused again, the same way.
 
 A batch that differs a little (the same screen for another user: one id changed) misses its
 plan, but most of its items were parsed before, at the same place of another batch:
-`ParsedItems` keeps those (the same rule: no bodies, headers or compensations), and only
+`PlanCache.items` keeps those (the same rule: no bodies, headers or compensations), and only
 what changed is parsed. Planning (the dependency graph) is done anew: it is a batch's, not
 an item's.
 """
@@ -19,13 +19,13 @@ an item's.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
+from gqlbatch.core.kept import Kept
 from gqlbatch.core.plan import Plan
 from gqlbatch.core.request import SubRequest, holds_private
 
-__all__ = ["ITEMS_KEPT", "KEPT", "MAX_ITEMS", "MAX_KEY_CHARS", "ParsedItems", "PlanCache"]
+__all__ = ["ITEMS_KEPT", "KEPT", "MAX_ITEMS", "MAX_KEY_CHARS", "PlanCache"]
 
 KEPT = 256
 """Plans kept (LRU), per server."""
@@ -43,9 +43,8 @@ class PlanCache:
     """One server's plans, by the JSON of the batch that made each."""
 
     def __init__(self, kept: int = KEPT, items_kept: int = ITEMS_KEPT) -> None:
-        self._kept = kept
-        self._plans: OrderedDict[str, Plan] = OrderedDict()
-        self.items = ParsedItems(items_kept)
+        self._plans: Kept[str, Plan] = Kept(kept)
+        self.items: Kept[Hashable, SubRequest] = Kept(items_kept)
         """Items parsed before, for the batches whose plan is not kept (`parse_batch`)."""
 
     def plan(
@@ -59,14 +58,7 @@ class PlanCache:
         key = _key(items, options, read_only)
         if key is None:
             return make()
-        found = self._plans.get(key)
-        if found is not None:
-            self._plans.move_to_end(key)
-            return found
-        plan = self._plans[key] = make()
-        if len(self._plans) > self._kept:
-            self._plans.popitem(last=False)
-        return plan
+        return self._plans.recall(key, make)
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -84,25 +76,3 @@ def _key(items: object, options: object, read_only: bool) -> str | None:
     except (TypeError, ValueError):  # not plain JSON: never kept, never guessed at
         return None
     return key if len(key) <= MAX_KEY_CHARS else None
-
-
-class ParsedItems:
-    """Items parsed before, by the key `core.request.parse_batch` makes (LRU)."""
-
-    def __init__(self, kept: int = ITEMS_KEPT) -> None:
-        self._kept = kept
-        self._items: OrderedDict[Hashable, SubRequest] = OrderedDict()
-
-    def get(self, key: Hashable) -> SubRequest | None:
-        found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-        return found
-
-    def __setitem__(self, key: Hashable, item: SubRequest) -> None:
-        self._items[key] = item
-        if len(self._items) > self._kept:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
