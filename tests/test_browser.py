@@ -3,6 +3,9 @@ Playwright for Python with that executable (DESIGN §10a).
 
 - A page on a second loopback origin calls the gateway with fetch(), preflighted (it sends
   Authorization), and gets its data.
+- A page on another origin, allowed by `origins = ["*"]`, opens the GraphQL websocket and
+  runs a POST: the user's cookie, which the browser sends with the handshake, never reaches
+  the upstream (issue 24, finding 10).
 - The playground runs the demo's screen and draws one waterfall bar per item; a screenshot is
   saved under the test's temporary folder.
 """
@@ -91,6 +94,61 @@ async def test_a_page_on_another_origin_calls_the_gateway(
     # The browser sent its preflight (answered by the gateway alone) and then the call,
     # whose Authorization reached the upstream.
     assert [c.headers.get("Authorization") for c in service.calls] == ["Bearer from-the-browser"]
+
+
+SOCKET_CALLER = """<!doctype html><html><body><pre id="result">waiting</pre><script>
+const ws = new WebSocket("%(gateway)s", "graphql-transport-ws");
+const query = 'mutation { batch(requests: [{method: POST, path: "/w"}]) { items { status } } }';
+ws.onopen = () => ws.send(JSON.stringify({type: "connection_init"}));
+ws.onmessage = (event) => {
+  const message = JSON.parse(event.data);
+  if (message.type === "connection_ack") {
+    ws.send(JSON.stringify({id: "1", type: "subscribe", payload: {query}}));
+  } else if (message.type === "next") {
+    document.getElementById("result").textContent = JSON.stringify(message.payload);
+  }
+};
+ws.onerror = () => { document.getElementById("result").textContent = "failed"; };
+</script></body></html>"""
+
+
+async def test_a_page_allowed_by_a_wildcard_never_sends_the_users_cookie_upstream(
+    browser: Any, aiohttp_server: Any, service: FakeService, upstream_url: str
+) -> None:
+    # The page and the gateway are two ports of one host: two origins, one site, so the
+    # browser sends the host's cookie with the page's websocket handshake (websockets have no
+    # CORS). The gateway forwards Cookie, and any page may call it without credentials.
+    service.route("POST", "/w", status=201, json={})
+    gateway_url: list[str] = []
+
+    async def index(_request: web.Request) -> web.Response:
+        html = SOCKET_CALLER % {"gateway": gateway_url[0]}
+        return web.Response(text=html, content_type="text/html")
+
+    page_server = web.Application()
+    page_server.router.add_get("/", index)
+    caller = await aiohttp_server(page_server, host="127.0.0.1")
+    settings = dataclasses.replace(
+        Settings.from_upstream_urls([upstream_url]),
+        cors=CorsSettings(origins=("*",)),
+        forward_headers=("Cookie",),
+    )
+    gateway = await aiohttp_server(create_app(settings), host="127.0.0.1")
+    gateway_url.append(str(gateway.make_url("/graphql")).replace("http://", "ws://"))
+    context = await browser.new_context()
+    await context.add_cookies(
+        [{"name": "session", "value": "alice", "domain": "127.0.0.1", "path": "/"}]
+    )
+    try:
+        page = await context.new_page()
+        await page.goto(str(caller.make_url("/")))
+        result = page.locator("#result")
+        await result.filter(has_text="status").wait_for(timeout=15_000)
+        assert '"status":201' in await result.text_content()
+    finally:
+        await context.close()
+    [call] = service.calls
+    assert "Cookie" not in call.headers, "the user's cookie reached the upstream"
 
 
 async def test_the_playground_draws_a_bar_per_item(
