@@ -400,3 +400,25 @@ def test_any_bytes_to_the_graphql_door(
         answer = resp.json()
         for error in answer.get("errors") or []:
             assert error.get("extensions", {}).get("code") != "INTERNAL_ERROR", error
+
+
+def _nesting(value: object) -> int:
+    """The nesting depth by its definition, recursively: the reference for `depth`."""
+    if isinstance(value, dict):
+        return 1 + max((_nesting(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_nesting(v) for v in value), default=0)
+    return 0
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=2), inner),
+        max_leaves=40,
+    )
+)
+def test_the_depth_of_a_value_is_its_nesting(value: object) -> None:
+    from gqlbatch.core.strict_json import depth
+
+    assert depth(value) == _nesting(value)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
 
 from gqlbatch.core.types import JSON
 
@@ -80,19 +79,19 @@ def _may_nest_deeper(data: str | bytes | bytearray, max_depth: int) -> bool:
 
 
 def depth(value: JSON) -> int:
-    """The nesting depth of a parsed value, without recursion: a scalar is 0."""
+    """The nesting depth of a parsed value, without recursion: a scalar is 0.
+
+    A level at a time, each level's containers gathered by comprehensions: an upstream's
+    answer of 1 MiB (9,000 rows) took 60 ms to walk a value at a time, more than parsing it,
+    and takes 12 ms so (issue 24).
+    """
+    level = [value] if isinstance(value, dict | list) else []
     deepest = 0
-    stack: list[tuple[JSON, int]] = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        children: Iterable[JSON]
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        depth += 1
-        deepest = max(deepest, depth)
-        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
+    while level:
+        deepest += 1
+        dicts = [node for node in level if isinstance(node, dict)]
+        lists = [node for node in level if not isinstance(node, dict)]
+        below: list[JSON] = [c for n in dicts for c in n.values() if isinstance(c, dict | list)]
+        below += [c for n in lists for c in n if isinstance(c, dict | list)]
+        level = below
     return deepest
