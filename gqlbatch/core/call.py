@@ -32,10 +32,10 @@ _METHOD_TEXT = {method: method.value for method in Method}
 
 
 def to_call(
-    item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers], meter: Meter
+    item: PlannedItem, scope: Scope, forwarded: Mapping[str, Headers], meter: Meter | None
 ) -> UpstreamCall:
     """Render *item* against the results in *scope*, with the headers forwarded to its upstream;
-    what its placeholders write is charged to *meter*.
+    what its placeholders write is charged to *meter*, when there is one.
 
     Raises:
         ReferenceNotFound: a placeholder's selector matched nothing.
@@ -70,7 +70,7 @@ def to_call(
 
 
 def _query(
-    query: tuple[tuple[str, Template], ...], scope: Scope, meter: Meter
+    query: tuple[tuple[str, Template], ...], scope: Scope, meter: Meter | None
 ) -> tuple[tuple[str, str], ...]:
     # In order, so that the same query in any order is the same call (one read, not two).
     if len(query) == 1:

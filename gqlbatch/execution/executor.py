@@ -265,21 +265,15 @@ class _Run:
         started = time.perf_counter()
         began = self._ms_since_start(started)
         try:
-            call = self._rendered(item, Scope(deps) if deps else _NO_RESULTS)
+            # Each call's placeholders are metered as they are written, then the call is
+            # charged; without results, nothing is substituted and there is nothing to meter.
+            meter = self._budget.meter() if deps else None
+            call = to_call(item, Scope(deps) if deps else _NO_RESULTS, self._forwarded, meter)
+            self._budget.charge_rendered(call.size)
             fetched = await self._send(item, call)
         except ItemError as exc:
             return _failed(item, exc, _since(started), began)
         return _from_response(item, call, fetched, _since(started), began)
-
-    def _rendered(self, item: PlannedItem, scope: Scope) -> UpstreamCall:
-        """*item*'s call, its placeholders metered as they are written, and charged.
-
-        Raises:
-            ItemError: as `to_call`, and when the call is over its limits (nothing is sent).
-        """
-        call = to_call(item, scope, self._forwarded, self._budget.meter())
-        self._budget.charge_rendered(call.size)
-        return call
 
     async def _send(self, item: PlannedItem, call: UpstreamCall) -> Fetched:
         if not self._limit.take_now():
@@ -316,7 +310,9 @@ class _Run:
         reads: set[UpstreamCall] = set()
         for i, value in enumerate(elements):
             try:
-                call = self._rendered(item, Scope(deps, item=value, index=i))
+                scope = Scope(deps, item=value, index=i)
+                call = to_call(item, scope, self._forwarded, self._budget.meter())
+                self._budget.charge_rendered(call.size)
             except ItemError as exc:
                 outcomes[i] = _element_error(i, exc)
                 continue
