@@ -33,6 +33,7 @@ from gqlbatch.core.wire import BodyEncoding
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from gqlbatch.execution.job_store import Job, JobSpec, JobState, JobStore, MemoryJobStore, pack
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
+from gqlbatch.execution.store_faults import Later
 from tests.fakes import FakeService
 from tests.processes import SERVING, gqlbatch_server
 
@@ -59,7 +60,7 @@ def places(redis: Any) -> Places:
         return MemoryPlaces()
     from gqlbatch.execution.redis_store import RedisPlaces
 
-    return RedisPlaces(redis, lease_ms=60_000)
+    return RedisPlaces(redis, later=Later())
 
 
 @pytest.fixture
@@ -146,17 +147,70 @@ async def test_calls_past_the_limit_wait_and_a_new_batch_is_refused(places: Plac
     assert await calls.held() == 0
 
 
-async def test_redis_places_end_with_their_lease(redis_url: str) -> None:
-    # A process that dies holding places keeps them only until their lease ends.
+async def _calls(redis: Any) -> dict[str, int]:
+    """Each command Redis has run so far, as a client sent it (INFO commandstats; the commands
+    a script runs count under their own names, beside its EVALSHA)."""
+    stats = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+
+
+async def test_a_batch_asks_redis_twice_whatever_its_calls(redis_url: str) -> None:
+    # Issue 25: every call past a batch's first took and gave back a place in Redis, two
+    # round trips a call. Now the places a batch may use are leased when it is admitted, its
+    # calls are counted in the process, and what no running batch wants goes back at its end.
     from gqlbatch.execution.redis_store import RedisPlaces, connect
 
     redis = connect(redis_url)
-    leased = RedisPlaces(redis, lease_ms=50)
-    assert await leased.take({"cred:a": 1}) is not None
-    assert await leased.take({"cred:a": 1}) is None
-    while await leased.held("cred:a"):  # bounded by the 50 ms lease; Redis's clock decides
-        await leased.wait()
-    assert await leased.take({"cred:a": 1}) is not None
+    await redis.flushdb()
+    calls = limits(RedisPlaces(redis, later=Later()), per_client=50)
+    gate = asyncio.Event()
+    started = asyncio.Barrier(21)
+
+    async def send(n: int) -> int:
+        await started.wait()
+        await gate.wait()
+        return n
+
+    before = await _calls(redis)
+    async with calls.admit("cred:a", "addr:1", want=20) as admission:
+        admitted = await _calls(redis)
+        assert admitted["evalsha"] - before["evalsha"] == 1  # one script: 20 places, 3 keys
+        guarded = admission.guard(send)
+        tasks = [asyncio.create_task(guarded(n)) for n in range(20)]
+        await started.wait()  # all 20 in flight at once
+        gate.set()
+        assert sorted(await asyncio.gather(*tasks)) == list(range(20))
+        ran = await _calls(redis)
+        assert ran.get("evalsha") == admitted["evalsha"]  # no call asked Redis
+        assert ran.get("zrem") == admitted.get("zrem")
+    ended = await _calls(redis)
+    assert ended["zrem"] - ran.get("zrem", 0) == 3  # given back at once: one pipeline, 3 keys
+    assert await calls.held() == 0
+    await redis.aclose()
+
+
+@pytest.mark.timeout(30)
+async def test_redis_places_live_while_renewed_and_end_with_their_lease(redis_url: str) -> None:
+    # Issue 25: a place is a lease of seconds, renewed while its batch runs; a process that
+    # dies (or stops renewing) keeps it only until its lease ends. Each wait is for Redis's
+    # state to change (its clock decides), bounded by the test's timeout.
+    from gqlbatch.execution.redis_store import PREFIX, RedisPlaces, connect
+
+    redis = connect(redis_url)
+    await redis.flushdb()
+    renewed = RedisPlaces(redis, later=Later(), lease_ms=600)
+    assert await renewed.admit({"cred:a": 1}, 1) is not None
+    [member] = await redis.zrange(PREFIX + "held:cred:a", 0, -1)
+    first = await redis.zscore(PREFIX + "held:cred:a", member)
+    while await redis.zscore(PREFIX + "held:cred:a", member) == first:  # renewed
+        await asyncio.sleep(0.05)
+    other = RedisPlaces(redis, later=Later(), lease_ms=600)  # another process
+    assert await other.admit({"cred:a": 1}, 1) is None  # still held
+    await renewed.close()  # the process stops renewing, as a dead one does
+    while await other.held("cred:a"):
+        await asyncio.sleep(0.05)
+    assert await other.admit({"cred:a": 1}, 1) is not None
+    await other.close()
     await redis.aclose()
 
 

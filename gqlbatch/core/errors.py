@@ -42,6 +42,7 @@ __all__ = [
     "Masked",
     "Problem",
     "ReferenceNotFound",
+    "StoreUnavailable",
     "UpstreamBadResponse",
     "UpstreamError",
     "UpstreamTimeout",
@@ -75,6 +76,7 @@ class ErrorCode(StrEnum):
     PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
     PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
     UNKNOWN_ROUTE = "UNKNOWN_ROUTE"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
     # Per item: a value in that item's slot; its siblings carry on.
     UPSTREAM_STATUS = "UPSTREAM_STATUS"
     UPSTREAM_UNREACHABLE = "UPSTREAM_UNREACHABLE"
@@ -112,6 +114,7 @@ REJECTION_CODES = frozenset(
         ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED,
         ErrorCode.PERSISTED_QUERY_NOT_IN_LIST,
         ErrorCode.UNKNOWN_ROUTE,
+        ErrorCode.STORE_UNAVAILABLE,
     }
 )
 
@@ -177,6 +180,20 @@ class BatchRejected(GqlbatchError):
 
     def __repr__(self) -> str:
         return f"BatchRejected(problems={self.problems!r})"
+
+
+class StoreUnavailable(BatchRejected):
+    """The shared store (Redis) did not answer before anything was sent upstream: the batch
+    is refused whole, STORE_UNAVAILABLE, and may be sent again once it answers."""
+
+    def __init__(self, why: str, *, retry_after_s: int = 1) -> None:
+        message = (
+            f"the shared store did not answer ({why}); nothing was run. Send it again after "
+            f"{retry_after_s} s"
+        )
+        super().__init__(
+            [Problem(ErrorCode.STORE_UNAVAILABLE, message)], retry_after_s=retry_after_s
+        )
 
 
 class ItemError(GqlbatchError):

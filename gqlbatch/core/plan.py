@@ -21,10 +21,10 @@ from gqlbatch.core.placeholders import (
     json_references,
     parse_template,
 )
-from gqlbatch.core.request import BatchOptions, Parsed, SubRequest
+from gqlbatch.core.request import BatchOptions, Mode, Parsed, SubRequest
 from gqlbatch.core.types import JSON, RequestId, frozen_for_type_checkers
 
-__all__ = ["Plan", "PlannedItem", "build_plan", "known_calls", "static_calls"]
+__all__ = ["Plan", "PlannedItem", "build_plan", "known_calls", "static_calls", "widest_step"]
 
 
 @frozen_for_type_checkers(kw_only=True)
@@ -272,6 +272,27 @@ def known_calls(items: Sequence[PlannedItem]) -> int | None:
     if any(isinstance(i.for_each, Ref) for i in items):
         return None
     return static_calls(items)
+
+
+def widest_step(plan: Plan) -> int | None:
+    """The most upstream calls *plan* may have in flight at once, before deduplication: the
+    calls of its widest step (items whose dependencies are all in earlier steps), or of its
+    largest item when it runs SEQUENTIAL; None when a forEach over a placeholder makes that
+    unknowable before it runs."""
+    if known_calls(plan.items) is None:
+        return None
+    calls = [len(i.for_each) if isinstance(i.for_each, list) else 1 for i in plan.items]
+    if plan.options.mode is Mode.SEQUENTIAL:
+        return max(calls, default=0)
+    index = {item.request_id: item.index for item in plan.items}
+    step: dict[int, int] = {}
+    for i in plan.order:  # dependencies first
+        deps = [step[index[d]] for d in plan.items[i].depends_on if index.get(d) in step]
+        step[i] = 1 + max(deps, default=0)
+    widths: dict[int, int] = {}
+    for i, at in step.items():
+        widths[at] = widths.get(at, 0) + calls[i]
+    return max(widths.values(), default=0)
 
 
 def _template(text: str, field: str, errors: list[tuple[str, str]]) -> Template:

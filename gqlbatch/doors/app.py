@@ -68,6 +68,7 @@ from gqlbatch.execution.persisted import (
     trusted_documents,
 )
 from gqlbatch.execution.plans import PlanCache
+from gqlbatch.execution.store_faults import Later
 from gqlbatch.upstreams.client import UpstreamClient
 from gqlbatch.upstreams.inflight import SharedInflight
 
@@ -224,22 +225,35 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
         at_once=settings.jobs_max_running,
     )
 
+    # Writes Redis could not take when they were made, made again until it does; and the
+    # leases of the places this process's batches hold.
+    later = Later()
+    places = redis_store.RedisPlaces(redis, later=later)
+
     async def close(_app: web.Application) -> AsyncIterator[None]:
         yield
+        await places.close()
+        await later.close()
         await queue.close()
         await redis.aclose()
 
     app.cleanup_ctx.append(close)
     app[READINESS].store = redis.ping
     return SharedState(
-        redis_store.RedisPlaces(redis, lease_ms=lease_ms),
+        places,
         redis_store.RedisIdempotencyStore(
             redis,
             ttl_s=settings.idempotency_ttl_s,
             running_lease_ms=lease_ms,
             max_record_bytes=settings.idempotency_max_record_bytes,
         ),
-        redis_jobs.RedisJobStore(redis, ttl_s=settings.jobs_ttl_s, max_jobs=settings.jobs_max),
+        redis_jobs.RedisJobStore(
+            redis,
+            ttl_s=settings.jobs_ttl_s,
+            max_jobs=settings.jobs_max,
+            max_per_client=settings.jobs_max_per_client,
+            max_bytes_per_client=settings.jobs_max_bytes_per_client,
+        ),
         redis_store.RedisPersistedQueries(
             redis,
             ttl_s=settings.persisted_queries_ttl_s,

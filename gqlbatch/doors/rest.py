@@ -69,6 +69,7 @@ _REJECTION_STATUS = {
     ErrorCode.TOO_MANY_REQUESTS: 429,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
     ErrorCode.JOB_NOT_FOUND: 404,
+    ErrorCode.STORE_UNAVAILABLE: 503,
 }
 # Headers that describe the upstream's connection or encoding, not the item's response.
 _DROPPED_HEADERS = FRAMING_HEADERS | HOP_BY_HOP_HEADERS | {"content-encoding"}
@@ -276,7 +277,8 @@ def response_headers(headers: Headers) -> dict[str, str]:
 
 
 def rejection_status(exc: BatchRejected) -> int:
-    """400 for an invalid batch; 413 when too large; 429 when over the outstanding limit."""
+    """400 for an invalid batch; 413 when too large; 429 when over the outstanding limit; 503
+    when the shared store did not answer."""
     for code, status in _REJECTION_STATUS.items():
         if any(p.code is code for p in exc.problems):
             return status

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Mapping
@@ -17,7 +18,7 @@ from gqlbatch.core.budget import BatchBudget, current_budget
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected
 from gqlbatch.core.openapi import Contract
-from gqlbatch.core.plan import Plan
+from gqlbatch.core.plan import Plan, widest_step
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
 from gqlbatch.core.upstream_settings import BulkRoute
 from gqlbatch.core.wire import Fetch
@@ -222,8 +223,14 @@ async def _run(
     budget = BatchBudget(take_budget(plan, ctx))
     if outstanding is None:
         return await _execute(plan, ctx, budget, None, on_result, resumable)
-    async with outstanding.admit(ctx.client, ctx.address) as admission:
+    want = min(_concurrency(plan, ctx.settings), widest_step(plan) or sys.maxsize)
+    async with outstanding.admit(ctx.client, ctx.address, want) as admission:
         return await _execute(plan, ctx, budget, admission, on_result, resumable)
+
+
+def _concurrency(plan: Plan, settings: Settings) -> int:
+    """The calls *plan* may have in flight at once: its own option, never past the server's."""
+    return min(plan.options.max_concurrency or settings.max_concurrency, settings.max_concurrency)
 
 
 async def _execute(
@@ -261,10 +268,7 @@ async def _execute(
             plan,
             fetch,
             forwarded=ctx.forwarded,
-            max_concurrency=min(
-                plan.options.max_concurrency or settings.max_concurrency,
-                settings.max_concurrency,
-            ),
+            max_concurrency=_concurrency(plan, settings),
             deadline_ms=deadline_ms,
             budget=budget,
             # A result an atomic batch or group may still undo is not final until the end.

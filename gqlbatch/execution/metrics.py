@@ -42,6 +42,8 @@ __all__ = [
     "observed",
     "record_batch",
     "record_refusal",
+    "record_store_error",
+    "record_store_write",
     "worker_exited",
 ]
 
@@ -204,6 +206,15 @@ CLOSED = _counts(
     ["why"],
 )
 REFUSALS = _counts("gqlbatch_refusals", "Batches refused whole, by error code.", ["code"])
+STORE_ERRORS = _counts(
+    "gqlbatch_store_errors", "Times the shared store did not answer (a timeout, a refusal)."
+)
+STORE_WRITES = _counts(
+    "gqlbatch_store_writes",
+    "Writes to the shared store made after it failed them: deferred (kept in the process), "
+    "written_later, or dropped (kept too long, past the most a process keeps).",
+    ["what"],
+)
 BATCH_SECONDS = _durations("gqlbatch_batch_seconds", "Time to run a batch, refused ones included.")
 UPSTREAM_CALLS = _counts(
     "gqlbatch_upstream_calls",
@@ -282,6 +293,16 @@ def record_batch(outcome: BatchOutcome, seconds: float) -> None:
 def record_closed(why: str) -> None:
     """Count a client connection the server cut."""
     CLOSED.add((why,))
+
+
+def record_store_error() -> None:
+    """Count a time the shared store did not answer."""
+    STORE_ERRORS.add(())
+
+
+def record_store_write(what: str) -> None:
+    """Count a write to the store kept for later, made later, or given up."""
+    STORE_WRITES.add((what,))
 
 
 def record_refusal(exc: BatchRejected, seconds: float) -> None:

@@ -3,11 +3,21 @@
 of limits, keys and jobs. With `redis_jobs`, the only modules that import redis-py; `[store]
 url` (or `GQLBATCH_STORE__URL`) turns them on.
 
-Places are leases: each taken place is a member of a sorted set per key, scored by when its
-lease ends, taken in all of a batch's keys at once by one Lua script (atomic in Redis). A
-process that dies keeps its places only until their leases end, so a crash can never hold a
-client's count forever. The lease is the batch deadline plus a margin: a call cannot outlive
-it. Clocks are Redis's own (`TIME`), so hosts need not agree on the time.
+Places are leases: each is a member of a sorted set per key, scored by when its lease ends.
+A process leases places for its batches ahead, as many per key as its running batches may use
+at once (what each said when it was admitted), in all of a batch's keys at once by one Lua
+script (atomic in Redis); it counts its calls against them in memory, as the memory store
+counts, and gives back what its running batches no longer want when one ends. So a batch asks
+Redis about twice, whatever its calls (issue 25: a place taken and given back per call was two
+round trips a call). A client's limit stays one limit over every process: Redis never leases
+more places of a key than its limit; a place one process holds ahead is one another cannot
+use until it is given back, at the end of a batch of that key. The process renews its leases
+every third of `PLACE_LEASE_MS`; one that dies keeps its places only until their leases end,
+seconds later. Clocks are Redis's own (`TIME`), so hosts need not agree on the time.
+
+Every call to Redis goes through `answering`: a Redis that does not answer (refused, reset,
+timed out, loading its data) is `StoreUnavailable`, logged once per outage (`store_faults`).
+Connections come from a bounded pool (`connect`): running out of them is a wait.
 
 An idempotency record is one key per client and Idempotency-Key: "running" while its batch
 runs (with a lease, for the same reason), then the outcome as JSON for `idempotency_ttl_s`. A
@@ -19,27 +29,38 @@ its lease ended) is claimed again, as a first send would be.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import functools
 import json
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, ParamSpec, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
-from gqlbatch.core.errors import BatchRejected
+from gqlbatch.core.errors import BatchRejected, StoreUnavailable
 from gqlbatch.core.result import (
     BatchOutcome,
     outcome_from_json,
     outcome_to_json,
 )
 from gqlbatch.execution.idempotency import Run, outcome_bytes, reused
+from gqlbatch.execution.store_faults import OUTAGE, Later
 
 __all__ = [
+    "PLACE_LEASE_MS",
     "POLL_S",
+    "POOL_SIZE",
     "PREFIX",
     "RedisIdempotencyStore",
     "RedisPersistedQueries",
     "RedisPlaces",
+    "answering",
     "client_key",
     "connect",
     "connect_blocking",
@@ -47,38 +68,108 @@ __all__ = [
 
 PREFIX = "gqlbatch:"
 
-# KEYS: one sorted set per limit key. ARGV: lease_ms, member, then one limit per key.
-# Returns 0 when a place was taken in every key, else the 1-based index of a full key.
-_TAKE = """
+# KEYS: one sorted set per limit key. ARGV: lease_ms, token, then for each key: its limit, the
+# places wanted, the fewest that will do. Leases, in every key, as many of those wanted as it
+# has left, at least the fewest, all or none: the members token:1 to token:n, each until now +
+# lease_ms. Returns each key's n, or {-i} when key i has fewer than its fewest left.
+_LEASE = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local lease = tonumber(ARGV[1])
+local taken = {}
 for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
-  if redis.call('ZCARD', key) >= tonumber(ARGV[2 + i]) then return i end
+  local left = tonumber(ARGV[3 * i]) - redis.call('ZCARD', key)
+  if left < tonumber(ARGV[3 * i + 2]) then return {-i} end
+  taken[i] = math.max(math.min(left, tonumber(ARGV[3 * i + 1])), 0)
 end
-for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now_ms + lease, ARGV[2])
+for i, key in ipairs(KEYS) do
+  for m = 1, taken[i] do redis.call('ZADD', key, now_ms + lease, ARGV[2] .. ':' .. m) end
   redis.call('PEXPIRE', key, lease)
 end
-return 0
+return taken
 """
 
-# KEYS: one sorted set. Returns its live members after dropping the expired ones.
+# KEYS: the sorted sets renewed. ARGV: lease_ms, then for each key how many of its members
+# follow, and those members. Each ends now + lease_ms; a member given back or expired is not
+# made again (XX).
+_RENEW = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local lease = tonumber(ARGV[1])
+local at = 2
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  for m = at + 1, at + n do redis.call('ZADD', key, 'XX', now_ms + lease, ARGV[m]) end
+  at = at + n + 1
+  redis.call('PEXPIRE', key, lease)
+end
+"""
+
+# KEYS: sorted sets. Returns the live members of each, after dropping the expired ones.
 _HELD = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
-return redis.call('ZCARD', KEYS[1])
+local held = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
+  held[i] = redis.call('ZCARD', key)
+end
+return held
 """
 
 POLL_S = (0.002, 0.05)
 """How often a waiter looks again, from the first look to the slowest: Redis cannot wake it."""
+PLACE_LEASE_MS = 10_000
+"""How long a batch's places outlive its process's last renewal (every third of it)."""
+_COMMAND_S = 2.0
+"""How long one command may wait for Redis's answer before Redis counts as not answering."""
+_CONNECT_S = 1.0
+POOL_SIZE = 64
+"""Connections to Redis per process. A batch asks Redis a few times, each a fraction of a
+millisecond; 64 carry thousands of batches a second, and a request past them waits for one
+(at most `_COMMAND_S`) rather than failing."""
 
 
-def connect(url: str) -> Redis:
-    """A client for *url* (`redis://host:port/db`); connections open on first use."""
-    return Redis.from_url(url, decode_responses=True)
+def connect(url: str, *, pool_size: int = POOL_SIZE) -> Redis:
+    """A client for *url* (`redis://host:port/db`) over a bounded, blocking pool of
+    connections, opened on first use. A command that meets a broken connection (Redis
+    restarted) is sent once more on a new one; a command that gets no answer within
+    `_COMMAND_S` fails (`answering` makes that StoreUnavailable)."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        max_connections=pool_size,
+        timeout=_COMMAND_S,
+        socket_timeout=_COMMAND_S,
+        socket_connect_timeout=_CONNECT_S,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1, (RedisConnectionError,)),
+    )
+    return Redis.from_pool(pool)
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def answering(
+    method: Callable[_P, Coroutine[Any, Any, _T]],
+) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """*method*, a call to Redis, raising StoreUnavailable when Redis does not answer, and
+    telling the process's `OUTAGE` whether it did."""
+
+    @functools.wraps(method)
+    async def answered(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            result = await method(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            why = f"{type(exc).__name__}: {exc}"[:200]
+            OUTAGE.failed(why)
+            raise StoreUnavailable(type(exc).__name__) from None
+        OUTAGE.answered()
+        return result
+
+    return answered
 
 
 def connect_blocking(url: str) -> Redis:
@@ -87,35 +178,180 @@ def connect_blocking(url: str) -> Redis:
     return Redis.from_url(url, socket_timeout=None)
 
 
+@dataclasses.dataclass(eq=False)
+class _Pool:
+    """What this process holds of one key: the places it leased, those its calls use now, and
+    those its running batches may use at once."""
+
+    leased: list[str] = dataclasses.field(default_factory=list)
+    used: int = 0
+    wanted: int = 0
+
+    @property
+    def spare(self) -> int:
+        return len(self.leased) - self.used
+
+
 class RedisPlaces:
     """`limits.Places` in Redis, shared by every process that uses the same server."""
 
-    def __init__(self, redis: Redis, *, lease_ms: int) -> None:
+    def __init__(self, redis: Redis, *, later: Later, lease_ms: int = PLACE_LEASE_MS) -> None:
         self._redis = redis
+        self._later = later
         self._lease_ms = lease_ms
-        self._take = redis.register_script(_TAKE)
+        self._lease = redis.register_script(_LEASE)
         self._held = redis.register_script(_HELD)
+        self._renew = redis.register_script(_RENEW)
+        self._pools: dict[str, _Pool] = {}
+        self._leasing = asyncio.Lock()
+        """One lease at a time: the next one sees what the last one got."""
+        self._waiters: list[asyncio.Future[None]] = []
+        self._renewing: asyncio.Task[None] | None = None
 
-    async def take(self, limits: Mapping[str, int]) -> object | None:
-        member = uuid.uuid4().hex
+    async def admit(self, limits: Mapping[str, int], want: int) -> object | None:
+        pools = self._pools_of(limits)
+        for pool in pools:
+            pool.wanted += want
+        taken = False
+        try:
+            taken = await self.take(limits)
+        finally:
+            if not taken:
+                await self._give_back(limits, pools, want)
+        return want if taken else None
+
+    async def take(self, limits: Mapping[str, int]) -> bool:
+        pools = self._pools_of(limits)
+        # Checked again after each lease: while it was awaited, other calls may have used the
+        # spare places of the keys it did not lease. No await between the check and the count.
+        while not all(pool.spare > 0 for pool in pools):
+            async with self._leasing:
+                if all(pool.spare > 0 for pool in pools):
+                    break
+                if not await self._leased(limits, pools):
+                    return False
+        for pool in pools:
+            pool.used += 1
+        return True
+
+    async def give(self, limits: Mapping[str, int]) -> None:
+        pools = self._pools_of(limits)
+        for pool in pools:
+            pool.used -= 1
+        await self._give_back(limits, pools, 0)
+
+    async def release(self, limits: Mapping[str, int], token: object) -> None:
+        assert isinstance(token, int)
+        pools = self._pools_of(limits)
+        for pool in pools:
+            pool.used -= 1
+        await self._give_back(limits, pools, token)
+
+    async def _give_back(self, limits: Mapping[str, int], pools: list[_Pool], done: int) -> None:
+        """A batch that wanted *done* places is done with them (0: one of its calls ended):
+        give back at once what no running batch of these keys wants or uses. Never raises: a
+        give Redis does not take now is made again (`Later`), and meanwhile the places are no
+        longer renewed, so they end with their lease."""
+        gone: dict[str, list[str]] = {}
+        for key, pool in zip(limits, pools, strict=True):
+            pool.wanted -= done
+            surplus = len(pool.leased) - max(pool.used, pool.wanted)
+            if surplus > 0:
+                gone[PREFIX + "held:" + key] = pool.leased[-surplus:]
+                del pool.leased[-surplus:]
+            if not pool.leased and not pool.used and not pool.wanted:
+                del self._pools[key]
+        self._wake()
+        if gone:
+            count = sum(len(members) for members in gone.values())
+            await self._later.write(f"{count} places given back", lambda: self._given(gone))
+
+    @answering
+    async def _given(self, gone: Mapping[str, list[str]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, members in gone.items():
+                pipe.zrem(key, *members)
+            await pipe.execute()
+
+    @answering
+    async def _leased(self, limits: Mapping[str, int], pools: list[_Pool]) -> bool:
+        """Lease, in one script, what the running batches of each key want beyond what this
+        process holds, and at least one where it has no spare place; False when a key that
+        needs one has none left."""
+        token = uuid.uuid4().hex
         keys = [PREFIX + "held:" + key for key in limits]
-        full = await self._take(keys=keys, args=[self._lease_ms, member, *limits.values()])
-        return member if int(full) == 0 else None
+        args: list[str | int] = [self._lease_ms, token]
+        for limit, pool in zip(limits.values(), pools, strict=True):
+            fewest = 1 if pool.spare < 1 else 0
+            args += [limit, max(pool.wanted - len(pool.leased), fewest), fewest]
+        taken = [int(n) for n in await self._lease(keys=keys, args=args)]
+        if taken and taken[0] < 0:
+            return False
+        for pool, n in zip(pools, taken, strict=True):
+            pool.leased += [f"{token}:{m}" for m in range(1, n + 1)]
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.create_task(self._keep_leases(), name="gqlbatch:places")
+        return True
 
-    async def give(self, limits: Mapping[str, int], token: object) -> None:
-        if limits:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in limits:
-                    pipe.zrem(PREFIX + "held:" + key, str(token))
-                await pipe.execute()
+    async def full(self, limits: Mapping[str, int]) -> tuple[str, int] | None:
+        pools = self._pools_of(limits)
+        if all(pool.spare > 0 for pool in pools):
+            return None  # this process has a place of each: no need to ask
+        held = await self._counts([PREFIX + "held:" + key for key in limits])
+        for (key, limit), count, pool in zip(limits.items(), held, pools, strict=True):
+            if count >= limit and pool.spare < 1:
+                return key, count
+        return None
 
     async def held(self, key: str) -> int:
-        return int(await self._held(keys=[PREFIX + "held:" + key]))
+        return (await self._counts([PREFIX + "held:" + key]))[0]
+
+    @answering
+    async def _counts(self, keys: list[str]) -> list[int]:
+        return [int(n) for n in await self._held(keys=keys)]
 
     async def wait(self) -> None:
-        # Another process gives places back without telling this one: look again soon. The
-        # caller loops, so a short sleep costs one more round trip, never a missed place.
-        await asyncio.sleep(POLL_S[0])
+        # A call of this process gives a place back and wakes the waiter; another process
+        # gives places back without telling this one: look again soon in any case.
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(POLL_S[1]):
+                await waiter
+
+    def _wake(self) -> None:
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _pools_of(self, limits: Mapping[str, int]) -> list[_Pool]:
+        return [self._pools.setdefault(key, _Pool()) for key in limits]
+
+    async def _keep_leases(self) -> None:
+        # Renews every lease a third of the way through, while the process holds any.
+        while any(pool.leased for pool in self._pools.values()):
+            await asyncio.sleep(self._lease_ms / 3000)
+            with contextlib.suppress(StoreUnavailable):  # counted; the next turn tries again
+                await self._renewed()
+
+    @answering
+    async def _renewed(self) -> None:
+        keys: list[str] = []
+        args: list[str | int] = [self._lease_ms]
+        for key, pool in self._pools.items():
+            if pool.leased:
+                keys.append(PREFIX + "held:" + key)
+                args += [len(pool.leased), *pool.leased]
+        if keys:
+            await self._renew(keys=keys, args=args)
+
+    async def close(self) -> None:
+        """Stop renewing: the process is stopping, and its places end with their lease."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            await asyncio.wait([self._renewing])
 
 
 class RedisIdempotencyStore:
