@@ -79,7 +79,7 @@ def store(redis: Any) -> IdempotencyStore:
     from gqlbatch.execution.redis_store import RedisIdempotencyStore
 
     return RedisIdempotencyStore(
-        redis, ttl_s=60, running_lease_ms=60_000, max_record_bytes=1_000_000
+        redis, ttl_s=60, running_lease_ms=60_000, max_record_bytes=1_000_000, later=Later()
     )
 
 
@@ -275,6 +275,42 @@ async def test_a_refused_batch_is_not_recorded(store: IdempotencyStore) -> None:
         await store.run_once("alice|k2", "fp", refused)
     outcome = await store.run_once("alice|k2", "fp", ran)
     assert (outcome.replayed, outcome.results[0].body) == (False, {"marker": "second try"})
+
+
+async def test_the_most_records_hold_in_either_store(redis: Any) -> None:
+    # Issue 25: with max_records = 1000, 3,000 keyed batches left 2,984 records in Redis.
+    if redis is None:
+        bounded: IdempotencyStore = MemoryIdempotencyStore(60, max_records=2)
+    else:
+        from gqlbatch.execution.redis_store import RedisIdempotencyStore
+
+        bounded = RedisIdempotencyStore(
+            redis,
+            ttl_s=60,
+            running_lease_ms=60_000,
+            max_record_bytes=1_000_000,
+            later=Later(),
+            max_records=2,
+        )
+    runs: list[str] = []
+
+    def batch(key: str) -> Any:
+        async def run() -> BatchOutcome:
+            runs.append(key)
+            return _outcome(key)
+
+        return run
+
+    for key in ("k1", "k2", "k3"):
+        await bounded.run_once(key, "fp", batch(key))
+    replayed = await bounded.run_once("k3", "fp", batch("k3"))
+    assert replayed.replayed and runs == ["k1", "k2", "k3"]
+    await bounded.run_once("k1", "fp", batch("k1"))  # the oldest was forgotten: it runs again
+    assert runs == ["k1", "k2", "k3", "k1"]
+    if redis is not None:
+        from gqlbatch.execution.redis_store import PREFIX
+
+        assert len(await redis.keys(PREFIX + "idem:*")) == 2
 
 
 def test_a_stored_outcome_reads_back_equal() -> None:

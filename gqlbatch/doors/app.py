@@ -246,6 +246,11 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
             ttl_s=settings.idempotency_ttl_s,
             running_lease_ms=lease_ms,
             max_record_bytes=settings.idempotency_max_record_bytes,
+            later=later,
+            max_records=settings.idempotency_max_records,
+            max_bytes=settings.idempotency_max_bytes,
+            wait_s=settings.batch_timeout_ms / 1000,
+            retry_after_s=settings.retry_after_s,
         ),
         redis_jobs.RedisJobStore(
             redis,
