@@ -356,9 +356,10 @@ class RedisPlaces:
 
 
 # KEYS: the record, the index of finished records (a sorted set by when each was written, in
-# microseconds), their sizes (a hash), their total size. ARGV: the record's JSON, ttl_s, its key, its size, the most
-# records, the most bytes. Writes the record, then forgets the oldest finished records while
-# there are more than the most, or they keep more bytes (as `MemoryIdempotencyStore` does).
+# microseconds), their sizes (a hash), their total size. ARGV: the record's JSON, ttl_s, its
+# key, its size, the most records, the most bytes. Writes the record, then forgets the oldest
+# finished records while there are more than the most, or they keep more bytes (as
+# `MemoryIdempotencyStore` does).
 _KEEP_RECORD = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
