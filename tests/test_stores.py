@@ -430,6 +430,12 @@ async def test_a_job_store_keeps_what_a_resumed_run_needs(jobs_store: JobStore) 
     await jobs_store.release("j1", "r1")
     assert await jobs_store.take("j1", "r2", lease_ms=60_000) == 2  # the job's second run
     assert not await jobs_store.renew("j1", "r1", lease_ms=60_000)
+    # A lease that lapsed while the store did not answer is the runner's again, unless
+    # another took the job meanwhile (issue 25: a pause of Redis stopped every job).
+    assert await jobs_store.take("j1", "r2", lease_ms=1) == 3
+    await asyncio.sleep(0.01)  # its 1 ms lease ends, in Redis as in memory
+    assert await jobs_store.renew("j1", "r2", lease_ms=60_000)
+    assert await jobs_store.take("j1", "r3", lease_ms=60_000) is None
     # Once it ends, the spec goes: its headers may carry credentials.
     assert await jobs_store.finish("j1", "cred:a", JobState.SUCCEEDED, pack(_outcome("x")), None)
     ended = await jobs_store.get("j1")

@@ -124,6 +124,7 @@ def create_app(
         refusal=_no_shared_jobs(processes) if shared.queue is None else None,
         max_running=settings.jobs_max_running,
         max_running_per_client=settings.jobs_max_running_per_client,
+        later=shared.later,
     )
     app.on_cleanup.append(lambda _app: jobs.close())
     app.on_cleanup.append(lambda _app: _closed(offload))
@@ -181,6 +182,8 @@ class SharedState:
     persisted: PersistedQueryStore
     queue: SaqQueue | None
     """Where jobs wait for any worker; None runs each job where it was accepted."""
+    later: Later
+    """The writes the store did not take when they were made, until it does."""
 
 
 def _shared_state(app: web.Application, settings: Settings) -> SharedState:
@@ -208,6 +211,7 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
                 settings.persisted_queries_max_bytes_per_client,
             ),
             None,
+            Later(),
         )
     try:  # redis-py and saq are the [redis] extra
         from gqlbatch.execution import job_queue, redis_jobs, redis_store
@@ -266,6 +270,7 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
             max_bytes_per_client=settings.persisted_queries_max_bytes_per_client,
         ),
         queue,
+        later,
     )
 
 

@@ -130,6 +130,8 @@ def job_context(app: web.Application, job: Job) -> BatchContext:
         address=job.spec.address,
         budget=request_budget(settings, job.spec.calls),
         outstanding=app[OUTSTANDING],
+        idempotency=app[IDEMPOTENCY],
+        idempotency_key=job.spec.idempotency_key,
         request_id=job.spec.request_id,
         jobs=app[JOBS],
         contracts=_contracts(app),

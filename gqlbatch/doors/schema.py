@@ -561,7 +561,8 @@ class Mutation:
         ctx = info.context
         items, present = _engine_input(ctx, requests, options)
         try:
-            return _to_job(await _jobs(ctx).submit(items, present, ctx))
+            job = await _jobs(ctx).submit(items, present, ctx, scope=str(info.path.key))
+            return _to_job(job)
         except BatchRejected as exc:
             raise rejection(exc) from None
 

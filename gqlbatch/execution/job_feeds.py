@@ -14,13 +14,15 @@ import logging
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
-from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
+from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem, StoreUnavailable
 from gqlbatch.core.result import ItemResult
 from gqlbatch.execution.job_store import Job, JobState, JobStore
 
 __all__ = ["Feed", "Feeds"]
 
 log = logging.getLogger("gqlbatch.jobs")
+_STORE_WAIT_S = 0.5
+"""How long a feed waits to read again when the store did not answer."""
 
 
 class Feed:
@@ -137,27 +139,38 @@ class Feeds:
 
     async def _read(self, feed: Feed) -> None:
         # The one reader of this job here: what settled since it last looked, until the job
-        # ends. A store that cannot be read stops the followers, never the process.
+        # ends. A store that does not answer is asked again later (its outage is logged once);
+        # one that cannot be read otherwise stops the followers, never the process.
         try:
             while feed.final is None and not feed.gone:
                 await self._store.changed(feed.job_id)
-                news = await self._store.changes(feed.job_id, len(feed.results))
-                if news is None:
-                    feed.gone = True
-                elif news.state is not JobState.RUNNING:
-                    feed.results.extend(news.results)
-                    await self._end(feed)
-                elif news.results:
-                    feed.results.extend(news.results)
-                else:
+                try:
+                    told = await self._looked(feed)
+                except StoreUnavailable:
+                    await asyncio.sleep(_STORE_WAIT_S)
                     continue
-                feed.tell()
+                if told:
+                    feed.tell()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("job %s: its followers stop: the store could not be read", feed.job_id)
             feed.gone = True
             feed.tell()
+
+    async def _looked(self, feed: Feed) -> bool:
+        """Read what changed; whether the followers have news."""
+        news = await self._store.changes(feed.job_id, len(feed.results))
+        if news is None:
+            feed.gone = True
+        elif news.state is not JobState.RUNNING:
+            await self._end(feed)
+            feed.results.extend(news.results)
+        elif news.results:
+            feed.results.extend(news.results)
+        else:
+            return False
+        return True
 
     async def _end(self, feed: Feed) -> None:
         job = await self._store.get(feed.job_id)

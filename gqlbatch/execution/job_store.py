@@ -34,6 +34,7 @@ from gqlbatch.core.types import Headers
 
 __all__ = [
     "COMPACT_CHARS",
+    "KEPT",
     "Job",
     "JobNews",
     "JobSpec",
@@ -74,6 +75,10 @@ class JobSpec:
     calls: int | None = None
     """The upstream calls it may make, taken from its request's when it was submitted
     (`engine.reserve_calls`); None for a spec kept before calls were reserved."""
+    idempotency_key: str | None = None
+    """The request's `Idempotency-Key`: the job's batch runs under it (`engine.run_batch`)."""
+    scope: str = ""
+    """Which batch of its request it was (`engine.run_batch`'s *scope*)."""
 
     def to_json(self) -> dict[str, Any]:
         forwarded = {name: [list(h) for h in headers] for name, headers in self.forwarded.items()}
@@ -84,6 +89,8 @@ class JobSpec:
             "address": self.address,
             "request_id": self.request_id,
             "calls": self.calls,
+            "idempotency_key": self.idempotency_key,
+            "scope": self.scope,
         }
 
     @classmethod
@@ -99,6 +106,8 @@ class JobSpec:
             data["address"],
             data["request_id"],
             data.get("calls"),
+            data.get("idempotency_key"),
+            data.get("scope", ""),
         )
 
 
@@ -122,6 +131,9 @@ class Job:
     started: set[int] = field(default_factory=set)
     """Items that began sending a write (settled or not): the ones a resumed job must not
     send blindly."""
+    fingerprint: str | None = None
+    """With an `Idempotency-Key`, the digest of its batch (`idempotency.fingerprint`): the
+    job's id is the key's, and a resend of another batch with that key is refused."""
 
     @property
     def done(self) -> int:
@@ -150,6 +162,9 @@ class JobNews:
     results: list[ItemResult]
     """The results settled after those already seen, in the order they settled."""
 
+
+KEPT = "kept"
+"""What `JobStore.add` says when a job with the new one's id is kept already."""
 
 COMPACT_CHARS = 64 * 1024
 """A packed outcome longer than this, as text, is kept compressed."""
@@ -211,8 +226,9 @@ class JobStore(Protocol):
     """Where jobs are kept: this process's memory, or one that processes share."""
 
     async def add(self, job: Job) -> str | None:
-        """Keep a new job; None when it is kept, else the limit that refused it (`jobs.max`
-        or `jobs.max_per_client`)."""
+        """Keep a new job; None when it is kept, else why not: the limit that refused it
+        (`jobs.max` or `jobs.max_per_client`), or `KEPT` when a job with its id is kept
+        already (an `Idempotency-Key` sent again)."""
         ...
 
     async def get(self, job_id: str) -> Job | None:
@@ -238,7 +254,8 @@ class JobStore(Protocol):
         ...
 
     async def renew(self, job_id: str, runner: str, lease_ms: int) -> bool:
-        """Extend *runner*'s lease; False when it has lost it (it lapsed, another took it)."""
+        """Extend *runner*'s lease, or take it again when it lapsed and no one took the job
+        since; False when another runner took it."""
         ...
 
     async def release(self, job_id: str, runner: str) -> None:
@@ -291,9 +308,13 @@ class MemoryJobStore:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._runs: dict[str, int] = {}
+        self._runners: dict[str, str] = {}
+        """The last runner that took each job."""
 
     async def add(self, job: Job) -> str | None:
         self._expire()
+        if job.id in self._jobs:
+            return KEPT
         if len(self._jobs) >= self._max_jobs:
             return "jobs.max"
         if self._per_client[job.client] >= self._max_per_client:
@@ -332,12 +353,14 @@ class MemoryJobStore:
         if job_id not in self._jobs or (holder != runner and until > self._clock()):
             return None
         self._leases[job_id] = (runner, self._clock() + lease_ms / 1000)
+        self._runners[job_id] = runner
         self._runs[job_id] = self._runs.get(job_id, 0) + 1
         return self._runs[job_id]
 
     async def renew(self, job_id: str, runner: str, lease_ms: int) -> bool:
-        holder, until = self._leases.get(job_id, ("", 0.0))
-        if holder != runner or until <= self._clock():
+        # A lease lapsed or released is held, still, by the last runner that took the job.
+        holder, _ = self._leases.get(job_id, (self._runners.get(job_id), 0.0))
+        if holder != runner:
             return False
         self._leases[job_id] = (runner, self._clock() + lease_ms / 1000)
         return True
@@ -406,6 +429,7 @@ class MemoryJobStore:
         self._order.pop(job_id, None)
         self._leases.pop(job_id, None)
         self._runs.pop(job_id, None)
+        self._runners.pop(job_id, None)
         self._per_client[job.client] -= 1
         if job.packed is not None:
             self._bytes[job.client] -= len(job.packed)

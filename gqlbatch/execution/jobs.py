@@ -21,14 +21,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import logging
 import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem, mask_internal
+from gqlbatch.core.errors import (
+    BatchRejected,
+    ErrorCode,
+    Problem,
+    StoreUnavailable,
+    mask_internal,
+)
 from gqlbatch.core.plan import PlannedItem
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.core.result import BatchOutcome, BatchStats, ErrorInfo, ItemResult, State
@@ -36,10 +44,11 @@ from gqlbatch.core.wire import BodyEncoding
 from gqlbatch.execution.context import BatchContext
 from gqlbatch.execution.engine import run_batch
 from gqlbatch.execution.executor import Halt, Resumable
-from gqlbatch.execution.idempotency import check_key
+from gqlbatch.execution.idempotency import check_key, fingerprint, reused
 from gqlbatch.execution.job_feeds import Feeds
 from gqlbatch.execution.job_store import (
     COMPACT_CHARS,
+    KEPT,
     Job,
     JobSpec,
     JobState,
@@ -51,6 +60,7 @@ from gqlbatch.execution.job_store import (
 )
 from gqlbatch.execution.offload import Offload
 from gqlbatch.execution.planning import planned, request_budget, reserve_calls
+from gqlbatch.execution.store_faults import Later
 
 __all__ = ["ContextFor", "JobQueue", "Jobs"]
 
@@ -62,6 +72,9 @@ _ITEMS_A_TURN = 8
 """Items packed or read per turn of the event loop: each is an upstream answer or less."""
 _WATCH_S = 0.5
 """How often a running job renews its lease and looks whether another process cancelled it."""
+_STORE_RETRY_S = (0.05, 1.0)
+"""How soon a job asks the store again when it did not answer, from the first try to the
+slowest: a job waits for the store rather than fail (issue 25)."""
 
 
 class JobQueue(Protocol):
@@ -71,6 +84,8 @@ class JobQueue(Protocol):
         """Have some worker run *job_id* (`Jobs.run`), and another if that one dies."""
         ...
 
+
+_T = TypeVar("_T")
 
 ContextFor = Callable[[Job], BatchContext]
 """The context a job's batch runs in, built in the process that runs it."""
@@ -97,6 +112,7 @@ class Jobs:
         refusal: str | None = None,
         max_running: int = 10,
         max_running_per_client: int = 4,
+        later: Later | None = None,
     ) -> None:
         """Without a *queue*, a job runs in the process that accepted it. A process running
         a job holds its lease (*lease_s*, renewed while it runs): the queue may deliver a job
@@ -105,8 +121,10 @@ class Jobs:
         again here for the messages that refuse a client. With *refusal*, no job is taken,
         and each submission is refused with it. Without a queue, at most *max_running* jobs
         run at once here, and *max_running_per_client* of one client; the others wait their
-        turn, RUNNING with nothing done yet."""
+        turn, RUNNING with nothing done yet. What a running job must tell the store (its
+        results, its end) goes through *later*: kept, and written when the store answers."""
         self._store = store
+        self._later = later or Later()
         self._ttl_s = ttl_s
         self._max_jobs = max_jobs
         self._max_per_client = max_per_client
@@ -129,27 +147,39 @@ class Jobs:
             retry_after_s=retry_after_s,
         )
 
-    async def submit(self, items: object, options: object, ctx: BatchContext) -> Job:
-        """Validate the batch and start it (here, or on the queue); the job, at once.
+    async def submit(
+        self, items: object, options: object, ctx: BatchContext, *, scope: str = ""
+    ) -> Job:
+        """Validate the batch and start it (here, or on the queue); the job, at once. With an
+        Idempotency-Key, the job that key started, if one is kept: a key starts one job,
+        however often it is sent. *scope* is `engine.run_batch`'s.
 
         Raises:
             BatchRejected: the batch is invalid (nothing ran), or too many jobs are kept, by
-                the server or for this client.
+                the server or for this client, or the key started a job of another batch.
+            StoreUnavailable: the store did not answer; the job was not started.
         """
         if self._refusal is not None:
             raise BatchRejected([Problem(ErrorCode.INVALID_INPUT, self._refusal, field="Prefer")])
-        if ctx.idempotency_key is not None:
-            check_key(ctx.idempotency_key)  # refused as the batch door refuses it
+        key = ctx.idempotency_key
+        if key is not None:
+            check_key(key)  # refused as the batch door refuses it
         plan = await planned(items, options, ctx)  # refused now, not in the background
         # Its calls count against its request's, as those of a `batch` field do.
         calls = reserve_calls(plan, ctx)
-        spec = JobSpec(items, options, ctx.forwarded, ctx.address, ctx.request_id, calls)
-        job = Job(uuid.uuid4().hex, ctx.client, len(plan.items), spec=spec)
+        spec = JobSpec(
+            items, options, ctx.forwarded, ctx.address, ctx.request_id, calls, key, scope
+        )
+        job = Job(_job_id(ctx.client, scope, key), ctx.client, len(plan.items), spec=spec)
+        if key is not None:
+            job.fingerprint = fingerprint(items, options, False)  # as run_batch's
         refused = await self._store.add(job)
+        if refused == KEPT:
+            return await self._kept(job)
         if refused is not None:
             raise self._full(refused)
         if self._queue is not None:
-            await self._queue.enqueue(job.id)
+            await self._enqueue(self._queue, job)
             return job
         # The job has a budget of its own, of the calls it reserved: the request is over.
         own = dataclasses.replace(ctx, budget=request_budget(ctx.settings, calls))
@@ -163,6 +193,34 @@ class Jobs:
         # one client, run at once, took the process to 900 MiB (issue 24).
         async with self._turns.turn(job.client):
             await self.run(job.id, lambda _: ctx)
+
+    async def _kept(self, job: Job) -> Job:
+        """The job kept under *job*'s id: the one its Idempotency-Key started."""
+        kept = await self._store.get(job.id)
+        if kept is None:  # it expired this very moment: what a first send would get
+            raise StoreUnavailable("the job of this Idempotency-Key was expiring")
+        if kept.fingerprint != job.fingerprint:
+            raise reused(
+                "this Idempotency-Key already started a job of a different batch; use a new "
+                "key for a new batch"
+            )
+        return await self._unpacked(kept)
+
+    async def _enqueue(self, queue: JobQueue, job: Job) -> None:
+        """Queue *job*; when the queue does not take it, end it (nothing ran) and refuse."""
+        try:
+            await queue.enqueue(job.id)
+        except Exception as exc:  # the queue's Redis is away: saq raises redis-py's errors
+            why = type(exc).__name__
+            ended = (
+                "the job could not be queued, so nothing ran; send the batch again (with a "
+                "new Idempotency-Key, if it had one)"
+            )
+            self._later.soon(
+                f"the end of job {job.id}",
+                lambda: self._store.finish(job.id, job.client, JobState.FAILED, None, ended),
+            )
+            raise StoreUnavailable(why) from None
 
     def _full(self, limit: str) -> BatchRejected:
         if limit == "jobs.max_per_client":
@@ -300,14 +358,14 @@ class Jobs:
         """Run *job_id*, or resume it where the process that ran it left it: items with a
         result are not run again; a write that started without one is OUTCOME_UNKNOWN, unless
         it has an `idempotencyKey`, which makes sending it again safe. Waits while another
-        process holds the job's lease. A job run more than `attempts` times fails: it may be
-        what kills its workers."""
+        process holds the job's lease, and while the store does not answer. A job run more
+        than `attempts` times fails: it may be what kills its workers."""
         runner = uuid.uuid4().hex
         run = await self._take(job_id, runner)
         if run is None:
             return  # ended meanwhile (cancelled, say), or expired
         try:
-            job = await self._store.get(job_id)
+            job = await self._answered(lambda: self._store.get(job_id))
             if job is None or job.state is not JobState.RUNNING or job.spec is None:
                 return
             if run > self._attempts:
@@ -315,15 +373,19 @@ class Jobs:
                     f"the processes running this job stopped {run - 1} times before it "
                     f"finished (jobs.attempts is {self._attempts}); it is not started again"
                 )
-                await self._store.finish(job_id, job.client, JobState.FAILED, None, message)
+                await self._end(job, JobState.FAILED, None, message)
                 return
             ctx = context_for(job)
+            if run > 1:
+                # The run that stopped held the key's record: this one resumes the batch
+                # from the job's own results instead (`_settled`).
+                ctx = dataclasses.replace(ctx, idempotency_key=None)
             token = current_request_id.set(ctx.request_id or None)
             try:
                 settled = await self._settled(job, ctx)
             except Exception as exc:  # a bug: the job fails, the worker carries on
                 message = mask_internal(exc, f"in job {job_id}").message
-                await self._store.finish(job_id, job.client, JobState.FAILED, None, message)
+                await self._end(job, JobState.FAILED, None, message)
                 return
             try:
                 resumable = Resumable(settled, self._marker(job_id))
@@ -333,12 +395,36 @@ class Jobs:
                 current_request_id.reset(token)
         finally:
             self._halts.pop(job_id, None)
-            await self._store.release(job_id, runner)
+            # Not given back when the store does not answer: the lease ends by itself.
+            with contextlib.suppress(StoreUnavailable):
+                await self._store.release(job_id, runner)
+
+    async def _answered(self, ask: Callable[[], Awaitable[_T]]) -> _T:
+        """What *ask* gets from the store, asked again until the store answers: a job waits
+        out an outage of the store (its run is cancelled if it lasts past the job's time)."""
+        delay = _STORE_RETRY_S[0]
+        while True:
+            try:
+                return await ask()
+            except StoreUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _STORE_RETRY_S[1])
+
+    async def _end(self, job: Job, state: JobState, packed: str | None, error: str | None) -> None:
+        """End *job*: now, or when the store answers again. A job cancelled while it ran keeps
+        the *packed* outcome of what it did before it stopped."""
+
+        async def end() -> None:
+            if not await self._store.finish(job.id, job.client, state, packed, error) and packed:
+                await self._store.keep_outcome(job.id, job.client, packed, error)
+
+        await self._later.write(f"the end of job {job.id}", end)
 
     async def _take(self, job_id: str, runner: str) -> int | None:
         """This run's number once *runner* holds the job's lease; None if the job ended."""
-        while (run := await self._store.take(job_id, runner, self._lease_ms)) is None:
-            if not await self._is_running(job_id):
+        take = lambda: self._store.take(job_id, runner, self._lease_ms)  # noqa: E731
+        while (run := await self._answered(take)) is None:
+            if not await self._answered(lambda: self._is_running(job_id)):
                 return None
             # Another process runs it (the queue delivered it twice), or did until it died:
             # its lease ends within lease_s.
@@ -359,13 +445,15 @@ class Jobs:
         for index in sorted(job.started - settled.keys()):
             item = plan.items[index]
             if item.request.idempotency_key is None:
-                settled[index] = _outcome_unknown(item)
-                await self._store.record(job.id, settled[index])
+                unknown = settled[index] = _outcome_unknown(item)
+                await self._answered(functools.partial(self._store.record, job.id, unknown))
         return settled
 
     def _marker(self, job_id: str) -> Callable[[int], Awaitable[None]]:
+        # A write is sent only once the store knows it started: while the store does not
+        # answer, the write waits (until the job's deadline, which cancels it unsent).
         async def mark(index: int) -> None:
-            await self._store.mark_started(job_id, index)
+            await self._answered(lambda: self._store.mark_started(job_id, index))
 
         return mark
 
@@ -374,7 +462,10 @@ class Jobs:
         recorded: set[asyncio.Task[None]] = set()
 
         def record(result: ItemResult) -> None:
-            task = asyncio.create_task(self._store.record(job.id, result))
+            what = f"item {result.index} of job {job.id}"
+            task = asyncio.create_task(
+                self._later.write(what, lambda: self._store.record(job.id, result))
+            )
             recorded.add(task)
             task.add_done_callback(recorded.discard)
 
@@ -382,11 +473,9 @@ class Jobs:
             self._watch(job.id, runner, asyncio.current_task(), resumable.halt)
         )
         try:
-            outcome = await run_batch(
-                job.spec.items, job.spec.options, ctx, on_result=record, resumable=resumable
-            )
+            outcome = await self._admitted(job.spec, ctx, record, resumable)
         except BatchRejected as exc:  # a limit met when it ran (outstanding calls)
-            await self._store.finish(job.id, job.client, JobState.FAILED, None, str(exc))
+            await self._end(job, JobState.FAILED, None, str(exc))
             return
         except asyncio.CancelledError:
             if watch.done() and not watch.cancelled():  # the watch stopped it: it is over here
@@ -399,16 +488,40 @@ class Jobs:
             raise
         except Exception as exc:  # a bug: its id in the job, its traceback in the log
             message = mask_internal(exc, f"in job {job.id}").message
-            await self._store.finish(job.id, job.client, JobState.FAILED, None, message)
+            await self._end(job, JobState.FAILED, None, message)
             return
         finally:
             watch.cancel()
             if recorded:
                 await asyncio.wait(recorded)
-        packed, note = await self._packed(outcome)
-        if not await self._store.finish(job.id, job.client, JobState.SUCCEEDED, packed, note):
-            # Cancelled while it ran: what it did before it stopped, its rollback included.
-            await self._store.keep_outcome(job.id, job.client, packed, note)
+        # Cancelled while it ran, it keeps what it did before it stopped, its rollback too.
+        await self._end(job, JobState.SUCCEEDED, *await self._packed(outcome))
+
+    async def _admitted(
+        self,
+        spec: JobSpec,
+        ctx: BatchContext,
+        record: Callable[[ItemResult], None],
+        resumable: Resumable,
+    ) -> BatchOutcome:
+        """The batch's outcome, run once the store answers: a store that does not answer
+        refuses a batch before it sends anything, and the job waits for it to answer."""
+        delay = _STORE_RETRY_S[0]
+        while True:
+            try:
+                return await run_batch(
+                    spec.items,
+                    spec.options,
+                    ctx,
+                    scope=spec.scope,
+                    on_result=record,
+                    resumable=resumable,
+                )
+            except StoreUnavailable:
+                if resumable.halt.reason is not None:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _STORE_RETRY_S[1])
 
     async def _is_running(self, job_id: str) -> bool:
         # Its state alone: asked for no results past the most it could have, the store sends
@@ -422,16 +535,29 @@ class Jobs:
         # Keeps the lease; halts the run when the job was cancelled in the shared store (by
         # another process), and stops it at once when the lease was lost (this process
         # stalled past it, and another runner may have taken the job over).
+        # A store that does not answer is no reason to stop: the run carries on, and the next
+        # turn asks again; a lease that lapsed meanwhile is renewed unless another took it.
         while True:
             await asyncio.sleep(_WATCH_S)
-            if not await self._store.renew(job_id, runner, self._lease_ms):
-                log.warning("job %s: lease lost; its run stops here", job_id)
-                if run is not None:
-                    run.cancel()  # another runner may have it now: stop at once
-                return
-            if not await self._is_running(job_id):  # cancelled, by any process
-                halt.reason = halt.reason or _CANCELLED
-                return
+            try:
+                if not await self._store.renew(job_id, runner, self._lease_ms):
+                    log.warning("job %s: lease lost; its run stops here", job_id)
+                    if run is not None:
+                        run.cancel()  # another runner may have it now: stop at once
+                    return
+                if not await self._is_running(job_id):  # cancelled, by any process
+                    halt.reason = halt.reason or _CANCELLED
+                    return
+            except StoreUnavailable:
+                continue
+
+
+def _job_id(client: str, scope: str, key: str | None) -> str:
+    """A new job's id: random, or with an Idempotency-Key the key's own, so that a key sent
+    again names the job it started (in the shape of a random one: 32 hex digits)."""
+    if key is None:
+        return uuid.uuid4().hex
+    return hashlib.sha256(f"{client}|{scope}|{key}".encode()).hexdigest()[:32]
 
 
 def _outcome_unknown(item: PlannedItem) -> ItemResult:

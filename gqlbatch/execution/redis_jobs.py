@@ -17,8 +17,8 @@ from typing import cast
 from redis.asyncio import Redis
 
 from gqlbatch.core.result import ItemResult, item_from_json, item_to_json
-from gqlbatch.execution.job_store import Job, JobNews, JobSpec, JobState
-from gqlbatch.execution.redis_store import POLL_S, PREFIX, client_key
+from gqlbatch.execution.job_store import KEPT, Job, JobNews, JobSpec, JobState
+from gqlbatch.execution.redis_store import POLL_S, PREFIX, answering, client_key
 
 __all__ = ["RedisJobStore"]
 
@@ -76,8 +76,9 @@ return 1
 
 # KEYS: the index of jobs, the new job's hash, its client's jobs. ARGV: max, meta JSON, running
 # expiry (s), id, spec JSON, the client's max. Drops the expired entries, then adds the job
-# unless the store keeps its most (0), or its client does (-1).
+# unless one with its id is kept (2), the store keeps its most (0), or its client does (-1).
 _ADD = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
 local now = tonumber(redis.call('TIME')[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -124,19 +125,27 @@ return out
 """
 
 # KEYS: a job's hash, its runner key. ARGV: runner, lease_ms. Gives the job's lease to the runner
-# unless another holds it; returns the run's number, 0 when another holds it, -1 when the job is
-# gone.
+# unless another holds it, and names it the job's last runner; returns the run's number, 0 when
+# another holds it, -1 when the job is gone.
 _TAKE_JOB = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'runner', ARGV[1])
 return redis.call('HINCRBY', KEYS[1], 'runs', 1)
 """
 
-# KEYS: a job's runner key. ARGV: runner, lease_ms (0 to release). 1 when the runner held it.
+# KEYS: a job's runner key, its hash. ARGV: runner, lease_ms (0 to release). 1 when the runner
+# holds the lease: it did, or it lapsed and no one took the job since (Redis did not answer its
+# renewals for a while: a pause of Redis is no reason for a run to stop).
 _RENEW_JOB = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local holder = redis.call('GET', KEYS[1])
+if ARGV[2] ~= '0' and not holder and redis.call('HGET', KEYS[2], 'runner') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+  return 1
+end
+if holder ~= ARGV[1] then return 0 end
 if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 """
@@ -146,7 +155,9 @@ _RUNNING_S = 7 * 86_400
 
 
 class RedisJobStore:
-    """`job_store.JobStore` in Redis: any process reads a job, follows it, and cancels it."""
+    """`job_store.JobStore` in Redis: any process reads a job, follows it, and cancels it.
+    Each method raises StoreUnavailable when Redis does not answer (`redis_store.answering`);
+    `jobs.Jobs` decides what that costs."""
 
     def __init__(
         self,
@@ -170,8 +181,11 @@ class RedisJobStore:
         self._take_job = redis.register_script(_TAKE_JOB)
         self._renew_job = redis.register_script(_RENEW_JOB)
 
+    @answering
     async def add(self, job: Job) -> str | None:
-        meta = json.dumps({"client": job.client, "total": job.total})
+        meta = json.dumps(
+            {"client": job.client, "total": job.total, "fingerprint": job.fingerprint}
+        )
         spec = json.dumps(None if job.spec is None else job.spec.to_json())
         added = int(
             await self._add(
@@ -179,8 +193,9 @@ class RedisJobStore:
                 args=[self._max_jobs, meta, _RUNNING_S, job.id, spec, self._max_per_client],
             )
         )
-        return None if added == 1 else "jobs.max" if added == 0 else "jobs.max_per_client"
+        return {1: None, 2: KEPT, 0: "jobs.max"}.get(added, "jobs.max_per_client")
 
+    @answering
     async def get(self, job_id: str) -> Job | None:
         # Decoded (decode_responses): every name and value is a str.
         fields = cast(dict[str, str], await self._redis.hgetall(_job_key(job_id)))
@@ -188,6 +203,7 @@ class RedisJobStore:
             return None
         meta = json.loads(fields["meta"])
         job = Job(job_id, meta["client"], meta["total"], JobState(fields["state"]))
+        job.fingerprint = meta.get("fingerprint")
         spec = json.loads(fields.get("spec", "null"))
         job.spec = None if spec is None else JobSpec.from_json(spec)
         job.started = {int(name[2:]) for name in fields if name.startswith("s:")}
@@ -200,6 +216,7 @@ class RedisJobStore:
         job.error = fields.get("error")
         return job
 
+    @answering
     async def changes(self, job_id: str, since: int) -> JobNews | None:
         found = cast(list[str], await self._changes(keys=[_job_key(job_id)], args=[since]))
         if not found:
@@ -211,24 +228,30 @@ class RedisJobStore:
             [item_from_json(json.loads(r)) for r in results],
         )
 
+    @answering
     async def record(self, job_id: str, result: ItemResult) -> None:
         value = json.dumps(item_to_json(result))
         await self._record(keys=[_job_key(job_id)], args=[result.index, value])
 
+    @answering
     async def mark_started(self, job_id: str, index: int) -> None:
         await self._set_field(keys=[_job_key(job_id)], args=[f"s:{index}", "1"])
 
+    @answering
     async def take(self, job_id: str, runner: str, lease_ms: int) -> int | None:
         keys = [_job_key(job_id), _job_key(job_id) + ":runner"]
         run = int(await self._take_job(keys=keys, args=[runner, lease_ms]))
         return run if run > 0 else None
 
+    @answering
     async def renew(self, job_id: str, runner: str, lease_ms: int) -> bool:
-        keys = [_job_key(job_id) + ":runner"]
+        keys = [_job_key(job_id) + ":runner", _job_key(job_id)]
         return int(await self._renew_job(keys=keys, args=[runner, lease_ms])) == 1
 
+    @answering
     async def release(self, job_id: str, runner: str) -> None:
-        await self._renew_job(keys=[_job_key(job_id) + ":runner"], args=[runner, 0])
+        keys = [_job_key(job_id) + ":runner", _job_key(job_id)]
+        await self._renew_job(keys=keys, args=[runner, 0])
 
     async def finish(
         self, job_id: str, client: str, state: JobState, packed: str | None, error: str | None
@@ -238,6 +261,7 @@ class RedisJobStore:
     async def keep_outcome(self, job_id: str, client: str, packed: str, error: str | None) -> bool:
         return await self._end(job_id, client, JobState.CANCELLED, packed, error, after_cancel=True)
 
+    @answering
     async def _end(
         self,
         job_id: str,
