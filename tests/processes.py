@@ -20,10 +20,15 @@ async def gqlbatch_process(*args: str, printing: str) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def gqlbatch_server(
-    *args: str, printing: str, env: dict[str, str] | None = None, listens: bool = True
+    *args: str,
+    printing: str,
+    env: dict[str, str] | None = None,
+    listens: bool = True,
+    log: collections.deque[bytes] | None = None,
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """The same, yielding the process too; *env* adds to the environment. A process that
-    *listens* nowhere (`gqlbatch worker`) gets no `--port 0`."""
+    *listens* nowhere (`gqlbatch worker`) gets no `--port 0`. Its log lines (stderr) go to
+    *log*, as they come."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -36,7 +41,7 @@ async def gqlbatch_server(
     )
     # The server logs a line per batch to stderr. Drained as it comes: a pipe nobody reads
     # fills at 64 KiB, and then the server's next log write blocks its event loop.
-    log: collections.deque[bytes] = collections.deque(maxlen=50)
+    log = collections.deque(maxlen=50) if log is None else log
     drain = asyncio.create_task(_drain(proc, log))
     try:
         yield await asyncio.wait_for(printed(proc, printing, log), 20), proc

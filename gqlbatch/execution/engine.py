@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Coroutine, Mapping
 
 from gqlbatch.core.budget import BatchBudget, current_budget
 from gqlbatch.core.config import Settings
-from gqlbatch.core.errors import BatchRejected
+from gqlbatch.core.errors import BatchRejected, StoreUnavailable
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.plan import Plan, widest_step
 from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult
@@ -182,6 +182,8 @@ async def admit_early(ctx: BatchContext) -> None:
         return
     try:
         await ctx.outstanding.check(ctx.client, ctx.address)
+    except StoreUnavailable:
+        return  # unknown, so not refused here: a batch of the request is, when admitted
     except BatchRejected as exc:
         _log_rejected(ctx, time.perf_counter(), exc)
         raise

@@ -21,6 +21,10 @@ Two things this module owns, found the hard way:
   a stop never waits long.
 - saq's worker installs its own SIGINT and SIGTERM handlers, which would replace the server's
   (gunicorn's, aiohttp's): it is given none, and stopped by cancelling `work`.
+- With Redis down, saq's worker asks again at once: each of its `at_once` loops dequeues,
+  fails, and dequeues again, without a pause (a busy loop), and its upkeep logs a traceback
+  every second. The queue waits before it asks again (`_PatientQueue`), and the tracebacks
+  become the one line per outage the rest of the store logs (`_OutageFilter`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from saq.job import Job as SaqJob
 from saq.queue.redis import RedisQueue
 from saq.types import Context, PartialTimersDict
 
+from gqlbatch.execution.store_faults import OUTAGE
+
 __all__ = ["RunJob", "SaqQueue"]
 
 RunJob = Callable[[str], Awaitable[None]]
@@ -50,6 +56,43 @@ _DELIVERIES = 100
 attempts`); saq's count also has the deliveries its sweep makes by mistake (below)."""
 _KEPT_S = 60
 """How long saq keeps its own record of a finished job: the job store keeps the results."""
+_AWAY_S = (0.1, 2.0)
+"""How long a worker waits to dequeue again when Redis did not answer: first, and at most."""
+
+
+class _PatientQueue(RedisQueue):
+    """saq's Redis queue, whose dequeue waits a while when Redis does not answer (and says
+    it found nothing) rather than fail at once, which saq's worker would retry at once."""
+
+    _away = _AWAY_S[0]
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> SaqJob | None:
+        try:
+            job = await super().dequeue(timeout, poll_interval)
+        except (RedisError, OSError) as exc:
+            OUTAGE.failed(f"{type(exc).__name__}: {exc}"[:200])
+            await asyncio.sleep(self._away)
+            self._away = min(self._away * 2, _AWAY_S[1])
+            return None
+        self._away = _AWAY_S[0]
+        return job
+
+
+class _OutageFilter(logging.Filter):
+    """Drops saq's tracebacks of a Redis that does not answer: the store's outage is logged
+    once (`store_faults.OUTAGE`), not once a second by each of saq's timers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = record.exc_info[1] if record.exc_info else None
+        if isinstance(failure, RedisError | OSError):
+            OUTAGE.failed(f"{type(failure).__name__}: {failure}"[:200])
+            return False
+        return True
+
+
+_SAQ_LOG = logging.getLogger("saq")
+if not any(isinstance(f, _OutageFilter) for f in _SAQ_LOG.filters):
+    _SAQ_LOG.addFilter(_OutageFilter())
 
 
 class SaqQueue:
@@ -61,7 +104,7 @@ class SaqQueue:
         *at_once* jobs at most, each a batch with the limits of any batch."""
         self._at_once = at_once
         self._redis = redis
-        self._queue = RedisQueue(redis, name=_NAME)
+        self._queue = _PatientQueue(redis, name=_NAME)
         self._heartbeat_s = heartbeat_s
         self._timeout_s = timeout_s
 

@@ -29,7 +29,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import Protocol
 
-from gqlbatch.core.errors import ConfigError, ErrorCode, GqlbatchError
+from gqlbatch.core.errors import ConfigError, ErrorCode, GqlbatchError, StoreUnavailable
 
 __all__ = [
     "MemoryPersistedQueries",
@@ -128,7 +128,8 @@ class PersistedQueries:
 
         Raises:
             PersistedQueryRefused: PERSISTED_QUERY_NOT_FOUND, _NOT_SUPPORTED or _NOT_IN_LIST,
-                or INVALID_INPUT for a malformed extension or a hash that is not the query's.
+                INVALID_INPUT for a malformed extension or a hash that is not the query's, or
+                STORE_UNAVAILABLE when the shared store did not answer.
         """
         sha256 = _requested_hash(extensions)
         if self._trusted is not None:
@@ -138,7 +139,11 @@ class PersistedQueries:
         if self._store is None:
             raise PersistedQueryRefused(ErrorCode.PERSISTED_QUERY_NOT_SUPPORTED, NOT_SUPPORTED)
         if query is None:
-            stored = await self._store.get(sha256)
+            try:
+                stored = await self._store.get(sha256)
+            except StoreUnavailable as exc:  # the operation's answer; the client sends it again
+                message = exc.problems[0].message
+                raise PersistedQueryRefused(ErrorCode.STORE_UNAVAILABLE, message) from None
             if stored is None:
                 raise PersistedQueryRefused(ErrorCode.PERSISTED_QUERY_NOT_FOUND, NOT_FOUND)
             return stored
@@ -157,7 +162,10 @@ class PersistedQueries:
             return False
         if sha256 is None or _sha256(query) != sha256:
             return False
-        return await self._store.put(sha256, query, client)
+        try:
+            return await self._store.put(sha256, query, client)
+        except StoreUnavailable:  # it ran: its answer stands; a later send registers it
+            return False
 
     def _trusted_document(self, query: str | None, sha256: str | None) -> str | None:
         assert self._trusted is not None

@@ -568,10 +568,12 @@ class RedisPersistedQueries:
         self._per_client = max_bytes_per_client
         self._put = redis.register_script(_PUT_DOCUMENT)
 
+    @answering
     async def get(self, sha256: str) -> str | None:
         document = await self._redis.get(PREFIX + "pq:" + sha256)
         return None if document is None else str(document)  # decode_responses: a str
 
+    @answering
     async def put(self, sha256: str, document: str, client: str) -> bool:
         keys = [PREFIX + "pq:" + sha256, PREFIX + "pq-bytes", client_key("pq-bytes", client)]
         args: list[str | int] = [document, self._ttl_s, self._max_bytes, self._per_client]
