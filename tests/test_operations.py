@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import socket
 from typing import Any
 
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from gqlbatch import Settings, create_app
 from gqlbatch.core.upstream_settings import UpstreamSettings
+from gqlbatch.doors.readiness import drain
 from gqlbatch.execution import metrics
 from tests.fakes import FakeService
 from tests.processes import SERVING, gqlbatch_server
@@ -158,7 +160,7 @@ async def test_readyz_reports_each_upstream_the_store_and_draining(
     del upstreams["sick"]
     healthy = await aiohttp_client(create_app(Settings(upstreams=upstreams, store_url=redis_url)))
     assert (await healthy.get("/readyz")).status == 200
-    await healthy.server.app.shutdown()  # what SIGTERM starts: the server is draining
+    await drain(healthy.server.app)  # what SIGTERM starts: the server is draining
     drained = await healthy.get("/readyz")
     assert (drained.status, (await drained.json())["draining"]) == (503, True)
 
@@ -210,3 +212,47 @@ async def test_an_upstreams_unusual_status_is_counted_by_its_class(
     labels |= set(re.findall(r'gqlbatch_upstream_calls_total\{[^}]*status="([^"]+)"', text))
     assert {"2xx", "5xx", "9xx"} <= labels
     assert not {"299", "599", "999"} & labels
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")], ids=["one", "workers"])
+async def test_a_drain_is_visible_and_resets_nothing(
+    workers: tuple[str, ...], service: FakeService, upstream_url: str, redis_url: str
+) -> None:
+    # Issue 25: during a SIGTERM drain /readyz never answered 503, and the next request on
+    # each kept-alive connection was reset. From SIGTERM, a process still listens while its
+    # batches finish: /readyz is 503, every answer says Connection: close, and a request sent
+    # on a connection that was idle is answered. (Under --workers, a worker with nothing in
+    # flight stops at once; the one with the batch drains.)
+    gate = asyncio.Event()
+    service.route("GET", "/slow", json={"slow": True}, gate=gate)
+    service.route("GET", "/a", json={"a": True})
+    env = {"GQLBATCH_STORE__URL": redis_url}
+    args = ("serve", "--upstream", upstream_url, *workers)
+    async with (
+        gqlbatch_server(*args, printing=SERVING, env=env) as (url, server),
+        aiohttp.ClientSession() as http,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as kept,
+    ):
+        async with kept.get(url + "/healthz") as idle:  # its connection is kept, idle
+            assert idle.status == 200
+        in_flight = asyncio.create_task(http.post(url + "/batch", json=[{"path": "/slow"}]))
+        await service.received(1)
+        server.send_signal(signal.SIGTERM)
+        for _ in range(200):  # bounded: until the signal has reached the draining process
+            async with http.get(url + "/readyz") as ready:
+                if ready.status == 503:
+                    assert (await ready.json())["draining"] is True
+                    break
+            await asyncio.sleep(0.05)
+        assert ready.status == 503
+        if not workers:  # the one process: the idle connection is still its own
+            async with kept.post(url + "/batch", json=[{"path": "/a"}]) as reused:
+                assert reused.status == 200
+                assert reused.headers["Connection"] == "close"
+        gate.set()
+        async with await in_flight as answer:
+            assert answer.status == 200
+            assert (await answer.json())[0]["body"] == {"slow": True}
+            assert answer.headers["Connection"] == "close"
+        assert await asyncio.wait_for(server.wait(), 30) == 0

@@ -46,7 +46,7 @@ from gqlbatch.doors.http import (
 )
 from gqlbatch.doors.multipart import MULTIPART_TYPES, multipart_batch
 from gqlbatch.doors.playground import add_playground
-from gqlbatch.doors.readiness import READINESS, Readiness, draining, readyz
+from gqlbatch.doors.readiness import READINESS, Readiness, readyz, watch_drain
 from gqlbatch.doors.rest import (
     cancel_job,
     json_batch,
@@ -95,7 +95,9 @@ def create_app(
     With *landing_query*, `GET /` opens the playground, and `GET /graphiql` opens GraphiQL
     with that query filled in (the demo).
     """
-    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[front_door])
+    app = web.Application(
+        client_max_size=settings.max_request_bytes, middlewares=[watch_drain, front_door]
+    )
     app[SETTINGS] = settings
     install_compression(app)
     install_cors(app, settings)  # outermost: a preflight is answered before anything else
@@ -103,7 +105,6 @@ def create_app(
     app[CONTRACTS] = {}
     if any(u.openapi for u in settings.upstreams.values()):
         app.on_startup.append(_load_contracts)
-    app.on_shutdown.append(draining)
     shared = _shared_state(app, settings)
     app[IDEMPOTENCY] = shared.idempotency
     queue = shared.queue

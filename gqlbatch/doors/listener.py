@@ -23,6 +23,7 @@ from aiohttp import web
 from gqlbatch.core.config import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
 from gqlbatch.core.errors import ErrorCode
 from gqlbatch.doors.http import SETTINGS
+from gqlbatch.doors.readiness import READINESS, drain
 
 __all__ = ["app_runner", "running", "started"]
 
@@ -40,8 +41,9 @@ async def running(
 ) -> AsyncIterator[str]:
     """Serve *app* on host:port (0 picks a free port); yield its base URL until the block ends.
 
-    On the way out (SIGTERM, Ctrl-C, the block ending) it stops accepting, lets the requests
-    in progress finish, closes every connection, and closes the upstream pools.
+    On the way out (SIGTERM, Ctrl-C, the block ending) it drains (`readiness.drain`: /readyz
+    answers 503, and the requests in progress finish, still listening), then stops accepting,
+    closes every connection, and closes the upstream pools.
     """
     # A gateway gets its limits from its settings; another app (the demo's sample API, a
     # benchmark's upstream) is served with the defaults of a Settings.
@@ -67,6 +69,7 @@ async def running(
         yield f"http://{_url_host(bound_host)}:{bound_port}"
     finally:
         if listening is not None:
+            await runner.drain()
             listening.close()
         await runner.cleanup()
         sock.close()
@@ -84,11 +87,28 @@ async def started(app: web.Application) -> AsyncIterator[None]:
         await runner.cleanup()
 
 
-def app_runner(app: web.Application, header_timeout_s: int) -> web.AppRunner:
-    """The runner of *app*: its keep-alive bounded by the header timeout, and no access log."""
-    return web.AppRunner(
+def app_runner(app: web.Application, header_timeout_s: int) -> _DrainingRunner:
+    """The runner of *app*: its keep-alive bounded by the header timeout, and no access log;
+    it drains before it stops (gunicorn's worker stops it: its `cleanup` drains first)."""
+    return _DrainingRunner(
         app, access_log=None, keepalive_timeout=header_timeout_s, lingering_time=_LINGER_S
     )
+
+
+class _DrainingRunner(web.AppRunner):
+    """aiohttp's runner, which drains a gateway (`readiness.drain`) before its clean-up stops
+    the sites that listen: aiohttp's own shutdown hooks run only once they have stopped."""
+
+    _drained = False
+
+    async def drain(self) -> None:
+        if not self._drained and READINESS in self.app:
+            self._drained = True
+            await drain(self.app)
+
+    async def cleanup(self) -> None:
+        await self.drain()
+        await super().cleanup()
 
 
 def _capped(server: web.Server, limit: int) -> Callable[[], asyncio.BaseProtocol]:

@@ -1,6 +1,12 @@
 """`/readyz`: whether this process should get traffic. It is not draining, its store answers,
 and each upstream with a `probe_path` answers it below 500; else 503, saying which failed.
 
+Draining (`drain`, from SIGTERM): `/readyz` answers 503 while the requests in progress
+finish, the process still listening, so that a load balancer takes it out of its pool first;
+every answer meanwhile carries `Connection: close` (`watch_drain`), so that no client sends
+its next request on a connection about to close (issue 25: during a drain, /readyz could not
+be reached, and the next request on each kept-alive connection was reset).
+
 Checked at most once a second, however many ask, and by one check at a time (issue 24: every
 anonymous GET sent a probe to every upstream). The answer says what failed by its kind, never
 in the failure's own words (they name hosts and addresses); those go to the log, once each
@@ -10,13 +16,15 @@ time a check's result changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import UpstreamError
@@ -24,13 +32,17 @@ from gqlbatch.core.wire import UpstreamCall
 from gqlbatch.doors.http import CLIENT, SETTINGS
 from gqlbatch.upstreams.client import UpstreamClient
 
-__all__ = ["READINESS", "Readiness", "draining", "readyz"]
+__all__ = ["DRAIN_S", "READINESS", "Readiness", "drain", "readyz", "watch_drain"]
 
 log = logging.getLogger("gqlbatch.readiness")
 
 _PROBE_TIMEOUT_MS = 2_000
 _FRESH_S = 1.0
 """How long one check's findings answer every /readyz."""
+DRAIN_S = 25.0
+"""The longest a drain waits for the requests in progress, within gunicorn's graceful 30 s;
+those still running then are waited for by aiohttp's own shutdown."""
+_NOT_COUNTED = frozenset({"/readyz", "/healthz", "/metrics"})
 
 
 @dataclasses.dataclass
@@ -46,6 +58,32 @@ class Readiness:
     _checking: asyncio.Task[dict[str, str]] | None = None
     _said: dict[str, str] = dataclasses.field(default_factory=dict)
     """What was last logged of each check."""
+    busy: int = 0
+    """Requests in progress, but for probes and websockets."""
+    _idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    """Set while nothing is in progress."""
+
+    def __post_init__(self) -> None:
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def counted(self) -> Iterator[None]:
+        """One request in progress for the duration of the block."""
+        self.busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            if not self.busy:
+                self._idle.set()
+
+    async def drained(self, within_s: float) -> None:
+        """Begin draining; return once nothing is in progress, or *within_s* has passed."""
+        self.draining = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                await self._idle.wait()
 
     async def findings(self, settings: Settings, client: UpstreamClient) -> dict[str, str]:
         """The store's and each probed upstream's state ("ok", or "failing: <kind>"), by
@@ -113,6 +151,26 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if ready else 503)
 
 
-async def draining(app: web.Application) -> None:
-    """The on-shutdown hook: from now on, /readyz says not to send this process anything."""
-    app[READINESS].draining = True
+async def drain(app: web.Application, within_s: float = DRAIN_S) -> None:
+    """From SIGTERM, before the server stops listening: /readyz says not to send this process
+    anything, and the requests in progress finish (*within_s* at most)."""
+    busy = app[READINESS].busy
+    if busy:
+        log.warning("draining: %d requests in progress", busy)
+    await app[READINESS].drained(within_s)
+
+
+@web.middleware
+async def watch_drain(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts the requests in progress, and closes each connection after its answer once the
+    server is draining. A websocket is not counted: it lasts as long as its client wants."""
+    readiness = request.app[READINESS]
+    counted = (
+        request.path not in _NOT_COUNTED
+        and request.headers.get("Upgrade", "").lower() != "websocket"
+    )
+    with readiness.counted() if counted else contextlib.nullcontext():
+        response = await handler(request)
+    if readiness.draining:
+        response.force_close()  # aiohttp writes `Connection: close`, then closes
+    return response
