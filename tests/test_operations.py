@@ -130,6 +130,41 @@ async def test_metrics_add_up_every_worker(service: FakeService, upstream_url: s
             assert found['gqlbatch_upstream_seconds_count{upstream="default"}'] == 10
             assert found['gqlbatch_items_total{state="SUCCEEDED"}'] == 10
             assert found["gqlbatch_batch_seconds_count"] == 10
+        # Refusals and their statuses, as the clients saw them, whichever worker sent them.
+        for _ in range(6):
+            async with (
+                aiohttp.ClientSession() as fresh,
+                fresh.post(url + "/batch", json=[{"path": "//evil"}]) as resp,
+            ):
+                assert resp.status == 400
+        async with aiohttp.ClientSession() as fresh, fresh.get(url + "/metrics") as resp:
+            found = samples(await resp.text())
+        assert found['gqlbatch_refusals_total{code="FORBIDDEN_TARGET"}'] == 6
+        assert found['gqlbatch_http_responses_total{status="400"}'] == 6
+        assert found['gqlbatch_http_responses_total{status="200"}'] >= 10
+
+
+async def test_metrics_count_every_refusal_a_client_sees(
+    make_gateway: Any, upstream_url: str, service: FakeService
+) -> None:
+    # Issue 25: under load /metrics counted 1,237 of the 5,408 refusals the clients saw: a
+    # client at its limit is refused before its body is read, and that was not counted.
+    gate = asyncio.Event()
+    service.route("GET", "/slow", json={}, gate=gate)
+    gateway = await make_gateway(upstream_url, max_outstanding_per_client=1)
+    before = samples(await (await gateway.get("/metrics")).text())
+    held = asyncio.create_task(gateway.post("/batch", json=[{"path": "/slow"}]))
+    await service.received(1)
+    for _ in range(3):
+        assert (await gateway.post("/batch", json=[{"path": "/slow"}])).status == 429
+    query = '{ batch(requests: [{requestId: "s", path: "/slow"}]) { items { status } } }'
+    assert (await gateway.post("/graphql", json={"query": query})).status == 429
+    gate.set()
+    assert (await held).status == 200
+    after = samples(await (await gateway.get("/metrics")).text())
+    assert delta(before, after, 'gqlbatch_refusals_total{code="TOO_MANY_REQUESTS"}') == 4
+    assert delta(before, after, 'gqlbatch_http_responses_total{status="429"}') == 4
+    assert delta(before, after, 'gqlbatch_http_responses_total{status="200"}') == 2
 
 
 def _closed_port() -> int:

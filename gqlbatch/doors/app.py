@@ -46,7 +46,7 @@ from gqlbatch.doors.http import (
 )
 from gqlbatch.doors.multipart import MULTIPART_TYPES, multipart_batch
 from gqlbatch.doors.playground import add_playground
-from gqlbatch.doors.readiness import READINESS, Readiness, readyz, watch_drain
+from gqlbatch.doors.readiness import READINESS, Readiness, readyz, watch_answers
 from gqlbatch.doors.rest import (
     cancel_job,
     json_batch,
@@ -96,7 +96,7 @@ def create_app(
     with that query filled in (the demo).
     """
     app = web.Application(
-        client_max_size=settings.max_request_bytes, middlewares=[watch_drain, front_door]
+        client_max_size=settings.max_request_bytes, middlewares=[watch_answers, front_door]
     )
     app[SETTINGS] = settings
     install_compression(app)

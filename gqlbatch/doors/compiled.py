@@ -56,6 +56,7 @@ from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, pro
 from gqlbatch.core.result import BatchOutcome, ItemResult, State
 from gqlbatch.doors.coercion import Refused, VariableCoercers
 from gqlbatch.doors.graphql_documents import CACHE_CHARS, CACHE_SIZE
+from gqlbatch.execution import metrics
 
 __all__ = [
     "Anomaly",
@@ -223,7 +224,9 @@ def _fast_coercers(
 
 
 def rejection(exc: BatchRejected) -> GraphQLError:
-    """The GraphQL error for a rejected batch: `extensions.code` and every problem."""
+    """The GraphQL error for a rejected batch: `extensions.code` and every problem. Every
+    refusal a client is sent, through either door, is made here once, and counted here."""
+    metrics.refused(exc.code.value)
     problems = [p.to_json() for p in exc.problems]
     extensions: dict[str, Any] = {"code": exc.code.value, "problems": problems}
     if exc.retry_after_s is not None:

@@ -3,7 +3,7 @@ and each upstream with a `probe_path` answers it below 500; else 503, saying whi
 
 Draining (`drain`, from SIGTERM): `/readyz` answers 503 while the requests in progress
 finish, the process still listening, so that a load balancer takes it out of its pool first;
-every answer meanwhile carries `Connection: close` (`watch_drain`), so that no client sends
+every answer meanwhile carries `Connection: close` (`watch_answers`), so that no client sends
 its next request on a connection about to close (issue 25: during a drain, /readyz could not
 be reached, and the next request on each kept-alive connection was reset).
 
@@ -30,9 +30,10 @@ from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import UpstreamError
 from gqlbatch.core.wire import UpstreamCall
 from gqlbatch.doors.http import CLIENT, SETTINGS
+from gqlbatch.execution import metrics
 from gqlbatch.upstreams.client import UpstreamClient
 
-__all__ = ["DRAIN_S", "READINESS", "Readiness", "drain", "readyz", "watch_drain"]
+__all__ = ["DRAIN_S", "READINESS", "Readiness", "drain", "readyz", "watch_answers"]
 
 log = logging.getLogger("gqlbatch.readiness")
 
@@ -161,16 +162,25 @@ async def drain(app: web.Application, within_s: float = DRAIN_S) -> None:
 
 
 @web.middleware
-async def watch_drain(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Counts the requests in progress, and closes each connection after its answer once the
-    server is draining. A websocket is not counted: it lasts as long as its client wants."""
+async def watch_answers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The outermost middleware: counts the requests in progress (for a drain; a websocket
+    is not counted, it lasts as long as its client wants) and each answer by its status (for
+    `/metrics`), and closes each connection after its answer once the server is draining."""
     readiness = request.app[READINESS]
     counted = (
         request.path not in _NOT_COUNTED
         and request.headers.get("Upgrade", "").lower() != "websocket"
     )
-    with readiness.counted() if counted else contextlib.nullcontext():
-        response = await handler(request)
+    try:
+        with readiness.counted() if counted else contextlib.nullcontext():
+            response = await handler(request)
+    except web.HTTPException as exc:
+        metrics.record_answer(exc.status)
+        raise
+    except Exception:  # aiohttp answers it 500 (front_door answers everything it can)
+        metrics.record_answer(500)
+        raise
+    metrics.record_answer(response.status)
     if readiness.draining:
         response.force_close()  # aiohttp writes `Connection: close`, then closes
     return response

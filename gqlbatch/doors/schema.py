@@ -59,6 +59,7 @@ from gqlbatch.doors.graphiql import local_page, offline_notice
 from gqlbatch.doors.graphql_documents import QueryLimits
 from gqlbatch.doors.http import CONTEXT, NO_STORE, in_door_shape, invalid, read_json
 from gqlbatch.doors.websockets import SOCKETS, SocketAdapter
+from gqlbatch.execution import metrics
 from gqlbatch.execution.context import BatchContext
 from gqlbatch.execution.engine import run_batch, stream_batch
 from gqlbatch.execution.job_store import Job, JobState
@@ -1039,6 +1040,7 @@ class BatchView(GraphQLView[Context, None]):
         try:
             document = await self._persisted.document(request_data.query, request_data.extensions)
         except PersistedQueryRefused as exc:
+            metrics.refused(exc.code.value)
             error = GraphQLError(exc.message, extensions={"code": exc.code.value})
             return ExecutionResult(data=None, errors=[error])
         registering = document is request_data.query

@@ -86,6 +86,7 @@ class Sockets:
         """
         why = self._refusal(client, address)
         if why is not None:
+            metrics.refused(ErrorCode.TOO_MANY_REQUESTS.value)
             error = {"error": {"code": ErrorCode.TOO_MANY_REQUESTS.value, "message": why}}
             raise web.HTTPTooManyRequests(
                 text=json.dumps(error),
@@ -218,6 +219,7 @@ def _with_code(message: Mapping[str, object]) -> Mapping[str, object]:
         isinstance(e, dict) and e.get("message") == _OVER_OPERATIONS for e in errors
     ):
         return message
+    metrics.refused(ErrorCode.TOO_MANY_REQUESTS.value)
     error = {
         "message": "this websocket already runs as many operations as it may at once "
         "(ws_max_operations); wait for one to finish, or open another websocket",

@@ -90,7 +90,7 @@ async def run_batch(
             )
     except BatchRejected as exc:
         _log_rejected(ctx, started, exc)
-        metrics.record_refusal(exc, time.perf_counter() - started)
+        metrics.record_refusal(time.perf_counter() - started)
         raise
     metrics.record_batch(outcome, time.perf_counter() - started)
     if batch_log.isEnabledFor(logging.INFO):

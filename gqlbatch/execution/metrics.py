@@ -32,7 +32,6 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from gqlbatch.core.errors import BatchRejected
 from gqlbatch.core.result import BatchOutcome
 from gqlbatch.core.wire import Send, UpstreamCall, UpstreamResponse
 
@@ -40,10 +39,12 @@ __all__ = [
     "CONTENT_TYPE",
     "exposition",
     "observed",
+    "record_answer",
     "record_batch",
     "record_refusal",
     "record_store_error",
     "record_store_write",
+    "refused",
     "worker_exited",
 ]
 
@@ -205,7 +206,17 @@ CLOSED = _counts(
     "within write_timeout_s; idle_websocket: ws_idle_timeout_s).",
     ["why"],
 )
-REFUSALS = _counts("gqlbatch_refusals", "Batches refused whole, by error code.", ["code"])
+REFUSALS = _counts(
+    "gqlbatch_refusals",
+    "Refusals clients were sent, by error code: a request, a batch (a GraphQL field), a job "
+    "or an operation refused whole, nothing run.",
+    ["code"],
+)
+ANSWERS = _counts(
+    "gqlbatch_http_responses",
+    "Answers the server sent, by status (a status HTTP does not define, by its class).",
+    ["status"],
+)
 STORE_ERRORS = _counts(
     "gqlbatch_store_errors", "Times the shared store did not answer (a timeout, a refusal)."
 )
@@ -305,11 +316,22 @@ def record_store_write(what: str) -> None:
     STORE_WRITES.add((what,))
 
 
-def record_refusal(exc: BatchRejected, seconds: float) -> None:
-    """Count a batch refused whole."""
+def record_refusal(seconds: float) -> None:
+    """Count a batch the engine refused whole (the client's refusal is counted where it is
+    answered: `refused`)."""
     BATCHES.add(("refused",))
-    REFUSALS.add((exc.code.value,))
     BATCH_SECONDS.observe((), seconds)
+
+
+def refused(code: str) -> None:
+    """Count a refusal a client is sent, by its error code: once per refusal, by the door
+    that writes it."""
+    REFUSALS.add((code,))
+
+
+def record_answer(status: int) -> None:
+    """Count an answer the server sent, by status."""
+    ANSWERS.add((_status_label(status),))
 
 
 def exposition() -> bytes:
