@@ -108,3 +108,11 @@ async def test_screen_instruction_harness_runs_its_screens() -> None:
     rows = await run_benchmark("screens.py", "--dry-run")
     assert rows["naive screen (22 items)"][1:3] == ["22", "12"]
     assert rows["forEach screen (4 items)"][1:3] == ["4", "12"]
+
+
+async def test_store_benchmark_prints_its_table(redis_url: str) -> None:
+    # redis_url: skipped, like the store's tests, where redis-server is not installed.
+    rows = await run_benchmark("store.py", "--seconds", "0.5", "--batches", "3", "--settle", "0")
+    for store in ("memory", "redis"):
+        batches, _rate, errors, internal, *_ = rows[store]
+        assert int(batches) > 0 and (errors, internal) == ("0", "0")

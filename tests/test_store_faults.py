@@ -205,7 +205,11 @@ async def test_no_place_is_held_once_the_load_ends(
         assert resp.status == 200, await resp.text()
     redis = Redis.from_url(hurt.url)
     try:
-        held = {key: await redis.zcard(key) async for key in redis.scan_iter("gqlbatch:held:*")}
+        held = {
+            key: await redis.zcard(key)
+            async for key in redis.scan_iter("gqlbatch:held:*")
+            if not key.endswith(b":n")  # each key's counts, beside its leases
+        }
     finally:
         await redis.aclose()
     assert sum(held.values()) == 0, held

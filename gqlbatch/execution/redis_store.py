@@ -3,8 +3,10 @@
 of limits, keys and jobs. With `redis_jobs`, the only modules that import redis-py; `[store]
 url` (or `GQLBATCH_STORE__URL`) turns them on.
 
-Places are leases: each is a member of a sorted set per key, scored by when its lease ends.
-A process leases places for its batches ahead, as many per key as its running batches may use
+Places are leases: a lease is a token in a sorted set per key, scored by when it ends, with
+the number of places it holds beside it (so Redis's work is per lease, not per place; 20
+members a batch, written and read back, were a third of a batch's CPU in the process). A
+process leases places for its batches ahead, as many per key as its running batches may use
 at once (what each said when it was admitted), in all of a batch's keys at once by one Lua
 script (atomic in Redis); it counts its calls against them in memory, as the memory store
 counts, and gives back what its running batches no longer want when one ends. So a batch asks
@@ -69,55 +71,105 @@ __all__ = [
 
 PREFIX = "gqlbatch:"
 
-# KEYS: one sorted set per limit key. ARGV: lease_ms, token, then for each key: its limit, the
-# places wanted, the fewest that will do. Leases, in every key, as many of those wanted as it
-# has left, at least the fewest, all or none: the members token:1 to token:n, each until now +
-# lease_ms. Returns each key's n, or {-i} when key i has fewer than its fewest left.
-_LEASE = """
+# A key's places are leases: a sorted set of lease tokens scored by when each ends (`held:KEY`),
+# and a hash of how many places each token holds, with their total under "*" (`held:KEY:n`).
+# `_CLEAN`, the prelude of each script, forgets the leases that ended and returns the total.
+_CLEAN = """
+local function clean(leases, counts, now_ms)
+  local ended = redis.call('ZRANGEBYSCORE', leases, '-inf', now_ms)
+  if #ended > 0 then
+    local freed = 0
+    for _, token in ipairs(ended) do
+      freed = freed + tonumber(redis.call('HGET', counts, token) or '0')
+      redis.call('HDEL', counts, token)
+    end
+    redis.call('ZREMRANGEBYSCORE', leases, '-inf', now_ms)
+    redis.call('HINCRBY', counts, '*', -freed)
+  end
+  return tonumber(redis.call('HGET', counts, '*') or '0')
+end
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+"""
+
+# KEYS: each limit key's leases and counts. ARGV: lease_ms, token, then for each key: its limit,
+# the places wanted, the fewest that will do. Leases, in every key, as many of those wanted as
+# it has left, at least the fewest, all or none, under *token*, until now + lease_ms. Returns
+# each key's number, or {-i} when key i has fewer than its fewest left.
+_LEASE = (
+    _CLEAN
+    + """
 local lease = tonumber(ARGV[1])
 local taken = {}
-for i, key in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
-  local left = tonumber(ARGV[3 * i]) - redis.call('ZCARD', key)
+for i = 1, #KEYS / 2 do
+  local left = tonumber(ARGV[3 * i]) - clean(KEYS[2 * i - 1], KEYS[2 * i], now_ms)
   if left < tonumber(ARGV[3 * i + 2]) then return {-i} end
   taken[i] = math.max(math.min(left, tonumber(ARGV[3 * i + 1])), 0)
 end
-for i, key in ipairs(KEYS) do
-  for m = 1, taken[i] do redis.call('ZADD', key, now_ms + lease, ARGV[2] .. ':' .. m) end
-  redis.call('PEXPIRE', key, lease)
+for i = 1, #KEYS / 2 do
+  local leases, counts = KEYS[2 * i - 1], KEYS[2 * i]
+  if taken[i] > 0 then
+    redis.call('ZADD', leases, now_ms + lease, ARGV[2])
+    redis.call('HSET', counts, ARGV[2], taken[i])
+    redis.call('HINCRBY', counts, '*', taken[i])
+  end
+  redis.call('PEXPIRE', leases, lease)
+  redis.call('PEXPIRE', counts, lease)
 end
 return taken
 """
+)
 
-# KEYS: the sorted sets renewed. ARGV: lease_ms, then for each key how many of its members
-# follow, and those members. Each ends now + lease_ms; a member given back or expired is not
-# made again (XX).
-_RENEW = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+# KEYS: each limit key's leases and counts. ARGV: for each key, how many pairs follow, then
+# the pairs: a token, and how many of its places go back. A lease that ended meanwhile is
+# left alone (its places were counted out when it was forgotten).
+_GIVE = """
+local at = 1
+for i = 1, #KEYS / 2 do
+  local leases, counts = KEYS[2 * i - 1], KEYS[2 * i]
+  local n = tonumber(ARGV[at])
+  for p = at + 1, at + 2 * n, 2 do
+    local token, given = ARGV[p], tonumber(ARGV[p + 1])
+    if redis.call('HEXISTS', counts, token) == 1 then
+      redis.call('HINCRBY', counts, '*', -given)
+      if redis.call('HINCRBY', counts, token, -given) <= 0 then
+        redis.call('HDEL', counts, token)
+        redis.call('ZREM', leases, token)
+      end
+    end
+  end
+  at = at + 2 * n + 1
+end
+"""
+
+# KEYS: each renewed key's leases and counts. ARGV: lease_ms, then for each key how many of its
+# tokens follow, and those tokens. Each ends now + lease_ms; a lease given back or ended is
+# not made again (XX).
+_RENEW = (
+    _CLEAN
+    + """
 local lease = tonumber(ARGV[1])
 local at = 2
-for _, key in ipairs(KEYS) do
+for i = 1, #KEYS / 2 do
+  local leases, counts = KEYS[2 * i - 1], KEYS[2 * i]
   local n = tonumber(ARGV[at])
-  for m = at + 1, at + n do redis.call('ZADD', key, 'XX', now_ms + lease, ARGV[m]) end
+  for m = at + 1, at + n do redis.call('ZADD', leases, 'XX', now_ms + lease, ARGV[m]) end
   at = at + n + 1
-  redis.call('PEXPIRE', key, lease)
+  redis.call('PEXPIRE', leases, lease)
+  redis.call('PEXPIRE', counts, lease)
 end
 """
+)
 
-# KEYS: sorted sets. Returns the live members of each, after dropping the expired ones.
-_HELD = """
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+# KEYS: each key's leases and counts. Returns the places held in each, the ended forgotten.
+_HELD = (
+    _CLEAN
+    + """
 local held = {}
-for i, key in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
-  held[i] = redis.call('ZCARD', key)
-end
+for i = 1, #KEYS / 2 do held[i] = clean(KEYS[2 * i - 1], KEYS[2 * i], now_ms) end
 return held
 """
+)
 
 POLL_S = (0.002, 0.05)
 """How often a waiter looks again, from the first look to the slowest: Redis cannot wake it."""
@@ -181,16 +233,44 @@ def connect_blocking(url: str) -> Redis:
 
 @dataclasses.dataclass(eq=False)
 class _Pool:
-    """What this process holds of one key: the places it leased, those its calls use now, and
-    those its running batches may use at once."""
+    """What this process holds of one key: its leases (how many places each token holds) and
+    their total, the places its calls use now, and those its running batches may use at
+    once."""
 
-    leased: list[str] = dataclasses.field(default_factory=list)
+    leases: dict[str, int] = dataclasses.field(default_factory=dict)
+    size: int = 0
     used: int = 0
     wanted: int = 0
 
     @property
     def spare(self) -> int:
-        return len(self.leased) - self.used
+        return self.size - self.used
+
+    def add(self, token: str, n: int) -> None:
+        self.leases[token] = n
+        self.size += n
+
+    def shed(self, surplus: int) -> list[str | int]:
+        """Let go of *surplus* places, the newest leases first; (token, places) pairs, flat."""
+        given: list[str | int] = []
+        for token in reversed(list(self.leases)):
+            if surplus <= 0:
+                break
+            n = min(self.leases[token], surplus)
+            given += [token, n]
+            surplus -= n
+            self.size -= n
+            if n == self.leases[token]:
+                del self.leases[token]
+            else:
+                self.leases[token] -= n
+        return given
+
+
+def _keys(key: str) -> list[str]:
+    """The Redis keys of one limit key's places: its leases, and their counts."""
+    held = PREFIX + "held:" + key
+    return [held, held + ":n"]
 
 
 class RedisPlaces:
@@ -203,6 +283,7 @@ class RedisPlaces:
         self._lease = redis.register_script(_LEASE)
         self._held = redis.register_script(_HELD)
         self._renew = redis.register_script(_RENEW)
+        self._give = redis.register_script(_GIVE)
         self._pools: dict[str, _Pool] = {}
         self._leasing = asyncio.Lock()
         """One lease at a time: the next one sees what the last one got."""
@@ -253,26 +334,24 @@ class RedisPlaces:
         give back at once what no running batch of these keys wants or uses. Never raises: a
         give Redis does not take now is made again (`Later`), and meanwhile the places are no
         longer renewed, so they end with their lease."""
-        gone: dict[str, list[str]] = {}
+        keys: list[str] = []
+        args: list[str | int] = []
         for key, pool in zip(limits, pools, strict=True):
             pool.wanted -= done
-            surplus = len(pool.leased) - max(pool.used, pool.wanted)
+            surplus = pool.size - max(pool.used, pool.wanted)
             if surplus > 0:
-                gone[PREFIX + "held:" + key] = pool.leased[-surplus:]
-                del pool.leased[-surplus:]
-            if not pool.leased and not pool.used and not pool.wanted:
+                given = pool.shed(surplus)
+                keys += _keys(key)
+                args += [len(given) // 2, *given]
+            if not pool.leases and not pool.used and not pool.wanted:
                 del self._pools[key]
         self._wake()
-        if gone:
-            count = sum(len(members) for members in gone.values())
-            await self._later.write(f"{count} places given back", lambda: self._given(gone))
+        if keys:
+            await self._later.write("places given back", lambda: self._given(keys, args))
 
     @answering
-    async def _given(self, gone: Mapping[str, list[str]]) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key, members in gone.items():
-                pipe.zrem(key, *members)
-            await pipe.execute()
+    async def _given(self, keys: list[str], args: list[str | int]) -> None:
+        await self._give(keys=keys, args=args)
 
     @answering
     async def _leased(self, limits: Mapping[str, int], pools: list[_Pool]) -> bool:
@@ -280,16 +359,17 @@ class RedisPlaces:
         process holds, and at least one where it has no spare place; False when a key that
         needs one has none left."""
         token = uuid.uuid4().hex
-        keys = [PREFIX + "held:" + key for key in limits]
+        keys = [name for key in limits for name in _keys(key)]
         args: list[str | int] = [self._lease_ms, token]
         for limit, pool in zip(limits.values(), pools, strict=True):
             fewest = 1 if pool.spare < 1 else 0
-            args += [limit, max(pool.wanted - len(pool.leased), fewest), fewest]
+            args += [limit, max(pool.wanted - pool.size, fewest), fewest]
         taken = [int(n) for n in await self._lease(keys=keys, args=args)]
         if taken and taken[0] < 0:
             return False
         for pool, n in zip(pools, taken, strict=True):
-            pool.leased += [f"{token}:{m}" for m in range(1, n + 1)]
+            if n:
+                pool.add(token, n)
         if self._renewing is None or self._renewing.done():
             self._renewing = asyncio.create_task(self._keep_leases(), name="gqlbatch:places")
         return True
@@ -298,14 +378,14 @@ class RedisPlaces:
         pools = self._pools_of(limits)
         if all(pool.spare > 0 for pool in pools):
             return None  # this process has a place of each: no need to ask
-        held = await self._counts([PREFIX + "held:" + key for key in limits])
+        held = await self._counts([name for key in limits for name in _keys(key)])
         for (key, limit), count, pool in zip(limits.items(), held, pools, strict=True):
             if count >= limit and pool.spare < 1:
                 return key, count
         return None
 
     async def held(self, key: str) -> int:
-        return (await self._counts([PREFIX + "held:" + key]))[0]
+        return (await self._counts(_keys(key)))[0]
 
     @answering
     async def _counts(self, keys: list[str]) -> list[int]:
@@ -332,7 +412,7 @@ class RedisPlaces:
 
     async def _keep_leases(self) -> None:
         # Renews every lease a third of the way through, while the process holds any.
-        while any(pool.leased for pool in self._pools.values()):
+        while any(pool.leases for pool in self._pools.values()):
             await asyncio.sleep(self._lease_ms / 3000)
             with contextlib.suppress(StoreUnavailable):  # counted; the next turn tries again
                 await self._renewed()
@@ -342,9 +422,9 @@ class RedisPlaces:
         keys: list[str] = []
         args: list[str | int] = [self._lease_ms]
         for key, pool in self._pools.items():
-            if pool.leased:
-                keys.append(PREFIX + "held:" + key)
-                args += [len(pool.leased), *pool.leased]
+            if pool.leases:
+                keys += _keys(key)
+                args += [len(pool.leases), *pool.leases]
         if keys:
             await self._renew(keys=keys, args=args)
 
