@@ -302,6 +302,7 @@ def _job_worker(queue: SaqQueue) -> Callable[[web.Application], AsyncIterator[No
 
         task = asyncio.create_task(queue.work(run), name="gqlbatch:job-worker")
         yield
+        await jobs.hand_back(_HAND_BACK_S)  # the writes in flight finish first
         task.cancel()
         await asyncio.wait([task])
 
@@ -309,6 +310,8 @@ def _job_worker(queue: SaqQueue) -> Callable[[web.Application], AsyncIterator[No
 
 
 _LEASE_MARGIN_MS = 60_000
+_HAND_BACK_S = 10.0
+"""How long a stopping process lets its jobs' calls in flight finish before it cuts them."""
 
 
 def _no_shared_jobs(processes: int) -> str | None:

@@ -68,6 +68,7 @@ __all__ = ["ContextFor", "JobQueue", "Jobs"]
 log = logging.getLogger("gqlbatch.jobs")
 
 _CANCELLED = "the job was cancelled"
+_STOPPING = "the process running the job is stopping; another resumes it"
 _ITEMS_A_TURN = 8
 """Items packed or read per turn of the event loop: each is an upstream answer or less."""
 _WATCH_S = 0.5
@@ -139,6 +140,10 @@ class Jobs:
         self._turns = _Turns(max_running, max_running_per_client)
         self._halts: dict[str, Halt] = {}
         """The way to stop each job this process runs, gently (`cancel`)."""
+        self._runs: dict[str, tuple[asyncio.Task[object], bool]] = {}
+        """Each job this process runs: its run, and whether it may be handed back half-done
+        (an atomic job may not: what it did is undone or kept whole)."""
+        self._stopping = False
         self._feeds = Feeds(
             store,
             self._unpacked,
@@ -346,6 +351,23 @@ class Jobs:
             async for event in events:
                 yield event
 
+    async def hand_back(self, grace_s: float) -> None:
+        """The process is stopping: start no more items of its jobs, let their calls in flight
+        finish (*grace_s* at most, after which what is left is cut, as a crash would), and
+        leave each job RUNNING, with its results, for another process to resume. An atomic
+        job is not halted: it finishes within the grace, or is cut."""
+        self._stopping = True
+        for job_id, (_, atomic) in self._runs.items():
+            halt = self._halts.get(job_id)
+            if halt is not None and not atomic:
+                halt.reason = halt.reason or _STOPPING
+        runs = [run for run, _ in self._runs.values()]
+        if runs:
+            log.warning(
+                "stopping: %d jobs hand back what they did, within %g s", len(runs), grace_s
+            )
+            await asyncio.wait(runs, timeout=grace_s)
+
     async def close(self) -> None:
         """Cancel the jobs this process runs without a queue: the process is stopping."""
         running = list(self._running.values())
@@ -360,6 +382,8 @@ class Jobs:
         it has an `idempotencyKey`, which makes sending it again safe. Waits while another
         process holds the job's lease, and while the store does not answer. A job run more
         than `attempts` times fails: it may be what kills its workers."""
+        if self._stopping:
+            raise asyncio.CancelledError  # delivered as the process stops: back to the queue
         runner = uuid.uuid4().hex
         run = await self._take(job_id, runner)
         if run is None:
@@ -390,11 +414,15 @@ class Jobs:
             try:
                 resumable = Resumable(settled, self._marker(job_id))
                 self._halts[job_id] = resumable.halt
+                task = asyncio.current_task()
+                if task is not None:
+                    self._runs[job_id] = (task, _atomic(job.spec))
                 await self._run(job, ctx, runner, resumable)
             finally:
                 current_request_id.reset(token)
         finally:
             self._halts.pop(job_id, None)
+            self._runs.pop(job_id, None)
             # Not given back when the store does not answer: the lease ends by itself.
             with contextlib.suppress(StoreUnavailable):
                 await self._store.release(job_id, runner)
@@ -462,6 +490,8 @@ class Jobs:
         recorded: set[asyncio.Task[None]] = set()
 
         def record(result: ItemResult) -> None:
+            if resumable.halt.reason == _STOPPING and result.duration_ms == 0:
+                return  # not started, as the process stops: the run that resumes it runs it
             what = f"item {result.index} of job {job.id}"
             task = asyncio.create_task(
                 self._later.write(what, lambda: self._store.record(job.id, result))
@@ -494,6 +524,10 @@ class Jobs:
             watch.cancel()
             if recorded:
                 await asyncio.wait(recorded)
+        if resumable.halt.reason == _STOPPING:
+            # Handed back: RUNNING, with the results of what it did; the queue delivers it
+            # to another process (saq puts back a job whose run was cancelled).
+            raise asyncio.CancelledError
         # Cancelled while it ran, it keeps what it did before it stopped, its rollback too.
         await self._end(job, JobState.SUCCEEDED, *await self._packed(outcome))
 
@@ -550,6 +584,15 @@ class Jobs:
                     return
             except StoreUnavailable:
                 continue
+
+
+def _atomic(spec: JobSpec) -> bool:
+    """Whether a job's batch, or a group of it, is atomic: undone whole if it fails."""
+    options = spec.options if isinstance(spec.options, dict) else {}
+    items = spec.items if isinstance(spec.items, list) else []
+    return options.get("atomic") is True or any(
+        isinstance(item, dict) and item.get("atomicityGroup") for item in items
+    )
 
 
 def _job_id(client: str, scope: str, key: str | None) -> str:
