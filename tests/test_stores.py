@@ -58,7 +58,7 @@ async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
 def places(redis: Any) -> Places:
     if redis is None:
         return MemoryPlaces()
-    from gqlbatch.execution.redis_store import RedisPlaces
+    from gqlbatch.execution.redis_places import RedisPlaces
 
     return RedisPlaces(redis, later=Later())
 
@@ -76,7 +76,7 @@ def jobs_store(redis: Any) -> JobStore:
 def store(redis: Any) -> IdempotencyStore:
     if redis is None:
         return MemoryIdempotencyStore(60)
-    from gqlbatch.execution.redis_store import RedisIdempotencyStore
+    from gqlbatch.execution.redis_idempotency import RedisIdempotencyStore
 
     return RedisIdempotencyStore(
         redis, ttl_s=60, running_lease_ms=60_000, max_record_bytes=1_000_000, later=Later()
@@ -158,7 +158,8 @@ async def test_a_batch_asks_redis_twice_whatever_its_calls(redis_url: str) -> No
     # Issue 25: every call past a batch's first took and gave back a place in Redis, two
     # round trips a call. Now the places a batch may use are leased when it is admitted, its
     # calls are counted in the process, and what no running batch wants goes back at its end.
-    from gqlbatch.execution.redis_store import RedisPlaces, connect
+    from gqlbatch.execution.redis_places import RedisPlaces
+    from gqlbatch.execution.redis_store import connect
 
     redis = connect(redis_url)
     await redis.flushdb()
@@ -195,7 +196,8 @@ async def test_redis_places_live_while_renewed_and_end_with_their_lease(redis_ur
     # Issue 25: a place is a lease of seconds, renewed while its batch runs; a process that
     # dies (or stops renewing) keeps it only until its lease ends. Each wait is for Redis's
     # state to change (its clock decides), bounded by the test's timeout.
-    from gqlbatch.execution.redis_store import PREFIX, RedisPlaces, connect
+    from gqlbatch.execution.redis_places import RedisPlaces
+    from gqlbatch.execution.redis_store import PREFIX, connect
 
     redis = connect(redis_url)
     await redis.flushdb()
@@ -283,7 +285,7 @@ async def test_the_most_records_hold_in_either_store(redis: Any) -> None:
     if redis is None:
         bounded: IdempotencyStore = MemoryIdempotencyStore(60, max_records=2)
     else:
-        from gqlbatch.execution.redis_store import RedisIdempotencyStore
+        from gqlbatch.execution.redis_idempotency import RedisIdempotencyStore
 
         bounded = RedisIdempotencyStore(
             redis,

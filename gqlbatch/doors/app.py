@@ -215,7 +215,13 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
             Later(),
         )
     try:  # redis-py and saq are the [redis] extra
-        from gqlbatch.execution import job_queue, redis_jobs, redis_store
+        from gqlbatch.execution import (
+            job_queue,
+            redis_idempotency,
+            redis_jobs,
+            redis_places,
+            redis_store,
+        )
     except ImportError as exc:
         raise ConfigError(
             f"store.url needs redis-py ({exc.name} is not installed): pip install 'gqlbatch[redis]'"
@@ -233,7 +239,7 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
     # Writes Redis could not take when they were made, made again until it does; and the
     # leases of the places this process's batches hold.
     later = Later()
-    places = redis_store.RedisPlaces(redis, later=later)
+    places = redis_places.RedisPlaces(redis, later=later)
 
     async def close(_app: web.Application) -> AsyncIterator[None]:
         yield
@@ -246,7 +252,7 @@ def _shared_state(app: web.Application, settings: Settings) -> SharedState:
     app[READINESS].store = redis.ping
     return SharedState(
         places,
-        redis_store.RedisIdempotencyStore(
+        redis_idempotency.RedisIdempotencyStore(
             redis,
             ttl_s=settings.idempotency_ttl_s,
             running_lease_ms=lease_ms,

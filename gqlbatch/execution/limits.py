@@ -15,7 +15,7 @@ screens from one address through while a flood is still refused at the door.
 
 A batch says, when it is admitted, how many places it may use at once (its widest step): a
 store shared by processes reserves them ahead for the process, which then counts its calls
-in memory (`redis_store.RedisPlaces`), so that the store is asked a few times a batch, not
+in memory (`redis_places.RedisPlaces`), so that the store is asked a few times a batch, not
 twice a call (issue 25). A call that finds the store away waits for a place its own batch
 gives back: an admitted batch always has its first place, and never fails for the store.
 """
@@ -38,7 +38,7 @@ _TOTAL = "*"
 
 class Places(Protocol):
     """Where the places are counted: this process's memory, or a store that several
-    processes share (`redis_store.RedisPlaces`). Each key has a limit; a place is taken in all
+    processes share (`redis_places.RedisPlaces`). Each key has a limit; a place is taken in all
     the keys of a batch at once, or in none."""
 
     async def admit(self, limits: Mapping[str, int], want: int) -> object | None:
