@@ -276,3 +276,33 @@ async def test_persisted_queries_without_their_store(
     assert (await (await gateway.post("/graphql", json=sent)).json())["data"]
     alone = await (await gateway.post("/graphql", json={"extensions": extensions})).json()
     assert alone["data"] == {"__typename": "Query"}
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["memory", "redis"])
+async def test_submit_batch_with_a_key_starts_one_job(
+    shared: bool, make_gateway: Any, upstream_url: str, service: FakeService, hurt: RedisProcess
+) -> None:
+    # Issue 25: on the store, a key sent twice with submitBatch made two POSTs upstream; in
+    # memory, one. Now one job, in either.
+    service.route("POST", "/orders", status=201, json={"id": 1})
+    gateway = await make_gateway(upstream_url, **({"store_url": hurt.url} if shared else {}))
+    mutation = (
+        'mutation { submitBatch(requests: [{requestId: "o", method: POST, path: "/orders"}]) '
+        "{ id } }"
+    )
+    keyed = {**ALICE, "Idempotency-Key": "import-2"}
+    ids = set()
+    for _ in range(2):
+        answer = await (
+            await gateway.post("/graphql", json={"query": mutation}, headers=keyed)
+        ).json()
+        ids.add(answer["data"]["submitBatch"]["id"])
+    [job_id] = ids
+    read = f'{{ batchJob(id: "{job_id}") {{ state }} }}'
+    for _ in range(400):  # bounded: until the job has ended
+        answer = await (await gateway.post("/graphql", json={"query": read}, headers=ALICE)).json()
+        if answer["data"]["batchJob"]["state"] != "RUNNING":
+            break
+        await asyncio.sleep(0.05)
+    assert answer["data"]["batchJob"]["state"] == "SUCCEEDED"
+    assert service.lines == ["POST /orders"]
