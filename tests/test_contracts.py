@@ -230,3 +230,44 @@ def _defined_names(node: ast.AST) -> list[str]:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
         return [t.attr if isinstance(t, ast.Attribute) else getattr(t, "id", "") for t in targets]
     return []
+
+
+def test_every_third_party_module_imported_is_declared() -> None:
+    # Issue 26: gqlbatch imported graphql-core, yarl, jsonschema and referencing without
+    # declaring them; each came with another package, at whatever version it chose. Each
+    # module imported, anywhere in the package, belongs to a distribution named in
+    # `dependencies` or in an extra (an optional feature's module, imported only when used).
+    import sys
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {_distribution(spec) for spec in project["dependencies"]}
+    for extra in project["optional-dependencies"].values():
+        declared |= {_distribution(spec) for spec in extra}
+    owners = packages_distributions()
+    undeclared = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top == "gqlbatch" or top in sys.stdlib_module_names:
+                    continue
+                names = {_normal(d) for d in owners.get(top, [top])}
+                if not names & declared:
+                    undeclared.add(f"{top} ({', '.join(sorted(names))})")
+    assert not undeclared, f"imported but not declared in pyproject.toml: {sorted(undeclared)}"
+
+
+def _distribution(spec: str) -> str:
+    return _normal(re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0])
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
