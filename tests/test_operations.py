@@ -10,14 +10,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from gqlbatch import Settings, create_app
 from gqlbatch.core.upstream_settings import UpstreamSettings
 from gqlbatch.doors.readiness import drain
-from gqlbatch.execution import metrics
 from tests.fakes import FakeService
 from tests.processes import SERVING, gqlbatch_server
 
@@ -60,53 +56,6 @@ async def test_metrics_count_batches_items_calls_and_refusals(
     assert delta(before, after, calls % "500") >= 1  # retried as the policy allows
     assert delta(before, after, "gqlbatch_batch_seconds_count") == 2
     assert after["gqlbatch_upstream_in_flight"] == 0  # every call has ended
-
-
-@settings(max_examples=50, deadline=None, derandomize=True)
-@given(
-    attempts=st.lists(
-        st.tuples(
-            st.sampled_from(["default", "other"]),
-            st.sampled_from(["200", "503", "UPSTREAM_TIMEOUT"]),
-            # bucket bounds themselves among them: a bucket counts values up to its bound
-            st.sampled_from([0.0, 0.005, 0.01, 2.5, 30.0, 31.0]) | st.floats(0, 60),
-        ),
-        max_size=30,
-    )
-)
-def test_plain_metrics_are_exposed_as_prometheus_client_would(
-    attempts: list[tuple[str, str, float]],
-) -> None:
-    # One process keeps its metrics in plain numbers, not in prometheus-client's locked
-    # metrics: the exposition must be theirs, sample for sample, with labels and without.
-    theirs, ours = CollectorRegistry(), CollectorRegistry()
-    labelled = ("calls", "Calls.", ["upstream", "status"])
-    counter, histogram = (
-        Counter(*labelled, registry=theirs),
-        Histogram("took", "Time.", ["upstream"], buckets=metrics._LATENCY_S, registry=theirs),
-    )
-    total = Counter("retries", "Retries.", registry=theirs)
-    overall = Histogram("batch", "Batches.", buckets=metrics._LATENCY_S, registry=theirs)
-    plain = metrics._Plain()
-    calls, took = metrics._Counts(*labelled), metrics._Durations("took", "Time.", ["upstream"])
-    retries, batch = metrics._Counts("retries", "Retries."), metrics._Durations("batch", "Batches.")
-    plain.families += [calls, took, retries, batch]
-    ours.register(plain)
-    for upstream, status, seconds in attempts:
-        counter.labels(upstream, status).inc()
-        histogram.labels(upstream).observe(seconds)
-        total.inc(2)
-        overall.observe(seconds)
-        calls.add((upstream, status))
-        took.observe((upstream,), seconds)
-        retries.add((), 2)
-        batch.observe((), seconds)
-
-    def exposed(registry: CollectorRegistry) -> dict[str, float]:
-        found = samples(generate_latest(registry).decode())
-        return {k: v for k, v in found.items() if "_created" not in k}
-
-    assert exposed(ours) == exposed(theirs)
 
 
 @pytest.mark.timeout(60)
