@@ -362,31 +362,6 @@ async def test_a_cancelled_execution_leaves_no_item_running() -> None:
     assert told == []
 
 
-async def test_a_call_cancelled_while_waiting_for_a_place_gives_up_none() -> None:
-    # Three calls, one place: the first holds it, the second waits, and the second's item is
-    # cancelled by the deadline while it waits or just as the place is handed to it. The
-    # places must still add up: the next batch's calls on the same limiter all run.
-    from gqlbatch.execution.executor import _InFlight
-
-    limit = _InFlight(1)
-    assert limit.take_now()
-    waiting = [asyncio.create_task(limit.take()) for _ in range(2)]
-    await asyncio.sleep(0)
-    waiting[0].cancel()  # cancelled while waiting
-    limit.give()  # handed to the second waiter, the first being cancelled
-    await asyncio.sleep(0)
-    assert waiting[1].done() and not waiting[1].cancelled()
-    third = asyncio.create_task(limit.take())
-    await asyncio.sleep(0)
-    limit.give()  # the second gives its place back: to the third...
-    third.cancel()  # ...cancelled before it runs again: the place must come back
-    with pytest.raises(asyncio.CancelledError):
-        await third
-    with pytest.raises(asyncio.CancelledError):
-        await waiting[0]
-    assert limit.take_now() and not limit.take_now()
-
-
 async def test_a_bug_past_an_items_own_work_is_raised_and_stops_the_rest() -> None:
     # A listener that raises (on_result) is the batch's bug, not an item's failure: execute
     # raises it, and the item still waiting on its gate is cancelled, not left running.
