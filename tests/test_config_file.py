@@ -231,3 +231,32 @@ def test_graphiql_is_a_switch_or_a_table() -> None:
     assert (switch.graphiql, switch.graphiql_assets_dir) == (False, None)
     with pytest.raises(ConfigError, match=r"unknown key graphiql\.asset_dir"):
         settings_from_toml('[graphiql]\nasset_dir = "/srv/g"\n' + MINIMAL)
+
+
+def test_every_setting_has_its_key_in_the_file_and_the_same_type() -> None:
+    # Issue 26: the file's type tables repeated Settings' fields by hand, with no test. The
+    # tables now take their types from the settings; each field is set by one key.
+    import dataclasses
+
+    from gqlbatch.core.config import Settings
+    from gqlbatch.ops import config_file as c
+
+    by_key = {
+        *c._LIMITS,
+        *(k for k in c._SERVER if k not in c._LISTEN),
+        *(f"jobs_{k}" for k in c._JOBS),
+        *(f"idempotency_{k}" for k in c._IDEMPOTENCY),
+        *c._PERSISTED_FIELDS.values(),
+        *(f"persisted_queries_{k}" for k in c._PERSISTED if k not in c._PERSISTED_FIELDS),
+        "graphiql",  # [graphiql] enabled, or graphiql = true
+        *(f"graphiql_{k}" for k in c._GRAPHIQL if k != "enabled"),
+        "forward_headers",  # [headers] forward
+        "introspection",
+        "retries",
+        "cors",
+        "store_url",  # [store] url
+        "door_options",  # [doors.*]
+        "upstreams",
+    }
+    fields = {f.name for f in dataclasses.fields(Settings) if f.init}
+    assert by_key == fields

@@ -7,9 +7,12 @@ becomes one ConfigError naming the key and why, such as
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gqlbatch.core.config import CorsSettings, Settings
@@ -36,100 +39,94 @@ _SECTIONS = {
     "cors",
     "persisted_queries",
 }
-_RETRIES = {
-    "max_attempts": int,
-    "backoff_ms": int,
-    "max_backoff_ms": int,
-    "max_retry_after_ms": int,
-}
+
+
+def _kind(hint: Any) -> type:
+    """The TOML kind of a settings field's type: `int | None` is an int, a tuple a list."""
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        [present] = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _kind(present)
+    if origin in (tuple, list):
+        return list
+    if hint in (int, str, bool):
+        return typing.cast(type, hint)
+    raise TypeError(f"no TOML kind for {hint!r}")
+
+
+def _kinds(cls: type, names: Iterable[str] | None = None, *, prefix: str = "") -> dict[str, type]:
+    """The keys of a table and their kinds, from the fields of *cls* they set: *names* (or
+    every field that starts with *prefix*, the prefix dropped), each the field *prefix* +
+    name. The types are the settings' own, so the file's can never drift from them."""
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    if names is None:
+        names = [name.removeprefix(prefix) for name in fields if name.startswith(prefix)]
+    return {name: _kind(hints[prefix + name]) for name in names}
+
+
+_RETRIES = _kinds(RetrySettings)
 _DOORS = {"graphql", "json", "multipart"}
 _DOOR_OPTIONS = {"mode": str, "on_error": str, "atomic": bool}
+_PERSISTED_FIELDS = {"enabled": "persisted_queries", "trusted_documents": "trusted_documents"}
 _PERSISTED = {
-    "enabled": bool,
-    "max_bytes": int,
-    "max_bytes_per_client": int,
-    "ttl_s": int,
-    "trusted_documents": str,
+    **{key: _kind(typing.get_type_hints(Settings)[f]) for key, f in _PERSISTED_FIELDS.items()},
+    **_kinds(Settings, ["max_bytes", "max_bytes_per_client", "ttl_s"], prefix="persisted_queries_"),
 }
-_GRAPHIQL = {"enabled": bool, "assets_dir": str}
-_CORS = {"origins": list, "allow_credentials": bool, "max_age_s": int}
-_JOBS = {
-    "ttl_s": int,
-    "max": int,
-    "max_per_client": int,
-    "max_bytes_per_client": int,
-    "max_followers": int,
-    "max_followers_per_client": int,
-    "max_running": int,
-    "max_running_per_client": int,
-    "heartbeat_s": int,
-    "attempts": int,
-    "in_process": bool,
-}
+_GRAPHIQL = {"enabled": bool, **_kinds(Settings, ["assets_dir"], prefix="graphiql_")}
+_CORS = _kinds(CorsSettings)
+_JOBS = _kinds(Settings, prefix="jobs_")
 _CHOICES = {"mode": Mode, "on_error": OnError}
-_IDEMPOTENCY = {"ttl_s": int, "max_records": int, "max_bytes": int, "max_record_bytes": int}
+_IDEMPOTENCY = _kinds(Settings, prefix="idempotency_")
+_LISTEN = ("host", "port")  # for the CLI; the rest of [server] are Settings
 _SERVER = {
     "host": str,
     "port": int,
-    "header_timeout_s": int,
-    "body_timeout_s": int,
-    "write_timeout_s": int,
-    "max_connections": int,
-    "ws_max_per_client": int,
-    "ws_max_per_address": int,
-    "ws_idle_timeout_s": int,
-    "ws_init_timeout_s": int,
-    "ws_max_operations": int,
-    "trusted_proxies": list,
+    **_kinds(
+        Settings,
+        [
+            "header_timeout_s",
+            "body_timeout_s",
+            "write_timeout_s",
+            "max_connections",
+            "ws_max_per_client",
+            "ws_max_per_address",
+            "ws_idle_timeout_s",
+            "ws_init_timeout_s",
+            "ws_max_operations",
+            "trusted_proxies",
+        ],
+    ),
 }
-_LISTEN = ("host", "port")  # for the CLI; the rest of [server] are Settings
-_LIMITS = {
-    "max_items": int,
-    "max_fanout": int,
-    "max_concurrency": int,
-    "batch_timeout_ms": int,
-    "max_response_bytes": int,
-    "max_request_bytes": int,
-    "max_query_depth": int,
-    "max_query_aliases": int,
-    "max_query_tokens": int,
-    "max_outstanding_per_client": int,
-    "max_outstanding_total": int,
-    "max_outstanding_per_address": int,
-    "retry_after_s": int,
-    "max_json_depth": int,
-    "max_query_bytes": int,
-    "max_operations": int,
-    "max_rendered_call_bytes": int,
-    "max_rendered_batch_bytes": int,
-    "max_batch_response_bytes": int,
-    "max_select_paths": int,
-    "max_checked_values": int,
-    "max_document_check_ms": int,
-}
-_UPSTREAM = {
-    "base_url": str,
-    "timeout_ms": int,
-    "connect_timeout_ms": int,
-    "max_connections": int,
-    "forward_headers": list,
-    "share_inflight": bool,
-    "bulk": list,
-    "probe_path": str,
-    "openapi": str,
-    "strict_routes": bool,
-    "validate_responses": str,
-    "infer_bulk": bool,
-}
-_BULK = {
-    "match": str,
-    "path": str,
-    "param": str,
-    "key_field": str,
-    "many": bool,
-    "style": str,
-    "max_keys": int,
-}
+_LIMITS = _kinds(
+    Settings,
+    [
+        "max_items",
+        "max_fanout",
+        "max_concurrency",
+        "batch_timeout_ms",
+        "max_response_bytes",
+        "max_request_bytes",
+        "max_query_depth",
+        "max_query_aliases",
+        "max_query_tokens",
+        "max_outstanding_per_client",
+        "max_outstanding_total",
+        "max_outstanding_per_address",
+        "retry_after_s",
+        "max_json_depth",
+        "max_query_bytes",
+        "max_operations",
+        "max_rendered_call_bytes",
+        "max_rendered_batch_bytes",
+        "max_batch_response_bytes",
+        "max_select_paths",
+        "max_checked_values",
+        "max_document_check_ms",
+    ],
+)
+_UPSTREAM = {key: kind for key, kind in _kinds(UpstreamSettings).items() if key != "name"}
+_BULK = _kinds(BulkRoute)
 
 
 def settings_from_toml(
@@ -243,10 +240,9 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
     if cors:
         options["cors"] = CorsSettings(**cors)
     persisted = _table(data.get("persisted_queries"), "persisted_queries", _PERSISTED)
-    if "enabled" in persisted:
-        options["persisted_queries"] = persisted.pop("enabled")
-    if "trusted_documents" in persisted:
-        options["trusted_documents"] = persisted.pop("trusted_documents")
+    for key, field in _PERSISTED_FIELDS.items():
+        if key in persisted:
+            options[field] = persisted.pop(key)
     for key, value in persisted.items():
         options[f"persisted_queries_{key}"] = value
     store = _table(data.get("store"), "store", {"url": str})
