@@ -1,9 +1,9 @@
 """The client recipes of docs/clients.md, run: Apollo Client, urql and graphql-request, in
 Node, against a real gateway in front of the demo's sample API (tests/clients/clients.mjs).
 
-The packages are pinned and installed once into a cache folder with the machine's npm (the
-npm registry is one the CI machine reaches), as tests/test_graphql_over_http.py does.
-Without node or npm the test is skipped, saying so.
+The packages are pinned by the lockfiles of tests/node/clients and tests/node/codegen, which
+`.ci/run` installs (tests/npm.py). Without node, or without them, the tests are skipped,
+saying so.
 """
 
 from __future__ import annotations
@@ -26,21 +26,15 @@ from tests.npm import npm_packages
 
 DEMO_CONTRACTS = {"demo": Contract(openapi_document(), "the demo's sample API")}
 
-PACKAGES = (
-    "@apollo/client@4.3.8",
-    "rxjs@7.8.2",
-    "@urql/core@6.0.3",
-    "@urql/exchange-graphcache@9.0.2",
-    "graphql-request@7.4.0",
-    "graphql@16.11.0",
-)
 SCRIPT = Path(__file__).parent / "clients" / "clients.mjs"
 
 
 @pytest.fixture(scope="module")
-def clients_folder() -> Path:
-    folder = npm_packages("gqlbatch-clients", PACKAGES, why="run the JavaScript clients")
+def clients_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    packages = npm_packages("clients", why="run the JavaScript clients")
     # ESM resolves bare imports from the script's folder: the script runs beside node_modules.
+    folder = tmp_path_factory.mktemp("clients")
+    (folder / "node_modules").symlink_to(packages / "node_modules")
     shutil.copy(SCRIPT, folder / SCRIPT.name)
     return folder
 
@@ -84,12 +78,6 @@ async def test_the_javascript_clients_work_as_docs_clients_md_says(
     assert found["warnings"] == []
 
 
-CODEGEN = (
-    "@graphql-codegen/cli@7.4.3",
-    "@graphql-codegen/client-preset@6.2.0",
-    "typescript@7.0.2",
-    "graphql@16.11.0",
-)
 TYPED = Path(__file__).parent / "clients" / "typed"
 SCHEMA = Path(__file__).parent.parent / "schema" / "schema.graphql"
 
@@ -111,7 +99,7 @@ def test_codegen_types_a_screen_that_narrows_item_results(tmp_path: Path) -> Non
     """GraphQL Code Generator's client preset on schema/schema.graphql: the screen of
     tests/clients/typed/src/screen.ts compiles, narrowing items by __typename; a field read
     on the wrong member does not."""
-    cache = npm_packages("gqlbatch-codegen", CODEGEN, why="run GraphQL Code Generator")
+    cache = npm_packages("codegen", why="run GraphQL Code Generator")
     work = tmp_path / "typed"
     shutil.copytree(TYPED, work)
     shutil.copy(SCHEMA, work / "schema.graphql")
@@ -138,7 +126,7 @@ TYPED_SCREEN = Path(__file__).parent.parent / "examples" / "typed-screen"
 def test_the_typed_screen_example_compiles_and_refuses_a_typo(tmp_path: Path) -> None:
     """examples/typed-screen as its README runs it: the schema with the demo's OpenAPI types,
     codegen, then tsc. Reading `nmae` on the User its document describes does not compile."""
-    cache = npm_packages("gqlbatch-codegen", CODEGEN, why="run GraphQL Code Generator")
+    cache = npm_packages("codegen", why="run GraphQL Code Generator")
     work = tmp_path / "typed-screen"
     shutil.copytree(TYPED_SCREEN, work, ignore=shutil.ignore_patterns("node_modules", "gql"))
     (work / "node_modules").symlink_to(cache / "node_modules")

@@ -1,9 +1,9 @@
 """graphql-http's server audits, the GraphQL over HTTP spec's own test suite, against a real
 gateway: every audit must pass (61 of 61 with graphql-http 1.23.1).
 
-The audits are an npm package; the test installs it once, pinned, into a cache directory
-with the machine's npm (the npm registry is one the CI machine reaches), and runs them with
-node. Without node or npm it is skipped, saying so.
+The audits are an npm package, pinned by tests/node/audit's lockfile, which `.ci/run`
+installs (tests/npm.py); the test runs them with node. Without node, or without the package,
+it is skipped, saying so.
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ import pytest
 from gqlbatch import Settings, create_app, running
 from tests.npm import npm_packages
 
-PACKAGES = ("graphql-http@1.23.1", "graphql@16.15.0")
 AUDIT = Path(__file__).parent / "audit" / "audit.cjs"
 
 
 @pytest.fixture(scope="module")
 def audit_packages() -> Path:
-    return (
-        npm_packages("gqlbatch-audit", PACKAGES, why="run graphql-http's audits") / "node_modules"
-    )
+    return npm_packages("audit", why="run graphql-http's audits") / "node_modules"
 
 
 @pytest.mark.timeout(240)
