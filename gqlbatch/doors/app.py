@@ -148,6 +148,7 @@ def create_app(
     app[SLOW_READERS] = SlowReaders(settings.write_timeout_s)
     app.cleanup_ctx.append(cutting_slow_readers)
     app.cleanup_ctx.append(_client_ctx)
+    app.cleanup_ctx.append(_watching_the_loop)
     if queue is not None and settings.jobs_in_process:
         app.cleanup_ctx.append(_job_worker(queue))  # stopped first: cleanups run in reverse
     persisted = PersistedQueries(
@@ -334,6 +335,14 @@ def _no_shared_jobs(processes: int) -> str | None:
 
 async def _closed(offload: OffLoop) -> None:
     offload.close()
+
+
+async def _watching_the_loop(_app: web.Application) -> AsyncIterator[None]:
+    """Sample the event loop's lag while the application runs (`metrics.watch_loop_lag`)."""
+    watching = asyncio.create_task(metrics.watch_loop_lag(), name="gqlbatch:loop-lag")
+    yield
+    watching.cancel()
+    await asyncio.wait([watching])
 
 
 async def _client_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ a screen's instructions, and was removed: issue 26.)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import Counter as Tally
@@ -39,6 +40,7 @@ __all__ = [
     "record_store_error",
     "record_store_write",
     "refused",
+    "watch_loop_lag",
     "worker_exited",
 ]
 
@@ -123,6 +125,11 @@ UPSTREAM_CALLS = _Counts(
 )
 UPSTREAM_SECONDS = _Durations(
     "gqlbatch_upstream_seconds", "Time of one upstream attempt, by upstream.", ["upstream"]
+)
+LOOP_LAG = _Durations(
+    "gqlbatch_event_loop_lag_seconds",
+    "How late the event loop ran a timer that was due, sampled every 100 ms: what every "
+    "request waited beside its own work while something held the loop.",
 )
 IN_FLIGHT = Gauge(
     "gqlbatch_upstream_in_flight",
@@ -210,6 +217,17 @@ def refused(code: str) -> None:
 def record_answer(status: int) -> None:
     """Count an answer the server sent, by status."""
     ANSWERS.add((_status_label(status),))
+
+
+async def watch_loop_lag(every_s: float = 0.1) -> None:
+    """Sample the event loop's lag until cancelled: a timer set *every_s* ahead, and how late
+    it ran (`gqlbatch_event_loop_lag_seconds`). A request that held the loop for a second
+    shows as a sample of a second, whatever the machine's speed."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + every_s
+        await asyncio.sleep(every_s)
+        LOOP_LAG.observe((), max(loop.time() - due, 0.0))
 
 
 def exposition() -> bytes:
