@@ -53,7 +53,7 @@ MODES = {
 async def _child(items: int, mode: str) -> None:
     from gqlbatch import Settings
     from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
-    from gqlbatch.doors.schema import build_schema
+    from gqlbatch.doors.graphql.schema import build_schema
     from gqlbatch.execution.context import BatchContext
     from gqlbatch.execution.plans import PlanCache
 

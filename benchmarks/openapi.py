@@ -35,7 +35,7 @@ from gqlbatch import create_app, running
 from gqlbatch.core.config import Settings
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.upstream_settings import UpstreamSettings
-from gqlbatch.doors.schema import answer_types, build_schema
+from gqlbatch.doors.graphql.schema import answer_types, build_schema
 from gqlbatch.execution.planning import prepare
 
 SELECTIONS = {

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from gqlbatch.core.result import BatchOutcome, BatchStats, ItemResult, State
     from gqlbatch.core.upstream_settings import UpstreamSettings
     from gqlbatch.doors.app import create_app
+    from gqlbatch.doors.graphql.schema import build_schema
     from gqlbatch.doors.listener import running
-    from gqlbatch.doors.schema import build_schema
     from gqlbatch.execution.engine import run_batch
     from gqlbatch.execution.planning import prepare
 
@@ -55,7 +55,7 @@ _HOMES = {
     "Settings": "core.config",
     "State": "core.result",
     "UpstreamSettings": "core.upstream_settings",
-    "build_schema": "doors.schema",
+    "build_schema": "doors.graphql.schema",
     "create_app": "doors.app",
     "prepare": "execution.planning",
     "run_batch": "execution.engine",

@@ -16,10 +16,10 @@ from gql import Client, GraphQLRequest
 from gql.transport.aiohttp_websockets import AIOHTTPWebsocketsTransport
 
 from gqlbatch import Settings, create_app, running
-from gqlbatch.core.answer_types import AnswerTypes
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.upstream_settings import UpstreamSettings
-from gqlbatch.doors.schema import answer_types, build_schema, builtin_type_names
+from gqlbatch.doors.graphql.answer_types import AnswerTypes
+from gqlbatch.doors.graphql.schema import answer_types, build_schema, builtin_type_names
 from gqlbatch.ops.cli import main
 from tests.conftest import graphql_caller
 from tests.fakes import FakeService

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gqlbatch.doors.schema import build_schema
+from gqlbatch.doors.graphql.schema import build_schema
 from gqlbatch.ops.cli import main
 from gqlbatch.ops.demo import EXAMPLE_QUERY
 from tests.processes import SERVING, gqlbatch_process, gqlbatch_server, printed

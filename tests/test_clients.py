@@ -19,7 +19,7 @@ import pytest
 
 from gqlbatch import create_app, running
 from gqlbatch.core.openapi import Contract
-from gqlbatch.doors.schema import answer_types, build_schema, possible_types
+from gqlbatch.doors.graphql.schema import answer_types, build_schema, possible_types
 from gqlbatch.ops.cli import demo_settings, main
 from gqlbatch.ops.demo import openapi_document
 from tests.npm import npm_packages

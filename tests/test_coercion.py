@@ -1,4 +1,4 @@
-"""The compiled coercers of doors/coercion.py against graphql-core's `get_variable_values`,
+"""The compiled coercers of doors/graphql/coercion.py against graphql-core's `get_variable_values`,
 on random `[SubRequestInput!]!` values, valid and not: whatever they take, they give what
 graphql-core gives; whatever graphql-core refuses, they refuse (the caller then asks
 graphql-core, whose errors are the reference)."""
@@ -11,8 +11,8 @@ import graphql
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gqlbatch.doors.coercion import Refused, VariableCoercers
-from gqlbatch.doors.schema import build_schema
+from gqlbatch.doors.graphql.coercion import Refused, VariableCoercers
+from gqlbatch.doors.graphql.schema import build_schema
 
 SCHEMA = graphql.build_schema(build_schema().as_str())
 OPERATION = graphql.parse(

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import gqlbatch.doors.compiled as compiled_module
-import gqlbatch.doors.schema as schema_module
+import gqlbatch.doors.graphql.compiled as compiled_module
+import gqlbatch.doors.graphql.schema as schema_module
 from gqlbatch import Settings
 from gqlbatch.core.errors import ErrorCode
 from gqlbatch.core.openapi import Contract
@@ -38,7 +38,7 @@ from gqlbatch.core.result import (
     State,
 )
 from gqlbatch.core.wire import BodyEncoding, UpstreamResponse
-from gqlbatch.doors.schema import answer_types, build_schema
+from gqlbatch.doors.graphql.schema import answer_types, build_schema
 from gqlbatch.execution.context import BatchContext
 
 OUTCOME = BatchOutcome(

@@ -9,7 +9,7 @@ from pathlib import Path
 import gqlbatch
 from gqlbatch.core import errors
 from gqlbatch.core.errors import REJECTION_CODES, ErrorCode, ItemError
-from gqlbatch.doors.schema import build_schema
+from gqlbatch.doors.graphql.schema import build_schema
 
 ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "gqlbatch"
@@ -40,7 +40,7 @@ def test_result_types_declare_only_what_the_engine_results_carry() -> None:
     import dataclasses
 
     from gqlbatch.core import result
-    from gqlbatch.doors import schema
+    from gqlbatch.doors.graphql import schema
 
     pairs = [
         (schema.Succeeded, result.ItemResult),
@@ -181,7 +181,7 @@ def test_the_graphql_inputs_declare_the_shapes_the_engine_checks() -> None:
     # exactly the keys it knows, or a field would be accepted by one door and refused by the
     # other.
     from gqlbatch.core.request import COMPENSATE_KEYS, ITEM_KEYS, OPTION_KEYS
-    from gqlbatch.doors.schema import BatchOptionsInput, CompensationInput, SubRequestInput
+    from gqlbatch.doors.graphql.schema import BatchOptionsInput, CompensationInput, SubRequestInput
 
     def names(cls: type) -> set[str]:
         return {

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from gqlbatch.core.errors import ErrorCode
-from gqlbatch.core.http_cache import cache_control, if_none_match, vary
 from gqlbatch.core.result import ErrorInfo, ItemResult, State
+from gqlbatch.doors.http_cache import cache_control, if_none_match, vary
 from tests.fakes import FakeService
 
 SCREEN = '{ batch(requests: [{path: "/users/1"}, {path: "/posts"}]) { items { status } } }'

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gqlbatch.core.errors import BatchRejected
-from gqlbatch.core.identity import Identifier, Identity
+from gqlbatch.doors.identity import Identifier, Identity
 
 FORWARDED = ("Authorization", "X-Api-Key", "Accept-Language", "X-Request-Id", "traceparent")
 

@@ -194,7 +194,7 @@ async def test_a_repeated_query_is_validated_once(strict: TestClient, service: F
     # Strawberry's validation (its own cache off, size 0), and the repeats never reach it.
     from strawberry.extensions.validation_cache import _get_validate_cache
 
-    from gqlbatch.doors.graphql_documents import _PARSED
+    from gqlbatch.doors.graphql.documents import _PARSED
 
     service.route("GET", "/a", json={})
     validations = _get_validate_cache(0)

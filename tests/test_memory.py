@@ -227,7 +227,7 @@ async def test_documents_kept_between_requests_are_bounded_by_their_size(
     # at the limits kept 0.5 GB each, for good. What is kept is bounded by the texts' size now.
     from graphql import DocumentNode
 
-    from gqlbatch.doors.graphql_documents import CACHE_CHARS
+    from gqlbatch.doors.graphql.documents import CACHE_CHARS
 
     aliases = " ".join(f"a{i}: __typename" for i in range(1500))  # refused: 50 at most
     for n in range(100):

@@ -13,7 +13,7 @@ import pytest
 
 from gqlbatch import Settings, create_app
 from gqlbatch.core.errors import ConfigError
-from gqlbatch.execution.persisted import MemoryPersistedQueries
+from gqlbatch.doors.graphql.persisted import MemoryPersistedQueries
 from tests.fakes import FakeService
 
 SCREEN = 'query Screen { batch(requests: [{path: "/users/1"}]) { items { status body } } }'

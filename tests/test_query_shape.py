@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from strawberry.extensions.max_aliases import count_fields_with_alias
 from strawberry.extensions.query_depth_limiter import determine_depth
 
-from gqlbatch.doors.query_shape import document_shapes
+from gqlbatch.doors.graphql.query_shape import document_shapes
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from attacks import fragment_tower
@@ -140,7 +140,7 @@ async def test_validation_work_is_budgeted(gateway: TestClient) -> None:
 def test_a_document_is_walked_once_while_it_is_remembered() -> None:
     from graphql import parse
 
-    from gqlbatch.doors.graphql_documents import QueryLimits, ShapeChecks
+    from gqlbatch.doors.graphql.documents import QueryLimits, ShapeChecks
 
     checks = ShapeChecks(QueryLimits(max_aliases=1))
     text = "{ batch(requests: []) { a: replayed b: replayed } }"

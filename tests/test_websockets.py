@@ -102,7 +102,7 @@ async def test_an_internal_error_is_masked_over_websockets(
 ) -> None:
     # Operations over a websocket are streamed results (Schema.stream): each is masked as it
     # is sent, as an HTTP answer is once it is complete.
-    import gqlbatch.doors.schema as schema_module
+    import gqlbatch.doors.graphql.schema as schema_module
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")
@@ -164,7 +164,7 @@ async def test_an_idle_websocket_is_closed(make_gateway: Any, upstream_url: str)
 
 
 def test_a_websocket_with_an_operation_open_is_not_idle() -> None:
-    from gqlbatch.doors.websockets import _SOCKET, Sockets, _Socket
+    from gqlbatch.doors.graphql.websockets import _SOCKET, Sockets, _Socket
 
     now = [0.0]
     sockets = Sockets(per_client=4, per_address=4, idle_s=60, clock=lambda: now[0])

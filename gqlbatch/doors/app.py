@@ -23,12 +23,19 @@ from gqlbatch.core.errors import (
     ErrorCode,
     Problem,
 )
-from gqlbatch.core.identity import Identifier
 from gqlbatch.doors.caching import install_compression
 from gqlbatch.doors.cors import install_cors
 from gqlbatch.doors.documents import load_contracts
 from gqlbatch.doors.front_door import REST_DOORS, expect, front_door, rejected
-from gqlbatch.doors.graphiql import add_graphiql_assets
+from gqlbatch.doors.graphql.graphiql import add_graphiql_assets
+from gqlbatch.doors.graphql.persisted import (
+    MemoryPersistedQueries,
+    PersistedQueries,
+    PersistedQueryStore,
+    trusted_documents,
+)
+from gqlbatch.doors.graphql.schema import GraphQLDoor
+from gqlbatch.doors.graphql.websockets import SOCKETS, Sockets, closing_idle
 from gqlbatch.doors.http import (
     CLIENT,
     CONTEXT,
@@ -44,6 +51,7 @@ from gqlbatch.doors.http import (
     in_door_shape,
     job_context,
 )
+from gqlbatch.doors.identity import Identifier
 from gqlbatch.doors.multipart import MULTIPART_TYPES, multipart_batch
 from gqlbatch.doors.playground import add_playground
 from gqlbatch.doors.readiness import READINESS, Readiness, readyz, watch_answers
@@ -52,21 +60,13 @@ from gqlbatch.doors.rest import (
     json_batch,
     read_job,
 )
-from gqlbatch.doors.schema import GraphQLDoor
 from gqlbatch.doors.slow_readers import SLOW_READERS, SlowReaders, cutting_slow_readers
-from gqlbatch.doors.websockets import SOCKETS, Sockets, closing_idle
 from gqlbatch.execution import metrics
 from gqlbatch.execution.idempotency import IdempotencyStore, MemoryIdempotencyStore
 from gqlbatch.execution.job_store import JobStore, MemoryJobStore
 from gqlbatch.execution.jobs import Jobs
 from gqlbatch.execution.limits import MemoryPlaces, OutstandingCalls, Places
 from gqlbatch.execution.offload import OffLoop
-from gqlbatch.execution.persisted import (
-    MemoryPersistedQueries,
-    PersistedQueries,
-    PersistedQueryStore,
-    trusted_documents,
-)
 from gqlbatch.execution.plans import PlanCache
 from gqlbatch.execution.store_faults import Later
 from gqlbatch.upstreams.client import UpstreamClient

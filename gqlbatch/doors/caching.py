@@ -2,7 +2,7 @@
 
 - A GraphQL `GET` (a read-only screen: `Query.batch`, by document or persisted hash) that ran
   without errors gets a strong `ETag`, the `Cache-Control` its items' upstream answers allow
-  (`core.http_cache`), and `Vary`; `If-None-Match` with its tag gets `304` and no body.
+  (`doors.http_cache`), and `Vary`; `If-None-Match` with its tag gets `304` and no body.
   Everything else keeps `private, no-store`.
 - Answers of 1 KiB or more are compressed for a client that accepts it: brotli when the
   `brotli` package is installed and the client prefers it, else gzip. A stream is not: its
@@ -20,8 +20,8 @@ from typing import Final
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from gqlbatch.core.http_cache import NO_STORE, add_vary, cache_control, etag, if_none_match
 from gqlbatch.core.result import BatchOutcome
+from gqlbatch.doors.http_cache import NO_STORE, add_vary, cache_control, etag, if_none_match
 
 try:  # optional: `pip install brotli`
     import brotli

@@ -31,7 +31,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from gqlbatch.core.config import CorsSettings, Settings
-from gqlbatch.core.http_cache import add_vary
+from gqlbatch.doors.http_cache import add_vary
 
 __all__ = ["Standing", "install_cors", "standing", "without_ambient_credentials"]
 

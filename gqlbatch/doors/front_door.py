@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 from gqlbatch.core.errors import BatchRejected, ErrorCode, mask_internal
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.doors.cors import Standing, standing
+from gqlbatch.doors.graphql.schema import rejection
 from gqlbatch.doors.http import (
     CONTEXT,
     SETTINGS,
@@ -27,7 +28,6 @@ from gqlbatch.doors.http import (
 )
 from gqlbatch.doors.multipart import MULTIPART_TYPES
 from gqlbatch.doors.rest import rejection_json, rejection_status
-from gqlbatch.doors.schema import rejection
 from gqlbatch.doors.slow_readers import SLOW_READERS
 from gqlbatch.execution.engine import admit_early
 

@@ -13,11 +13,11 @@ from gqlbatch.core import strict_json
 from gqlbatch.core.call import forwarded_headers
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
-from gqlbatch.core.http_cache import NO_STORE
-from gqlbatch.core.identity import Identifier
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.types import Headers
 from gqlbatch.doors.cors import Standing, standing, without_ambient_credentials
+from gqlbatch.doors.http_cache import NO_STORE
+from gqlbatch.doors.identity import Identifier
 from gqlbatch.execution.context import BatchContext
 from gqlbatch.execution.idempotency import IdempotencyStore
 from gqlbatch.execution.job_store import Job

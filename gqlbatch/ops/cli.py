@@ -491,7 +491,7 @@ def _routes(args: argparse.Namespace) -> int:
 
 
 def _graphiql(args: argparse.Namespace) -> int:
-    from gqlbatch.doors.schema import graphiql_page
+    from gqlbatch.doors.graphql.schema import graphiql_page
     from gqlbatch.ops.graphiql_assets import NPM_REGISTRY, download
 
     registry = args.registry or NPM_REGISTRY
@@ -503,7 +503,7 @@ def _graphiql(args: argparse.Namespace) -> int:
 
 
 def _export_schema(args: argparse.Namespace) -> int:
-    from gqlbatch.doors.schema import answer_types, build_schema, possible_types
+    from gqlbatch.doors.graphql.schema import answer_types, build_schema, possible_types
 
     contracts = _exported_contracts(args)
     schema = build_schema(answers=answer_types(contracts) if contracts else None)

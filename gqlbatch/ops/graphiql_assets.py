@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 
 from gqlbatch.core.errors import ConfigError
-from gqlbatch.doors.graphiql import Asset, assets_of
+from gqlbatch.doors.graphql.graphiql import Asset, assets_of
 
 __all__ = ["NPM_REGISTRY", "download"]
 

@@ -30,12 +30,8 @@ from strawberry.types import ExecutionResult
 from strawberry.types.base import StrawberryOptional
 from strawberry.types.union import StrawberryUnion
 
-from gqlbatch.core.answer_types import AnswerTypes, ListOf, Member, Shape
-from gqlbatch.core.answer_types import Field as AnswerField
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
-from gqlbatch.core.http_cache import vary
-from gqlbatch.core.identity import has_credentials
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.core.request import Mode, OnError, with_defaults
@@ -48,23 +44,27 @@ from gqlbatch.core.result import (
 )
 from gqlbatch.core.wire import BodyEncoding, Method
 from gqlbatch.doors.caching import GET_ANSWER, GetAnswer, cached
-from gqlbatch.doors.compiled import TypedData, rejection
-from gqlbatch.doors.extensions import (
+from gqlbatch.doors.graphql.answer_types import AnswerTypes, ListOf, Member, Shape
+from gqlbatch.doors.graphql.answer_types import Field as AnswerField
+from gqlbatch.doors.graphql.compiled import TypedData, rejection
+from gqlbatch.doors.graphql.documents import QueryLimits
+from gqlbatch.doors.graphql.extensions import (
     GqlbatchSchema,
     ReleasingExecutionContext,
     RememberedNames,
     schema_extensions,
 )
-from gqlbatch.doors.graphiql import local_page, offline_notice
-from gqlbatch.doors.graphql_documents import QueryLimits
+from gqlbatch.doors.graphql.graphiql import local_page, offline_notice
+from gqlbatch.doors.graphql.persisted import PersistedQueries, PersistedQueryRefused
+from gqlbatch.doors.graphql.websockets import SOCKETS, SocketAdapter
 from gqlbatch.doors.http import CONTEXT, NO_STORE, in_door_shape, invalid, read_json
-from gqlbatch.doors.websockets import SOCKETS, SocketAdapter
+from gqlbatch.doors.http_cache import vary
+from gqlbatch.doors.identity import has_credentials
 from gqlbatch.execution import metrics
 from gqlbatch.execution.context import BatchContext
 from gqlbatch.execution.engine import run_batch, stream_batch
 from gqlbatch.execution.job_store import Job, JobState
 from gqlbatch.execution.jobs import Jobs
-from gqlbatch.execution.persisted import PersistedQueries, PersistedQueryRefused
 
 __all__ = [
     "BatchView",
@@ -895,7 +895,7 @@ def build_schema(
     """The gqlbatch GraphQL schema, with *limits* on query depth, aliases and tokens, and up
     to *max_operations* operations per HTTP request (an array of them in one POST). With
     *answers*, Succeeded has `data`, typed by the upstreams' OpenAPI documents. `compiled`
-    answers `batch` operations on the compiled path (`doors.compiled`); without it,
+    answers `batch` operations on the compiled path (`doors.graphql.compiled`); without it,
     graphql-core executes every operation, which is the reference the tests compare with.
     With *trusted* (SHA-256 digests), only those documents run, over HTTP and websockets."""
     succeeded: type = Succeeded
@@ -988,7 +988,7 @@ class BatchView(GraphQLView[Context, None]):
     async def create_websocket_response(
         self, request: web.Request, subprotocol: str | None
     ) -> web.WebSocketResponse:
-        # Counted per client and per address, and closed once idle (`doors.websockets`).
+        # Counted per client and per address, and closed once idle (`doors.graphql.websockets`).
         context = request[CONTEXT]
         protocols = [subprotocol] if subprotocol else []
         return await request.app[SOCKETS].open(request, protocols, context.client, context.address)

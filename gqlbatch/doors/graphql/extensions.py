@@ -1,6 +1,6 @@
 """The GraphQL schema's extensions: internal errors masked behind an id, query limits with
 their own error code (tagged in `GqlbatchSchema.process_errors`), and the hooks that parse and
-validate each document once (`doors.graphql_documents`). Imports strawberry, as `schema.py`
+validate each document once (`doors.graphql.documents`). Imports strawberry, as `schema.py`
 does; nothing here knows about batches.
 """
 
@@ -25,8 +25,8 @@ from strawberry.types import ExecutionContext
 
 from gqlbatch.core.errors import ErrorCode, mask_internal
 from gqlbatch.core.result import BatchOutcome
-from gqlbatch.doors.compiled import Anomaly, CompiledOperation, Compiler, TypedData
-from gqlbatch.doors.graphql_documents import (
+from gqlbatch.doors.graphql.compiled import Anomaly, CompiledOperation, Compiler, TypedData
+from gqlbatch.doors.graphql.documents import (
     LIBRARY_LIMITS,
     VALIDATION_BUDGET,
     CheckedDocuments,
@@ -34,7 +34,7 @@ from gqlbatch.doors.graphql_documents import (
     QueryLimits,
     ShapeChecks,
 )
-from gqlbatch.doors.query_shape import LiteralRangeRule
+from gqlbatch.doors.graphql.query_shape import LiteralRangeRule
 from gqlbatch.execution.context import BatchContext
 from gqlbatch.execution.planning import request_budget
 
@@ -109,7 +109,7 @@ class _SchemaCompiler:
 
 
 class CompiledBatches:
-    """Answers an operation made of `batch` fields on the compiled path (`doors.compiled`)
+    """Answers an operation made of `batch` fields on the compiled path (`doors.graphql.compiled`)
     before graphql-core executes it, from the `on_execute` hook: Strawberry skips execution
     when the hook has set the result. Anything the compiler leaves out, graphql-core executes
     as before."""

@@ -1,6 +1,6 @@
 """The GraphQL types an upstream's OpenAPI document gives its answers (issue 14, typed `data`).
-Pure: this module says which types there are and which one an answer is; `doors.schema` makes
-them Strawberry types.
+Pure: this module says which types there are and which one an answer is;
+`doors.graphql.schema` makes them Strawberry types.
 
 - Each object schema an answer can hold becomes an object type: a component schema is named
   after its component, an inline one after where it is (`PostAuthor`, `GetStatsResponse`).

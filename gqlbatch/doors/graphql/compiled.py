@@ -54,8 +54,8 @@ from gqlbatch.core.errors import BatchRejected, ErrorCode
 from gqlbatch.core.kept import Kept
 from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
 from gqlbatch.core.result import BatchOutcome, ItemResult, State
-from gqlbatch.doors.coercion import Refused, VariableCoercers
-from gqlbatch.doors.graphql_documents import CACHE_CHARS, CACHE_SIZE
+from gqlbatch.doors.graphql.coercion import Refused, VariableCoercers
+from gqlbatch.doors.graphql.documents import CACHE_CHARS, CACHE_SIZE
 from gqlbatch.execution import metrics
 
 __all__ = [
@@ -93,7 +93,7 @@ class Anomaly(Exception):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TypedData:
-    """What the compiled path needs of typed `data` (`doors.schema` makes it)."""
+    """What the compiled path needs of typed `data` (`doors.graphql.schema` makes it)."""
 
     answer: Callable[[ItemResult], tuple[str, Mapping[str, Any]] | None]
     """The member type of the item's answer and the JSON object its fields read; None when

@@ -1,6 +1,6 @@
 """GraphQL documents, parsed once and checked once (DESIGN §9): the limits a document is held
 to, our linear checks of its shape before graphql-core's rules, the trusted-documents list,
-and the time a request may spend on all of it. Strawberry's extension (`doors.extensions`)
+and the time a request may spend on all of it. Strawberry's extension (`doors.graphql.extensions`)
 calls these on every operation; they read its ExecutionContext and nothing else of it.
 """
 
@@ -18,7 +18,7 @@ from graphql import DocumentNode, GraphQLError, parse
 from gqlbatch.core.budget import RequestBudget
 from gqlbatch.core.errors import ErrorCode
 from gqlbatch.core.kept import Kept
-from gqlbatch.doors.query_shape import document_problems
+from gqlbatch.doors.graphql.query_shape import document_problems
 from gqlbatch.execution.context import BatchContext
 
 if TYPE_CHECKING:  # the operation these checks are made for; Strawberry is the extension's
