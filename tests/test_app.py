@@ -315,7 +315,7 @@ async def test_internal_error_is_masked_and_logged_with_an_id(
 ) -> None:
     # A bug inside the engine must reach the client as an id, never as a traceback or the
     # exception's text, on the compiled path as on graphql-core's.
-    import gqlbatch.doors.graphql.schema as schema_module
+    import gqlbatch.doors.graphql.operations as schema_module
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")

@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gqlbatch.doors.graphql.compiled as compiled_module
-import gqlbatch.doors.graphql.schema as schema_module
+import gqlbatch.doors.graphql.operations as schema_module
 from gqlbatch import Settings
 from gqlbatch.core.errors import ErrorCode
 from gqlbatch.core.openapi import Contract

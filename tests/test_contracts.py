@@ -40,7 +40,7 @@ def test_result_types_declare_only_what_the_engine_results_carry() -> None:
     import dataclasses
 
     from gqlbatch.core import result
-    from gqlbatch.doors.graphql import schema
+    from gqlbatch.doors.graphql import results as schema
 
     pairs = [
         (schema.Succeeded, result.ItemResult),
@@ -181,7 +181,7 @@ def test_the_graphql_inputs_declare_the_shapes_the_engine_checks() -> None:
     # exactly the keys it knows, or a field would be accepted by one door and refused by the
     # other.
     from gqlbatch.core.request import COMPENSATE_KEYS, ITEM_KEYS, OPTION_KEYS
-    from gqlbatch.doors.graphql.schema import BatchOptionsInput, CompensationInput, SubRequestInput
+    from gqlbatch.doors.graphql.inputs import BatchOptionsInput, CompensationInput, SubRequestInput
 
     def names(cls: type) -> set[str]:
         return {

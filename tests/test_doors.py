@@ -130,7 +130,7 @@ def test_a_graphql_input_reaches_the_engine_in_the_rest_form() -> None:
     # inputs as mappings, a null the same as an absent field, JSON values untouched.
     from gqlbatch.core.request import ITEM_KEYS
     from gqlbatch.core.wire import Method
-    from gqlbatch.doors.graphql.schema import (
+    from gqlbatch.doors.graphql.inputs import (
         CompensationInput,
         HeaderInput,
         SubRequestInput,

@@ -102,7 +102,7 @@ async def test_an_internal_error_is_masked_over_websockets(
 ) -> None:
     # Operations over a websocket are streamed results (Schema.stream): each is masked as it
     # is sent, as an HTTP answer is once it is complete.
-    import gqlbatch.doors.graphql.schema as schema_module
+    import gqlbatch.doors.graphql.operations as schema_module
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")

@@ -34,7 +34,7 @@ from gqlbatch.doors.graphql.persisted import (
     PersistedQueryStore,
     trusted_documents,
 )
-from gqlbatch.doors.graphql.schema import GraphQLDoor
+from gqlbatch.doors.graphql.view import GraphQLDoor
 from gqlbatch.doors.graphql.websockets import SOCKETS, Sockets, closing_idle
 from gqlbatch.doors.http import (
     CLIENT,

@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 from gqlbatch.core.errors import BatchRejected, ErrorCode, mask_internal
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.doors.cors import Standing, standing
-from gqlbatch.doors.graphql.schema import rejection
+from gqlbatch.doors.graphql.compiled import rejection
 from gqlbatch.doors.http import (
     CONTEXT,
     SETTINGS,
