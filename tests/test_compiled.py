@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import gqlbatch.doors.graphql.compiled as compiled_module
 import gqlbatch.doors.graphql.operations as schema_module
+import gqlbatch.doors.graphql.writers as writers_module
 from gqlbatch import Settings
 from gqlbatch.core.errors import ErrorCode
 from gqlbatch.core.openapi import Contract
@@ -394,7 +394,7 @@ def test_when_graphql_core_writes_instead_the_batch_is_not_run_again(
     def broken(item: ItemResult) -> Any:
         raise RuntimeError("a bug in a writer")
 
-    monkeypatch.setitem(compiled_module._ITEM_LEAVES, "status", broken)
+    monkeypatch.setitem(writers_module._ITEM_LEAVES, "status", broken)
     sent: list[Any] = []
 
     async def send(call: Any) -> UpstreamResponse:
@@ -422,7 +422,7 @@ def test_a_querys_batches_all_settle_before_graphql_core_writes_instead(
         a_broke.set()
         raise RuntimeError("a bug in a writer")
 
-    monkeypatch.setitem(compiled_module._ITEM_LEAVES, "status", broken)
+    monkeypatch.setitem(writers_module._ITEM_LEAVES, "status", broken)
     sent: list[str] = []
 
     async def send(call: Any) -> UpstreamResponse:

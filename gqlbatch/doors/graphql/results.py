@@ -21,13 +21,7 @@ from gqlbatch.core.result import (
 )
 from gqlbatch.core.wire import BodyEncoding
 from gqlbatch.doors.graphql.context import Context
-
-_TYPE_NAMES: dict[State, str] = {
-    State.SUCCEEDED: "Succeeded",
-    State.FAILED: "Failed",
-    State.SKIPPED: "Skipped",
-    State.CANCELLED: "Cancelled",
-}
+from gqlbatch.doors.graphql.writers import TYPE_NAMES
 
 
 @strawberry.type(description="An HTTP header.")
@@ -129,13 +123,13 @@ class ItemResultType:
     def resolve_type(cls, obj: Any, _info: Any, _type: Any) -> str:
         # The values are the engine's ItemResults (see `to_batch_result`): the state names the
         # type.
-        return _TYPE_NAMES[obj.state]
+        return TYPE_NAMES[obj.state]
 
     @classmethod
     def is_type_of(cls, obj: Any, _info: Any) -> bool:
         # Strawberry's default checks isinstance against its own classes; the values here are
         # the engine's, whose state says which result type they are.
-        return isinstance(obj, ItemResult) and _TYPE_NAMES[obj.state] == cls.__name__
+        return isinstance(obj, ItemResult) and TYPE_NAMES[obj.state] == cls.__name__
 
 
 def _selected(body: Any, select: list[str], max_paths: int) -> Any:
