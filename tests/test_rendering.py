@@ -15,7 +15,8 @@ from gqlbatch.core.errors import BatchTooLarge, CallTooLarge
 from gqlbatch.core.placeholders import Scope, compile_json, parse_template
 from gqlbatch.core.plan import build_plan
 from gqlbatch.core.rendering import Meter, render_json, render_text
-from gqlbatch.core.request import Rules, parse_batch
+from gqlbatch.core.request import parse_batch
+from gqlbatch.core.request_fields import Rules
 from gqlbatch.core.wire import Method
 
 

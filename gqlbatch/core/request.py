@@ -7,17 +7,30 @@ form, so a batch is validated by one set of rules whichever way it arrived. Grap
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, TypeGuard, TypeVar
-from urllib.parse import parse_qsl
+from typing import Protocol, TypeGuard
 
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
-from gqlbatch.core.targets import batch_path, header_problem, path_problem
-from gqlbatch.core.types import JSON, REQUEST_ID_CHARS, Headers, RequestId, frozen_for_type_checkers
-from gqlbatch.core.wire import IDEMPOTENCY_KEY, Method
+from gqlbatch.core.request_fields import (
+    REQUEST_ID,
+    Add,
+    Rules,
+    choice,
+    positive_int,
+    read_atomicity_group,
+    read_depends_on,
+    read_for_each,
+    read_headers,
+    read_idempotency_key,
+    read_method,
+    read_path,
+    read_query,
+    read_upstream,
+)
+from gqlbatch.core.types import JSON, Headers, RequestId, frozen_for_type_checkers
+from gqlbatch.core.wire import Method
 
 __all__ = [
     "COMPENSATE_KEYS",
@@ -30,7 +43,6 @@ __all__ = [
     "Mode",
     "OnError",
     "Parsed",
-    "Rules",
     "SubRequest",
     "holds_private",
     "parse_batch",
@@ -104,21 +116,6 @@ class Parsed:
     request_ids: tuple[RequestId, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Rules:
-    """What `parse_batch` checks a batch against; derived from Settings by the engine."""
-
-    upstreams: Collection[str]
-    default_upstream: str | None
-    max_items: int
-    max_fanout: int = 1000
-    methods: frozenset[Method] = frozenset(Method)
-
-
-_E = TypeVar("_E", bound=StrEnum)
-_Add = Callable[[ErrorCode, str, str], None]
-"""Records one problem of the item being parsed: (code, message, field)."""
-
 _USUAL_KEYS = frozenset({"requestId", "method", "path", "upstream", "body"})
 """The fields of most items: the others are looked for only in an item that has more."""
 ITEM_KEYS = frozenset(
@@ -140,11 +137,7 @@ ITEM_KEYS = frozenset(
 )
 OPTION_KEYS = ("mode", "onError", "maxConcurrency", "timeoutMs", "atomic")
 """A batch's options, as both doors name them."""
-_REQUEST_ID = re.compile(REQUEST_ID_CHARS + "{1,128}")
 COMPENSATE_KEYS = frozenset({"method", "path", "query", "headers", "body"})
-
-
-_METHODS = {m.value: m for m in Method}  # Enum.__members__ builds a new mapping on each read
 
 
 def with_defaults(defaults: Mapping[str, object], options: object) -> object:
@@ -327,30 +320,30 @@ def _parse_item(
     rare = not _USUAL_KEYS.issuperset(raw)
     method: Method | None = Method.GET
     if (value := get("method")) is not None or Method.GET not in rules.methods:
-        method = _method(value, rules, add)
-    path, query = _path(get("path"), add)
+        method = read_method(value, rules, add)
+    path, query = read_path(get("path"), add)
     headers: Headers = ()
     depends_on: tuple[RequestId, ...] = ()
     if rare:
         if (value := get("query")) is not None:
-            query += _query(value, add)
+            query += read_query(value, add)
         if (value := get("headers")) is not None:
-            headers = _headers(value, add)
+            headers = read_headers(value, add)
         if (value := get("dependsOn")) is not None:
-            depends_on = _depends_on(value, add)
+            depends_on = read_depends_on(value, add)
     upstream = rules.default_upstream
     if (value := get("upstream")) is not None or upstream is None:
-        upstream = _upstream(value, rules, add)
+        upstream = read_upstream(value, rules, add)
     timeout_ms = for_each = idempotency_key = atomicity_group = compensate = None
     if rare:
         if (value := get("timeoutMs")) is not None:
-            timeout_ms = _positive_int(value, "timeoutMs", add)
+            timeout_ms = positive_int(value, "timeoutMs", add)
         if (value := get("forEach")) is not None:
-            for_each = _for_each(value, add)
+            for_each = read_for_each(value, add)
         if (value := get("idempotencyKey")) is not None:
-            idempotency_key = _idempotency_key(value, add)
+            idempotency_key = read_idempotency_key(value, add)
         if (value := get("atomicityGroup")) is not None:
-            atomicity_group = _atomicity_group(value, add)
+            atomicity_group = read_atomicity_group(value, add)
         if (value := get("compensate")) is not None:
             compensate = _compensate(value, request_id, upstream, rules, add)
     if len(problems.found) > before or method is None or path is None or upstream is None:
@@ -376,7 +369,7 @@ def _parse_item(
 
 
 def _compensate(
-    raw: JSON, request_id: RequestId, upstream: str | None, rules: Rules, add: _Add
+    raw: JSON, request_id: RequestId, upstream: str | None, rules: Rules, add: Add
 ) -> SubRequest | None:
     """The compensating request: a sub-request of its own, on the item's upstream, that may
     read every result of the batch, its own item's included."""
@@ -405,10 +398,10 @@ def _compensate(
         max_items=rules.max_items,
         max_fanout=rules.max_fanout,
     )
-    method = _method(raw.get("method"), everything, add_here)
-    path, path_query = _path(raw.get("path"), add_here)
-    query = path_query + _query(raw.get("query"), add_here)
-    headers = _headers(raw.get("headers"), add_here)
+    method = read_method(raw.get("method"), everything, add_here)
+    path, path_query = read_path(raw.get("path"), add_here)
+    query = path_query + read_query(raw.get("query"), add_here)
+    headers = read_headers(raw.get("headers"), add_here)
     if method is None or path is None or upstream is None:
         return None
     body = raw.get("body")
@@ -431,7 +424,7 @@ def _request_id(raw: object, index: int, problems: _Problems) -> RequestId:
         return str(index)
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+    if not isinstance(value, str) or not REQUEST_ID.fullmatch(value):
         problems.add(
             ErrorCode.INVALID_INPUT,
             "requestId must be 1 to 128 characters without spaces, quotes, commas or brackets, "
@@ -440,194 +433,6 @@ def _request_id(raw: object, index: int, problems: _Problems) -> RequestId:
             index,
         )
         return str(index)
-    return value
-
-
-def _method(value: JSON, rules: Rules, add: _Add) -> Method | None:
-    text = "GET" if value is None else value
-    method = _METHODS.get(text.upper()) if isinstance(text, str) else None
-    if method is None:
-        add(
-            ErrorCode.INVALID_INPUT,
-            f"method must be one of {', '.join(Method)}, got {value!r}",
-            "method",
-        )
-        return None
-    if method not in rules.methods:
-        allowed = ", ".join(m for m in Method if m in rules.methods)
-        add(
-            ErrorCode.METHOD_NOT_ALLOWED,
-            f"{method} is not allowed here (allowed: {allowed})",
-            "method",
-        )
-        return None
-    return method
-
-
-def _path(value: JSON, add: _Add) -> tuple[str | None, tuple[tuple[str, str], ...]]:
-    if not isinstance(value, str) or not value:
-        add(
-            ErrorCode.INVALID_INPUT,
-            "path is required and must be a string such as '/users/1'",
-            "path",
-        )
-        return None, ()
-    path, _, query_text = value.partition("?")
-    problem = path_problem(path)
-    if problem:
-        add(ErrorCode.FORBIDDEN_TARGET, f"{problem}: {value!r}", "path")
-        return None, ()
-    if batch_path(path):
-        add(ErrorCode.NESTED_BATCH, f"a sub-request may not be a batch itself: {value!r}", "path")
-        return None, ()
-    return path, tuple(parse_qsl(query_text, keep_blank_values=True)) if query_text else ()
-
-
-def _query(value: JSON, add: _Add) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, Mapping):
-        add(
-            ErrorCode.INVALID_INPUT, "query must be an object of parameter names to values", "query"
-        )
-        return ()
-    pairs: list[tuple[str, str]] = []
-    for name, raw in value.items():
-        for v in raw if isinstance(raw, list) else [raw]:
-            if v is None:
-                continue
-            if isinstance(v, dict | list):
-                add(
-                    ErrorCode.INVALID_INPUT,
-                    "a query value must be a string, number, boolean or a list of them",
-                    f"query.{name}",
-                )
-                continue
-            pairs.append((name, _scalar_text(v)))
-    return tuple(pairs)
-
-
-def _scalar_text(value: JSON) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _headers(value: JSON, add: _Add) -> Headers:
-    pairs = _header_pairs(value, add)
-    for name, text in pairs:
-        problem = header_problem(name, text)
-        if problem:
-            add(ErrorCode.FORBIDDEN_TARGET, problem, f"headers.{name}")
-    return pairs
-
-
-def _header_pairs(value: JSON, add: _Add) -> Headers:
-    if value is None:
-        return ()
-    if isinstance(value, Mapping):
-        value = [{"name": k, "value": v} for k, v in value.items()]
-    ok = isinstance(value, list) and all(
-        isinstance(h, Mapping)
-        and isinstance(h.get("name"), str)
-        and isinstance(h.get("value"), str)
-        for h in value
-    )
-    if not ok:
-        add(
-            ErrorCode.INVALID_INPUT,
-            "headers must be a list of {name, value} strings, or an object of strings",
-            "headers",
-        )
-        return ()
-    return tuple((h["name"], h["value"]) for h in value)
-
-
-def _depends_on(value: JSON, add: _Add) -> tuple[RequestId, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-        add(ErrorCode.INVALID_INPUT, "dependsOn must be a list of requestIds", "dependsOn")
-        return ()
-    return tuple(dict.fromkeys(str(v) for v in value))
-
-
-def _for_each(value: JSON, add: _Add) -> str | list[JSON] | None:
-    if value is None or isinstance(value, str | list):
-        return value
-    add(
-        ErrorCode.INVALID_INPUT,
-        "forEach must be a placeholder such as '{resultOf(posts)[*].userId}' or a JSON list",
-        "forEach",
-    )
-    return None
-
-
-def _atomicity_group(value: JSON, add: _Add) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
-        add(
-            ErrorCode.INVALID_INPUT,
-            "atomicityGroup must be a name written as a requestId is: 1 to 128 characters "
-            "without spaces, quotes, commas or brackets",
-            "atomicityGroup",
-        )
-        return None
-    return value
-
-
-def _idempotency_key(value: JSON, add: _Add) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not IDEMPOTENCY_KEY.fullmatch(value):
-        add(
-            ErrorCode.INVALID_INPUT,
-            "idempotencyKey must be 1 to 255 printable ASCII characters",
-            "idempotencyKey",
-        )
-        return None
-    return value
-
-
-def _upstream(value: JSON, rules: Rules, add: _Add) -> str | None:
-    # Not called for an absent upstream when there is a default (_parse_item).
-    if isinstance(value, str) and value in rules.upstreams:
-        return value
-    known = ", ".join(sorted(rules.upstreams))  # only for the messages below
-    if value is None:
-        add(
-            ErrorCode.UNKNOWN_UPSTREAM,
-            f"name an upstream: several are configured (known: {known})",
-            "upstream",
-        )
-        return None
-    if not isinstance(value, str):
-        add(ErrorCode.INVALID_INPUT, f"upstream must be a name (known: {known})", "upstream")
-        return None
-    if value not in rules.upstreams:
-        add(
-            ErrorCode.UNKNOWN_UPSTREAM,
-            f"{value[:80]!r} is not a configured upstream (known: {known})",
-            "upstream",
-        )
-        return None
-    return str(value)
-
-
-_MAX_INT = 2**31 - 1
-"""The largest integer an option takes: GraphQL's Int, on the REST door too (a timeoutMs of
-10**400 failed its item with INTERNAL_ERROR once it became seconds)."""
-
-
-def _positive_int(value: JSON, field: str, add: _Add) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_INT:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        message = f"{field} must be an integer from 1 to {_MAX_INT}, got {shown}"
-        add(ErrorCode.INVALID_INPUT, message, field)
-        return None
     return value
 
 
@@ -650,14 +455,14 @@ def _parse_options(raw: object, problems: _Problems) -> BatchOptions:
     atomic = raw.get("atomic")
     if atomic not in (None, True, False):
         add(ErrorCode.INVALID_INPUT, f"atomic must be true or false, got {atomic!r}", "atomic")
-    on_error = _choice(raw.get("onError"), OnError, OnError.CONTINUE, "onError", add)
+    on_error = choice(raw.get("onError"), OnError, OnError.CONTINUE, "onError", add)
     if atomic is True and raw.get("onError") is not None and on_error is OnError.CONTINUE:
         add(
             ErrorCode.INVALID_INPUT,
             "an atomic batch stops at its first failure; onError CONTINUE contradicts it",
             "onError",
         )
-    mode = _choice(raw.get("mode"), Mode, Mode.PARALLEL, "mode", add)
+    mode = choice(raw.get("mode"), Mode, Mode.PARALLEL, "mode", add)
     if atomic is True and raw.get("mode") is not None and mode is Mode.PARALLEL:
         add(
             ErrorCode.INVALID_INPUT,
@@ -667,19 +472,10 @@ def _parse_options(raw: object, problems: _Problems) -> BatchOptions:
     return BatchOptions(
         mode=Mode.SEQUENTIAL if atomic is True else mode,
         on_error=OnError.STOP if atomic is True else on_error,
-        max_concurrency=_positive_int(raw.get("maxConcurrency"), "maxConcurrency", add),
-        timeout_ms=_positive_int(raw.get("timeoutMs"), "timeoutMs", add),
+        max_concurrency=positive_int(raw.get("maxConcurrency"), "maxConcurrency", add),
+        timeout_ms=positive_int(raw.get("timeoutMs"), "timeoutMs", add),
         atomic=atomic is True,
     )
-
-
-def _choice(value: JSON, enum: type[_E], default: _E, field: str, add: _Add) -> _E:
-    if value is None:
-        return default
-    if isinstance(value, str) and value.upper() in enum.__members__:
-        return enum(value.upper())
-    add(ErrorCode.INVALID_INPUT, f"must be one of {', '.join(enum)}, got {value!r}", field)
-    return default
 
 
 def _check_unique_ids(ids: list[RequestId], problems: _Problems) -> None:

@@ -14,7 +14,8 @@ from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.plan import Plan, build_plan, known_calls, static_calls
 from gqlbatch.core.references import reference_problems
-from gqlbatch.core.request import KnownItems, Rules, parse_batch
+from gqlbatch.core.request import KnownItems, parse_batch
+from gqlbatch.core.request_fields import Rules
 from gqlbatch.core.schema_checks import TooSlowForTheLoop, count_values, on_the_loop
 from gqlbatch.core.wire import READ_METHODS, Method
 from gqlbatch.execution.context import BatchContext
