@@ -10,6 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gqlbatch.core.errors import ReferenceNotFound
+from gqlbatch.core.evaluation import evaluate, project
 from gqlbatch.core.placeholders import (
     Each,
     Index,
@@ -19,11 +20,9 @@ from gqlbatch.core.placeholders import (
     Template,
     TemplateSyntaxError,
     compile_json,
-    evaluate,
     json_references,
     parse_selectors,
     parse_template,
-    project,
 )
 from gqlbatch.core.rendering import render_json, render_text, to_text
 

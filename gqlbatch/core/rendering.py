@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from gqlbatch.core.placeholders import Scope, Template, evaluate
+from gqlbatch.core.evaluation import evaluate
+from gqlbatch.core.placeholders import Scope, Template
 from gqlbatch.core.types import JSON
 
 __all__ = ["Meter", "render_json", "render_text", "to_text"]

@@ -25,7 +25,8 @@ from gqlbatch.core.errors import (
     UpstreamError,
     mask_internal,
 )
-from gqlbatch.core.placeholders import Scope, evaluate
+from gqlbatch.core.evaluation import evaluate
+from gqlbatch.core.placeholders import Scope
 from gqlbatch.core.plan import Plan, PlannedItem
 from gqlbatch.core.rendering import render_json
 from gqlbatch.core.request import Mode, OnError

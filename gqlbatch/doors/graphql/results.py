@@ -11,7 +11,8 @@ from graphql import GraphQLError
 from strawberry.scalars import JSON
 
 from gqlbatch.core.errors import ErrorCode
-from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
+from gqlbatch.core.evaluation import project
+from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors
 from gqlbatch.core.result import (
     BatchOutcome,
     BatchStats,

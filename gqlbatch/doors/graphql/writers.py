@@ -29,7 +29,8 @@ from graphql import (
 )
 
 from gqlbatch.core.errors import ErrorCode
-from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors, project
+from gqlbatch.core.evaluation import project
+from gqlbatch.core.placeholders import TemplateSyntaxError, parse_selectors
 from gqlbatch.core.result import BatchOutcome, ItemResult, State
 
 __all__ = [
