@@ -10,17 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import contextlib
 import dataclasses
-import gc
 import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -32,10 +29,15 @@ from gqlbatch.core.upstream_settings import upstream_flags
 from gqlbatch.ops.config_file import settings_from_mapping, settings_from_toml
 from gqlbatch.ops.logs import LOG_FORMATS, configure_logging
 from gqlbatch.ops.memory import give_back_large_blocks
+from gqlbatch.ops.running import (
+    listening,
+    loop_factory,
+    loop_name,
+    run_until_interrupted,
+    tune_collector,
+)
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from gqlbatch.core.openapi import Contract
 
 __all__ = ["main"]
@@ -242,11 +244,11 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or server.get("host", DEFAULT_HOST)
     port = args.port if args.port is not None else server.get("port", DEFAULT_PORT)
     if args.workers == 1:
-        return _run_until_interrupted(_serve_forever(settings, host, port), args.loop)
+        return run_until_interrupted(_serve_forever(settings, host, port), args.loop)
     _share_metrics_between_workers()
     from gqlbatch.ops.workers import serve_workers  # gunicorn only when asked for
 
-    loop = "asyncio" if _loop_factory(args.loop) is None else "uvloop"
+    loop = "asyncio" if loop_factory(args.loop) is None else "uvloop"
 
     if settings.store_url is None:
         log.warning(
@@ -261,7 +263,7 @@ def _serve(args: argparse.Namespace) -> int:
         port,
         args.workers,
         ready=lambda url: _announce(url, settings, f" ({args.workers} workers, {loop})"),
-        on_worker_start=_tune_collector,
+        on_worker_start=tune_collector,
         uvloop=loop == "uvloop",
     )
     return 0
@@ -286,7 +288,7 @@ def _worker(args: argparse.Namespace) -> int:
             "GQLBATCH_STORE__URL (without it, serve runs each job in the process that took it)"
         )
     settings = dataclasses.replace(settings, jobs_in_process=True)
-    return _run_until_interrupted(_work_forever(settings), args.loop)
+    return run_until_interrupted(_work_forever(settings), args.loop)
 
 
 async def _work_forever(settings: Settings) -> None:
@@ -295,7 +297,7 @@ async def _work_forever(settings: Settings) -> None:
 
     async with started(create_app(settings)):
         print(f"gqlbatch worker running jobs from {_redacted(settings.store_url)}", flush=True)
-        _tune_collector()
+        tune_collector()
         await asyncio.Event().wait()
 
 
@@ -318,11 +320,6 @@ def _announce(url: str, settings: Settings, suffix: str = "") -> None:
     print(f"gqlbatch serving {url}/graphql in front of {upstreams}{suffix}", flush=True)
 
 
-def _loop_name() -> str:
-    """The running event loop's library: "uvloop" or "asyncio"."""
-    return type(asyncio.get_running_loop()).__module__.partition(".")[0]
-
-
 def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any]]:
     if args.config is not None:
         try:
@@ -338,39 +335,26 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any]]:
 async def _serve_forever(settings: Settings, host: str, port: int) -> None:
     from gqlbatch.doors.app import create_app
 
-    async with _listening(create_app(settings), host, port) as url:
-        _announce(url, settings, f" ({_loop_name()})")
-        _tune_collector()
+    async with listening(create_app(settings), host, port) as url:
+        _announce(url, settings, f" ({loop_name()})")
+        tune_collector()
         await asyncio.Event().wait()
-
-
-def _tune_collector() -> None:
-    """Garbage collection for a long-running server, once it has started.
-
-    A batch allocates tens of thousands of short-lived objects that reference counting frees;
-    at CPython's default threshold of 700 the young generation was collected about three times
-    per 100-item batch (the cost is in BENCHMARKS.md). The objects alive once the server is up
-    (modules, the schema, the pools) are frozen out of every later collection. Safe because a
-    finished batch leaves no reference cycle (tests/test_memory.py runs a server tuned so).
-    """
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 def _demo(args: argparse.Namespace) -> int:
     give_back_large_blocks()
     host, port = args.host or DEFAULT_HOST, DEFAULT_PORT if args.port is None else args.port
-    return _run_until_interrupted(_demo_forever(args, host, port), args.loop)
+    return run_until_interrupted(_demo_forever(args, host, port), args.loop)
 
 
 async def _demo_forever(args: argparse.Namespace, host: str, port: int) -> None:
     from gqlbatch.doors.app import create_app
     from gqlbatch.ops.demo import EXAMPLE_BATCH, EXAMPLE_QUERY, sample_api
 
-    async with _listening(sample_api(latency_ms=args.latency_ms), host, args.api_port) as api_url:
+    async with listening(sample_api(latency_ms=args.latency_ms), host, args.api_port) as api_url:
         settings = demo_settings(api_url, args.environ, bulk=not args.no_bulk)
         app = create_app(settings, landing_query=EXAMPLE_QUERY, playground_example=EXAMPLE_BATCH)
-        async with _listening(app, host, port) as url:
+        async with listening(app, host, port) as url:
             print(
                 f"gqlbatch demo: sample REST API at {api_url} (users, posts, comments)", flush=True
             )
@@ -379,7 +363,7 @@ async def _demo_forever(args: argparse.Namespace, host: str, port: int) -> None:
                 f"GraphiQL with example batches, or POST to {url}/graphql",
                 flush=True,
             )
-            _tune_collector()
+            tune_collector()
             await asyncio.Event().wait()
 
 
@@ -395,62 +379,6 @@ def demo_settings(api_url: str, environ: Mapping[str, str], *, bulk: bool = True
     if not bulk:
         env[prefix + "BULK"] = "[]"
     return settings_from_toml(text, env, source="demo.toml")[0]
-
-
-@contextlib.asynccontextmanager
-async def _listening(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
-    from gqlbatch.doors.listener import running
-
-    server = running(app, host, port)
-    try:
-        url = await server.__aenter__()
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    try:
-        yield url
-    finally:
-        await server.__aexit__(None, None, None)
-
-
-def _run_until_interrupted(coro: Coroutine[Any, Any, None], loop: str = "asyncio") -> int:
-    """Serve until Ctrl-C or SIGTERM, then shut down cleanly: connections close, pools close.
-    *loop* is `--loop`'s choice."""
-    try:
-        factory = _loop_factory(loop)
-    except ConfigError:
-        coro.close()  # never awaited: said so, rather than warned about
-        raise
-    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_until_terminated(coro))
-    return 0
-
-
-def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop `--loop` names: None for asyncio's own.
-
-    uvloop runs the same aiohttp server and client in about 10% fewer instructions per screen
-    (BENCHMARKS.md): its loop, transports and timers are C, where asyncio's are Python.
-    """
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise ConfigError(
-                "--loop uvloop: uvloop is not installed (pip install uvloop; it does not run "
-                "on Windows)"
-            ) from None
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
-async def _until_terminated(coro: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.ensure_future(coro)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def _exported_contracts(args: argparse.Namespace) -> dict[str, Contract]:
