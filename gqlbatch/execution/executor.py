@@ -22,17 +22,26 @@ from gqlbatch.core.errors import (
     ErrorCode,
     ItemError,
     ReferenceNotFound,
-    UpstreamError,
-    mask_internal,
 )
 from gqlbatch.core.evaluation import evaluate
 from gqlbatch.core.placeholders import Scope
 from gqlbatch.core.plan import Plan, PlannedItem
 from gqlbatch.core.rendering import render_json
 from gqlbatch.core.request import Mode, OnError
-from gqlbatch.core.result import ElementResult, ErrorInfo, ItemResult, Route, State
+from gqlbatch.core.result import ElementResult, ItemResult, Route, State
 from gqlbatch.core.types import JSON, Headers, RequestId, frozen_for_type_checkers
-from gqlbatch.core.wire import SAFE_METHODS, BodyEncoding, Fetch, Fetched, UpstreamCall
+from gqlbatch.core.wire import SAFE_METHODS, Fetch, Fetched, UpstreamCall
+from gqlbatch.execution.item_results import (
+    ElementOutcome,
+    element_error,
+    failed,
+    fanned_out,
+    from_response,
+    internal_error,
+    not_run,
+    skipped,
+    status_error,
+)
 
 __all__ = ["Execution", "Fetch", "Halt", "Resumable", "execute"]
 
@@ -173,7 +182,7 @@ class _Run:
         if result is not None:
             return result
         message = f"the batch deadline of {deadline_ms} ms passed before this item finished"
-        return _not_run(item, State.CANCELLED, ErrorCode.TIMEOUT, message)
+        return not_run(item, State.CANCELLED, ErrorCode.TIMEOUT, message)
 
     def _wake(self, items: list[PlannedItem]) -> None:
         # A worklist, not recursion: a failure skips its dependents, theirs, and so on down a
@@ -200,7 +209,7 @@ class _Run:
                 self._waiting_on.setdefault(on, []).append(item)
                 return False
             if skips and result.state is not State.SUCCEEDED:
-                return _skipped(item, result)
+                return skipped(item, result)
             position += 1
         return True
 
@@ -221,7 +230,7 @@ class _Run:
                 # Not STYLE R5's "hide bugs": the bug is logged with its traceback under an id
                 # the client sees. But a batch whose writes already ran must still return
                 # every result, so one item's bug is that item's failure, like any other.
-                result = _internal_error(item, exc)
+                result = internal_error(item, exc)
             self._wake(self._settled(item, result))
         except asyncio.CancelledError:
             raise
@@ -250,10 +259,10 @@ class _Run:
         # Started once everything it waits for has settled, its dependencies successfully.
         if self._stopped_by is not None:
             message = f"not started: item '{self._stopped_by}' failed and onError is STOP"
-            return _not_run(item, State.CANCELLED, ErrorCode.CANCELLED, message)
+            return not_run(item, State.CANCELLED, ErrorCode.CANCELLED, message)
         halted = None if self.resumable is None else self.resumable.halt.reason
         if halted is not None:
-            return _not_run(item, State.CANCELLED, ErrorCode.CANCELLED, f"not started: {halted}")
+            return not_run(item, State.CANCELLED, ErrorCode.CANCELLED, f"not started: {halted}")
         results = {dep: self._results[dep] for dep in item.depends_on} if item.depends_on else {}
         if item.for_each is not None:
             return await self._fan_out(item, results)
@@ -273,8 +282,8 @@ class _Run:
             self._budget.charge_rendered(call.size)
             fetched = await self._send(item, call)
         except ItemError as exc:
-            return _failed(item, exc, _since(started), began)
-        return _from_response(item, call, fetched, _since(started), began)
+            return failed(item, exc, _since(started), began)
+        return from_response(item, call, fetched, _since(started), began)
 
     async def _send(self, item: PlannedItem, call: UpstreamCall) -> Fetched:
         async with self._limit:  # at most max_concurrency calls of the batch in flight
@@ -290,7 +299,7 @@ class _Run:
         try:
             elements = _elements(item, Scope(deps))
         except ItemError as exc:
-            return _failed(item, exc, _since(started), began)
+            return failed(item, exc, _since(started), began)
         # The engine counted a literal list's calls before running, and one call for a list
         # from a placeholder: the rest of those are taken now that the list is known.
         calls = self._budget.request
@@ -300,8 +309,8 @@ class _Run:
                 f"forEach over {len(elements)} elements is more than the {calls.calls + 1} "
                 "upstream calls left to this request (max_fanout); none of its calls were made"
             )
-            return _not_run(item, State.FAILED, ErrorCode.BATCH_TOO_LARGE, message)
-        outcomes: dict[int, _Outcome] = {}
+            return not_run(item, State.FAILED, ErrorCode.BATCH_TOO_LARGE, message)
+        outcomes: dict[int, ElementOutcome] = {}
         leaders: list[tuple[int, UpstreamCall]] = []
         followers: list[tuple[int, UpstreamCall]] = []
         reads: set[UpstreamCall] = set()
@@ -311,7 +320,7 @@ class _Run:
                 call = to_call(item, scope, self._forwarded, self._budget.meter())
                 self._budget.charge_rendered(call.size)
             except ItemError as exc:
-                outcomes[i] = _element_error(i, exc)
+                outcomes[i] = element_error(i, exc)
                 continue
             if call in reads:
                 followers.append((i, call))
@@ -328,15 +337,15 @@ class _Run:
         for i, call in followers:
             outcomes[i] = await self._element(item, call, i)
         ordered = [outcomes[i] for i in range(len(elements))]
-        return _fanned_out(item, ordered, _since(started), began)
+        return fanned_out(item, ordered, _since(started), began)
 
-    async def _element(self, item: PlannedItem, call: UpstreamCall, index: int) -> _Outcome:
+    async def _element(self, item: PlannedItem, call: UpstreamCall, index: int) -> ElementOutcome:
         try:
             fetched = await self._send(item, call)
         except ItemError as exc:
-            return _element_error(index, exc)
+            return element_error(index, exc)
         response = fetched.response
-        error = _status_error(call, fetched) if response.status >= 400 else None
+        error = status_error(call, fetched) if response.status >= 400 else None
         element = ElementResult(
             index=index,
             status=response.status,
@@ -345,14 +354,6 @@ class _Run:
             bulk_call=fetched.bulk_call,
         )
         return element, response.body, Route(call.upstream, call.method, call.path)
-
-
-_Outcome = tuple[ElementResult, JSON, Route | None]
-"""An element's result, its body, and the route its call took (None when it was not sent)."""
-
-
-def _element_error(index: int, exc: ItemError) -> _Outcome:
-    return ElementResult(index=index, error=ErrorInfo(exc.code, exc.message)), None, None
 
 
 _UNLIMITED = RequestBudget(
@@ -377,38 +378,6 @@ def _elements(item: PlannedItem, scope: Scope) -> list[JSON]:
     return value
 
 
-def _fanned_out(
-    item: PlannedItem,
-    outcomes: list[_Outcome],
-    duration_ms: float,
-    started_ms: float,
-) -> ItemResult:
-    # The item succeeds with 200 when every element did, and with 207 Multi-Status otherwise;
-    # `elements` says which, and the bodies stay in order in `body`. Its route is its first
-    # call's: the elements differ only in the values put in the same path template.
-    elements: list[ElementResult] = []
-    bodies: list[JSON] = []
-    first_route: Route | None = None
-    for element, body, route in outcomes:  # one pass: this runs once per forEach item
-        elements.append(element)
-        bodies.append(body)
-        first_route = first_route or route
-    all_ok = all([e.error is None for e in elements])
-    return ItemResult(
-        request_id=item.request_id,
-        index=item.index,
-        state=State.SUCCEEDED,
-        status=200 if all_ok else 207,
-        body=bodies,
-        body_encoding=BodyEncoding.JSON,
-        duration_ms=duration_ms,
-        started_ms=started_ms,
-        attempts=len(elements),
-        elements=tuple(elements),
-        route=first_route,
-    )
-
-
 def _waits(plan: Plan) -> dict[RequestId, tuple[tuple[RequestId, bool], ...]]:
     """What each item waits for, in order, and whether its failure skips the item: its
     dependencies do; in SEQUENTIAL mode (plan.order, one at a time) the item before it is
@@ -423,72 +392,6 @@ def _waits(plan: Plan) -> dict[RequestId, tuple[tuple[RequestId, bool], ...]]:
         for previous, rid in itertools.pairwise(ids):
             waits[rid] = ((previous, False), *waits.get(rid, ()))
     return waits
-
-
-def _status_error(call: UpstreamCall, fetched: Fetched) -> ErrorInfo:
-    message = f"{call.method} {call.path} answered {fetched.response.status}"
-    if fetched.bulk_call:
-        message += f" (merged into {fetched.bulk_call})"
-    return ErrorInfo(ErrorCode.UPSTREAM_STATUS, message)
-
-
-def _from_response(
-    item: PlannedItem, call: UpstreamCall, fetched: Fetched, duration_ms: float, started_ms: float
-) -> ItemResult:
-    response = fetched.response
-    failed = response.status >= 400
-    return ItemResult(
-        request_id=item.request_id,
-        index=item.index,
-        state=State.FAILED if failed else State.SUCCEEDED,
-        status=response.status,
-        headers=response.headers,
-        body=response.body,
-        body_encoding=response.body_encoding,
-        error=_status_error(call, fetched) if failed else None,
-        duration_ms=duration_ms,
-        started_ms=started_ms,
-        attempts=fetched.response.attempts,
-        coalesced=fetched.coalesced,
-        bulk_call=fetched.bulk_call,
-        route=Route(call.upstream, call.method, call.path),
-    )
-
-
-def _failed(item: PlannedItem, exc: ItemError, duration_ms: float, started_ms: float) -> ItemResult:
-    return ItemResult(
-        request_id=item.request_id,
-        index=item.index,
-        state=State.FAILED,
-        error=ErrorInfo(exc.code, exc.message),
-        duration_ms=duration_ms,
-        started_ms=started_ms,
-        attempts=exc.attempts if isinstance(exc, UpstreamError) else 0,
-    )
-
-
-def _internal_error(item: PlannedItem, exc: Exception) -> ItemResult:
-    masked = mask_internal(exc, f"in item {item.request_id!r}")
-    return _not_run(item, State.FAILED, ErrorCode.INTERNAL_ERROR, masked.message)
-
-
-def _skipped(item: PlannedItem, dep: ItemResult) -> ItemResult:
-    cause = f"dependency '{dep.request_id}' {dep.state.value.lower()}"
-    if dep.error is not None:
-        cause += f" ({dep.error.code}: {dep.error.message})"
-    return ItemResult(
-        request_id=item.request_id,
-        index=item.index,
-        state=State.SKIPPED,
-        error=ErrorInfo(ErrorCode.FAILED_DEPENDENCY, f"not run: {cause}"),
-        failed_dependency=dep.request_id,
-    )
-
-
-def _not_run(item: PlannedItem, state: State, code: ErrorCode, message: str) -> ItemResult:
-    return ItemResult(
-        request_id=item.request_id, index=item.index, state=state, error=ErrorInfo(code, message)
-    )
 
 
 def _since(started: float) -> float:
