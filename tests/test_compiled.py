@@ -38,8 +38,8 @@ from gqlbatch.core.result import (
     State,
 )
 from gqlbatch.core.wire import BodyEncoding, UpstreamResponse
+from gqlbatch.doors.graphql.context import Context
 from gqlbatch.doors.graphql.schema import answer_types, build_schema
-from gqlbatch.execution.context import BatchContext
 
 OUTCOME = BatchOutcome(
     results=(
@@ -247,7 +247,7 @@ def answer(schema: Any, document: str, outcome: BatchOutcome) -> str:
         raise AssertionError("nothing is sent: the outcome is handed over as already run")
 
     key = "screen" if "screen: batch" in document else "batch"
-    context = BatchContext(settings, send, finished={key: outcome})
+    context = Context(settings, send, finished={key: outcome})
     result = asyncio.run(schema.execute(document, context_value=context))
     errors = [e.formatted for e in result.errors or []]
     return json.dumps({"data": result.data, "errors": errors})
@@ -402,7 +402,7 @@ def test_when_graphql_core_writes_instead_the_batch_is_not_run_again(
         return UpstreamResponse(200, (("Content-Type", "application/json"),), {"id": 1})
 
     schema = build_schema()  # a fresh compiler: its writers are built with the broken leaf
-    context = BatchContext(Settings.from_upstream_urls(["http://127.0.0.1:9"]), send)
+    context = Context(Settings.from_upstream_urls(["http://127.0.0.1:9"]), send)
     document = 'mutation { batch(requests: [{path: "/a"}]) { items { status body } } }'
     result = asyncio.run(schema.execute(document, context_value=context))
     assert result.errors is None
@@ -432,7 +432,7 @@ def test_a_querys_batches_all_settle_before_graphql_core_writes_instead(
         return UpstreamResponse(200, (("Content-Type", "application/json"),), {"at": call.path})
 
     schema = build_schema()
-    context = BatchContext(Settings.from_upstream_urls(["http://127.0.0.1:9"]), send)
+    context = Context(Settings.from_upstream_urls(["http://127.0.0.1:9"]), send)
     document = """query {
       a: batch(requests: [{path: "/a"}]) { items { status } }
       b: batch(requests: [{path: "/b"}]) { items { body } }
@@ -460,7 +460,7 @@ def test_variables_that_graphql_core_refuses_get_its_errors() -> None:
                 schema.execute(
                     document,
                     variable_values=variables,
-                    context_value=BatchContext(
+                    context_value=Context(
                         Settings.from_upstream_urls(["http://127.0.0.1:9"]),
                         _never,
                         finished={"batch": OUTCOME},

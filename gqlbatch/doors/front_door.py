@@ -18,8 +18,10 @@ from gqlbatch.core.errors import BatchRejected, ErrorCode, mask_internal
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.doors.cors import Standing, standing
 from gqlbatch.doors.graphql.compiled import rejection
+from gqlbatch.doors.graphql.context import Context
 from gqlbatch.doors.http import (
     CONTEXT,
+    JOBS,
     SETTINGS,
     batch_context,
     door_answer,
@@ -29,6 +31,7 @@ from gqlbatch.doors.http import (
 from gqlbatch.doors.multipart import MULTIPART_TYPES
 from gqlbatch.doors.rest import rejection_json, rejection_status
 from gqlbatch.doors.slow_readers import SLOW_READERS
+from gqlbatch.execution.context import BatchContext
 from gqlbatch.execution.engine import admit_early
 
 __all__ = ["BATCH_DOORS", "REST_DOORS", "expect", "front_door", "rejected"]
@@ -70,7 +73,11 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
         if request.path in BATCH_DOORS:
             # One context per request, for either door; a client already at its limit is
             # refused here, before its body is read: refusing must cost less than admitting.
-            request[CONTEXT] = ctx = batch_context(request)
+            request[CONTEXT] = ctx = (
+                batch_context(request, Context, jobs=request.app[JOBS])
+                if request.path == "/graphql"
+                else batch_context(request, BatchContext)
+            )
             current_request_id.set(ctx.request_id)  # for every log line of this request
             await admit_early(ctx)
         if request.can_read_body and request.content_type not in MULTIPART_TYPES:

@@ -5,7 +5,7 @@ JSON bodies, and error answers in the shape of the door a request came through.
 from __future__ import annotations
 
 import os
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
@@ -68,6 +68,8 @@ OUTSTANDING: Final = web.AppKey("outstanding", OutstandingCalls)
 IDENTIFIER: Final = web.AppKey("identifier", Identifier)
 
 
+_Context = TypeVar("_Context", bound=BatchContext)
+
 CONTEXT: Final = web.RequestKey("context", BatchContext)
 """The request's BatchContext, made once by the `front_door` middleware for both doors."""
 
@@ -87,8 +89,9 @@ def _contracts(app: web.Application) -> dict[str, Contract]:
     return app[CONTRACTS]
 
 
-def batch_context(request: web.Request) -> BatchContext:
-    """The engine's context for one incoming request, whichever door it came through.
+def batch_context(request: web.Request, kind: type[_Context], **door: Any) -> _Context:
+    """The engine's context for one incoming request, whichever door it came through: a
+    *kind* of it that keeps a door's own state (*door*), for a door that needs one.
 
     Raises:
         BatchRejected: a credential header was sent twice.
@@ -98,7 +101,7 @@ def batch_context(request: web.Request) -> BatchContext:
     if standing(request, settings.cors) is Standing.ANONYMOUS:  # a page allowed by "*"
         incoming = without_ambient_credentials(incoming, websocket="Upgrade" in request.headers)
     identity = request.app[IDENTIFIER].identify(incoming, request.remote)
-    return BatchContext(
+    return kind(
         settings=settings,
         send=request.app[INFLIGHT].sender,
         forwarded=_forwarded(incoming, settings),
@@ -110,10 +113,10 @@ def batch_context(request: web.Request) -> BatchContext:
         idempotency_key=request.headers.get("Idempotency-Key"),
         # 32 random hex digits, as uuid4().hex writes them, at a seventh of its cost.
         request_id=request.headers.get("X-Request-Id") or os.urandom(16).hex(),
-        jobs=request.app[JOBS],
         contracts=_contracts(request.app),
         plans=request.app[PLANS],
         offload=request.app[OFFLOAD],
+        **door,
     )
 
 
@@ -133,7 +136,6 @@ def job_context(app: web.Application, job: Job) -> BatchContext:
         idempotency=app[IDEMPOTENCY],
         idempotency_key=job.spec.idempotency_key,
         request_id=job.spec.request_id,
-        jobs=app[JOBS],
         contracts=_contracts(app),
         plans=app[PLANS],
         offload=app[OFFLOAD],

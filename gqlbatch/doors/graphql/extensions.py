@@ -26,6 +26,7 @@ from strawberry.types import ExecutionContext
 from gqlbatch.core.errors import ErrorCode, mask_internal
 from gqlbatch.core.result import BatchOutcome
 from gqlbatch.doors.graphql.compiled import Anomaly, CompiledOperation, Compiler, TypedData
+from gqlbatch.doors.graphql.context import Context
 from gqlbatch.doors.graphql.documents import (
     LIBRARY_LIMITS,
     VALIDATION_BUDGET,
@@ -35,7 +36,6 @@ from gqlbatch.doors.graphql.documents import (
     ShapeChecks,
 )
 from gqlbatch.doors.graphql.query_shape import LiteralRangeRule
-from gqlbatch.execution.context import BatchContext
 from gqlbatch.execution.planning import request_budget
 
 __all__ = [
@@ -86,7 +86,7 @@ def schema_extensions(
     return [lambda: CompiledOperationHooks(parts, compiled)]
 
 
-BatchRunner = Callable[[BatchContext, str, Mapping[str, Any], bool], Awaitable[BatchOutcome]]
+BatchRunner = Callable[[Context, str, Mapping[str, Any], bool], Awaitable[BatchOutcome]]
 """Runs the batch of one `batch` field: its context, response key, coerced arguments, and
 whether it is read-only (`Query.batch`)."""
 
@@ -127,7 +127,7 @@ class CompiledBatches:
         """Set *execution*'s result, when the compiled path can answer it."""
         context = execution.context
         document = execution.graphql_document
-        if isinstance(context, BatchContext) and execution.query and document is not None:
+        if isinstance(context, Context) and execution.query and document is not None:
             compiler = self._compilers.get(execution.schema)
             compiled = compiler.compiled(execution.query, document, execution.operation_name)
             variables = compiled.variables(execution.variables) if compiled else None
@@ -139,7 +139,7 @@ class CompiledBatches:
         execution: ExecutionContext,
         compiled: CompiledOperation,
         variables: Any,
-        context: BatchContext,
+        context: Context,
     ) -> None:
         finished: dict[str, BatchOutcome] = {}
 
@@ -178,7 +178,7 @@ class OperationSetup:
         execution.parse_options["max_tokens"] = self._max_tokens
         execution.validation_rules = execution.validation_rules + self._rules
         context = execution.context
-        if isinstance(context, BatchContext) and context.budget is None:
+        if isinstance(context, Context) and context.budget is None:
             execution.context = replace(context, budget=request_budget(context.settings))
 
 

@@ -102,7 +102,7 @@ class BatchView(GraphQLView[Context, None]):
         if request.method == "GET" and CONTEXT in request and "Upgrade" not in request.headers:
             # A read-only screen: cacheable, from what its batches' upstreams allowed.
             request[GET_ANSWER] = answer = GetAnswer()
-            request[CONTEXT] = dataclasses.replace(request[CONTEXT], seen=answer.outcomes.append)
+            request[CONTEXT] = dataclasses.replace(_context(request), seen=answer.outcomes.append)
         try:
             response = await self.run(request=request)
         except HTTPException as exc:
@@ -228,12 +228,19 @@ class BatchView(GraphQLView[Context, None]):
         return response
 
     async def get_context(self, request: web.Request, response: object) -> Context:
-        context = request[CONTEXT]
+        context = _context(request)
         if isinstance(response, web.WebSocketResponse):
             # One context serves every operation of the connection: each operation gets a
             # budget of its own from OperationSetup, as each HTTP request does.
             return dataclasses.replace(context, budget=None)
         return context
+
+
+def _context(request: web.Request) -> Context:
+    """The request's context, as the front door made it for this door."""
+    context = request[CONTEXT]
+    assert isinstance(context, Context), "the front door makes /graphql's context a Context"
+    return context
 
 
 class GraphQLDoor:
