@@ -53,8 +53,8 @@ MODES = {
 async def _child(items: int, mode: str) -> None:
     from gqlbatch import Settings
     from gqlbatch.core.wire import UpstreamCall, UpstreamResponse
+    from gqlbatch.doors.graphql.context import Context
     from gqlbatch.doors.graphql.schema import build_schema
-    from gqlbatch.execution.context import BatchContext
     from gqlbatch.execution.plans import PlanCache
 
     async def send(_call: UpstreamCall) -> UpstreamResponse:
@@ -64,7 +64,7 @@ async def _child(items: int, mode: str) -> None:
 
     settings = Settings.from_upstream_urls(["http://127.0.0.1:9"], max_items=1000)
     schema = build_schema()
-    context = BatchContext(settings, send, plans=None if mode == "new" else PlanCache())
+    context = Context(settings, send, plans=None if mode == "new" else PlanCache())
     # Every round's variables are made before counting starts: only the batch is counted.
     firsts = range(1_000_000, 1_000_002 + ROUNDS) if mode == "changed" else [1] * (2 + ROUNDS)
     batches = [

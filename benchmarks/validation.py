@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from graphql.language import Lexer, Source, TokenKind
 
 from gqlbatch import Settings, build_schema
-from gqlbatch.execution.context import BatchContext
+from gqlbatch.doors.graphql.context import Context
 
 TOKENS = 4_990  # just under the default max_query_tokens (5,000)
 
@@ -122,7 +122,7 @@ def random_document(rnd: random.Random) -> str:
     return "query { batch(requests: []) { items { " + selection(3) + " } } } " + body
 
 
-async def timed(schema: object, query: str, context: BatchContext) -> tuple[float, str]:
+async def timed(schema: object, query: str, context: Context) -> tuple[float, str]:
     # The collector is off while a document is timed (its pauses are the process's, not the
     # document's) and runs between documents now and then.
     gc.disable()
@@ -137,7 +137,7 @@ async def timed(schema: object, query: str, context: BatchContext) -> tuple[floa
 
 async def main_async(args: argparse.Namespace) -> None:
     schema = build_schema()
-    context = BatchContext(settings=Settings.from_upstream_urls(["http://127.0.0.1:9"]), send=None)
+    context = Context(settings=Settings.from_upstream_urls(["http://127.0.0.1:9"]), send=None)
     rows = []
     for n, (name, make) in enumerate(ADVERSARIAL.items()):
         query = largest(make)
