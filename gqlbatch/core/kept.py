@@ -21,11 +21,19 @@ V = TypeVar("V")
 class Kept(Generic[K, V]):
     """Values by key, the least recently used forgotten first: past *entries* values, or past
     *max_weight* in all when it is given (each value weighs what it was put with; one heavier
-    than that alone is never kept)."""
+    than that alone is never kept). *forgotten* is told each value it lets go of, with its
+    key and weight, for an owner that counts what it keeps by more than weight."""
 
-    def __init__(self, entries: int, *, max_weight: int | None = None) -> None:
+    def __init__(
+        self,
+        entries: int,
+        *,
+        max_weight: int | None = None,
+        forgotten: Callable[[K, V, int], None] | None = None,
+    ) -> None:
         self._entries = entries
         self._max_weight = max_weight
+        self._forgotten = forgotten
         self._kept: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self.weight = 0
         """What the values kept weigh together."""
@@ -54,8 +62,10 @@ class Kept(Generic[K, V]):
         while len(self._kept) > self._entries or (
             self._max_weight is not None and self.weight > self._max_weight
         ):
-            _, (_, gone) = self._kept.popitem(last=False)
+            key, (value, gone) = self._kept.popitem(last=False)
             self.weight -= gone
+            if self._forgotten is not None:
+                self._forgotten(key, value, gone)
 
     __setitem__ = put
 

@@ -25,11 +25,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter, OrderedDict
+import sys
+from collections import Counter
 from collections.abc import Mapping
 from typing import Protocol
 
 from gqlbatch.core.errors import ConfigError, ErrorCode, GqlbatchError, StoreUnavailable
+from gqlbatch.core.kept import Kept
 
 __all__ = [
     "MemoryPersistedQueries",
@@ -73,34 +75,31 @@ class MemoryPersistedQueries:
     def __init__(self, max_bytes: int, max_bytes_per_client: int = 1024 * 1024) -> None:
         self._max_bytes = max_bytes
         self._per_client = max_bytes_per_client
-        self._bytes = 0
-        self._documents: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        """Each document, by hash, with the client that registered it."""
+        self._documents: Kept[str, tuple[str, str]] = Kept(
+            sys.maxsize, max_weight=max_bytes, forgotten=self._forget
+        )
+        """Each document, by hash, with the client that registered it, weighed in bytes."""
         self._clients: Counter[str] = Counter()
 
     async def get(self, sha256: str) -> str | None:
         kept = self._documents.get(sha256)
-        if kept is None:
-            return None
-        self._documents.move_to_end(sha256)
-        return kept[0]
+        return None if kept is None else kept[0]
 
     async def put(self, sha256: str, document: str, client: str) -> bool:
         size = len(document.encode())
-        if sha256 in self._documents:
+        if self._documents.get(sha256) is not None:
             return True
         if size > self._max_bytes or self._clients[client] + size > self._per_client:
             return False
-        self._documents[sha256] = (document, client)
-        self._bytes += size
         self._clients[client] += size
-        while self._bytes > self._max_bytes:
-            _, (oldest, owner) = self._documents.popitem(last=False)
-            self._bytes -= len(oldest.encode())
-            self._clients[owner] -= len(oldest.encode())
-            if self._clients[owner] <= 0:
-                del self._clients[owner]
+        self._documents.put(sha256, (document, client), size)
         return True
+
+    def _forget(self, _sha256: str, kept: tuple[str, str], size: int) -> None:
+        owner = kept[1]
+        self._clients[owner] -= size
+        if self._clients[owner] <= 0:
+            del self._clients[owner]
 
 
 class PersistedQueries:
