@@ -116,8 +116,10 @@ async def main_async(args: argparse.Namespace) -> None:
     ):
         cfg.write(f'[upstreams.default]\nbase_url = "{upstream}"\n')
         cfg.flush()
-        with gateway(cfg.name, {}) as url:
-            memory = await load(url, args.seconds, args.batches)
+        memory: dict[str, Any] = {"seconds": 1.0}
+        if "memory" in args.stores:
+            with gateway(cfg.name, {}) as url:
+                memory = await load(url, args.seconds, args.batches)
         redis = Redis.from_url(redis_url, decode_responses=True)
         try:
             with gateway(cfg.name, {"GQLBATCH_STORE__URL": redis_url}) as url:
@@ -145,7 +147,8 @@ async def main_async(args: argparse.Namespace) -> None:
         f"Redis commands per batch | places held {args.settle:g} s after |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    print(row("memory", memory, "-", "-"))
+    if "memory" in args.stores:
+        print(row("memory", memory, "-", "-"))
     print(row("redis", shared, f"{per_batch:.2f}", str(places)))
     print(f"| redis / memory, items/s | {ratio:.2f}x | | | | | | |")
     print("\nRedis commands per batch, by command (a script's own commands counted too):")
@@ -156,6 +159,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="per store, at most")
     parser.add_argument("--batches", type=int, default=100_000, help="per client, at most")
+    parser.add_argument(
+        "--stores",
+        default="memory,redis",
+        help="which to run: memory, redis or both (the ratio needs both)",
+    )
     parser.add_argument(
         "--settle", type=float, default=5.0, help="seconds after the load, before places count"
     )
