@@ -4,6 +4,7 @@ nothing sent."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -669,26 +670,31 @@ def _strings_reference(value: Any, where: str) -> Any:
             yield from _strings_reference(inner, f"{where}/{index}")
 
 
-def _with_placeholders(found: Any) -> list[tuple[str, str]]:
+def _placeholders(found: Any) -> list[tuple[str, str]]:
+    """Each placeholder of each string, by where it is and its text: every string parsed."""
     from gqlbatch.core.placeholders import TemplateSyntaxError, parse_template
 
     kept = []
     for where, text in found:
-        try:
-            if parse_template(text).refs:
-                kept.append((where, text))
-        except TemplateSyntaxError:
-            kept.append((where, text))
+        # One that does not parse refuses the batch: no placeholder of it is checked.
+        with contextlib.suppress(TemplateSyntaxError):
+            kept += [(where, ref.text) for ref in parse_template(text).refs]
     return kept
 
 
 @given(_JSON)
 @settings(max_examples=300)
-def test_the_strings_looked_at_for_placeholders_are_those_that_can_hold_one(value: Any) -> None:
-    # Issue 24: only strings that can hold a placeholder are given their pointer and parsed;
-    # the placeholders found are those of every string, as before.
-    from gqlbatch.core.placeholders import may_hold_placeholders
-    from gqlbatch.core.references import _strings
+def test_the_placeholders_checked_are_the_planners_and_those_of_every_string(value: Any) -> None:
+    # Issues 24 and 26: the placeholders checked against the documents are read from the
+    # planned body, where the planner parsed them once (only strings that can hold one are
+    # looked at); they are those found by parsing every string of the body, with their places.
+    from gqlbatch.core.placeholders import compile_json, may_hold_placeholders
+    from gqlbatch.core.references import _body_refs
 
-    found = list(_strings(value, "body")) if may_hold_placeholders(value) else []
-    assert _with_placeholders(found) == _with_placeholders(_strings_reference(value, "body"))
+    compiled = compile_json(value, "body", [])
+    found = (
+        [(where, ref.text) for where, ref in _body_refs(compiled)]
+        if may_hold_placeholders(value)
+        else []
+    )
+    assert found == _placeholders(_strings_reference(value, "body"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 
@@ -65,8 +65,15 @@ class Plan:
     """Each atomicity group's items, by index, in the order they run (the client's)."""
 
 
-def build_plan(parsed: Parsed, *, max_fanout: int = 1000) -> Plan:
+def build_plan(
+    parsed: Parsed,
+    *,
+    max_fanout: int = 1000,
+    checks: Callable[[Sequence[PlannedItem]], list[Problem]] | None = None,
+) -> Plan:
     """Plan a parsed batch, or reject it with its problems and every graph problem at once.
+    *checks* reads the planned items (their placeholders parsed once, here) for problems of
+    its own, such as placeholders an upstream's answer cannot satisfy.
 
     Raises:
         BatchRejected: the batch has any problem; nothing may run.
@@ -78,6 +85,8 @@ def build_plan(parsed: Parsed, *, max_fanout: int = 1000) -> Plan:
         _with_compensation(_plan_item(item, known, problems, groups), known, problems)
         for item in parsed.batch.items
     ]
+    if checks is not None:
+        problems.extend(checks(items))
     items = _with_group_edges(items, groups)
     order, cycle = _order(items)
     problems.extend(cycle)

@@ -19,21 +19,21 @@ from gqlbatch.core.placeholders import (
     Ref,
     RefKind,
     Selector,
-    TemplateSyntaxError,
+    Template,
     may_hold_placeholders,
-    parse_template,
 )
-from gqlbatch.core.request import SubRequest
+from gqlbatch.core.plan import PlannedItem
 
 __all__ = ["missing_field", "reference_problems"]
 
 
 def reference_problems(
-    items: Sequence[SubRequest], contracts: Mapping[str, Contract]
+    items: Sequence[PlannedItem], contracts: Mapping[str, Contract]
 ) -> list[Problem]:
     """Placeholders that select a field the referenced item's answer cannot have, by that
-    item's upstream's document: `{resultOf(user).nmae}` when User has `name`."""
-    by_id = {item.request_id: item for item in items}
+    item's upstream's document: `{resultOf(user).nmae}` when User has `name`. Read from the
+    planned items: their templates were parsed once, by the planner (`plan.build_plan`)."""
+    by_id = {item.request_id: item.request for item in items}
     problems = []
     for item in items:
         for where, ref in _refs(item):
@@ -47,37 +47,35 @@ def reference_problems(
             why = missing_field(contract, operation, ref.selectors)
             if why is not None:
                 message = f"{ref.text or 'a placeholder'}: {why}"
-                problems.append(item_problem(item, ErrorCode.INVALID_REFERENCE, message, where))
+                problems.append(
+                    item_problem(item.request, ErrorCode.INVALID_REFERENCE, message, where)
+                )
     return problems
 
 
-def _refs(item: SubRequest) -> Iterator[tuple[str, Ref]]:
+def _refs(item: PlannedItem) -> Iterator[tuple[str, Ref]]:
     """Each placeholder of *item*, with the field it is in."""
-    texts: list[tuple[str, str]] = [("path", item.path)]
-    texts += [(f"query.{name}", value) for name, value in item.query]
-    texts += [(f"headers.{name}", value) for name, value in item.headers]
-    if isinstance(item.for_each, str):
-        texts.append(("forEach", item.for_each))
-    if may_hold_placeholders(item.body):
-        texts += list(_strings(item.body, "body"))
-    for where, text in texts:
-        try:
-            refs = parse_template(text).refs
-        except TemplateSyntaxError:
-            continue  # the planner reports it
-        for ref in refs:
+    templates: list[tuple[str, Template]] = [("path", item.path)]
+    templates += [(f"query.{name}", value) for name, value in item.query]
+    templates += [(f"headers.{name}", value) for name, value in item.headers]
+    for where, template in templates:
+        for ref in template.refs:
             yield where, ref
+    if isinstance(item.for_each, Ref):
+        yield "forEach", item.for_each
+    if may_hold_placeholders(item.request.body):
+        yield from _body_refs(item.body)
 
 
-def _strings(value: object, where: str) -> Iterator[tuple[str, str]]:
-    """Each string of *value* that may hold a placeholder (one with a `{`, or the bare
-    `resultOf(` form), with its JSON pointer below *where*, in order. The pointers are
-    written only for those: a body of a million plain strings is one quick walk."""
-    stack: list[tuple[object, tuple[str, ...]]] = [(value, (where,))]
+def _body_refs(body: object) -> Iterator[tuple[str, Ref]]:
+    """Each placeholder of a compiled body (its Templates), with its JSON pointer below
+    `body`, in order. The pointers are written only for the containers walked."""
+    stack: list[tuple[object, tuple[str, ...]]] = [(body, ("body",))]
     while stack:
         node, at = stack.pop()
-        if isinstance(node, str):
-            yield "/".join(at), node
+        if isinstance(node, Template):
+            for ref in node.refs:
+                yield "/".join(at), ref
             continue
         inners = (
             [(escape_pointer(str(key)), inner) for key, inner in node.items()]
@@ -89,8 +87,7 @@ def _strings(value: object, where: str) -> Iterator[tuple[str, str]]:
         found = [
             (inner, (*at, str(key)))
             for key, inner in inners
-            if (type(inner) is str and ("{" in inner or inner.startswith("resultOf(")))
-            or isinstance(inner, (dict, list))
+            if isinstance(inner, (Template, dict, list))
         ]
         stack.extend(reversed(found))
 

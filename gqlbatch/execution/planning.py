@@ -5,6 +5,7 @@ batches sent again, and off the event loop when the check is large.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -57,9 +58,8 @@ def prepare(
         if contract is not None and budget is not None:
             strict = settings.upstreams[item.upstream].strict_routes
             parsed.problems.extend(contract.problems(item, strict_routes=strict, budget=budget))
-    if contracts:
-        parsed.problems.extend(reference_problems(parsed.batch.items, contracts))
-    return build_plan(parsed, max_fanout=settings.max_fanout)
+    checks = functools.partial(reference_problems, contracts=contracts) if contracts else None
+    return build_plan(parsed, max_fanout=settings.max_fanout, checks=checks)
 
 
 def request_budget(settings: Settings, calls: int | None = None) -> RequestBudget:
