@@ -315,12 +315,12 @@ async def test_internal_error_is_masked_and_logged_with_an_id(
 ) -> None:
     # A bug inside the engine must reach the client as an id, never as a traceback or the
     # exception's text, on the compiled path as on graphql-core's.
-    import gqlbatch.doors.graphql.operations as schema_module
+    import gqlbatch.doors.graphql.batches as batches_module
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(schema_module, "run_batch", broken)
+    monkeypatch.setattr(batches_module, "run_batch", broken)
     service.route("GET", "/a", json={})
     with caplog.at_level(logging.ERROR, logger="gqlbatch.errors"):
         result = await graphql(BATCH, {"requests": [{"path": "/a"}]})

@@ -102,12 +102,12 @@ async def test_an_internal_error_is_masked_over_websockets(
 ) -> None:
     # Operations over a websocket are streamed results (Schema.stream): each is masked as it
     # is sent, as an HTTP answer is once it is complete.
-    import gqlbatch.doors.graphql.operations as schema_module
+    import gqlbatch.doors.graphql.batches as batches_module
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(schema_module, "run_batch", broken)
+    monkeypatch.setattr(batches_module, "run_batch", broken)
     with pytest.raises(TransportQueryError) as failed:
         await session.execute(gql('{ batch(requests: [{path: "/a"}]) { replayed } }'))
     assert failed.value.errors is not None

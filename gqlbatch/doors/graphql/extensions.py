@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +25,7 @@ from strawberry.types import ExecutionContext
 
 from gqlbatch.core.errors import ErrorCode, mask_internal
 from gqlbatch.core.result import BatchOutcome
+from gqlbatch.doors.graphql.batches import compiled_outcome
 from gqlbatch.doors.graphql.compiled import Anomaly, CompiledOperation, Compiler, TypedData
 from gqlbatch.doors.graphql.context import Context
 from gqlbatch.doors.graphql.documents import (
@@ -55,13 +56,13 @@ log = logging.getLogger("gqlbatch.errors")
 def schema_extensions(
     limits: QueryLimits,
     answer_types: frozenset[str] = frozenset(),
-    run_batch: BatchRunner | None = None,
+    compiled: bool = False,
     typed: TypedData | None = None,
     trusted: frozenset[str] | None = None,
 ) -> list[Callable[[], SchemaExtension]]:
     """The schema's one extension, as a factory, so that each operation gets a fresh instance
     (Strawberry shares an extension *instance* between concurrent operations). *answer_types*
-    are the types generated from upstreams' OpenAPI documents; with *run_batch*, operations
+    are the types generated from upstreams' OpenAPI documents; with *compiled*, operations
     made of `batch` fields take the compiled path. With *trusted* (SHA-256 digests), no other
     document runs, whatever brought it (HTTP or a websocket)."""
     # Each limiter instance makes a new validation rule *class*, and ValidationCache keys its
@@ -80,15 +81,10 @@ def schema_extensions(
         CheckedDocuments(ShapeChecks(limits), KnownErrors(), trusted),
         MaskInternalErrors(answer_types),
     )
-    if run_batch is None:
+    if not compiled:
         return [lambda: OperationHooks(parts)]
-    compiled = CompiledBatches(_SchemaCompiler(limits.max_select_paths, typed), run_batch)
-    return [lambda: CompiledOperationHooks(parts, compiled)]
-
-
-BatchRunner = Callable[[Context, str, Mapping[str, Any], bool], Awaitable[BatchOutcome]]
-"""Runs the batch of one `batch` field: its context, response key, coerced arguments, and
-whether it is read-only (`Query.batch`)."""
+    batches = CompiledBatches(_SchemaCompiler(limits.max_select_paths, typed))
+    return [lambda: CompiledOperationHooks(parts, batches)]
 
 
 class _SchemaCompiler:
@@ -114,9 +110,8 @@ class CompiledBatches:
     when the hook has set the result. Anything the compiler leaves out, graphql-core executes
     as before."""
 
-    def __init__(self, compilers: _SchemaCompiler, run_batch: BatchRunner) -> None:
+    def __init__(self, compilers: _SchemaCompiler) -> None:
         self._compilers = compilers
-        self._run_batch = run_batch
 
     def prepare(self, schema: Any) -> None:
         """Build the compiler's schema now: from the SDL of 400 generated types it took 180 ms,
@@ -144,7 +139,7 @@ class CompiledBatches:
         finished: dict[str, BatchOutcome] = {}
 
         async def run(key: str, args: Mapping[str, Any], read_only: bool) -> BatchOutcome:
-            finished[key] = outcome = await self._run_batch(context, key, args, read_only)
+            finished[key] = outcome = await compiled_outcome(context, key, args, read_only)
             return outcome
 
         try:

@@ -3,6 +3,7 @@ enums, as the schema names them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import strawberry
@@ -137,3 +138,11 @@ def plain_input(value: Any) -> Any:
     if type(value) is list and value and type(value[0]) in _INPUT_NAMES:
         return [plain_input(v) for v in value]
     return value
+
+
+def without_nulls(value: Mapping[str, Any]) -> dict[str, Any]:
+    # An input object as `plain_input` gives it: the fields left null are left out. The one
+    # input object inside another is `compensate`; JSON values keep their nulls.
+    return {
+        k: without_nulls(v) if k == "compensate" else v for k, v in value.items() if v is not None
+    }

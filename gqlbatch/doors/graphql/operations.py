@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 import strawberry
@@ -15,6 +15,7 @@ from gqlbatch.core.result import (
     BatchOutcome,
     ItemResult,
 )
+from gqlbatch.doors.graphql.batches import field_outcome
 from gqlbatch.doors.graphql.compiled import rejection
 from gqlbatch.doors.graphql.context import Context
 from gqlbatch.doors.graphql.inputs import BatchOptionsInput, SubRequestInput, plain_input
@@ -27,10 +28,9 @@ from gqlbatch.doors.graphql.results import (
     Skipped,
     to_batch_result,
     to_stats,
-    without_nulls,
 )
 from gqlbatch.doors.graphql.typed_data import union_of
-from gqlbatch.execution.engine import run_batch, stream_batch
+from gqlbatch.execution.engine import stream_batch
 from gqlbatch.execution.job_store import Job, JobState
 from gqlbatch.execution.jobs import Jobs
 
@@ -55,39 +55,10 @@ async def _batch(
 ) -> BatchResult:
     items, present = _engine_input(ctx, requests, options)
     try:
-        outcome = await _outcome(ctx, scope, items, present, read_only)
+        outcome = await field_outcome(ctx, scope, items, present, read_only)
     except BatchRejected as exc:
         raise rejection(exc) from None
     return to_batch_result(outcome)
-
-
-async def _outcome(
-    ctx: Context, scope: str, items: list[Any], options: object, read_only: bool
-) -> BatchOutcome:
-    """Runs one `batch` field's batch, unless the compiled path already has (`finished`)."""
-    finished = ctx.finished.get(scope) if ctx.finished is not None else None
-    if finished is not None:
-        return finished
-    outcome = await run_batch(items, options, ctx, read_only=read_only, scope=scope)
-    if ctx.seen is not None:
-        ctx.seen(outcome)
-    return outcome
-
-
-async def compiled_batch(
-    ctx: Context, scope: str, args: Mapping[str, Any], read_only: bool
-) -> BatchOutcome:
-    """One `batch` field's batch, from graphql-core's coerced arguments (the compiled path):
-    input objects are already the plain mappings the engine reads, less their nulls.
-
-    Raises:
-        BatchRejected: as `run_batch`.
-    """
-    items = [without_nulls(r) for r in args["requests"]]
-    options = args.get("options")
-    present = None if options is None else without_nulls(options)
-    defaults = ctx.settings.door_options.get("graphql", {})
-    return await _outcome(ctx, scope, items, with_defaults(defaults, present), read_only)
 
 
 @strawberry.type

@@ -3,7 +3,6 @@ a batch's result and stats, and the conversion of the engine's outcome to them."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, cast
 
 import strawberry
@@ -212,14 +211,6 @@ class BatchResult:
     @strawberry.field(description="The result of one item, by its requestId.")
     def item(self, request_id: strawberry.ID) -> ItemResultType | None:
         return next((i for i in self.items if i.request_id == request_id), None)
-
-
-def without_nulls(value: Mapping[str, Any]) -> dict[str, Any]:
-    # An input object as `plain_input` gives it: the fields left null are left out. The one
-    # input object inside another is `compensate`; JSON values keep their nulls.
-    return {
-        k: without_nulls(v) if k == "compensate" else v for k, v in value.items() if v is not None
-    }
 
 
 def to_batch_result(outcome: BatchOutcome) -> BatchResult:

@@ -19,7 +19,7 @@ from gqlbatch.doors.graphql.extensions import (
     RememberedNames,
     schema_extensions,
 )
-from gqlbatch.doors.graphql.operations import Mutation, Query, compiled_batch, subscription
+from gqlbatch.doors.graphql.operations import Mutation, Query, subscription
 from gqlbatch.doors.graphql.results import Cancelled, Failed, Skipped, Succeeded
 from gqlbatch.doors.graphql.typed_data import (
     compiled_data,
@@ -70,7 +70,7 @@ def build_schema(
         extensions=schema_extensions(
             limits or QueryLimits(),
             frozenset(o.name for o in answers.objects) if answers is not None else frozenset(),
-            run_batch=compiled_batch if compiled else None,
+            compiled=compiled,
             typed=None if answers is None or not answers.members else compiled_data(answers),
             trusted=trusted,
         ),
