@@ -30,7 +30,7 @@ from gqlbatch.execution.engine import run_batch
 from gqlbatch.execution.executor import Halt, Resumable
 from gqlbatch.execution.job_store import Job, JobSpec, JobState, JobStore
 from gqlbatch.execution.planning import planned
-from gqlbatch.execution.store_faults import Later
+from gqlbatch.execution.store_faults import Later, delays
 
 __all__ = ["CANCELLED", "ContextFor", "JobRuns"]
 
@@ -145,16 +145,20 @@ class JobRuns:
             with contextlib.suppress(StoreUnavailable):
                 await self._store.release(job_id, runner)
 
-    async def _answered(self, ask: Callable[[], Awaitable[_T]]) -> _T:
+    async def _answered(
+        self, ask: Callable[[], Awaitable[_T]], *, unless: Halt | None = None
+    ) -> _T:
         """What *ask* gets from the store, asked again until the store answers: a job waits
-        out an outage of the store (its run is cancelled if it lasts past the job's time)."""
-        delay = _STORE_RETRY_S[0]
+        out an outage of the store (its run is cancelled if it lasts past the job's time).
+        A run halted meanwhile (*unless*) waits no longer: StoreUnavailable."""
+        waits = delays(*_STORE_RETRY_S)
         while True:
             try:
                 return await ask()
             except StoreUnavailable:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _STORE_RETRY_S[1])
+                if unless is not None and unless.reason is not None:
+                    raise
+                await asyncio.sleep(next(waits))
 
     async def _end(self, job: Job, state: JobState, packed: str | None, error: str | None) -> None:
         """End *job*: now, or when the store answers again. A job cancelled while it ran keeps
@@ -221,7 +225,20 @@ class JobRuns:
             self._watch(job.id, runner, asyncio.current_task(), resumable.halt)
         )
         try:
-            outcome = await self._admitted(job.spec, ctx, record, resumable)
+            # A store that does not answer refuses a batch before it sends anything: the job
+            # waits for it to answer, and runs then.
+            spec = job.spec
+            outcome = await self._answered(
+                lambda: run_batch(
+                    spec.items,
+                    spec.options,
+                    ctx,
+                    scope=spec.scope,
+                    on_result=record,
+                    resumable=resumable,
+                ),
+                unless=resumable.halt,
+            )
         except BatchRejected as exc:  # a limit met when it ran (outstanding calls)
             await self._end(job, JobState.FAILED, None, str(exc))
             return
@@ -248,32 +265,6 @@ class JobRuns:
             raise asyncio.CancelledError
         # Cancelled while it ran, it keeps what it did before it stopped, its rollback too.
         await self._end(job, JobState.SUCCEEDED, *await self._pack(outcome))
-
-    async def _admitted(
-        self,
-        spec: JobSpec,
-        ctx: BatchContext,
-        record: Callable[[ItemResult], None],
-        resumable: Resumable,
-    ) -> BatchOutcome:
-        """The batch's outcome, run once the store answers: a store that does not answer
-        refuses a batch before it sends anything, and the job waits for it to answer."""
-        delay = _STORE_RETRY_S[0]
-        while True:
-            try:
-                return await run_batch(
-                    spec.items,
-                    spec.options,
-                    ctx,
-                    scope=spec.scope,
-                    on_result=record,
-                    resumable=resumable,
-                )
-            except StoreUnavailable:
-                if resumable.halt.reason is not None:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _STORE_RETRY_S[1])
 
     async def _is_running(self, job_id: str) -> bool:
         # Its state alone: asked for no results past the most it could have, the store sends

@@ -17,12 +17,12 @@ import collections
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from gqlbatch.core.errors import StoreUnavailable
 from gqlbatch.execution import metrics
 
-__all__ = ["OUTAGE", "Later", "Outage"]
+__all__ = ["OUTAGE", "Later", "Outage", "delays"]
 
 log = logging.getLogger("gqlbatch.store")
 
@@ -63,6 +63,15 @@ class Outage:
 
 OUTAGE = Outage()
 """This process's view of its store: one store per process, one outage at a time."""
+
+
+def delays(first_s: float = 0.05, most_s: float = 1.0) -> Iterator[float]:
+    """The waits between tries of a store that does not answer: from *first_s*, doubling, to
+    *most_s* at most."""
+    delay = first_s
+    while True:
+        yield delay
+        delay = min(delay * 2, most_s)
 
 
 class Later:
@@ -115,10 +124,9 @@ class Later:
             self._writing = asyncio.create_task(self._write_kept(), name="gqlbatch:store-writes")
 
     async def _write_kept(self) -> None:
-        delay = self._first_s
+        waits = delays(self._first_s, self._most_s)
         while not await self._flush():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._most_s)
+            await asyncio.sleep(next(waits))
 
     async def _flush(self) -> bool:
         """Make the kept writes in order; False at the first the store refuses."""
