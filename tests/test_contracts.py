@@ -291,13 +291,10 @@ DOCUMENTED_MODULES = {
     "graphql.validation",
 }
 UNDOCUMENTED_MODULES = {
-    "strawberry.annotation",
     "strawberry.http",
     "strawberry.http.exceptions",
     "strawberry.http.ides",
     "strawberry.schema.schema",
-    "strawberry.types.base",
-    "strawberry.types.union",
     "graphql.validation.rules",
 }
 FOREIGN_WRITES = {"overlapping_fields_can_be_merged.MAX_COMPLEXITY_BUDGET"}

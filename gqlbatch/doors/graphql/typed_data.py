@@ -11,10 +11,7 @@ from keyword import iskeyword
 from typing import Annotated, Any, cast
 
 import strawberry
-from strawberry.annotation import StrawberryAnnotation
 from strawberry.scalars import JSON
-from strawberry.types.base import StrawberryOptional
-from strawberry.types.union import StrawberryUnion
 
 from gqlbatch.core.result import (
     ItemResult,
@@ -34,22 +31,6 @@ class _Answer(dict[str, Any]):
     def __init__(self, type_name: str, value: Mapping[str, Any]) -> None:
         super().__init__(value)
         self.type_name = type_name
-
-
-class _AnswerUnion(StrawberryUnion):
-    """TypedBody: a union whose values say their member (`_Answer.type_name`).
-
-    Strawberry's own resolver tries each member in turn (and, for a `strawberry.cast` value,
-    checks every member): with a document of 100 resources, typing an answer cost 170 us, most
-    of it there (benchmarks/openapi.py). Strawberry takes a StrawberryUnion given as the
-    annotation as it is, so this one answers by name, whatever the number of members.
-    """
-
-    def get_type_resolver(self, type_map: Any) -> Any:
-        def member(root: Any, info: Any, type_: Any) -> str:
-            return cast(_Answer, root).type_name
-
-        return member
 
 
 _SCALAR_TYPES: dict[str, Any] = {
@@ -77,7 +58,12 @@ def typed_classes(types: AnswerTypes) -> dict[str, type]:
     for kind in types.enums:
         values = enum.Enum(kind.name, [(value, value) for value in kind.values])  # type: ignore[misc]
         named[kind.name] = strawberry.enum(values, name=kind.name, description=kind.description)
-    classes = {spec.name: type(spec.name, (), {"__annotations__": {}}) for spec in types.objects}
+    classes = {
+        spec.name: type(
+            spec.name, (), {"__annotations__": {}, "is_type_of": _is_type_of(spec.name)}
+        )
+        for spec in types.objects
+    }
     named.update(classes)
     for spec in types.objects:
         cls = classes[spec.name]
@@ -85,6 +71,23 @@ def typed_classes(types: AnswerTypes) -> dict[str, type]:
             _add_field(cls, index, field, _annotation(field.shape, named))
         strawberry.type(cls, name=spec.name, description=spec.description)
     return classes
+
+
+def _is_type_of(name: str) -> classmethod[Any, Any, bool]:
+    """The `is_type_of` of the generated type *name*, which Strawberry's union (TypedBody)
+    asks of each member in turn: an `_Answer` is of the type it names. Any other value of a
+    generated type is a nested object (`Post.author`), which graphql-core asks too: it is the
+    type its field declares.
+
+    Strawberry's documented way to a union member for values that are not instances of its
+    types. With 100 resources, typing an answer costs (benchmarks/openapi.py) what the
+    decisions.md entry "TypedBody's members" says.
+    """
+
+    def is_type_of(cls: type, value: Any, info: Any) -> bool:
+        return not isinstance(value, _Answer) or value.type_name == name
+
+    return classmethod(is_type_of)
 
 
 def union_of(name: str, classes: tuple[type, ...], description: str) -> Any:
@@ -125,10 +128,8 @@ def _add_field(cls: type, index: int, field: AnswerField, annotation: Any) -> No
 def succeeded_with_data(types: AnswerTypes, classes: Mapping[str, type]) -> type:
     """Succeeded with `data`: the answer as the type its operation's document gives it."""
     members = tuple(classes[name] for name in types.members)
-    typed_body = _AnswerUnion(
-        name="TypedBody",
-        type_annotations=tuple(StrawberryAnnotation(member) for member in members),
-        description="An answer as the type its upstream's OpenAPI document gives it.",
+    typed_body = union_of(
+        "TypedBody", members, "An answer as the type its upstream's OpenAPI document gives it."
     )
 
     def data(root: Any) -> Any:
@@ -136,7 +137,7 @@ def succeeded_with_data(types: AnswerTypes, classes: Mapping[str, type]) -> type
 
     field = strawberry.field(
         data,
-        graphql_type=StrawberryOptional(of_type=typed_body),
+        graphql_type=typed_body | None,
         description="The body as the type its upstream's OpenAPI document gives this "
         "operation's answer with this status; null when no operation matches, that status "
         "has no object or array schema, or the body is not the JSON the schema describes. "
