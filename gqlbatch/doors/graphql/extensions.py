@@ -18,7 +18,7 @@ from graphql import GraphQLError
 from graphql import build_schema as build_graphql_schema
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from graphql.validation.rules import overlapping_fields_can_be_merged
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import MaskErrors, SchemaExtension, ValidationCache
 from strawberry.schema.name_converter import HasGraphQLName, NameConverter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionContext
@@ -60,8 +60,9 @@ def schema_extensions(
     typed: TypedData | None = None,
     trusted: frozenset[str] | None = None,
 ) -> list[Callable[[], SchemaExtension]]:
-    """The schema's one extension, as a factory, so that each operation gets a fresh instance
-    (Strawberry shares an extension *instance* between concurrent operations). *answer_types*
+    """The schema's extensions, masking and gqlbatch's hooks, as factories, so that each
+    operation gets fresh instances (Strawberry shares an extension *instance* between
+    concurrent operations). *answer_types*
     are the types generated from upstreams' OpenAPI documents; with *compiled*, operations
     made of `batch` fields take the compiled path. With *trusted* (SHA-256 digests), no other
     document runs, whatever brought it (HTTP or a websocket)."""
@@ -79,12 +80,15 @@ def schema_extensions(
         # Clients send the same few documents with different variables: caching the parsed
         # and validated documents (bounded, LRU) skips most of the per-request GraphQL work.
         CheckedDocuments(ShapeChecks(limits), KnownErrors(), trusted),
-        MaskInternalErrors(answer_types),
     )
+
+    def masking() -> SchemaExtension:
+        return MaskInternalErrors(answer_types)
+
     if not compiled:
-        return [lambda: OperationHooks(parts)]
+        return [masking, lambda: OperationHooks(parts)]
     batches = CompiledBatches(_SchemaCompiler(limits.max_select_paths, typed))
-    return [lambda: CompiledOperationHooks(parts, batches)]
+    return [masking, lambda: CompiledOperationHooks(parts, batches)]
 
 
 class _SchemaCompiler:
@@ -187,43 +191,18 @@ def is_internal(error: GraphQLError) -> bool:
 _NULL_IN_NON_NULL = re.compile(r"Cannot return null for non-nullable field (\w+)\.(\w+)\.")
 
 
-class MaskInternalErrors:
-    """Replaces an internal error's message with an id, and logs the traceback under that id.
+class MaskInternalErrors(MaskErrors):
+    """Strawberry's MaskErrors, for internal errors only: each one's message is replaced by
+    an id, and its traceback logged under that id.
 
     One error that graphql-core raises as a TypeError is not ours: a null in a field that an
     upstream's OpenAPI document requires (*answer_types* are the types made from them). The
     upstream broke its document; that error says so, with UPSTREAM_BAD_RESPONSE.
-
-    Strawberry's MaskErrors does the same walk, but tells a result by a runtime-checkable
-    Protocol, whose isinstance check lists the protocol's attributes again on every call: a
-    twentieth of a one-item batch's instructions. A result here is anything with `errors`.
     """
 
     def __init__(self, answer_types: frozenset[str] = frozenset()) -> None:
+        super().__init__(should_mask_error=is_internal)
         self._answer_types = answer_types
-
-    def operation_result(self, execution: ExecutionContext) -> None:
-        """Mask the errors of *execution*'s result."""
-        result = execution.result
-        # A streamed operation's results were masked one by one (stream_result); masking its
-        # last one again changes nothing, as a masked error has no original error.
-        self._mask(getattr(result, "initial_result", None) or result)
-
-    def stream_result(self, result: Any) -> None:
-        """Mask the errors of one result of a stream, and of its parts."""
-        self._mask(result)
-        for part in (
-            *(getattr(result, "incremental", None) or ()),
-            *(getattr(result, "completed", None) or ()),
-        ):
-            self._mask(part)
-
-    def _mask(self, result: object) -> None:
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = [  # type: ignore[attr-defined]
-                self.anonymise_error(e) if is_internal(e) else e for e in errors
-            ]
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         missing = _NULL_IN_NON_NULL.match(str(error.original_error))
@@ -259,17 +238,17 @@ class MaskInternalErrors:
 class _Parts:
     setup: OperationSetup
     documents: CheckedDocuments
-    masking: MaskInternalErrors
 
 
 class OperationHooks(ValidationCache):
-    """gqlbatch's one schema extension: each hook hands the operation to the part that owns
-    that step (setup, documents, masking; `CompiledOperationHooks` adds the compiled path).
+    """gqlbatch's schema extension beside the masking: each hook hands the operation to the
+    part that owns that step (setup, documents; `CompiledOperationHooks` adds the compiled
+    path).
 
     One extension rather than one per part: for every operation, Strawberry looks for each
     hook on each extension and builds a context manager for each hook it finds. Four
-    extensions cost 90k instructions more per operation than this one (a one-item batch:
-    2.32M to 2.23M, callgrind).
+    extensions cost 90k instructions more per operation than one (a one-item batch: 2.32M to
+    2.23M, callgrind).
 
     A `ValidationCache` for its `on_validate`, which runs Strawberry's own validation (the
     only public way to it), as `CheckedDocuments` needs when a text is new. Its own cache is
@@ -287,11 +266,6 @@ class OperationHooks(ValidationCache):
 
     def on_operation(self) -> Iterator[None]:
         self._parts.setup.start(self.execution_context)
-        yield
-        self._parts.masking.operation_result(self.execution_context)
-
-    def on_stream_result(self, result: Any) -> Iterator[None]:
-        self._parts.masking.stream_result(result)
         yield
 
     def on_parse(self) -> Iterator[None]:
