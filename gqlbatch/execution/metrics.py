@@ -66,7 +66,8 @@ class _Counts:
             child = self._children[labels] = (
                 self._counter.labels(*labels) if labels else self._counter
             )
-        child.inc(amount)
+        if amount:  # a batch that saved or retried nothing (most): 1 us a counter less
+            child.inc(amount)
 
 
 class _Durations:
@@ -138,6 +139,27 @@ IN_FLIGHT = Gauge(
 )
 
 
+class _CallsOut:
+    """Upstream calls in flight in this process, counted in a plain int and published to
+    IN_FLIGHT when /metrics is read (this process) and every 100 ms (`watch_loop_lag`, for
+    the other workers' values under --workers).
+
+    The gauge's own inc and dec, around every call, cost 2.2 us a call: 1.8% of a screen's
+    instructions (12 calls), for a value nobody reads between scrapes.
+    """
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def publish(self) -> None:
+        IN_FLIGHT.set(self.now)
+
+
+CALLS_OUT = _CallsOut()
+
+
 def observed(send: Send) -> Send:
     """*send*, counting each attempt by upstream and status, timing it, and counting the
     attempts in flight."""
@@ -145,7 +167,7 @@ def observed(send: Send) -> Send:
     async def observe(call: UpstreamCall) -> UpstreamResponse:
         started = time.perf_counter()
         status = "error"
-        IN_FLIGHT.inc()
+        CALLS_OUT.now += 1
         try:
             response = await send(call)
             status = _status_label(response.status)
@@ -154,7 +176,7 @@ def observed(send: Send) -> Send:
             status = str(getattr(exc, "code", "error"))
             raise
         finally:
-            IN_FLIGHT.dec()
+            CALLS_OUT.now -= 1
             UPSTREAM_CALLS.add((call.upstream, status))
             UPSTREAM_SECONDS.observe((call.upstream,), time.perf_counter() - started)
 
@@ -222,16 +244,19 @@ def record_answer(status: int) -> None:
 async def watch_loop_lag(every_s: float = 0.1) -> None:
     """Sample the event loop's lag until cancelled: a timer set *every_s* ahead, and how late
     it ran (`gqlbatch_event_loop_lag_seconds`). A request that held the loop for a second
-    shows as a sample of a second, whatever the machine's speed."""
+    shows as a sample of a second, whatever the machine's speed. Each sample also publishes
+    the calls in flight (`CALLS_OUT`)."""
     loop = asyncio.get_running_loop()
     while True:
         due = loop.time() + every_s
         await asyncio.sleep(every_s)
         LOOP_LAG.observe((), max(loop.time() - due, 0.0))
+        CALLS_OUT.publish()
 
 
 def exposition() -> bytes:
     """The metrics in Prometheus's text format: this process's, or every worker's."""
+    CALLS_OUT.publish()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
