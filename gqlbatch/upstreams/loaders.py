@@ -12,8 +12,9 @@ across batches is `inflight.py`'s.
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from aiodataloader import DataLoader
@@ -34,45 +35,45 @@ their frames in its traceback, and a task that held it, through those frames, wo
 whole batch in a reference cycle after it ends. Each waiter raises a copy of its own."""
 
 
-class _Shared:
-    """A read the batch function sends no bulk call for: the first caller that needs it sends
-    it from its own task, and identical reads of the batch (the loader's cache hands them this
-    same object) wait for that answer. A task per such read, which the batch function would
+class _Answer:
+    """The one answer identical reads of a batch share: the DataLoader's value for a key, which
+    its cache hands every identical read. The first read to await it fetches it, from its own
+    task (*fetch*: the call alone, or its row of a plural call); the others wait for that
+    answer, and are counted as deduplicated. A task per key, which the batch function would
     otherwise start, cost more than the DataLoader itself (BENCHMARKS.md)."""
 
-    __slots__ = ("_answer", "_call", "_claimed")
+    __slots__ = ("_answer", "_fetch", "readers")
 
-    def __init__(self, call: UpstreamCall) -> None:
-        self._call = call
-        self._claimed = False
+    def __init__(self, fetch: Callable[[], Awaitable[Outcome]]) -> None:
+        self._fetch = fetch
+        self.readers = 0
         self._answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
-    async def outcome(self, loaders: Loaders) -> Outcome:
-        if self._claimed:
-            # shield: a waiter giving up must not cancel the answer the sender awaits.
-            return await asyncio.shield(self._answer)
-        self._claimed = True
+    async def outcome(self) -> tuple[Outcome, bool]:
+        """The answer, and whether another read fetched it (this one was deduplicated)."""
+        self.readers += 1
+        if self.readers > 1:
+            # shield: a waiter giving up must not cancel the answer the first reader awaits.
+            return await asyncio.shield(self._answer), True
         try:
-            outcome: Outcome = Fetched(await loaders.send(self._call))
+            outcome = await self._fetch()
         except asyncio.CancelledError:
             self._answer.cancel()  # the batch's deadline: its waiters are cancelled too
             raise
-        except UpstreamError as exc:
-            outcome = _copy(exc)
         self._answer.set_result(outcome)
-        return outcome
+        return outcome, False
 
 
-class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Outcome] | _Shared"]):
+class _ReadLoader(DataLoader[UpstreamCall, _Answer]):
     """GET and HEAD calls: identical calls share one upstream call (the loader's cache), and
     lookups that become ready together are merged into plural calls (this batch function is
     DESIGN §7's).
 
-    It hands back one *task* per key instead of one response. aiodataloader resolves every key
-    of a dispatch only when the whole batch function returns, so returning responses would make
-    a fast call wait for the slowest call that became ready in the same loop turn. A task per
-    key lets each item go on the moment its own call finishes, while the loader's cache still
-    shares one task between identical calls.
+    It hands back one `_Answer` per key instead of one response. aiodataloader resolves every
+    key of a dispatch only when the whole batch function returns, so returning responses would
+    make a fast call wait for the slowest call that became ready in the same loop turn. An
+    answer per key lets each item go on the moment its own call finishes, while the loader's
+    cache still shares one answer between identical calls.
     """
 
     def __init__(self, loaders: Loaders) -> None:
@@ -82,45 +83,41 @@ class _ReadLoader(DataLoader[UpstreamCall, "asyncio.Task[Outcome] | _Shared"]):
         # cyclic collector frees, so its responses outlived it (issue 9's 1.4 GB).
         self._loaders = cast(Loaders, weakref.proxy(loaders))
 
-    async def batch_load_fn(
-        self, keys: list[UpstreamCall]
-    ) -> list[asyncio.Task[Outcome] | _Shared]:
-        groups, singles = self._loaders.bulk.group(keys)
-        spawn = self._loaders.spawn
-        tasks: dict[UpstreamCall, asyncio.Task[Outcome] | _Shared] = {
-            call: _Shared(call) for call in singles
-        }
+    async def batch_load_fn(self, keys: list[UpstreamCall]) -> list[_Answer]:
+        loaders = self._loaders
+        groups, singles = loaders.bulk.group(keys)
+        answers = {call: _Answer(functools.partial(_alone, loaders, call)) for call in singles}
         for group in groups:
-            shared = spawn(self._plural(group))
+            plural = loaders.spawn(loaders.send_bulk(group))
             for call, key in group.members:
-                tasks[call] = spawn(_member(shared, call, key, group, self._loaders))
-        return [tasks[call] for call in keys]
+                answers[call] = _Answer(
+                    functools.partial(_member, plural, call, key, group, loaders)
+                )
+        return [answers[call] for call in keys]
 
-    async def _plural(self, group: BulkGroup) -> dict[str, UpstreamResponse | None] | UpstreamError:
-        try:
-            return await self._loaders.send_bulk(group)
-        except UpstreamError as exc:
-            return _copy(exc)
+
+async def _alone(loaders: Loaders, call: UpstreamCall) -> Outcome:
+    # A function of the loader's weak proxy, not a method bound to the Loaders: the answer,
+    # in the loader's cache, must not hold the Loaders that holds the loader.
+    return await loaders.send_alone(call)
 
 
 async def _member(
-    shared: asyncio.Task[dict[str, UpstreamResponse | None] | UpstreamError],
+    plural: asyncio.Task[dict[str, UpstreamResponse | None] | UpstreamError],
     call: UpstreamCall,
     key: str,
     group: BulkGroup,
     loaders: Loaders,
 ) -> Outcome:
-    responses = await shared
+    # shield: the plural call answers every member, whichever of them gives up first.
+    responses = await asyncio.shield(plural)
     if isinstance(responses, UpstreamError):
         return responses
     response = responses[key]
     if response is None:
         # The plural answer has no row for this key: the lookup is sent as written, so the
         # item carries the upstream's own answer (its 404, headers and body), not one made up.
-        try:
-            return Fetched(await loaders.send(call))
-        except UpstreamError as exc:
-            return _copy(exc)
+        return await loaders.send_alone(call)
     described = group.call.path + "?" + "&".join(f"{k}={v}" for k, v in group.call.query)
     return Fetched(response, bulk_call=f"GET {described}")
 
@@ -140,7 +137,6 @@ class Loaders:
         self._send = send
         self.bulk = BulkRoutes(bulk_routes)
         self._reads = _ReadLoader(self)
-        self._seen: set[UpstreamCall] = set()
         self.requested = 0
         self.sent = 0
         self.retries = 0
@@ -174,14 +170,12 @@ class Loaders:
             # POST, PUT, PATCH and DELETE are never merged or cached: each is its own call.
             response = await self.send(call)
             return Fetched(response)
-        coalesced = call in self._seen
-        self._seen.add(call)
-        self.deduplicated += coalesced
         answer = await self._reads.load(call)
-        outcome = await (answer.outcome(self) if isinstance(answer, _Shared) else answer)
+        outcome, coalesced = await answer.outcome()
         if isinstance(outcome, UpstreamError):
             raise _copy(outcome)
         if coalesced:
+            self.deduplicated += 1
             return Fetched(outcome.response, coalesced=True, bulk_call=outcome.bulk_call)
         return outcome
 
@@ -201,11 +195,23 @@ class Loaders:
             self.sent += 1
             self.retries += attempts - 1
 
-    async def send_bulk(self, group: BulkGroup) -> dict[str, UpstreamResponse | None]:
+    async def send_alone(self, call: UpstreamCall) -> Outcome:
+        """A read sent on its own: its answer, or its error (see `Outcome`)."""
+        try:
+            return Fetched(await self.send(call))
+        except UpstreamError as exc:
+            return _copy(exc)
+
+    async def send_bulk(
+        self, group: BulkGroup
+    ) -> dict[str, UpstreamResponse | None] | UpstreamError:
         """Send a plural call and split its answer by key (None: a key it has no row for,
-        which the caller fetches alone)."""
-        response = await self.send(group.call)
-        parts = split_response(group, response)
+        which the member fetches alone), or its error (see `Outcome`)."""
+        try:
+            response = await self.send(group.call)
+            parts = split_response(group, response)
+        except UpstreamError as exc:
+            return _copy(exc)
         # Saved: the lookups the plural call answered, beyond the one call it cost.
         self.merged += max(sum(part is not None for part in parts.values()) - 1, 0)
         return {
