@@ -293,7 +293,6 @@ DOCUMENTED_MODULES = {
 UNDOCUMENTED_MODULES = {
     "strawberry.http",
     "strawberry.http.exceptions",
-    "strawberry.http.ides",
     "strawberry.schema.schema",
     "graphql.validation.rules",
 }

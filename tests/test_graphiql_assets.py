@@ -17,7 +17,7 @@ from aiohttp import web
 from gqlbatch import Settings, create_app
 from gqlbatch.core.errors import ConfigError
 from gqlbatch.doors.graphql.graphiql import assets_of, local_page
-from gqlbatch.doors.graphql.schema import graphiql_page
+from gqlbatch.doors.graphql.view import graphiql_page
 from gqlbatch.ops.cli import main
 from gqlbatch.ops.graphiql_assets import download
 

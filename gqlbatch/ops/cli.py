@@ -419,7 +419,7 @@ def _routes(args: argparse.Namespace) -> int:
 
 
 def _graphiql(args: argparse.Namespace) -> int:
-    from gqlbatch.doors.graphql.schema import graphiql_page
+    from gqlbatch.doors.graphql.view import graphiql_page
     from gqlbatch.ops.graphiql_assets import NPM_REGISTRY, download
 
     registry = args.registry or NPM_REGISTRY

@@ -7,7 +7,6 @@ import functools
 from collections.abc import Mapping
 
 import strawberry
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.config import StrawberryConfig
 
 from gqlbatch.core.openapi import Contract
@@ -38,11 +37,6 @@ def possible_types(schema: strawberry.Schema) -> dict[str, list[str]]:
         for t in types
         if t["kind"] in ("INTERFACE", "UNION") and not t["name"].startswith("__")
     }
-
-
-def graphiql_page() -> str:
-    """Strawberry's GraphiQL page, as it loads its files from unpkg.com."""
-    return get_graphql_ide_html(graphql_ide="graphiql")
 
 
 def build_schema(

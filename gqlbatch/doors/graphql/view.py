@@ -236,6 +236,11 @@ class BatchView(GraphQLView[Context, None]):
         return context
 
 
+def graphiql_page() -> str:
+    """Strawberry's GraphiQL page, as its view serves it: loading its files from unpkg.com."""
+    return GraphQLView(build_schema(), graphql_ide="graphiql").graphql_ide_html
+
+
 def _context(request: web.Request) -> Context:
     """The request's context, as the front door made it for this door."""
     context = request[CONTEXT]
