@@ -698,3 +698,26 @@ def test_the_placeholders_checked_are_the_planners_and_those_of_every_string(val
         else []
     )
     assert found == _placeholders(_strings_reference(value, "body"))
+
+
+def test_a_placeholder_anywhere_in_a_body_is_judged_when_it_runs_and_a_literal_now() -> None:
+    # Issue 26: the body check tells a placeholder by the planned body, where the planner
+    # parsed it once, down lists and objects alike; the literal beside it is judged now.
+    from gqlbatch.core.config import Settings as Config
+    from gqlbatch.core.errors import BatchRejected
+    from gqlbatch.execution.planning import prepare
+
+    contract = Contract.from_text(json.dumps(DOCUMENT), "blog")
+    blog = UpstreamSettings(name="blog", base_url="http://127.0.0.1:9")
+    settings = Config(upstreams={"blog": blog})
+    reply = {"body": "re", "author": "{resultOf(user).id}"}
+    items = [
+        {"requestId": "user", "path": "/users/1"},
+        {"requestId": "c", "method": "POST", "path": "/comments", "body": {"body": "hi"}},
+    ]
+    items[1]["body"] = {"body": "hi", "replies": [reply]}
+    assert prepare(items, None, settings, contracts={"blog": contract}).items
+    items[1]["body"] = {"body": "hi", "replies": [reply, {"body": "re", "author": "Ada"}]}
+    with pytest.raises(BatchRejected) as refused:
+        prepare(items, None, settings, contracts={"blog": contract})
+    assert [p.field for p in refused.value.problems] == ["body/replies/1/author"]

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gqlbatch.core.budget import RequestBudget
 from gqlbatch.core.errors import ConfigError, ErrorCode, Problem
 from gqlbatch.core.placeholders import (
-    TemplateSyntaxError,
-    parse_template,
+    Template,
 )
 from gqlbatch.core.request import SubRequest
 from gqlbatch.core.schema_checks import (
@@ -36,6 +35,7 @@ from gqlbatch.core.schema_checks import (
     short,
 )
 from gqlbatch.core.strict_json import depth
+from gqlbatch.core.types import JSON
 from gqlbatch.core.upstream_settings import BulkRoute
 
 if TYPE_CHECKING:
@@ -185,10 +185,12 @@ class Contract:
         return validator
 
     def problems(
-        self, item: SubRequest, *, strict_routes: bool, budget: RequestBudget
+        self, item: SubRequest, *, strict_routes: bool, budget: RequestBudget, body: JSON = None
     ) -> list[Problem]:
         """What is wrong with *item* according to the document; empty when nothing is. Its
-        body's check is charged to *budget*."""
+        body's check is charged to *budget*. *body* is the item's body as the planner compiled
+        it (`plan.PlannedItem.body`): a value that is a placeholder there is known only at run
+        time, and its type is not judged now."""
         operation = self.match(item.method.value, item.path)
         if operation is None:
             if not strict_routes:
@@ -206,10 +208,10 @@ class Contract:
             for name in operation.required_query
             if name not in {key for key, _ in item.query} and f"{name}=" not in item.path
         ]
-        return found + self._body_problems(item, operation, budget)
+        return found + self._body_problems(item, operation, budget, body)
 
     def _body_problems(
-        self, item: SubRequest, operation: Operation, budget: RequestBudget
+        self, item: SubRequest, operation: Operation, budget: RequestBudget, compiled: JSON
     ) -> list[Problem]:
         if operation.body_pointer is None:
             return []
@@ -221,7 +223,7 @@ class Contract:
         validator = self._validator_for(operation.body_pointer, answer=False)
         route = f"{operation.method} {operation.template}"
         try:
-            errors = schema_errors(validator, item.body, budget, _judged)
+            errors = schema_errors(validator, item.body, budget, _known_now(compiled))
         except CheckTooCostly as exc:
             message = f"body cannot be checked against {route}'s schema: {exc}"
             return [item_problem(item, ErrorCode.REQUEST_TOO_LARGE, message, "body")]
@@ -264,18 +266,25 @@ class Contract:
         return [f"body{_pointer(error)}: {short(error.message)}" for error in errors]
 
 
-def _judged(error: ValidationError) -> bool:
-    """Whether *error* is about a value known now: a placeholder's is known only at run time."""
-    return not _is_placeholder(error.instance)
+def _known_now(compiled: JSON) -> Callable[[ValidationError], bool]:
+    """Whether an error is about a value known now: one the planner compiled into a
+    placeholder (in *compiled*, the planned body) is known only at run time."""
+
+    def known(error: ValidationError) -> bool:
+        node: Any = compiled
+        for step in error.absolute_path:  # the path jsonschema walked into the same body
+            if not _has_step(node, step):
+                return True
+            node = node[step]
+        return not (isinstance(node, Template) and node.refs)
+
+    return known
 
 
-def _is_placeholder(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        return bool(parse_template(value).refs)
-    except TemplateSyntaxError:
-        return False  # reported as INVALID_REFERENCE by the planner
+def _has_step(node: object, step: str | int) -> bool:
+    if isinstance(node, dict):
+        return step in node
+    return isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
 
 
 def _check_size(document: Mapping[str, Any], source: str) -> None:

@@ -6,14 +6,14 @@ batches sent again, and off the event loop when the check is large.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from gqlbatch.core.budget import RequestBudget
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.openapi import Contract
-from gqlbatch.core.plan import Plan, build_plan, known_calls, static_calls
+from gqlbatch.core.plan import Plan, PlannedItem, build_plan, known_calls, static_calls
 from gqlbatch.core.references import reference_problems
 from gqlbatch.core.request import KnownItems, parse_batch
 from gqlbatch.core.request_fields import Rules
@@ -51,15 +51,36 @@ def prepare(
         methods=READ_METHODS if read_only else frozenset(Method),
     )
     parsed = parse_batch(items, options, rules, known)
-    if contracts and budget is None:
-        budget = request_budget(settings)
-    for item in parsed.batch.items if contracts else ():
-        contract = contracts.get(item.upstream)
-        if contract is not None and budget is not None:
-            strict = settings.upstreams[item.upstream].strict_routes
-            parsed.problems.extend(contract.problems(item, strict_routes=strict, budget=budget))
-    checks = functools.partial(reference_problems, contracts=contracts) if contracts else None
+    checks = None
+    if contracts:
+        checks = functools.partial(
+            _contract_problems,
+            contracts=contracts,
+            settings=settings,
+            budget=budget or request_budget(settings),
+        )
     return build_plan(parsed, max_fanout=settings.max_fanout, checks=checks)
+
+
+def _contract_problems(
+    items: Sequence[PlannedItem],
+    contracts: Mapping[str, Contract],
+    settings: Settings,
+    budget: RequestBudget,
+) -> list[Problem]:
+    """What the upstreams' OpenAPI documents say is wrong with the planned *items*: their
+    routes, queries and bodies, then the fields their placeholders select. Read from the
+    planned items, whose placeholders the planner parsed once."""
+    problems = []
+    for item in items:
+        request = item.request
+        contract = contracts.get(request.upstream)
+        if contract is not None:
+            strict = settings.upstreams[request.upstream].strict_routes
+            problems += contract.problems(
+                request, strict_routes=strict, budget=budget, body=item.body
+            )
+    return problems + reference_problems(items, contracts)
 
 
 def request_budget(settings: Settings, calls: int | None = None) -> RequestBudget:
