@@ -97,9 +97,13 @@ class _ReadLoader(DataLoader[UpstreamCall, _Answer]):
 
 
 async def _alone(loaders: Loaders, call: UpstreamCall) -> Outcome:
-    # A function of the loader's weak proxy, not a method bound to the Loaders: the answer,
-    # in the loader's cache, must not hold the Loaders that holds the loader.
-    return await loaders.send_alone(call)
+    """A read sent on its own: its answer, or its error (see `Outcome`). A function of the
+    loader's weak proxy, not a method bound to the Loaders: the answer, in the loader's cache,
+    must not hold the Loaders that holds the loader."""
+    try:
+        return Fetched(await loaders.send(call))
+    except UpstreamError as exc:
+        return _copy(exc)
 
 
 async def _member(
@@ -117,7 +121,7 @@ async def _member(
     if response is None:
         # The plural answer has no row for this key: the lookup is sent as written, so the
         # item carries the upstream's own answer (its 404, headers and body), not one made up.
-        return await loaders.send_alone(call)
+        return await _alone(loaders, call)
     described = group.call.path + "?" + "&".join(f"{k}={v}" for k, v in group.call.query)
     return Fetched(response, bulk_call=f"GET {described}")
 
@@ -194,13 +198,6 @@ class Loaders:
         if attempts:
             self.sent += 1
             self.retries += attempts - 1
-
-    async def send_alone(self, call: UpstreamCall) -> Outcome:
-        """A read sent on its own: its answer, or its error (see `Outcome`)."""
-        try:
-            return Fetched(await self.send(call))
-        except UpstreamError as exc:
-            return _copy(exc)
 
     async def send_bulk(
         self, group: BulkGroup
