@@ -4,12 +4,15 @@ plainly what could not be undone."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gqlbatch import BatchRejected, Settings, prepare
+from gqlbatch import BatchRejected, Settings, create_app, prepare
+from gqlbatch.core.upstream_settings import RouteCompensation, UpstreamSettings
+from gqlbatch.ops.config_file import settings_from_toml
 from gqlbatch.ops.demo import calls, sample_api
 from tests.conftest import graphql_caller
 from tests.fakes import FakeService
@@ -88,18 +91,100 @@ async def test_success_runs_one_at_a_time_and_compensates_nothing(api: Any) -> N
     assert seen == ["POST /posts", "POST /posts"]
 
 
-async def test_items_without_compensation_say_so(api: Any) -> None:
-    client, _ = api
-    out = await run(
-        client,
-        [
-            {"requestId": "w", "method": "POST", "path": "/posts", "body": {"title": "kept"}},
-            {"requestId": "boom", "path": "/users/999"},
-        ],
+async def test_a_write_that_cannot_be_undone_refuses_the_atomic_batch(api: Any) -> None:
+    # Issue 27: an atomic batch whose write had no compensate ran, created the post, failed
+    # later and kept it (NOT_ROLLED_BACK): "all or nothing" promised and broken. It is now
+    # refused before anything runs, with the reason.
+    client, seen = api
+    items = [
+        {"requestId": "w", "method": "POST", "path": "/posts", "body": {"title": "kept"}},
+        {"requestId": "boom", "path": "/users/999"},
+    ]
+    answer = await graphql_caller(client)(QUERY, {"r": items, "o": {"atomic": True}})
+    [error] = answer["errors"]
+    assert error["extensions"]["code"] == "INVALID_INPUT"
+    [problem] = error["extensions"]["problems"]
+    assert (problem["requestId"], problem["field"]) == ("w", "compensate")
+    assert "could not undo it" in problem["message"]
+    assert seen == []
+
+
+async def test_a_route_compensation_from_the_config_undoes_a_write_that_declares_none(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    # The integrator's case: [doors.json] atomic = true, and clients that never write a
+    # compensate. The route's compensation comes from the upstream's configuration.
+    app = sample_api()
+    server = await aiohttp_server(app, host="127.0.0.1")
+    config = f"""
+[doors.json]
+atomic = true
+
+[upstreams.default]
+base_url = "{str(server.make_url("")).rstrip("/")}"
+
+[[upstreams.default.compensate]]
+match = "POST /posts"
+with = {{ method = "DELETE", path = "/posts/{{result.id}}" }}
+
+[[upstreams.default.compensate]]
+match = "PUT /users/{{id}}/name"
+with = {{ method = "PUT", path = "/users/{{param.id}}/name", body = "{{result.before}}" }}
+"""
+    settings, _ = settings_from_toml(config)
+    client = await aiohttp_client(create_app(settings))
+    items = [
+        {"id": "a", "method": "POST", "url": "/posts", "body": {"title": "x"}},
+        {"id": "b", "method": "POST", "url": "/posts", "body": {"title": "y"}},
+        {"id": "boom", "url": "/users/999"},
+    ]
+    answer = await client.post("/batch", json=items)
+    assert answer.status == 200, await answer.text()
+    ran = ["POST /posts", "POST /posts", "GET /users/999"]
+    assert calls(app) == [*ran, "DELETE /posts/102", "DELETE /posts/101"]
+
+
+def test_a_route_compensation_is_written_for_each_item() -> None:
+    # `{result...}` reads the item's own result; `{param.NAME}` is the segment its route
+    # matched, a placeholder there staying one.
+    upstream = UpstreamSettings(
+        name="default",
+        base_url="http://127.0.0.1:9",
+        compensate=(
+            RouteCompensation(
+                match="PUT /users/{id}/name",
+                undo={"method": "PUT", "path": "/users/{param.id}/name", "body": "{result.old}"},
+            ),
+        ),
     )
-    rollback = out["items"][0]["rollback"]
-    assert rollback["state"] == "NOT_ROLLED_BACK"
-    assert "no compensate was declared" in rollback["message"]
+    settings = Settings(upstreams={"default": upstream})
+    items = [
+        {"requestId": "u", "path": "/users/1"},
+        {"requestId": "n", "method": "PUT", "path": "/users/{resultOf(u).id}/name", "body": "x"},
+    ]
+    plan = prepare(items, {"atomic": True}, settings)
+    undo = plan.items[1].compensation
+    assert undo is not None
+    assert [ref.text for ref in undo.path.refs] == ["{resultOf(u).id}"]
+    assert undo.body.whole is not None and undo.body.whole.text == "{resultOf(n).old}"
+
+
+@pytest.mark.parametrize(
+    ("match", "undo", "why"),
+    [
+        ("/users", {"method": "DELETE", "path": "/x"}, "match is 'METHOD /path'"),
+        ("POST /users", {"path": "/x"}, "method and path"),
+        ("POST /users", {"method": "DELETE"}, "with.path is required"),
+        ("POST /users", {"method": "DELETE", "path": "/u/{param.id}"}, "{param.id}"),
+    ],
+)
+def test_a_route_compensation_that_cannot_work_stops_start_up(
+    match: str, undo: dict[str, Any], why: str
+) -> None:
+    from gqlbatch.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(why)):
+        RouteCompensation(match=match, undo=undo)
 
 
 async def test_a_failed_compensation_is_reported_and_the_rest_still_run(api: Any) -> None:
@@ -202,7 +287,8 @@ async def test_an_atomicity_group_is_all_or_nothing_and_the_rest_is_not(
     raw = b"""{"requests": [
       {"id": "1", "atomicityGroup": "g1", "method": "POST", "url": "orders", "body": {"n": 1},
        "compensate": {"method": "DELETE", "path": "/orders/{resultOf(1).id}"}},
-      {"id": "2", "atomicityGroup": "g1", "method": "POST", "url": "lines", "body": {"sku": "A"}},
+      {"id": "2", "atomicityGroup": "g1", "method": "POST", "url": "lines", "body": {"sku": "A"},
+       "compensate": {"method": "DELETE", "path": "/lines/{resultOf(2).id}"}},
       {"id": "3", "method": "GET", "url": "elsewhere"},
       {"id": "4", "dependsOn": ["g1"], "method": "GET", "url": "after"}
     ]}"""
@@ -243,7 +329,13 @@ async def test_a_group_that_succeeds_is_not_undone_and_compensate_needs_a_unit(
             "path": "/a",
             "compensate": {"method": "DELETE", "path": "/a/1"},
         },
-        {"id": "b", "atomicityGroup": "g", "method": "POST", "path": "/b"},
+        {
+            "id": "b",
+            "atomicityGroup": "g",
+            "method": "POST",
+            "path": "/b",
+            "compensate": {"method": "DELETE", "path": "/b/2"},
+        },
     ]
     resp = await gateway.post("/batch", json={"requests": group})
     body = await resp.json()
@@ -253,6 +345,10 @@ async def test_a_group_that_succeeds_is_not_undone_and_compensate_needs_a_unit(
     loose = [{"id": "x", "method": "POST", "path": "/a", "compensate": {"path": "/a/1"}}]
     refused = await gateway.post("/batch", json={"requests": loose})
     assert refused.status == 400
+    # A write of a group that could not be undone refuses the batch (issue 27).
+    group[1].pop("compensate")
+    cannot = await (await gateway.post("/batch", json={"requests": group})).json()
+    assert "atomicity group 'g' could not undo it" in cannot["error"]["problems"][0]["message"]
     # A group name is not also a requestId, and an item cannot wait on its own group.
     clash = [
         {"id": "g", "path": "/a"},

@@ -49,8 +49,12 @@ def _section(text: str, header: str) -> str:
         ("[retries]", config_file._RETRIES),
         ("[idempotency]", config_file._IDEMPOTENCY),
         ("[cors]", config_file._CORS),
-        ("[upstreams.blog]", config_file._UPSTREAM.keys() - {"bulk", "forward_headers"}),
+        (
+            "[upstreams.blog]",
+            config_file._UPSTREAM.keys() - {"bulk", "compensate", "forward_headers"},
+        ),
         ("[[upstreams.blog.bulk]]", config_file._BULK),
+        ("[[upstreams.blog.compensate]]", config_file._COMPENSATE_ROUTE),
     ],
 )
 def test_the_example_config_shows_every_key(header: str, keys: object) -> None:
@@ -68,6 +72,7 @@ def test_example_config_parses_with_every_section() -> None:
     blog = settings.upstreams["blog"]
     assert blog.share_inflight and len(blog.bulk) == 3
     assert [r.many for r in blog.bulk] == [False, True, True]
+    assert [r.match for r in blog.compensate] == ["POST /posts", "PUT /posts/{id}/title"]
     assert (settings.retries.max_attempts, settings.idempotency_max_records) == (3, 10_000)
     assert settings.max_outstanding_total == 2000
     assert settings.door_options == {

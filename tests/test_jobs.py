@@ -514,6 +514,7 @@ async def test_cancelling_an_atomic_job_undoes_what_it_did(
     service.route("POST", "/users", status=201, json={"id": 7})
     service.route("POST", "/audit", status=201, json={}, gate=gate)
     service.route("DELETE", "/users/7", status=204)
+    service.route("DELETE", "/audit/1", status=204)
     batch = {
         "requests": [
             {
@@ -522,7 +523,13 @@ async def test_cancelling_an_atomic_job_undoes_what_it_did(
                 "url": "/users",
                 "compensate": {"method": "DELETE", "path": "/users/{resultOf(user).id}"},
             },
-            {"id": "audit", "method": "POST", "url": "/audit", "dependsOn": ["user"]},
+            {
+                "id": "audit",
+                "method": "POST",
+                "url": "/audit",
+                "dependsOn": ["user"],
+                "compensate": {"method": "DELETE", "path": "/audit/1"},
+            },
         ],
         "atomic": True,
     }
@@ -532,15 +539,16 @@ async def test_cancelling_an_atomic_job_undoes_what_it_did(
     cancelled = await (await gateway.delete(location, headers=ALICE)).json()
     assert cancelled["state"] == "CANCELLED"
     gate.set()  # the write in flight finishes (never cut half-way), then the undo runs
-    await service.received(3)
-    assert service.lines == ["POST /users", "POST /audit", "DELETE /users/7"]
+    await service.received(4)
+    # Undone whole, newest first: the audit finished after the cancel, and is undone too.
+    assert service.lines == ["POST /users", "POST /audit", "DELETE /audit/1", "DELETE /users/7"]
     while True:  # until the run has kept what it did (each look is a request)
         job = await (await gateway.get(location, headers=ALICE)).json()
         if job["responses"] and all("rollback" in r for r in job["responses"]):
             break
     assert job["state"] == "CANCELLED"
     rollbacks = [r["rollback"]["state"] for r in job["responses"]]
-    assert rollbacks == ["ROLLED_BACK", "NOT_ROLLED_BACK"]  # the audit declared no undo
+    assert rollbacks == ["ROLLED_BACK", "ROLLED_BACK"]
 
 
 async def test_several_processes_without_a_store_take_no_jobs(

@@ -46,6 +46,7 @@ __all__ = [
     "SubRequest",
     "holds_private",
     "parse_batch",
+    "read_compensate",
     "with_defaults",
 ]
 
@@ -345,7 +346,7 @@ def _parse_item(
         if (value := get("atomicityGroup")) is not None:
             atomicity_group = read_atomicity_group(value, add)
         if (value := get("compensate")) is not None:
-            compensate = _compensate(value, request_id, upstream, rules, add)
+            compensate = read_compensate(value, request_id, upstream, rules, add)
     if len(problems.found) > before or method is None or path is None or upstream is None:
         return None
     body = get("body")
@@ -368,7 +369,7 @@ def _parse_item(
     )
 
 
-def _compensate(
+def read_compensate(
     raw: JSON, request_id: RequestId, upstream: str | None, rules: Rules, add: Add
 ) -> SubRequest | None:
     """The compensating request: a sub-request of its own, on the item's upstream, that may

@@ -7,7 +7,7 @@ Pure and stdlib-only.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_UPSTREAM",
     "BulkRoute",
     "RetrySettings",
+    "RouteCompensation",
     "UpstreamSettings",
     "check_positive",
     "upstream_flags",
@@ -109,6 +110,68 @@ class BulkRoute:
         check_positive(where, self, ("max_keys",))
 
 
+_PARAM_USE = re.compile(r"\{param\.([A-Za-z0-9_]+)\}")
+_METHOD_NAMES = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_UNDO_KEYS = frozenset({"method", "path", "query", "headers", "body"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouteCompensation:
+    """How a write on one route is undone when its item declares no `compensate`: what makes
+    an atomic batch (or an atomicity group) possible for clients that never write one.
+
+    Attributes:
+        match: the write, `METHOD /path`, where a `{name}` segment matches one segment.
+        undo: the compensating request, as an item's `compensate` is written (`method`,
+            `path`, `query`, `headers`, `body`). `{result...}` reads the item's own result
+            (`{result.id}`); `{param.name}` is the segment `{name}` matched.
+    """
+
+    match: str
+    undo: Mapping[str, object]
+    method: str = field(init=False, default="")
+    segments: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        where = f"compensate route {self.match!r}"
+        method, _, path = self.match.partition(" ")
+        if method.upper() not in _METHOD_NAMES or not path.startswith("/") or "?" in path:
+            raise ConfigError(f"{where}: match is 'METHOD /path', such as 'POST /users'")
+        unknown = sorted(set(self.undo) - _UNDO_KEYS)
+        if unknown or not isinstance(self.undo.get("method"), str):
+            raise ConfigError(
+                f"{where}: with is {{method, path, query, headers, body}}, method and path "
+                f"required" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+            )
+        if not isinstance(self.undo.get("path"), str):
+            raise ConfigError(f"{where}: with.path is required, such as '/users/{{result.id}}'")
+        object.__setattr__(self, "method", method.upper())
+        object.__setattr__(self, "segments", tuple(path.strip("/").split("/")))
+        named = {s[1:-1] for s in self.segments if s.startswith("{") and s.endswith("}")}
+        unknown_params = sorted(set(_PARAM_USE.findall(repr(self.undo))) - named)
+        if unknown_params:
+            raise ConfigError(
+                f"{where}: with reads {{param.{unknown_params[0]}}}, which match does not name "
+                "as a segment"
+            )
+
+    def params(self, method: str, path: str) -> dict[str, str] | None:
+        """The `{name}` segments of a *method* and *path* (no query) this route matches, by
+        name; None when it does not match."""
+        if method != self.method:
+            return None
+        given = path.strip("/").split("/")
+        if len(given) != len(self.segments):
+            return None
+        found = {}
+        for pattern, segment in zip(self.segments, given, strict=True):
+            if pattern.startswith("{") and pattern.endswith("}"):
+                found[pattern[1:-1]] = segment
+            elif pattern != segment:
+                return None
+        return found
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpstreamSettings:
     """One REST service that sub-requests may target, and how to talk to it.
@@ -134,6 +197,8 @@ class UpstreamSettings:
             item fails with UPSTREAM_BAD_RESPONSE and the pointer).
         infer_bulk: with `openapi`, also use the bulk routes the document shows (a list
             operation filtering by an array of ids); `bulk` routes with the same match win.
+        compensate: how writes on these routes are undone in atomic batches and groups,
+            for items that declare no `compensate` of their own (the first match wins).
     """
 
     name: str
@@ -149,6 +214,7 @@ class UpstreamSettings:
     strict_routes: bool = False
     validate_responses: str = "off"
     infer_bulk: bool = False
+    compensate: tuple[RouteCompensation, ...] = ()
 
     def __post_init__(self) -> None:
         if self.validate_responses not in ("off", "log", "fail"):

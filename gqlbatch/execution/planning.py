@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from gqlbatch.core.budget import RequestBudget
+from gqlbatch.core.compensation import with_compensations
 from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, Problem
 from gqlbatch.core.openapi import Contract
@@ -51,6 +52,7 @@ def prepare(
         methods=READ_METHODS if read_only else frozenset(Method),
     )
     parsed = parse_batch(items, options, rules, known)
+    parsed = with_compensations(parsed, settings.upstreams, rules)
     checks = None
     if contracts:
         checks = functools.partial(

@@ -18,7 +18,12 @@ from typing import Any
 from gqlbatch.core.config import CorsSettings, Settings
 from gqlbatch.core.errors import ConfigError
 from gqlbatch.core.request import Mode, OnError
-from gqlbatch.core.upstream_settings import BulkRoute, RetrySettings, UpstreamSettings
+from gqlbatch.core.upstream_settings import (
+    BulkRoute,
+    RetrySettings,
+    RouteCompensation,
+    UpstreamSettings,
+)
 
 __all__ = ["ENV_PREFIX", "settings_from_mapping", "settings_from_toml"]
 
@@ -127,6 +132,8 @@ _LIMITS = _kinds(
 )
 _UPSTREAM = {key: kind for key, kind in _kinds(UpstreamSettings).items() if key != "name"}
 _BULK = _kinds(BulkRoute)
+_COMPENSATE_ROUTE = {"match": str, "with": dict}
+"""[[upstreams.NAME.compensate]]: `with` is RouteCompensation.undo (a Python keyword)."""
 
 
 def settings_from_toml(
@@ -278,7 +285,24 @@ def _upstream(name: str, table: object) -> UpstreamSettings:
         values["forward_headers"] = _strings(values["forward_headers"], f"{where}.forward_headers")
     routes = values.pop("bulk", [])
     bulk = tuple(_bulk(route, f"{where}.bulk[{i}]") for i, route in enumerate(routes))
-    return UpstreamSettings(name=name, bulk=bulk, **values)
+    undo = values.pop("compensate", [])
+    compensate = tuple(
+        _route_compensation(route, f"{where}.compensate[{i}]") for i, route in enumerate(undo)
+    )
+    return UpstreamSettings(name=name, bulk=bulk, compensate=compensate, **values)
+
+
+def _route_compensation(route: object, where: str) -> RouteCompensation:
+    values = _table(route, where, _COMPENSATE_ROUTE)
+    if "match" not in values or "with" not in values:
+        raise ConfigError(
+            f"{where} needs match and with, such as match = 'POST /users' and "
+            "with = { method = 'DELETE', path = '/users/{result.id}' }"
+        )
+    try:
+        return RouteCompensation(match=values["match"], undo=values["with"])
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _bulk(route: object, where: str) -> BulkRoute:
