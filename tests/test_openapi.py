@@ -327,6 +327,14 @@ def test_an_open_schema_stays_permissive() -> None:
     closed = Contract.from_text(json.dumps(DOCUMENT), "blog")
     assert missing_field(closed, operation, parse_selectors("name")) is None
     assert missing_field(closed, operation, parse_selectors("nmae")) is not None
+    # Issue 27: `additionalProperties: false` was read as open, as any value was.
+    document["components"]["schemas"]["User"]["additionalProperties"] = False
+    said_closed = Contract.from_text(json.dumps(document), "blog")
+    why = missing_field(said_closed, operation, parse_selectors("nmae"))
+    assert why == "User has no field 'nmae' (did you mean 'name'?)"
+    document["components"]["schemas"]["User"]["additionalProperties"] = {"type": "string"}
+    extended = Contract.from_text(json.dumps(document), "blog")
+    assert missing_field(extended, operation, parse_selectors("nmae")) is None
 
 
 def test_routes_match_literal_segments_before_templates() -> None:

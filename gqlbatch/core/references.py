@@ -98,8 +98,10 @@ def missing_field(
     """Why *selectors* cannot select anything in *operation*'s success answer, such as
     "User has no field 'nmae' (did you mean 'name'?)"; None when they may.
 
-    An object schema with `properties` is closed for this check unless it says
-    `additionalProperties`: an answer's documented fields are what a placeholder can rely on.
+    An object schema with `properties` is closed for this check unless its
+    `additionalProperties` allows more (`true`, or a schema): an answer's documented fields
+    are what a placeholder can rely on. `additionalProperties: false` closes it too (issue 27:
+    any `additionalProperties` was read as open, so a typo passed where the schema said no).
     `oneOf`, `anyOf` and anything not understood are given the benefit of the doubt.
     """
     if operation.response_pointer is None:
@@ -111,7 +113,7 @@ def missing_field(
             return None
         if isinstance(selector, Key):
             properties = node.get("properties")
-            if not isinstance(properties, dict) or "additionalProperties" in node:
+            if not isinstance(properties, dict) or _open(node):
                 return None
             if selector.name not in properties:
                 return _no_field(name, selector.name, properties)
@@ -121,6 +123,11 @@ def missing_field(
         else:
             return None
     return None
+
+
+def _open(node: Mapping[str, Any]) -> bool:
+    """Whether an object schema allows fields beyond its `properties`."""
+    return node.get("additionalProperties", False) is not False
 
 
 def _follow(contract: Contract, node: Any, name: str) -> tuple[dict[str, Any], str]:
