@@ -170,7 +170,11 @@ def test_environment_overrides_the_file() -> None:
             {},
             "doors.json.mode must be one of PARALLEL, SEQUENTIAL, got 'FAST'",
         ),
-        ("[doors.rest]\natomic = true\n" + MINIMAL, {}, "unknown key doors.rest (known: graphql"),
+        (
+            "[doors.rest]\natomic = true\n" + MINIMAL,
+            {},
+            "unknown key doors.rest (known: batch_paths, graphql",
+        ),
         ("[doors.json]\natomic = 'yes'\n" + MINIMAL, {}, "doors.json.atomic must be a boolean"),
         (
             "[store]\nurl = 'http://x'\n" + MINIMAL,
@@ -261,7 +265,24 @@ def test_every_setting_has_its_key_in_the_file_and_the_same_type() -> None:
         "cors",
         "store_url",  # [store] url
         "door_options",  # [doors.*]
+        *c._DOOR_PATHS,  # [doors] batch_paths
         "upstreams",
     }
     fields = {f.name for f in dataclasses.fields(Settings) if f.init}
     assert by_key == fields
+
+
+def test_door_paths_come_from_the_file_or_the_environment_and_are_checked() -> None:
+    base = '[upstreams.default]\nbase_url = "http://127.0.0.1:9"\n'
+    settings, _ = settings_from_toml(base + '[doors]\nbatch_paths = ["/v4.0/words/batch"]\n')
+    assert settings.batch_paths == ("/v4.0/words/batch",)
+    env = {"GQLBATCH_DOORS__BATCH_PATHS": '["/ucwa/{app}/batch"]'}
+    settings, _ = settings_from_toml(base, env)
+    assert settings.batch_paths == ("/ucwa/{app}/batch",)
+    for bad, why in [
+        ("words/batch", "must start with '/'"),
+        ("/a/{x/batch", "segment '{x'"),
+        ("/$batch", "is a door already"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(why)):
+            settings_from_toml(base + f'[doors]\nbatch_paths = ["{bad}"]\n')

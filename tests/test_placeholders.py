@@ -25,6 +25,7 @@ from gqlbatch.core.placeholders import (
     parse_template,
 )
 from gqlbatch.core.rendering import render_json, render_text, to_text
+from gqlbatch.core.wire import BodyEncoding
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Res:
     body: Any
     status: int | None = 200
     headers: tuple[tuple[str, str], ...] = ()
+    body_encoding: BodyEncoding = BodyEncoding.JSON
 
 
 SCOPE = Scope(

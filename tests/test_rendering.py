@@ -17,12 +17,13 @@ from gqlbatch.core.plan import build_plan
 from gqlbatch.core.rendering import Meter, render_json, render_text
 from gqlbatch.core.request import parse_batch
 from gqlbatch.core.request_fields import Rules
-from gqlbatch.core.wire import Method
+from gqlbatch.core.wire import BodyEncoding, Method
 
 
 class Result:
     def __init__(self, body: Any) -> None:
         self.body, self.status, self.headers = body, 200, ()
+        self.body_encoding = BodyEncoding.JSON
 
 
 class CountedResults(dict[str, Result]):

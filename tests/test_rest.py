@@ -583,3 +583,23 @@ async def test_a_large_answer_is_written_a_response_at_a_time(
     assert large.headers["Content-Encoding"] == "gzip"
     answer = await large.json()
     assert [r["body"] for r in answer["responses"]] == [{"blob": "x" * 1_100_000}, {"n": 1}]
+
+
+async def test_a_configured_door_path_answers_as_batch_and_is_no_sub_request(
+    make_gateway: Any, sample_url: str
+) -> None:
+    # Issue 27: UCWA posts to its own application's batch path, the Aspose SDK to
+    # /v4.0/words/batch; both got 404. `{app}` matches any one segment.
+    ucwa = "/ucwa/oauth/v1/applications/{app}/batch"
+    gateway = await make_gateway(sample_url, batch_paths=(ucwa, "/v4.0/words/batch"))
+    batch = {"requests": [{"id": "u", "url": "/users/1"}]}
+    for path in ("/ucwa/oauth/v1/applications/123/batch", "/v4.0/words/batch"):
+        answer = await gateway.post(path, json=batch)
+        assert answer.status == 200, await answer.text()
+        assert (await answer.json())["responses"][0]["status"] == 200
+    assert (await gateway.post("/ucwa/oauth/v1/applications/1/2/batch", json=batch)).status == 404
+    for nested in ("/ucwa/oauth/v1/applications/9/batch", "/ucwa/oauth/v1/applications/9/%62atch"):
+        refused = await gateway.post("/batch", json={"requests": [{"id": "n", "url": nested}]})
+        assert refused.status == 400
+        [problem] = (await refused.json())["error"]["problems"]
+        assert problem["code"] == "NESTED_BATCH"

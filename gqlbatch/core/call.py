@@ -6,18 +6,19 @@ substituted value can never add a path segment or a header line. `upstream.py` s
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
 from gqlbatch.core.errors import ForbiddenValue
-from gqlbatch.core.placeholders import Scope, Template
+from gqlbatch.core.placeholders import RefKind, Scope, Template
 from gqlbatch.core.plan import PlannedItem
 from gqlbatch.core.rendering import Meter, render_json, render_text
 from gqlbatch.core.targets import header_value_problem, segment_problem
 from gqlbatch.core.types import JSON, Headers
-from gqlbatch.core.wire import Method, UpstreamCall
+from gqlbatch.core.wire import BodyEncoding, Method, UpstreamCall
 
 __all__ = ["forwarded_headers", "to_call"]
 
@@ -27,6 +28,7 @@ _PATH_SAFE = "/%:@!$&'()*+,;=~"
 # A path made only of those and of characters `quote` never encodes is its own quoting; most
 # paths are, and one regular expression costs less than `quote`'s encoding round trip.
 _KEPT_AS_IS = re.compile(r"[A-Za-z0-9_.\-" + re.escape(_PATH_SAFE) + "]*")
+_CHARSET = re.compile(r"charset=\"?([A-Za-z0-9_.:-]+)", re.I)
 _METHOD_TEXT = {method: method.value for method in Method}
 """Each method's name as a plain str: an enum's `.value` is a Python-level property."""
 
@@ -57,7 +59,11 @@ def to_call(
     headers = _merge_headers(forwarded.get(request.upstream, ()), own)
     body = None
     if request.has_body:
-        body, headers = _encode_body(render_json(item.body, scope, meter), headers)
+        raw = _whole_answer(item.body, scope, meter)
+        if raw is not None:
+            body, headers = raw[0], _with_type(headers, raw[1])
+        else:
+            body, headers = _encode_body(render_json(item.body, scope, meter), headers)
     return UpstreamCall(
         upstream=request.upstream,
         method=_METHOD_TEXT[request.method],
@@ -111,6 +117,44 @@ def _merge_headers(forwarded: Headers, own: Headers) -> Headers:
     mine = {name.lower() for name, _ in own}
     merged = [(n, v) for n, v in forwarded if n.lower() not in mine] + list(own)
     return tuple(sorted(merged, key=lambda h: h[0].lower()))
+
+
+def _whole_answer(body: JSON, scope: Scope, meter: Meter | None) -> tuple[bytes, str | None] | None:
+    """A body that is exactly one placeholder naming a whole answer that is not JSON (a
+    download, a document): its bytes as they came, and its Content-Type. None for any other
+    body, which is rendered as JSON."""
+    ref = body.whole if isinstance(body, Template) else None
+    if ref is None or ref.kind is not RefKind.RESULT or ref.selectors or ref.target is None:
+        return None
+    answer = scope.results[ref.target]
+    kind = next((v for n, v in answer.headers if n.lower() == "content-type"), None)
+    if answer.body_encoding is BodyEncoding.BASE64:
+        data = base64.b64decode(str(answer.body))
+    elif answer.body_encoding is BodyEncoding.TEXT:
+        data = _in_charset(str(answer.body), kind)
+    else:
+        return None
+    if meter is not None:
+        meter.charge(len(data))
+    return data, kind
+
+
+def _in_charset(text: str, kind: str | None) -> bytes:
+    """*text* in the charset its Content-Type declared, as the upstream sent it."""
+    found = _CHARSET.search(kind or "")
+    try:
+        return text.encode(found[1] if found else "utf-8")
+    except (LookupError, UnicodeEncodeError):
+        return text.encode()
+
+
+def _with_type(headers: Headers, kind: str | None) -> Headers:
+    # The bytes are the answer's, and so is the type that says what they are: the item's own
+    # Content-Type (the Aspose SDK writes application/octet-stream) gives way to it.
+    if kind is None:
+        return headers
+    kept = [(n, v) for n, v in headers if n.lower() != "content-type"]
+    return tuple(sorted((*kept, ("Content-Type", kind)), key=lambda h: h[0].lower()))
 
 
 def _encode_body(body: JSON, headers: Headers) -> tuple[bytes, Headers]:

@@ -6,6 +6,7 @@ Pure and stdlib-only. Only `cli.py` reads the environment or files and hands the
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -239,6 +240,10 @@ class Settings:
         door_options: batch options each door applies when its client does not set them,
             by door (`graphql`, `json`, `multipart`), in the plain form (`mode`, `onError`,
             `atomic`); the client's own options win.
+        batch_paths: more paths that answer exactly like /batch, where a `{name}` segment
+            matches one segment (`/v4.0/words/batch`, the Aspose SDK's; UCWA's
+            `/ucwa/oauth/v1/applications/{app}/batch`), so that clients that post to their
+            own service's path need no rewriting proxy.
     """
 
     upstreams: Mapping[str, UpstreamSettings]
@@ -284,6 +289,7 @@ class Settings:
     ws_max_operations: int = 16
     introspection: bool = True
     door_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    batch_paths: tuple[str, ...] = ()
     cors: CorsSettings = field(default_factory=CorsSettings)
     persisted_queries: bool = True
     persisted_queries_max_bytes: int = 16 * 1024 * 1024
@@ -319,6 +325,10 @@ class Settings:
         check_positive(
             "persisted_queries", self, _PERSISTED_QUERY_FIELDS, attr="persisted_queries_"
         )
+        for pattern in self.batch_paths:
+            problem = _door_path_problem(pattern)
+            if problem:
+                raise ConfigError(f"doors.batch_paths: {pattern!r} {problem}")
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)
@@ -347,3 +357,20 @@ class Settings:
     def default_upstream(self) -> str | None:
         """The upstream a sub-request gets when it names none: the only one, if there is one."""
         return next(iter(self.upstreams)) if len(self.upstreams) == 1 else None
+
+
+_DOOR_SEGMENT = re.compile(r"^(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._~!$&'()*+,;=:@-]+)$")
+_DOORS_BUILT_IN = frozenset({"/batch", "/$batch", "/graphql"})
+
+
+def _door_path_problem(pattern: str) -> str | None:
+    """Why *pattern* cannot be a door path (`/v4.0/words/batch`, `/ucwa/{app}/batch`), or
+    None: it starts with '/', and each segment is literal or one `{name}`."""
+    if not pattern.startswith("/") or pattern == "/":
+        return "must start with '/' and name a path, such as '/v4.0/words/batch'"
+    for segment in pattern.strip("/").split("/"):
+        if not _DOOR_SEGMENT.match(segment):
+            return f"has segment {segment!r}: each is literal, or one {{name}} for any segment"
+    if pattern.rstrip("/").lower() in _DOORS_BUILT_IN:
+        return "is a door already"
+    return None

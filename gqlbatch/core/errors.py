@@ -248,6 +248,12 @@ class ReferenceNotFound(ItemError):
     code = ErrorCode.REFERENCE_NOT_FOUND
 
 
+class BinaryInText(ItemError):
+    """A placeholder puts a binary answer (not JSON, not text) anywhere but a whole body."""
+
+    code = ErrorCode.INVALID_REFERENCE
+
+
 class ForbiddenValue(ItemError):
     """A substituted value would change the target (a dot segment, CR/LF in a header)."""
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gqlbatch.core.errors import ReferenceNotFound
+from gqlbatch.core.errors import BinaryInText, ReferenceNotFound
 from gqlbatch.core.placeholders import Each, Index, Key, Ref, RefKind, Scope, Selector
 from gqlbatch.core.types import JSON, Headers
+from gqlbatch.core.wire import BodyEncoding
 
 __all__ = ["evaluate", "project"]
 
@@ -32,7 +33,20 @@ def evaluate(ref: Ref, scope: Scope) -> JSON:
         return result.status
     if ref.kind is RefKind.HEADER:
         return _header(result.headers, ref)
+    if result.body_encoding is BodyEncoding.BASE64:
+        raise _binary(ref, result.headers)
     return _select(result.body, ref)
+
+
+def _binary(ref: Ref, headers: Headers) -> BinaryInText:
+    # Its base64 text in a path, a header or a JSON string would reach the upstream as
+    # characters it never sent (issue 27: 1,388 bytes of "UEsDB..." for a 1,039-byte
+    # document). As a whole body, `core.call` sends its bytes.
+    kind = next((v for n, v in headers if n.lower() == "content-type"), "no Content-Type")
+    return BinaryInText(
+        f"{ref.text} is a binary answer ({kind}): it can only be a whole body, "
+        f'exactly "{{resultOf({ref.target})}}", which sends its bytes as they came'
+    )
 
 
 def project(value: JSON, paths: tuple[tuple[Selector, ...], ...]) -> JSON:

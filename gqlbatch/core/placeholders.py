@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from gqlbatch.core.types import JSON, REQUEST_ID_CHARS, Headers, RequestId, frozen_for_type_checkers
-from gqlbatch.core.wire import HEADER_NAME
+from gqlbatch.core.wire import HEADER_NAME, BodyEncoding
 
 __all__ = [
     "Each",
@@ -110,6 +110,8 @@ class Referable(Protocol):
     def headers(self) -> Headers: ...
     @property
     def body(self) -> JSON: ...
+    @property
+    def body_encoding(self) -> BodyEncoding: ...
 
 
 _MISSING = object()

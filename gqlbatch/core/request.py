@@ -8,7 +8,7 @@ form, so a batch is validated by one set of rules whichever way it arrived. Grap
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol, TypeGuard
 
@@ -322,7 +322,7 @@ def _parse_item(
     method: Method | None = Method.GET
     if (value := get("method")) is not None or Method.GET not in rules.methods:
         method = read_method(value, rules, add)
-    path, query = read_path(get("path"), add)
+    path, query = read_path(get("path"), add, rules.door_paths)
     headers: Headers = ()
     depends_on: tuple[RequestId, ...] = ()
     if rare:
@@ -393,14 +393,9 @@ def read_compensate(
             f"unknown field (known: {', '.join(sorted(COMPENSATE_KEYS))})",
             key,
         )
-    everything = Rules(
-        upstreams=rules.upstreams,
-        default_upstream=rules.default_upstream,
-        max_items=rules.max_items,
-        max_fanout=rules.max_fanout,
-    )
+    everything = replace(rules, methods=frozenset(Method))
     method = read_method(raw.get("method"), everything, add_here)
-    path, path_query = read_path(raw.get("path"), add_here)
+    path, path_query = read_path(raw.get("path"), add_here, rules.door_paths)
     query = path_query + read_query(raw.get("query"), add_here)
     headers = read_headers(raw.get("headers"), add_here)
     if method is None or path is None or upstream is None:

@@ -51,6 +51,8 @@ class Rules:
     max_items: int
     max_fanout: int = 1000
     methods: frozenset[Method] = frozenset(Method)
+    door_paths: tuple[str, ...] = ()
+    """The configured paths that answer like /batch: a sub-request may not name them."""
 
 
 def read_method(value: JSON, rules: Rules, add: Add) -> Method | None:
@@ -74,7 +76,9 @@ def read_method(value: JSON, rules: Rules, add: Add) -> Method | None:
     return method
 
 
-def read_path(value: JSON, add: Add) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+def read_path(
+    value: JSON, add: Add, door_paths: tuple[str, ...] = ()
+) -> tuple[str | None, tuple[tuple[str, str], ...]]:
     if not isinstance(value, str) or not value:
         add(
             ErrorCode.INVALID_INPUT,
@@ -87,7 +91,7 @@ def read_path(value: JSON, add: Add) -> tuple[str | None, tuple[tuple[str, str],
     if problem:
         add(ErrorCode.FORBIDDEN_TARGET, f"{problem}: {value!r}", "path")
         return None, ()
-    if batch_path(path):
+    if batch_path(path, door_paths):
         add(ErrorCode.NESTED_BATCH, f"a sub-request may not be a batch itself: {value!r}", "path")
         return None, ()
     return path, tuple(parse_qsl(query_text, keep_blank_values=True)) if query_text else ()

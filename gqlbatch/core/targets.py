@@ -85,13 +85,28 @@ def segment_problem(text: str, *, strict: bool = False) -> str | None:
     return None
 
 
-def batch_path(path: str) -> bool:
+def batch_path(path: str, also: tuple[str, ...] = ()) -> bool:
     """True when *path*, in any decoded form, names a batch endpoint (`/batch`, `/$batch`,
-    `/graphql`), so that a sub-request cannot be a batch itself."""
+    `/graphql`, or a configured door path of *also*, where `{name}` is any one segment), so
+    that a sub-request cannot be a batch itself."""
     if path.isascii() and "%" not in path:
-        return _bare(path.rstrip("/")).lower() in _BATCH_PATHS  # its one form
-    forms, _ = _forms(path, strict=False)
-    return any(_bare(form.rstrip("/")).lower() in _BATCH_PATHS for form in forms)
+        forms = [path]  # its one form
+    else:
+        forms, _ = _forms(path, strict=False)
+    for form in forms:
+        bare = _bare(form.rstrip("/")).lower()
+        if bare in _BATCH_PATHS or any(_matches(bare, pattern) for pattern in also):
+            return True
+    return False
+
+
+def _matches(path: str, pattern: str) -> bool:
+    given = path.strip("/").split("/")
+    wanted = pattern.lower().strip("/").split("/")
+    return len(given) == len(wanted) and all(
+        w == g or (w.startswith("{") and w.endswith("}"))
+        for w, g in zip(wanted, given, strict=True)
+    )
 
 
 def _forms(text: str, *, strict: bool) -> tuple[list[str], str | None]:

@@ -56,6 +56,15 @@ def rejected(request: web.Request, exc: BatchRejected, status: int | None = None
     return response
 
 
+def _configured_door(request: web.Request, paths: tuple[str, ...]) -> bool:
+    """Whether *request* came to one of the paths `[doors] batch_paths` adds (aiohttp matched
+    its route to the pattern, `{name}` segments and all)."""
+    if not paths:
+        return False
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in paths
+
+
 @web.middleware
 async def front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
     """What every request passes, before and after its door: its Content-Type checked, its
@@ -70,7 +79,7 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
         if request.method not in _SAFE and standing(request, settings.cors) is Standing.REFUSED:
             return _cross_site(request)
         _check_content_type(request)
-        if request.path in BATCH_DOORS:
+        if request.path in BATCH_DOORS or _configured_door(request, settings.batch_paths):
             # One context per request, for either door; a client already at its limit is
             # refused here, before its body is read: refusing must cost less than admitting.
             request[CONTEXT] = ctx = (

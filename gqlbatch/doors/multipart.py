@@ -19,6 +19,7 @@ import asyncio
 import base64
 import json
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -37,7 +38,7 @@ from gqlbatch.core.placeholders import (
 from gqlbatch.core.request import with_defaults
 from gqlbatch.core.result import BatchOutcome, ItemResult
 from gqlbatch.core.strict_json import DEFAULT_MAX_DEPTH, JSONRefused, loads
-from gqlbatch.core.types import JSON
+from gqlbatch.core.types import JSON, REQUEST_ID_CHARS
 from gqlbatch.core.wire import FRAMING_HEADERS, BodyEncoding
 from gqlbatch.doors.http import invalid
 from gqlbatch.doors.rest import (
@@ -49,6 +50,11 @@ from gqlbatch.doors.rest import (
 )
 from gqlbatch.execution.context import BatchContext
 from gqlbatch.execution.engine import run_batch
+
+# The Aspose SDK's parts name no field ("Content-Disposition: form-data;"), which aiohttp reads
+# as it should (no name: gqlbatch names parts by RequestId) and warns about, once per part:
+# every Aspose batch would have warned. Filtered through the warnings module's own API.
+warnings.filterwarnings("ignore", category=aiohttp.BadContentDispositionHeader)
 
 __all__ = [
     "FORM_DATA",
@@ -268,14 +274,17 @@ def _is_bare_reference(text: str) -> bool:
 
 
 def write_responses(
-    outcome: BatchOutcome, parts: Sequence[Part], subtype: str
+    outcome: BatchOutcome, parts: Sequence[Part], subtype: str, only: int | None = None
 ) -> aiohttp.MultipartWriter:
     """The multipart response: one `application/http` part per item, in order, with its
     request part's Content-ID and RequestId echoed; in the form-data dialect, each part named
-    by its item and its message in the shape the Aspose SDK reads."""
+    by its item and its message in the shape the Aspose SDK reads. With *only*, the part of
+    that item alone."""
     writer = aiohttp.MultipartWriter(subtype)
     form_data = subtype == FORM_DATA.split("/")[1]
-    for result, part in zip(outcome.results, parts, strict=True):
+    for index, (result, part) in enumerate(zip(outcome.results, parts, strict=True)):
+        if only is not None and index != only:
+            continue
         headers = {"Content-Type": "application/http; msgtype=response"}
         for name in ("Content-ID", "RequestId"):
             if name in part.headers:
@@ -362,6 +371,26 @@ async def multipart_batch(request: web.Request, ctx: BatchContext) -> web.Respon
     options = with_defaults(settings.door_options.get("multipart", {}), preferred)
     outcome = await run_batch(items, options, ctx)
     subtype = request.content_type.split("/")[1]
+    shown = None
+    if request.query.get("displayIntermediateResults", "").lower() == "false":
+        shown = _final_item(items)
     return web.Response(
-        body=write_responses(outcome, parts, subtype), headers=answer_headers(outcome)
+        body=write_responses(outcome, parts, subtype, only=shown),
+        headers=answer_headers(outcome),
     )
+
+
+_NAMED = re.compile(r"(?:resultOf|statusOf|headerOf)\(\s*(" + REQUEST_ID_CHARS + r"+)")
+
+
+def _final_item(items: Sequence[Mapping[str, JSON]]) -> int:
+    """The index of the batch's final result, which Aspose's `displayIntermediateResults=false`
+    answers alone: the last item, in the batch's order, that no other item depends on (by
+    `DependsOn` or by a reference to its result). An Aspose chain has one; with several, the
+    last is answered, as Aspose answers the last request's result."""
+    named: set[object] = set()
+    for item in items:
+        named.update(item.get("dependsOn") or ())
+        named.update(_NAMED.findall(json.dumps([item.get("path"), item.get("body")])))
+    leaves = [i for i, item in enumerate(items) if item.get("requestId") not in named]
+    return leaves[-1] if leaves else len(items) - 1

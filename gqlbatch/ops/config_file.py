@@ -73,6 +73,8 @@ def _kinds(cls: type, names: Iterable[str] | None = None, *, prefix: str = "") -
 _RETRIES = _kinds(RetrySettings)
 _DOORS = {"graphql", "json", "multipart"}
 _DOOR_OPTIONS = {"mode": str, "on_error": str, "atomic": bool}
+_DOOR_PATHS = _kinds(Settings, ["batch_paths"])
+"""[doors] keys beside the doors' tables: more paths for a door."""
 _PERSISTED_FIELDS = {"enabled": "persisted_queries", "trusted_documents": "trusted_documents"}
 _PERSISTED = {
     **{key: _kind(typing.get_type_hints(Settings)[f]) for key, f in _PERSISTED_FIELDS.items()},
@@ -255,7 +257,10 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
     store = _table(data.get("store"), "store", {"url": str})
     if "url" in store:
         options["store_url"] = store["url"]
-    doors = _table(data.get("doors"), "doors", dict.fromkeys(_DOORS, dict))
+    doors = _table(data.get("doors"), "doors", {**dict.fromkeys(_DOORS, dict), **_DOOR_PATHS})
+    for key in _DOOR_PATHS:
+        if key in doors:
+            options[key] = _strings(doors.pop(key), f"doors.{key}", "paths")
     options["door_options"] = {name: _door(name, table) for name, table in doors.items()}
     built = {name: _upstream(name, table) for name, table in upstreams.items()}
     return Settings(upstreams=built, **options)
