@@ -16,6 +16,7 @@ from gql import Client, GraphQLRequest
 from gql.transport.aiohttp_websockets import AIOHTTPWebsocketsTransport
 
 from gqlbatch import Settings, create_app, running
+from gqlbatch.core.errors import ConfigError
 from gqlbatch.core.openapi import Contract
 from gqlbatch.core.upstream_settings import UpstreamSettings
 from gqlbatch.doors.graphql.answer_types import AnswerTypes
@@ -77,6 +78,19 @@ def test_cycles_one_of_all_of_and_odd_names_build() -> None:
     assert "password" not in objects["User"]  # writeOnly: never in an answer
     assert "BlogHeader" in objects  # gqlbatch has a Header of its own
     assert types.member("blog", "GET", "/search", 200) is None  # oneOf of two objects: JSON
+
+
+def test_id_fields_are_ids_unless_their_upstream_keeps_the_documented_type() -> None:
+    # Issue 27: Relay refuses an Int id ("Expected id on field `data` to be a string"); an
+    # upstream whose clients read the documented type says id_type = "documented".
+    def user_id(types: Any) -> str:
+        [user] = [o for o in types.objects if o.name == "User"]
+        return next(f.shape.name for f in user.fields if f.name == "id")
+
+    assert user_id(answer_types({"blog": blog()})) == "ID"
+    assert user_id(answer_types({"blog": blog()}, documented_ids={"blog"})) == "Int"
+    with pytest.raises(ConfigError, match="id_type must be 'id' or 'documented'"):
+        UpstreamSettings(name="blog", base_url="http://127.0.0.1:9", id_type="string")
 
 
 def test_several_documents_prefix_their_types() -> None:
@@ -162,7 +176,7 @@ async def test_answers_are_typed_objects_lists_and_nothing_without_a_schema(
     }
     user = batch["user"]
     assert user["data"] == {
-        "id": 1,
+        "id": "1",  # an ID, as normalized caches key by (issue 27); id_type keeps Int
         "name": "Ada",
         "email": None,
         "role": "ADMIN",
@@ -173,11 +187,11 @@ async def test_answers_are_typed_objects_lists_and_nothing_without_a_schema(
     }
     assert user["body"] == ADA  # body stays as it is
     assert batch["users"]["data"]["items"] == [
-        {"id": 1, "name": "Ada", "role": "ADMIN"},
-        {"id": 2, "name": "Grace", "role": "reader"},
+        {"id": "1", "name": "Ada", "role": "ADMIN"},
+        {"id": "2", "name": "Grace", "role": "reader"},
     ]
     assert batch["post"]["data"] == {
-        "id": 7,
+        "id": "7",
         "title": "Notes",
         "score": 2.0,
         "tags": ["a", "b"],

@@ -70,7 +70,7 @@ async def test_the_javascript_clients_work_as_docs_clients_md_says(
     # Typed data: one User:1 in Apollo's cache, from two batches that read different fields.
     assert found["normalizedUser"] == {
         "__typename": "User",
-        "id": 1,
+        "id": "1",  # an ID: Apollo keys User:1 by it
         "name": "Ada",
         "email": "ada@example.com",
     }
@@ -137,7 +137,7 @@ def test_the_typed_screen_example_compiles_and_refuses_a_typo(tmp_path: Path) ->
     assert generated.returncode == 0, generated.stdout + generated.stderr
     types = (work / "src" / "gql" / "graphql.ts").read_text()
     # The document's User (only `id` required), not `unknown`:
-    assert "UserCardFragment = { id: number, name: string | null, email: string | null }" in types
+    assert "UserCardFragment = { id: string, name: string | null, email: string | null }" in types
     compiled = run("tsc", "-p", ".")
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
     screen = work / "src" / "screen.ts"

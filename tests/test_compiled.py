@@ -566,7 +566,7 @@ def test_typed_data_on_the_compiled_path_is_what_graphql_core_gives(document: st
     [
         {"id": 3, "role": "ADMIN"},  # no name: UPSTREAM_BAD_RESPONSE, where graphql-core puts it
         {"id": 3, "name": "Guest", "role": "guest"},  # not one of the document's roles
-        {"id": "three", "name": "X", "role": "ADMIN"},  # not an Int
+        {"id": 3.5, "name": "X", "role": "ADMIN"},  # not an ID (a string or a whole number)
     ],
 )
 def test_answers_that_break_their_document_are_written_by_graphql_core(body: Any) -> None:

@@ -199,6 +199,8 @@ class UpstreamSettings:
             operation filtering by an array of ids); `bulk` routes with the same match win.
         compensate: how writes on these routes are undone in atomic batches and groups,
             for items that declare no `compensate` of their own (the first match wins).
+        id_type: with `openapi`, "id" makes each generated type's `id` field a GraphQL ID,
+            as Relay, Apollo and urql key their caches by; "documented" keeps its type.
     """
 
     name: str
@@ -215,12 +217,17 @@ class UpstreamSettings:
     validate_responses: str = "off"
     infer_bulk: bool = False
     compensate: tuple[RouteCompensation, ...] = ()
+    id_type: str = "id"
 
     def __post_init__(self) -> None:
         if self.validate_responses not in ("off", "log", "fail"):
             raise ConfigError(
                 f"upstreams.{self.name}.validate_responses must be 'off', 'log' or 'fail', "
                 f"got {self.validate_responses!r}"
+            )
+        if self.id_type not in ("id", "documented"):
+            raise ConfigError(
+                f"upstreams.{self.name}.id_type must be 'id' or 'documented', got {self.id_type!r}"
             )
         uses = [
             k

@@ -143,10 +143,16 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export-schema", help="print or write the GraphQL SDL")
     export.add_argument("-o", "--output", type=Path, help=f"write here, e.g. {DEFAULT_SCHEMA_PATH}")
-    export.add_argument(
+    maps = export.add_mutually_exclusive_group()
+    maps.add_argument(
         "--possible-types",
         action="store_true",
         help="print Apollo Client's possibleTypes map (each interface and union) instead",
+    )
+    maps.add_argument(
+        "--graphcache-keys",
+        action="store_true",
+        help="print each object type's cache key (id, or null) for urql's graphcache instead",
     )
     typed = export.add_mutually_exclusive_group()
     typed.add_argument(
@@ -381,18 +387,20 @@ def demo_settings(api_url: str, environ: Mapping[str, str], *, bulk: bool = True
     return settings_from_toml(text, env, source="demo.toml")[0]
 
 
-def _exported_contracts(args: argparse.Namespace) -> dict[str, Contract]:
-    """The OpenAPI documents whose answer types `export-schema` adds: none by default."""
+def _exported_contracts(args: argparse.Namespace) -> tuple[dict[str, Contract], frozenset[str]]:
+    """The OpenAPI documents whose answer types `export-schema` adds (none by default), and
+    the upstreams whose `id` fields keep their documented types."""
     from gqlbatch.core.openapi import Contract
     from gqlbatch.doors.documents import load_contracts
+    from gqlbatch.doors.graphql.schema import documented_ids
     from gqlbatch.ops.demo import openapi_document
 
     if args.demo:  # demo.toml's one upstream
-        return {"demo": Contract(openapi_document(), "the demo's sample API")}
+        return {"demo": Contract(openapi_document(), "the demo's sample API")}, frozenset()
     if args.config is None:
-        return {}
+        return {}, frozenset()
     settings, _ = _settings(args)
-    return asyncio.run(load_contracts(settings))
+    return asyncio.run(load_contracts(settings)), documented_ids(settings)
 
 
 def _routes(args: argparse.Namespace) -> int:
@@ -431,12 +439,19 @@ def _graphiql(args: argparse.Namespace) -> int:
 
 
 def _export_schema(args: argparse.Namespace) -> int:
-    from gqlbatch.doors.graphql.schema import answer_types, build_schema, possible_types
+    from gqlbatch.doors.graphql.schema import (
+        answer_types,
+        build_schema,
+        cache_keys,
+        possible_types,
+    )
 
-    contracts = _exported_contracts(args)
-    schema = build_schema(answers=answer_types(contracts) if contracts else None)
+    contracts, documented = _exported_contracts(args)
+    schema = build_schema(answers=answer_types(contracts, documented) if contracts else None)
     if args.possible_types:
         sdl = json.dumps(possible_types(schema), indent=2) + "\n"
+    elif args.graphcache_keys:
+        sdl = json.dumps(cache_keys(schema), indent=2) + "\n"
     else:
         sdl = schema.as_str() + "\n"
     if args.output is None:

@@ -38,7 +38,7 @@ export function userLine(batch: Batch): string {
   if (user?.__typename !== "Succeeded" || user.data?.__typename !== "User") {
     return "no user";
   }
-  const id: number = user.data.id;
+  const id: string = user.data.id; // an ID, as normalized caches key by
   return `${id}: ${user.data.name ?? "?"} <${user.data.email ?? "no email"}>`;
 }
 

@@ -19,6 +19,9 @@ Pure: this module says which types there are and which one an answer is;
   `additionalProperties`, an object without properties, a schema with no type) is JSON, field
   by field: a document never stops start-up here.
 - A `writeOnly` property is never in an answer and has no field.
+- A field named `id` whose schema is a string or an integer is an `ID` (issue 27: Relay,
+  Apollo and urql key their normalized caches by it, and Relay refuses an `Int` id), unless
+  its upstream says `id_type = "documented"`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from gqlbatch.core.openapi import Contract, Operation, escape_pointer
 
 __all__ = ["AnswerTypes", "EnumType", "Field", "ListOf", "Member", "Named", "ObjectType", "Shape"]
 
-SCALARS = frozenset({"String", "Int", "Float", "Boolean", "JSON"})
+SCALARS = frozenset({"String", "Int", "Float", "Boolean", "JSON", "ID"})
 """The names a `Named` shape may have besides the object and enum types."""
 
 _SCALAR_OF = {"string": "String", "integer": "Int", "number": "Float", "boolean": "Boolean"}
@@ -99,14 +102,26 @@ class AnswerTypes:
     """The object and enum types of the answers of every upstream with a document, and which
     of them each documented answer is."""
 
-    def __init__(self, contracts: Mapping[str, Contract], reserved: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        contracts: Mapping[str, Contract],
+        reserved: Collection[str] = (),
+        documented_ids: Collection[str] = (),
+    ) -> None:
+        """*documented_ids*: the upstreams whose `id` fields keep their documented type."""
         namer = _Namer(reserved)
         several = len(contracts) > 1
         self._contracts = dict(contracts)
         self._members: dict[tuple[str, str, str], dict[str, Member]] = {}
         for upstream, contract in sorted(contracts.items()):
             prefix = _pascal(upstream) if several else ""
-            reader = _Reader(contract, namer, prefix, clash_prefix=_pascal(upstream))
+            reader = _Reader(
+                contract,
+                namer,
+                prefix,
+                clash_prefix=_pascal(upstream),
+                ids_are_ids=upstream not in documented_ids,
+            )
             for operation in contract.operations:
                 answers = dict(reader.members(operation))
                 if answers:
@@ -170,7 +185,16 @@ class _Reader:
     """Reads one document's answer schemas into types, each schema once (by its place in the
     document, so that `Comment.replies: [Comment]` is a cycle, not a recursion)."""
 
-    def __init__(self, contract: Contract, namer: _Namer, prefix: str, clash_prefix: str) -> None:
+    def __init__(
+        self,
+        contract: Contract,
+        namer: _Namer,
+        prefix: str,
+        clash_prefix: str,
+        *,
+        ids_are_ids: bool = True,
+    ) -> None:
+        self.ids_are_ids = ids_are_ids
         self._contract = contract
         self._namer = namer
         self._prefix = prefix
@@ -325,6 +349,8 @@ class _Reader:
                 shape = self._shape(at, owner + _pascal(key))
                 if key not in required:
                     shape = _with_nullable(shape, True)
+                if key == "id" and self.ids_are_ids:
+                    shape = _as_id(shape, schema)
                 name = _field_name(key, seen)
                 seen[name] = key
                 yield Field(name, key, shape, _description(self._contract.node(at)))
@@ -341,6 +367,15 @@ def _types(node: Mapping[str, Any]) -> list[str]:
     if isinstance(kind, str):
         return [kind]
     return [t for t in kind if isinstance(t, str)] if isinstance(kind, list) else []
+
+
+def _as_id(shape: Shape, schema: Mapping[str, Any]) -> Shape:
+    """An `id` field's shape as GraphQL's ID, when the document makes it a string or an
+    integer (an int64 one, JSON elsewhere, is an ID too: ID is text)."""
+    int64 = [t for t in _types(schema) if t != "null"] == ["integer"]
+    if isinstance(shape, Named) and (shape.name in ("String", "Int") or int64):
+        return Named("ID", shape.nullable)
+    return shape
 
 
 def _with_nullable(shape: Shape, nullable: bool) -> Shape:

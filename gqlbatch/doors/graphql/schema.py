@@ -4,11 +4,12 @@ what is exported of it (its possible types, its built-in names)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
+from gqlbatch.core.config import Settings
 from gqlbatch.core.openapi import Contract
 from gqlbatch.doors.graphql.answer_types import AnswerTypes
 from gqlbatch.doors.graphql.documents import QueryLimits
@@ -36,6 +37,22 @@ def possible_types(schema: strawberry.Schema) -> dict[str, list[str]]:
         t["name"]: [member["name"] for member in t["possibleTypes"]]
         for t in types
         if t["kind"] in ("INTERFACE", "UNION") and not t["name"].startswith("__")
+    }
+
+
+def cache_keys(schema: strawberry.Schema) -> dict[str, str | None]:
+    """Each object type of *schema* but the roots, with the field a normalized cache keys it
+    by: `id` where it has one, else null (an embedded value, kept inside its parent). urql's
+    graphcache warns "Invalid key" for every type it finds without a `keys` entry."""
+    found = schema.introspect()["__schema"]
+    roots = {
+        (found.get(kind) or {}).get("name")
+        for kind in ("queryType", "mutationType", "subscriptionType")
+    }
+    return {
+        t["name"]: "id" if any(f["name"] == "id" for f in t["fields"] or ()) else None
+        for t in found["types"]
+        if t["kind"] == "OBJECT" and not t["name"].startswith("__") and t["name"] not in roots
     }
 
 
@@ -84,6 +101,14 @@ def builtin_type_names() -> frozenset[str]:
     return frozenset(t["name"] for t in types)
 
 
-def answer_types(contracts: Mapping[str, Contract]) -> AnswerTypes:
-    """The types of the answers *contracts* describe, named around gqlbatch's own."""
-    return AnswerTypes(contracts, reserved=builtin_type_names())
+def answer_types(
+    contracts: Mapping[str, Contract], documented_ids: Collection[str] = ()
+) -> AnswerTypes:
+    """The types of the answers *contracts* describe, named around gqlbatch's own; the
+    upstreams of *documented_ids* keep their `id` fields' documented types."""
+    return AnswerTypes(contracts, reserved=builtin_type_names(), documented_ids=documented_ids)
+
+
+def documented_ids(settings: Settings) -> frozenset[str]:
+    """The upstreams whose `id` fields keep their documented types (`id_type`)."""
+    return frozenset(n for n, u in settings.upstreams.items() if u.id_type == "documented")

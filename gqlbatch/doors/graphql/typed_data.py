@@ -39,6 +39,7 @@ _SCALAR_TYPES: dict[str, Any] = {
     "Float": float,
     "Boolean": bool,
     "JSON": JSON,
+    "ID": strawberry.ID,
 }
 
 

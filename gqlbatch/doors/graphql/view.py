@@ -4,13 +4,15 @@ batching, GET caching and the answers' media types; and the door that the applic
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, cast
 
 from aiohttp import web
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
+from strawberry import Schema
 from strawberry.aiohttp.views import GraphQLView
 from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
@@ -24,7 +26,12 @@ from gqlbatch.doors.graphql.context import Context
 from gqlbatch.doors.graphql.documents import QueryLimits
 from gqlbatch.doors.graphql.graphiql import local_page, offline_notice
 from gqlbatch.doors.graphql.persisted import PersistedQueries, PersistedQueryRefused
-from gqlbatch.doors.graphql.schema import answer_types, build_schema
+from gqlbatch.doors.graphql.schema import (
+    answer_types,
+    build_schema,
+    documented_ids,
+    possible_types,
+)
 from gqlbatch.doors.graphql.websockets import SOCKETS, SocketAdapter
 from gqlbatch.doors.http import CONTEXT, NO_STORE, in_door_shape, invalid, read_json
 from gqlbatch.doors.http_cache import vary
@@ -257,14 +264,25 @@ class GraphQLDoor:
         self._settings = settings
         self._persisted = persisted
         self.view = BatchView(settings=settings, persisted=persisted)
+        self._typed_view: BatchView | None = None
+        self._possible = b""
 
     def type_answers(self, contracts: Mapping[str, Contract]) -> None:
         """Serve the schema with the types of the answers *contracts* describe."""
-        answers = answer_types(contracts)
+        answers = answer_types(contracts, documented_ids(self._settings))
         self.view = BatchView(settings=self._settings, persisted=self._persisted, answers=answers)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         return await self.view(request)
+
+    async def possible_types(self, request: web.Request) -> web.Response:
+        """`GET /possible-types.json`: Apollo Client's `possibleTypes` for the schema served
+        now (with the answers' types), worked out once per schema."""
+        view = self.view
+        if view is not self._typed_view:
+            self._possible = json.dumps(possible_types(cast(Schema, view.schema))).encode()
+            self._typed_view = view
+        return web.Response(body=self._possible, content_type="application/json")
 
 
 def _check_operation(operation: object, max_query_bytes: int) -> None:
