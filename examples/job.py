@@ -2,7 +2,7 @@
 Location), then read until it has ended, as an integrator's script would. With `[store] url`
 set, any process reads it, and a `gqlbatch worker` that dies mid-job is replaced by another.
 
-    pip install "gqlbatch[examples]"   # gql and requests: `pip install ".[examples]"` here
+    .venv/bin/pip install ".[examples]"   # gql and requests, from the checkout's root
     python examples/job.py [http://127.0.0.1:8000/batch]
 """
 

@@ -1,7 +1,7 @@
 """A plain REST batch with `requests`: GET an item and POST a new one in one round trip, the
 way Microsoft Graph's JSON batching does it; the second item reads the first one's id.
 
-    pip install "gqlbatch[examples]"   # gql and requests: `pip install ".[examples]"` here
+    .venv/bin/pip install ".[examples]"   # gql and requests, from the checkout's root
     python examples/rest_batch.py [http://127.0.0.1:8000/batch]
 """
 

@@ -4,7 +4,7 @@ Runs against `gqlbatch demo` (or any gqlbatch in front of the demo's sample API)
 client. The query text is constant and the data travels in variables, so servers can cache the
 parsed query.
 
-    pip install "gqlbatch[examples]"   # gql and requests: `pip install ".[examples]"` here
+    .venv/bin/pip install ".[examples]"   # gql and requests, from the checkout's root
     python examples/screen.py [http://127.0.0.1:8000/graphql]
 """
 

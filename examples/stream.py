@@ -1,7 +1,7 @@
 """A streamed batch: each item's result arrives the moment it is final, over a websocket
 subscription (gql). The slow item does not hold back the fast ones.
 
-    pip install "gqlbatch[examples]"   # gql and requests: `pip install ".[examples]"` here
+    .venv/bin/pip install ".[examples]"   # gql and requests, from the checkout's root
     python examples/stream.py [http://127.0.0.1:8000/graphql]
 """
 

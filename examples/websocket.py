@@ -1,7 +1,7 @@
 """Batches over one websocket, the way a long-lived app talks to the gateway: `gql` over the
 legacy graphql-ws protocol (its default) or graphql-transport-ws, on the same /graphql URL.
 
-    pip install "gqlbatch[examples]"   # gql and requests: `pip install ".[examples]"` here
+    .venv/bin/pip install ".[examples]"   # gql and requests, from the checkout's root
     python examples/websocket.py [http://127.0.0.1:8000/graphql] [graphql-transport-ws]
 """
 

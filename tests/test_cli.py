@@ -7,6 +7,7 @@ import collections
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest

@@ -12,6 +12,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from gqlbatch import create_app, running
 from gqlbatch.core.openapi import Contract
 from gqlbatch.doors.graphql.schema import answer_types, build_schema, possible_types
-from gqlbatch.ops.cli import demo_settings, main
+from gqlbatch.ops.cli import demo_settings
 from gqlbatch.ops.demo import openapi_document
 from tests.npm import npm_packages
 
@@ -127,10 +128,19 @@ def test_the_typed_screen_example_compiles_and_refuses_a_typo(tmp_path: Path) ->
     """examples/typed-screen as its README runs it: the schema with the demo's OpenAPI types,
     codegen, then tsc. Reading `nmae` on the User its document describes does not compile."""
     cache = npm_packages("codegen", why="run GraphQL Code Generator")
-    work = tmp_path / "typed-screen"
+    # Laid out as a checkout after the README's install: examples/typed-screen, and .venv
+    # two levels up, whose gqlbatch `npm run schema` runs (issue 27: it needed the venv on
+    # PATH).
+    work = tmp_path / "examples" / "typed-screen"
     shutil.copytree(TYPED_SCREEN, work, ignore=shutil.ignore_patterns("node_modules", "gql"))
     (work / "node_modules").symlink_to(cache / "node_modules")
-    assert main(["export-schema", "--demo", "-o", str(work / "schema.graphql")]) == 0
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "gqlbatch").symlink_to(Path(sys.executable).parent / "gqlbatch")
+    schema = subprocess.run(
+        ["npm", "run", "schema"], cwd=work, capture_output=True, text=True, timeout=120
+    )
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    assert "type User {" in (work / "schema.graphql").read_text()
     run = _runner(cache, work)
 
     generated = run("graphql-codegen", "--config", "codegen.ts")

@@ -1,10 +1,10 @@
 // The README's screen. Its answers are typed by the sample API's OpenAPI document: `data` is a
 // User, a PostList, a CommentListEach, and TypeScript checks every field the screen reads.
 import { graphql } from "./gql";
-import type { ScreenMutation } from "./gql/graphql";
+import type { ScreenQuery } from "./gql/graphql";
 
 export const Screen = graphql(`
-  mutation Screen {
+  query Screen {
     batch(requests: [
       {requestId: "user", path: "/users/1"}
       {requestId: "posts", path: "/posts", query: {userId: "{resultOf(user).id}"}}
@@ -31,7 +31,7 @@ export const Screen = graphql(`
   fragment Threads on CommentListEach { items { items { postId body } } }
 `);
 
-type Batch = NonNullable<ScreenMutation["batch"]>;
+type Batch = NonNullable<ScreenQuery["batch"]>;
 
 export function userLine(batch: Batch): string {
   const user = batch.user;
