@@ -309,3 +309,20 @@ async def test_the_gateway_serves_the_possible_types_of_the_schema_it_serves(
     answer = await gateway.get("/possible-types.json")
     assert answer.status == 200 and answer.content_type == "application/json"
     assert (await answer.json())["ItemResult"] == ["Succeeded", "Failed", "Skipped", "Cancelled"]
+
+
+def test_the_demo_honours_the_variables_its_help_names(capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 27: the README's demo line did not say that these reach it.
+    from gqlbatch.ops.cli import demo_settings
+
+    env = {
+        "GQLBATCH_GRAPHIQL__ASSETS_DIR": "/var/lib/gqlbatch/graphiql",
+        "GQLBATCH_CORS__ORIGINS": '["http://localhost:5173"]',
+    }
+    settings = demo_settings("http://127.0.0.1:9", env)
+    assert settings.graphiql_assets_dir == "/var/lib/gqlbatch/graphiql"
+    assert settings.cors.origins == ("http://localhost:5173",)
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert all(name in shown for name in env)

@@ -157,6 +157,7 @@ def create_app(
     app[GRAPHQL] = door = GraphQLDoor(settings, persisted)
     app.router.add_route("*", "/graphql", door.handle, expect_handler=expect)
     app.router.add_get("/possible-types.json", door.possible_types)
+    app.router.add_get("/graphcache-keys.json", door.cache_keys)
     for path in (*REST_DOORS, *settings.batch_paths):
         app.router.add_post(path, _rest_batch, expect_handler=expect)
         # The Aspose SDK PUTs its multipart batches.

@@ -95,7 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_loop_arg(worker)
     worker.set_defaults(run=_worker)
 
-    demo = commands.add_parser("demo", help="serve in front of a built-in sample REST API")
+    demo = commands.add_parser(
+        "demo",
+        help="serve in front of a built-in sample REST API",
+        description="Serve in front of a built-in sample REST API. The demo honours the "
+        "GQLBATCH_* variables serve does, such as GQLBATCH_GRAPHIQL__ASSETS_DIR=DIR (GraphiQL "
+        "from files fetched by `gqlbatch graphiql --download DIR`) and "
+        "GQLBATCH_CORS__ORIGINS='[\"http://localhost:5173\"]' (a page on another origin).",
+    )
     _add_log_args(demo, log_format="text")
     _add_listen_args(demo)
     _add_loop_arg(demo)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeGuard, cast
 
@@ -29,6 +29,7 @@ from gqlbatch.doors.graphql.persisted import PersistedQueries, PersistedQueryRef
 from gqlbatch.doors.graphql.schema import (
     answer_types,
     build_schema,
+    cache_keys,
     documented_ids,
     possible_types,
 )
@@ -264,8 +265,8 @@ class GraphQLDoor:
         self._settings = settings
         self._persisted = persisted
         self.view = BatchView(settings=settings, persisted=persisted)
-        self._typed_view: BatchView | None = None
-        self._possible = b""
+        self._mapped_view: BatchView | None = None
+        self._maps: dict[Callable[[Schema], object], bytes] = {}
 
     def type_answers(self, contracts: Mapping[str, Contract]) -> None:
         """Serve the schema with the types of the answers *contracts* describe."""
@@ -277,12 +278,24 @@ class GraphQLDoor:
 
     async def possible_types(self, request: web.Request) -> web.Response:
         """`GET /possible-types.json`: Apollo Client's `possibleTypes` for the schema served
-        now (with the answers' types), worked out once per schema."""
+        now (with the answers' types)."""
+        return self._cache_map(possible_types)
+
+    async def cache_keys(self, request: web.Request) -> web.Response:
+        """`GET /graphcache-keys.json`: each object type's key field (or null), for urql's
+        graphcache `keys`, for the schema served now."""
+        return self._cache_map(cache_keys)
+
+    def _cache_map(self, make: Callable[[Schema], object]) -> web.Response:
+        # Worked out once per schema: the view changes once, when the answers are typed.
         view = self.view
-        if view is not self._typed_view:
-            self._possible = json.dumps(possible_types(cast(Schema, view.schema))).encode()
-            self._typed_view = view
-        return web.Response(body=self._possible, content_type="application/json")
+        if view is not self._mapped_view:
+            self._maps.clear()
+            self._mapped_view = view
+        body = self._maps.get(make)
+        if body is None:
+            body = self._maps[make] = json.dumps(make(cast(Schema, view.schema))).encode()
+        return web.Response(body=body, content_type="application/json")
 
 
 def _check_operation(operation: object, max_query_bytes: int) -> None:
