@@ -174,7 +174,7 @@ async def test_the_playground_draws_a_bar_per_item(
     # The demo's upstream has an OpenAPI document: the user is shown as its type, field by field.
     await bars.nth(0).click()
     detail = await page.locator("#detail").text_content()
-    assert detail.startswith('data: User\n  id: Int! = 1\n  name: String = "Ada"\n'), detail
+    assert detail.startswith('data: User\n  id: ID! = 1\n  name: String = "Ada"\n'), detail
     await page.screenshot(path=str(tmp_path / "playground.png"), full_page=True)
     assert (tmp_path / "playground.png").stat().st_size > 10_000
     assert errors == []  # nothing blocked by its Content-Security-Policy, no script error

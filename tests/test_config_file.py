@@ -265,7 +265,8 @@ def test_every_setting_has_its_key_in_the_file_and_the_same_type() -> None:
         "cors",
         "store_url",  # [store] url
         "door_options",  # [doors.*]
-        *c._DOOR_PATHS,  # [doors] batch_paths
+        *c._DOOR_PATHS,  # [doors] batch_paths, operations_paths
+        "operations",  # [operations.NAME]
         "upstreams",
     }
     fields = {f.name for f in dataclasses.fields(Settings) if f.init}

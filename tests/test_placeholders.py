@@ -405,7 +405,8 @@ def _compiled_reference(value: Any, where: str, errors: list[tuple[str, str]]) -
         except TemplateSyntaxError as exc:
             errors.append((where, str(exc)))
             return value
-        return template if template.refs else value
+        # Without a placeholder, the literal the text stands for (an escape undone).
+        return template if template.refs else "".join(str(p) for p in template.parts)
     if isinstance(value, list):
         return [_compiled_reference(v, f"{where}[{i}]", errors) for i, v in enumerate(value)]
     if isinstance(value, dict):
@@ -458,3 +459,18 @@ def test_compiling_a_body_skips_only_what_cannot_hold_a_placeholder(value: Any) 
     assert list(json_references(compiled)) == list(
         json_references(_compiled_reference(value, "body", []))
     )
+
+
+def test_an_escaped_body_string_is_sent_as_the_literal_it_stands_for() -> None:
+    # Issue 27 found it: "{{resultOf(a)}" in a body was sent with its doubled brace; the
+    # grammar's escape stands for "{resultOf(a)}", as it does in a path.
+    from gqlbatch.core.placeholders import compile_json
+
+    errors: list[tuple[str, str]] = []
+    body = {"text": "{{resultOf(a)}", "kept": "{ plain }", "list": ["{{item}}"]}
+    assert compile_json(body, "body", errors) == {
+        "text": "{resultOf(a)}",
+        "kept": "{ plain }",
+        "list": ["{item}"],
+    }
+    assert errors == []

@@ -20,7 +20,7 @@ from gqlbatch.core.types import JSON
 from gqlbatch.core.upstream_settings import RouteCompensation, UpstreamSettings
 from gqlbatch.core.wire import SAFE_METHODS
 
-__all__ = ["with_compensations"]
+__all__ = ["with_compensations", "written_for"]
 
 _RESULT = re.compile(r"\{result(?=[.\[}])")
 _PARAM = re.compile(r"\{param\.([A-Za-z0-9_]+)\}")
@@ -82,19 +82,20 @@ def _with_route_compensation(
         where = f"upstreams.{item.upstream}.compensate {route.match!r}: {message}"
         problems.append(Problem(code, where, item.request_id, item.index, field))
 
-    undo = _for_item(route.undo, item.request_id, params)
+    undo = written_for(route.undo, item.request_id, params)
     compensate = read_compensate(undo, item.request_id, item.upstream, rules, add)
     return dataclasses.replace(item, compensate=compensate)
 
 
-def _for_item(value: JSON, request_id: str, params: Mapping[str, str]) -> JSON:
-    """The route's compensation written for one item: `{result...}` reads its result, and
-    `{param.name}` is the path segment its route matched (a placeholder there stays one)."""
+def written_for(value: JSON, request_id: str, params: Mapping[str, str]) -> JSON:
+    """A configured compensation written for one item: `{result...}` reads its result, and
+    `{param.name}` is the path segment its route matched (a placeholder there stays one);
+    other text is left as it is."""
     if isinstance(value, str):
         text = _RESULT.sub(f"{{resultOf({request_id})", value)
-        return _PARAM.sub(lambda m: params[m[1]], text)
+        return _PARAM.sub(lambda m: params.get(m[1], m[0]), text)
     if isinstance(value, Mapping):
-        return {k: _for_item(v, request_id, params) for k, v in value.items()}
+        return {k: written_for(v, request_id, params) for k, v in value.items()}
     if isinstance(value, list):
-        return [_for_item(v, request_id, params) for v in value]
+        return [written_for(v, request_id, params) for v in value]
     return value

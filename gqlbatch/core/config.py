@@ -13,6 +13,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from gqlbatch.core.errors import ConfigError
+from gqlbatch.core.operation_settings import NamedOperation
 from gqlbatch.core.upstream_settings import (
     RetrySettings,
     UpstreamSettings,
@@ -244,6 +245,10 @@ class Settings:
             matches one segment (`/v4.0/words/batch`, the Aspose SDK's; UCWA's
             `/ucwa/oauth/v1/applications/{app}/batch`), so that clients that post to their
             own service's path need no rewriting proxy.
+        operations: named operations for Slides-style `batchUpdate` requests (POST
+            /batchUpdate and `operations_paths`), by name.
+        operations_paths: more paths that answer exactly like /batchUpdate; a `{name}`
+            segment is readable in the operations as `{param.name}`.
     """
 
     upstreams: Mapping[str, UpstreamSettings]
@@ -290,6 +295,8 @@ class Settings:
     introspection: bool = True
     door_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     batch_paths: tuple[str, ...] = ()
+    operations: Mapping[str, NamedOperation] = field(default_factory=dict)
+    operations_paths: tuple[str, ...] = ()
     cors: CorsSettings = field(default_factory=CorsSettings)
     persisted_queries: bool = True
     persisted_queries_max_bytes: int = 16 * 1024 * 1024
@@ -325,10 +332,18 @@ class Settings:
         check_positive(
             "persisted_queries", self, _PERSISTED_QUERY_FIELDS, attr="persisted_queries_"
         )
-        for pattern in self.batch_paths:
-            problem = _door_path_problem(pattern)
-            if problem:
-                raise ConfigError(f"doors.batch_paths: {pattern!r} {problem}")
+        for key in ("batch_paths", "operations_paths"):
+            for pattern in getattr(self, key):
+                problem = _door_path_problem(pattern)
+                if problem:
+                    raise ConfigError(f"doors.{key}: {pattern!r} {problem}")
+        for name, operation in self.operations.items():
+            if operation.upstream is not None and operation.upstream not in self.upstreams:
+                raise ConfigError(
+                    f"operations.{name}.upstream {operation.upstream!r} is not an upstream"
+                )
+            if operation.upstream is None and self.default_upstream() is None:
+                raise ConfigError(f"operations.{name}.upstream is needed: there are several")
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)
@@ -360,7 +375,7 @@ class Settings:
 
 
 _DOOR_SEGMENT = re.compile(r"^(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._~!$&'()*+,;=:@-]+)$")
-_DOORS_BUILT_IN = frozenset({"/batch", "/$batch", "/graphql"})
+_DOORS_BUILT_IN = frozenset({"/batch", "/$batch", "/graphql", "/batchupdate"})
 
 
 def _door_path_problem(pattern: str) -> str | None:

@@ -385,7 +385,12 @@ def _compiled(value: JSON, at: tuple[str | int, ...], errors: list[tuple[str, st
         except TemplateSyntaxError as exc:
             errors.append((_written(at), str(exc)))
             return value
-        return template if template.refs else value
+        if template.refs:
+            return template
+        # No placeholder, but an escape (`{{resultOf(x)}`): the literal it stands for. Sent
+        # as written, the body carried the doubled brace the docs promise to take away.
+        literal = "".join(part for part in template.parts if isinstance(part, str))
+        return value if literal == value else literal
     if isinstance(value, list):
         changed: dict[int, JSON] = {}
         for i, inner in enumerate(value):

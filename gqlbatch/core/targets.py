@@ -35,7 +35,7 @@ _UNSAFE_CHARS = re.compile(r"[\x00-\x20\x7f\\#]")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _MALFORMED_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _DOT_SEGMENTS = frozenset({".", ".."})
-_BATCH_PATHS = frozenset({"/batch", "/$batch", "/graphql"})
+_BATCH_PATHS = frozenset({"/batch", "/$batch", "/graphql", "/batchupdate"})
 _FORBIDDEN_HEADERS = FRAMING_HEADERS | HOP_BY_HOP_HEADERS | {"host"}
 # Headers that common frameworks and proxies read as "the real method, URL or host": one of
 # them turns a read-only GET into a DELETE, or a request for one path into one for another.

@@ -23,6 +23,7 @@ from gqlbatch.core.errors import (
     ErrorCode,
     Problem,
 )
+from gqlbatch.doors.batch_update import OPERATIONS_DOOR, batch_update
 from gqlbatch.doors.caching import install_compression
 from gqlbatch.doors.cors import install_cors
 from gqlbatch.doors.documents import load_contracts
@@ -164,6 +165,8 @@ def create_app(
         app.router.add_put(path, _rest_batch, expect_handler=expect)
         app.router.add_get(path + "/jobs/{id}", read_job)
         app.router.add_delete(path + "/jobs/{id}", cancel_job)
+    for path in (OPERATIONS_DOOR, *settings.operations_paths):
+        app.router.add_post(path, batch_update, expect_handler=expect)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/readyz", readyz)

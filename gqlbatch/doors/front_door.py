@@ -14,6 +14,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gqlbatch.core.config import Settings
 from gqlbatch.core.errors import BatchRejected, ErrorCode, mask_internal
 from gqlbatch.core.request_scope import current_request_id
 from gqlbatch.doors.cors import Standing, standing
@@ -40,7 +41,7 @@ log = logging.getLogger("gqlbatch.doors")
 
 REST_DOORS = ("/batch", "/$batch")
 """The REST door's paths: ours, and OData's and Microsoft Graph's."""
-BATCH_DOORS = frozenset({*REST_DOORS, "/graphql"})
+BATCH_DOORS = frozenset({*REST_DOORS, "/graphql", "/batchUpdate"})
 
 
 def rejected(request: web.Request, exc: BatchRejected, status: int | None = None) -> web.Response:
@@ -56,13 +57,14 @@ def rejected(request: web.Request, exc: BatchRejected, status: int | None = None
     return response
 
 
-def _configured_door(request: web.Request, paths: tuple[str, ...]) -> bool:
-    """Whether *request* came to one of the paths `[doors] batch_paths` adds (aiohttp matched
-    its route to the pattern, `{name}` segments and all)."""
-    if not paths:
+def _configured_door(request: web.Request, settings: Settings) -> bool:
+    """Whether *request* came to one of the paths `[doors] batch_paths` and `operations_paths`
+    add (aiohttp matched its route to the pattern, `{name}` segments and all)."""
+    if not settings.batch_paths and not settings.operations_paths:
         return False
     resource = request.match_info.route.resource
-    return resource is not None and resource.canonical in paths
+    canonical = resource.canonical if resource is not None else None
+    return canonical in settings.batch_paths or canonical in settings.operations_paths
 
 
 @web.middleware
@@ -79,7 +81,7 @@ async def front_door(request: web.Request, handler: Handler) -> web.StreamRespon
         if request.method not in _SAFE and standing(request, settings.cors) is Standing.REFUSED:
             return _cross_site(request)
         _check_content_type(request)
-        if request.path in BATCH_DOORS or _configured_door(request, settings.batch_paths):
+        if request.path in BATCH_DOORS or _configured_door(request, settings):
             # One context per request, for either door; a client already at its limit is
             # refused here, before its body is read: refusing must cost less than admitting.
             request[CONTEXT] = ctx = (

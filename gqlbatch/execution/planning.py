@@ -50,7 +50,7 @@ def prepare(
         max_items=settings.max_items,
         max_fanout=settings.max_fanout,
         methods=READ_METHODS if read_only else frozenset(Method),
-        door_paths=settings.batch_paths,
+        door_paths=settings.batch_paths + settings.operations_paths,
     )
     parsed = parse_batch(items, options, rules, known)
     parsed = with_compensations(parsed, settings.upstreams, rules)

@@ -17,6 +17,7 @@ from typing import Any
 
 from gqlbatch.core.config import CorsSettings, Settings
 from gqlbatch.core.errors import ConfigError
+from gqlbatch.core.operation_settings import NamedOperation
 from gqlbatch.core.request import Mode, OnError
 from gqlbatch.core.upstream_settings import (
     BulkRoute,
@@ -43,6 +44,7 @@ _SECTIONS = {
     "jobs",
     "cors",
     "persisted_queries",
+    "operations",
 }
 
 
@@ -73,7 +75,7 @@ def _kinds(cls: type, names: Iterable[str] | None = None, *, prefix: str = "") -
 _RETRIES = _kinds(RetrySettings)
 _DOORS = {"graphql", "json", "multipart"}
 _DOOR_OPTIONS = {"mode": str, "on_error": str, "atomic": bool}
-_DOOR_PATHS = _kinds(Settings, ["batch_paths"])
+_DOOR_PATHS = _kinds(Settings, ["batch_paths", "operations_paths"])
 """[doors] keys beside the doors' tables: more paths for a door."""
 _PERSISTED_FIELDS = {"enabled": "persisted_queries", "trusted_documents": "trusted_documents"}
 _PERSISTED = {
@@ -262,6 +264,11 @@ def _settings(data: dict[str, Any], server: dict[str, Any]) -> Settings:
         if key in doors:
             options[key] = _strings(doors.pop(key), f"doors.{key}", "paths")
     options["door_options"] = {name: _door(name, table) for name, table in doors.items()}
+    operations = _table(
+        data.get("operations"), "operations", dict.fromkeys(data.get("operations") or {}, dict)
+    )
+    if operations:
+        options["operations"] = {n: _operation(n, t) for n, t in operations.items()}
     built = {name: _upstream(name, table) for name, table in upstreams.items()}
     return Settings(upstreams=built, **options)
 
@@ -295,6 +302,21 @@ def _upstream(name: str, table: object) -> UpstreamSettings:
         _route_compensation(route, f"{where}.compensate[{i}]") for i, route in enumerate(undo)
     )
     return UpstreamSettings(name=name, bulk=bulk, compensate=compensate, **values)
+
+
+_OPERATION = {"method": str, "path": str, "upstream": str, "query": dict, "compensate": dict}
+"""[operations.NAME], with `body` beside: any TOML value (a string such as "{args}", a table)."""
+
+
+def _operation(name: str, table: dict[str, Any]) -> NamedOperation:
+    where = f"operations.{name}"
+    body = table.pop("body", None)
+    values = _table(table, where, _OPERATION)
+    if "method" not in values or "path" not in values:
+        raise ConfigError(
+            f"{where} needs method and path, such as method = 'POST', path = '/users'"
+        )
+    return NamedOperation(name=name, body=body, **values)
 
 
 def _route_compensation(route: object, where: str) -> RouteCompensation:
