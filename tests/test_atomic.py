@@ -173,8 +173,8 @@ def test_a_route_compensation_is_written_for_each_item() -> None:
     ("match", "undo", "why"),
     [
         ("/users", {"method": "DELETE", "path": "/x"}, "match is 'METHOD /path'"),
-        ("POST /users", {"path": "/x"}, "method and path"),
-        ("POST /users", {"method": "DELETE"}, "with.path is required"),
+        ("POST /users", {"path": "/x"}, "with needs a method"),
+        ("POST /users", {"method": "DELETE"}, "with needs a path"),
         ("POST /users", {"method": "DELETE", "path": "/u/{param.id}"}, "{param.id}"),
     ],
 )

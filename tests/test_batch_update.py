@@ -144,3 +144,19 @@ async def test_a_door_path_segment_is_a_param_and_arguments_stay_literal(api: An
     user, post = (await answer.json())["replies"]
     assert user["createUser"]["name"] == "{resultOf(r0).id}"  # the client's text, as sent
     assert post["createPost"]["title"] == "Hi (deck d1)"
+
+
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        ({"method": "FETCH", "path": "/users"}, "method must be one of"),
+        ({"method": "POST", "path": "users"}, "path must start with '/'"),
+        ({"method": "POST", "path": "/users", "compensate": {"path": "/u"}}, "needs a method"),
+    ],
+)
+def test_an_operation_that_cannot_work_stops_start_up(values: dict[str, Any], why: str) -> None:
+    from gqlbatch.core.errors import ConfigError
+    from gqlbatch.core.operation_settings import NamedOperation
+
+    with pytest.raises(ConfigError, match=why):
+        NamedOperation(name="createUser", **values)

@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gqlbatch.core.errors import ConfigError
+from gqlbatch.core.upstream_settings import undo_problem
 
 __all__ = ["NamedOperation"]
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
-_UNDO_KEYS = frozenset({"method", "path", "query", "headers", "body"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,10 +49,6 @@ class NamedOperation:
         object.__setattr__(self, "method", self.method.upper())
         if not self.path.startswith("/"):
             raise ConfigError(f"{where}.path must start with '/', such as '/users'")
-        if self.compensate is not None:
-            unknown = sorted(set(self.compensate) - _UNDO_KEYS)
-            if unknown or not isinstance(self.compensate.get("path"), str):
-                raise ConfigError(
-                    f"{where}.compensate is {{method, path, query, headers, body}}, path "
-                    "required" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
-                )
+        problem = undo_problem(self.compensate) if self.compensate is not None else None
+        if problem:
+            raise ConfigError(f"{where}.compensate {problem}")

@@ -20,6 +20,7 @@ __all__ = [
     "RouteCompensation",
     "UpstreamSettings",
     "check_positive",
+    "undo_problem",
     "upstream_flags",
 ]
 
@@ -115,6 +116,19 @@ _METHOD_NAMES = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 _UNDO_KEYS = frozenset({"method", "path", "query", "headers", "body"})
 
 
+def undo_problem(undo: Mapping[str, object]) -> str | None:
+    """Why *undo* cannot be a compensating request, written as an item's `compensate` is
+    (`{method, path, query, headers, body}`, method and path required), or None."""
+    unknown = sorted(set(undo) - _UNDO_KEYS)
+    if unknown:
+        return f"is {{method, path, query, headers, body}} (unknown: {', '.join(unknown)})"
+    if not isinstance(undo.get("method"), str):
+        return "needs a method, such as 'DELETE'"
+    if not isinstance(undo.get("path"), str):
+        return "needs a path, such as '/users/{result.id}'"
+    return None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RouteCompensation:
     """How a write on one route is undone when its item declares no `compensate`: what makes
@@ -137,14 +151,9 @@ class RouteCompensation:
         method, _, path = self.match.partition(" ")
         if method.upper() not in _METHOD_NAMES or not path.startswith("/") or "?" in path:
             raise ConfigError(f"{where}: match is 'METHOD /path', such as 'POST /users'")
-        unknown = sorted(set(self.undo) - _UNDO_KEYS)
-        if unknown or not isinstance(self.undo.get("method"), str):
-            raise ConfigError(
-                f"{where}: with is {{method, path, query, headers, body}}, method and path "
-                f"required" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
-            )
-        if not isinstance(self.undo.get("path"), str):
-            raise ConfigError(f"{where}: with.path is required, such as '/users/{{result.id}}'")
+        problem = undo_problem(self.undo)
+        if problem:
+            raise ConfigError(f"{where}: with {problem}")
         object.__setattr__(self, "method", method.upper())
         object.__setattr__(self, "segments", tuple(path.strip("/").split("/")))
         named = {s[1:-1] for s in self.segments if s.startswith("{") and s.endswith("}")}
