@@ -34,7 +34,7 @@ DEFAULT_HEADER_TIMEOUT_S = 10
 DEFAULT_WRITE_TIMEOUT_S = 10
 DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_FORWARD_HEADERS = ("Authorization", "Accept-Language", "X-Request-Id", "traceparent")
-_LIMIT_FIELDS = (
+LIMITS = (
     "max_items",
     "max_fanout",
     "max_concurrency",
@@ -46,11 +46,8 @@ _LIMIT_FIELDS = (
     "max_query_tokens",
     "max_outstanding_per_client",
     "max_outstanding_total",
+    "max_outstanding_per_address",
     "retry_after_s",
-    "idempotency_ttl_s",
-    "idempotency_max_records",
-    "idempotency_max_bytes",
-    "idempotency_max_record_bytes",
     "max_json_depth",
     "max_query_bytes",
     "max_operations",
@@ -60,7 +57,9 @@ _LIMIT_FIELDS = (
     "max_select_paths",
     "max_checked_values",
     "max_document_check_ms",
-    "max_outstanding_per_address",
+)
+"""The settings of the configuration file's [limits] table: each a positive integer."""
+SERVER_LIMITS = (
     "header_timeout_s",
     "body_timeout_s",
     "write_timeout_s",
@@ -70,6 +69,15 @@ _LIMIT_FIELDS = (
     "ws_idle_timeout_s",
     "ws_init_timeout_s",
     "ws_max_operations",
+)
+"""The positive integers of the [server] table."""
+_LIMIT_FIELDS = (
+    *LIMITS,
+    *SERVER_LIMITS,
+    "idempotency_ttl_s",
+    "idempotency_max_records",
+    "idempotency_max_bytes",
+    "idempotency_max_record_bytes",
 )
 
 

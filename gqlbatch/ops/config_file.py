@@ -15,7 +15,7 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gqlbatch.core.config import CorsSettings, Settings
+from gqlbatch.core.config import LIMITS, SERVER_LIMITS, CorsSettings, Settings
 from gqlbatch.core.errors import ConfigError
 from gqlbatch.core.operation_settings import NamedOperation
 from gqlbatch.core.request import Mode, OnError
@@ -91,49 +91,9 @@ _LISTEN = ("host", "port")  # for the CLI; the rest of [server] are Settings
 _SERVER = {
     "host": str,
     "port": int,
-    **_kinds(
-        Settings,
-        [
-            "header_timeout_s",
-            "body_timeout_s",
-            "write_timeout_s",
-            "max_connections",
-            "ws_max_per_client",
-            "ws_max_per_address",
-            "ws_idle_timeout_s",
-            "ws_init_timeout_s",
-            "ws_max_operations",
-            "trusted_proxies",
-        ],
-    ),
+    **_kinds(Settings, [*SERVER_LIMITS, "trusted_proxies"]),
 }
-_LIMITS = _kinds(
-    Settings,
-    [
-        "max_items",
-        "max_fanout",
-        "max_concurrency",
-        "batch_timeout_ms",
-        "max_response_bytes",
-        "max_request_bytes",
-        "max_query_depth",
-        "max_query_aliases",
-        "max_query_tokens",
-        "max_outstanding_per_client",
-        "max_outstanding_total",
-        "max_outstanding_per_address",
-        "retry_after_s",
-        "max_json_depth",
-        "max_query_bytes",
-        "max_operations",
-        "max_rendered_call_bytes",
-        "max_rendered_batch_bytes",
-        "max_batch_response_bytes",
-        "max_select_paths",
-        "max_checked_values",
-        "max_document_check_ms",
-    ],
-)
+_LIMITS = _kinds(Settings, LIMITS)
 _UPSTREAM = {key: kind for key, kind in _kinds(UpstreamSettings).items() if key != "name"}
 _BULK = _kinds(BulkRoute)
 _COMPENSATE_ROUTE = {"match": str, "with": dict}
