@@ -20,6 +20,7 @@ from gqlbatch.doors.graphql.compiled import rejection
 from gqlbatch.doors.graphql.context import Context
 from gqlbatch.doors.graphql.inputs import BatchOptionsInput, SubRequestInput, plain_input
 from gqlbatch.doors.graphql.results import (
+    ROLLED_BACK,
     BatchResult,
     BatchStatsType,
     Cancelled,
@@ -171,10 +172,7 @@ def _jobs(ctx: Context) -> Jobs:
 @strawberry.type(description="The end of a streamed batch: what it cost, and how it ended.")
 class BatchDone:
     stats: BatchStatsType
-    rolled_back: bool = strawberry.field(
-        description="True when an atomic batch or an atomicity group failed and its succeeded "
-        "items were compensated."
-    )
+    rolled_back: bool = strawberry.field(description=ROLLED_BACK)
     replayed: bool = strawberry.field(
         description="True when this is the stored result of an earlier request with the same "
         "Idempotency-Key header."

@@ -195,14 +195,18 @@ class BatchStatsType:
     )
 
 
+ROLLED_BACK = (
+    "True when an atomic batch or an atomicity group failed and its succeeded items were "
+    "compensated."
+)
+"""`rolledBack`, on a batch's result and on a streamed batch's end alike."""
+
+
 @strawberry.type(description="One result per sub-request, in the order they were sent.")
 class BatchResult:
     items: list[ItemResultType]
     stats: BatchStatsType
-    rolled_back: bool = strawberry.field(
-        description="True when an atomic batch or an atomicity group failed and its succeeded "
-        "items were compensated."
-    )
+    rolled_back: bool = strawberry.field(description=ROLLED_BACK)
     replayed: bool = strawberry.field(
         description="True when this is the stored result of an earlier request with the same "
         "Idempotency-Key header; nothing was sent upstream again."
